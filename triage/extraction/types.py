@@ -1,0 +1,80 @@
+"""Values the extraction room returns: one record per LLM call and the final result.
+
+The room knows nothing of Celery or the database: callers persist :class:`Attempt` records
+and decide what to do with an :class:`ExtractionResult` or an :class:`APIError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Outcome = Literal["valid", "invalid", "unparseable", "truncated", "api_error"]
+
+
+@dataclass
+class Attempt:
+    """One call to the LLM, as it happened."""
+
+    n: int
+    model: str
+    outcome: Outcome
+    raw_output: str | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    latency_ms: int | None = None
+    max_completion_tokens: int | None = None
+    status_code: int | None = None
+
+
+@dataclass
+class ExtractionResult:
+    """What an extractor produced for one conversation.
+
+    ``ticket`` holds only schema fields and is valid, or is ``None`` with ``failure_reason``
+    saying why (e.g. ``invalid_after_attempts``). ``attempts`` are the calls made in this run.
+    """
+
+    extractor: Literal["llm", "rules"]
+    ticket: dict[str, Any] | None
+    attempts: list[Attempt] = field(default_factory=list)
+    failure_reason: str | None = None
+    failure_detail: str | None = None
+    model: str | None = None
+    schema_version: str | None = None
+    prompt_version: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.ticket is not None
+
+
+class APIError(Exception):
+    """The API call failed.
+
+    ``attempts`` are the calls made by the raising ``extract()`` (or ``complete()``) call, the
+    failed one last, so the caller can store them before retrying or falling back.
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, attempts: list[Attempt], *, status_code: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class RetryableAPIError(APIError):
+    """429, 500, 503, other 5xx, timeouts, connection errors: try again later."""
+
+    retryable = True
+
+
+class FatalAPIError(APIError):
+    """400, 401, 402, 403, 404, 421 and other 4xx: retrying will not help."""

@@ -1,0 +1,201 @@
+"""One typed settings object, built from environment variables and ``config/`` files.
+
+Sources, lowest priority first:
+
+1. the defaults below;
+2. the TOML file named by ``TRIAGE_CONFIG`` (default ``config/triage.toml``);
+3. the environment variables listed in :data:`ENV_KEYS`.
+
+Any bad value stops start-up with :class:`SettingsError`, naming the key and the value::
+
+    >>> load_settings({"TRIAGE_EXTRACTOR": "magic"})
+    Traceback (most recent call last):
+    ...
+    triage.settings.SettingsError: TRIAGE_EXTRACTOR='magic': Input should be 'llm' or 'rules'
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_CONFIG_PATH = Path("config/triage.toml")
+VAR_DIR = Path("var")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the key and what to do."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SchemaSettings(_Section):
+    path: Path = Path("config/ticket_schema.json")
+
+
+class ExtractionSettings(_Section):
+    attempts: int = Field(3, ge=1, le=10)
+    max_completion_tokens: int = Field(1024, ge=16)
+    max_completion_tokens_cap: int = Field(4096, ge=16)
+    thinking: bool = False
+    stream: bool = False
+    timeout_seconds: float = Field(60.0, gt=0)
+    temperature: float = Field(0.0, ge=0, le=2)
+
+
+class RetrySettings(_Section):
+    max_retries: int = Field(8, ge=0)
+    backoff_base_seconds: float = Field(2.0, gt=0)
+    backoff_max_seconds: float = Field(300.0, gt=0)
+    retry_after_max_seconds: float = Field(900.0, gt=0)
+
+
+class WorkerSettings(_Section):
+    concurrency: int = Field(4, ge=1)
+    stuck_after_seconds: float = Field(900, gt=0)
+    sweep_interval_seconds: float = Field(60, gt=0)
+    visibility_timeout_seconds: int = Field(3600, gt=0)
+
+
+class RouteTarget(_Section):
+    route: str = Field(min_length=1)
+    priority: str = Field(min_length=1)
+    sla_hours: float = Field(gt=0)
+
+
+class RouteRule(RouteTarget):
+    """Matches when every ``when`` field equals the value (or one of the listed values)."""
+
+    when: dict[str, str | list[str]] = Field(default_factory=dict)
+
+
+class RoutingSettings(_Section):
+    rules: list[RouteRule] = Field(default_factory=list)
+    fallback: RouteTarget = RouteTarget(route="manual-review", priority="P2", sla_hours=4)
+
+
+def _default_sqlite(name: str) -> str:
+    return f"sqlite:///{VAR_DIR / name}"
+
+
+class Settings(_Section):
+    """Everything triage reads at start-up. Build it with :func:`load_settings`."""
+
+    database_url: str = Field(default_factory=lambda: _default_sqlite("triage.sqlite3"))
+    broker_url: str = Field(default_factory=lambda: "sqla+" + _default_sqlite("broker.sqlite3"))
+    mimo_api_key: SecretStr | None = None
+    mimo_base_url: str = "https://api.xiaomimimo.com/v1"
+    model: str = "mimo-v2-flash"
+    extractor: Literal["llm", "rules"] = "llm"
+    config_path: Path = DEFAULT_CONFIG_PATH
+    schema_: SchemaSettings = Field(default_factory=SchemaSettings, alias="schema")
+    extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+
+    @field_validator("mimo_api_key")
+    @classmethod
+    def _blank_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @property
+    def schema_path(self) -> Path:
+        return self.schema_.path
+
+    def require_llm_ready(self) -> None:
+        """Refuse to run LLM work without a key; the message says how to fix it."""
+        if self.extractor == "llm" and self.mimo_api_key is None:
+            raise SettingsError(
+                "MIMO_API_KEY is not set but TRIAGE_EXTRACTOR=llm: set MIMO_API_KEY to your "
+                "MiMo key, or set TRIAGE_EXTRACTOR=rules to use the offline rules extractor"
+            )
+
+
+#: Environment variable -> dotted settings key it overrides.
+ENV_KEYS: dict[str, str] = {
+    "TRIAGE_DATABASE_URL": "database_url",
+    "TRIAGE_BROKER_URL": "broker_url",
+    "MIMO_API_KEY": "mimo_api_key",
+    "MIMO_BASE_URL": "mimo_base_url",
+    "TRIAGE_MODEL": "model",
+    "TRIAGE_EXTRACTOR": "extractor",
+    "TRIAGE_CONCURRENCY": "worker.concurrency",
+}
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: object) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    schema = data.get("schema")
+    if isinstance(schema, dict) and isinstance(schema.get("path"), str):
+        schema["path"] = str(base / schema["path"])
+
+
+def _describe(loc: tuple[int | str, ...], sources: dict[str, str], config_path: Path) -> str:
+    dotted = ".".join(str(part) for part in loc)
+    for env_name, key in sources.items():
+        if dotted == key or dotted.startswith(key + "."):
+            return env_name
+    return f"{config_path}: {dotted}"
+
+
+def _lookup(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> object:
+    node: Any = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings from ``environ`` (default ``os.environ``).
+
+    >>> load_settings({"TRIAGE_EXTRACTOR": "rules"}).extractor
+    'rules'
+    """
+    env = os.environ if environ is None else environ
+    config_path = Path(env.get("TRIAGE_CONFIG") or DEFAULT_CONFIG_PATH)
+    data: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"TRIAGE_CONFIG={str(config_path)!r}: not valid TOML: {exc}") from exc
+        _resolve_paths(data, config_path.parent)
+    elif "TRIAGE_CONFIG" in env:
+        raise SettingsError(f"TRIAGE_CONFIG={str(config_path)!r}: no such file")
+    data["config_path"] = config_path
+
+    used: dict[str, str] = {}
+    for env_name, key in ENV_KEYS.items():
+        if env_name in env:
+            _set_dotted(data, key, env[env_name])
+            used[env_name] = key
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = _describe(error["loc"], used, config_path)
+            value = _lookup(data, error["loc"])
+            shown = "" if value is None else f"={value!r}"
+            problems.append(f"{where}{shown}: {error['msg']}")
+        raise SettingsError("; ".join(problems)) from None
