@@ -4,7 +4,8 @@ Sources, lowest priority first:
 
 1. the defaults below;
 2. the TOML file named by ``TRIAGE_CONFIG`` (default ``config/triage.toml``);
-3. the environment variables listed in :data:`ENV_KEYS`.
+3. the environment variables listed in :data:`ENV_KEYS`, and any ``TRIAGE__SECTION__KEY``
+   variable, which sets ``key`` in ``[section]`` (e.g. ``TRIAGE__RETRY__MAX_RETRIES=3``).
 
 Any bad value stops start-up with :class:`SettingsError`, naming the key and the value::
 
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_PATH = Path("config/triage.toml")
 VAR_DIR = Path("var")
@@ -108,6 +109,18 @@ class Settings(_Section):
             return None
         return value
 
+    @model_validator(mode="after")
+    def _visibility_outlasts_waits(self) -> Settings:
+        longest_wait = max(self.retry.backoff_max_seconds, self.retry.retry_after_max_seconds)
+        longest_task = self.extraction.attempts * self.extraction.timeout_seconds
+        if self.worker.visibility_timeout_seconds <= longest_wait + longest_task:
+            raise ValueError(
+                f"worker.visibility_timeout_seconds={self.worker.visibility_timeout_seconds} must be above the "
+                f"longest retry wait plus the longest task ({longest_wait + longest_task:.0f}s), or Redis "
+                "redelivers messages that are still waiting"
+            )
+        return self
+
     @property
     def schema_path(self) -> Path:
         return self.schema_.path
@@ -133,11 +146,16 @@ ENV_KEYS: dict[str, str] = {
 }
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: object) -> None:
+NESTED_PREFIX = "TRIAGE__"
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: object, env_name: str) -> None:
     *parents, leaf = dotted.split(".")
     node = data
     for part in parents:
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SettingsError(f"{env_name}: {part!r} is not a section of the settings")
     node[leaf] = value
 
 
@@ -150,7 +168,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 def _describe(loc: tuple[int | str, ...], sources: dict[str, str], config_path: Path) -> str:
     dotted = ".".join(str(part) for part in loc)
     for env_name, key in sources.items():
-        if dotted == key or dotted.startswith(key + "."):
+        if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
             return env_name
     return f"{config_path}: {dotted}"
 
@@ -185,15 +203,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     data["config_path"] = config_path
 
     used: dict[str, str] = {}
-    for env_name, key in ENV_KEYS.items():
+    overrides = {name: name[len(NESTED_PREFIX):].lower().replace("__", ".")
+                 for name in env if name.startswith(NESTED_PREFIX)}
+    for env_name, key in {**overrides, **ENV_KEYS}.items():
         if env_name in env:
-            _set_dotted(data, key, env[env_name])
+            _set_dotted(data, key, env[env_name], env_name)
             used[env_name] = key
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
+            if not error["loc"]:  # a check across several keys: its message names them
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
+                continue
             where = _describe(error["loc"], used, config_path)
             value = _lookup(data, error["loc"])
             shown = "" if value is None else f"={value!r}"

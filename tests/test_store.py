@@ -1,0 +1,106 @@
+"""Storage on SQLite and PostgreSQL: migrations, idempotent submit, claims and the stuck sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic import command
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.conversation import Conversation
+from triage.extraction.types import Attempt as AttemptRecord
+from triage.extraction.types import ExtractionResult
+from triage.routing import RouteDecision
+from triage.store import service
+from triage.store.db import alembic_config, make_engine, make_sessionmaker, upgrade
+from triage.store.models import Ticket
+
+DECISION = RouteDecision("general-inquiries", "P3", datetime(2026, 1, 1, tzinfo=UTC), True)
+RESULT = ExtractionResult("llm", {"problem_type": "consult", "device_model": None, "urgent_level": "low",
+                                  "user_requirements": []},
+                          [AttemptRecord(n=1, model="m", outcome="valid", raw_output="{}")], model="m")
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def test_migrations_match_the_models(database_url: str) -> None:
+    config = alembic_config(database_url)
+    command.upgrade(config, "head")
+    command.check(config)  # raises when autogenerate would produce a migration
+    command.downgrade(config, "base")
+    command.upgrade(config, "head")
+
+
+def _submit(sessions: sessionmaker[Session], external_id: str = "A-1") -> service.SubmitOutcome:
+    return service.submit_conversation(sessions, "shop", external_id, Conversation.from_text("Wi-Fi 断了"))
+
+
+def test_same_source_and_id_returns_the_existing_ticket(sessions: sessionmaker[Session]) -> None:
+    first = _submit(sessions)
+    again = _submit(sessions)
+    assert first.created and not again.created
+    assert again.ticket_id == first.ticket_id and again.status == "queued"
+    assert len(service.list_tickets(sessions)) == 1
+
+
+def test_concurrent_duplicate_submits_make_one_ticket(sessions: sessionmaker[Session]) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: _submit(sessions, "RACE"), range(16)))
+    assert len({o.ticket_id for o in outcomes}) == 1
+    assert sum(o.created for o in outcomes) == 1
+
+
+def test_a_claimed_ticket_cannot_be_claimed_again_until_its_lease_ends(sessions: sessionmaker[Session]) -> None:
+    ticket_id = _submit(sessions).ticket_id
+    claim = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
+    assert claim is not None and claim.conversation.customer_text() == "Wi-Fi 断了"
+    assert service.claim_for_extraction(sessions, ticket_id, lease_seconds=60) is None
+    with sessions.begin() as session:
+        session.execute(update(Ticket).values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
+    takeover = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
+    assert takeover is not None
+    assert not service.finish_routed(sessions, claim, RESULT, DECISION), "a stale claim must not write"
+    assert service.finish_routed(sessions, takeover, RESULT, DECISION)
+
+
+def test_a_finished_ticket_is_never_extracted_again(sessions: sessionmaker[Session]) -> None:
+    ticket_id = _submit(sessions).ticket_id
+    claim = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
+    assert claim is not None and service.finish_routed(sessions, claim, RESULT, DECISION)
+    assert service.claim_for_extraction(sessions, ticket_id, lease_seconds=60) is None
+    assert service.claim_for_fallback(sessions, ticket_id, lease_seconds=60) is None
+    view = service.list_tickets(sessions)[0]
+    assert (view.status, view.route, view.attempts) == ("routed", "general-inquiries", 1)
+
+
+def test_retry_release_keeps_the_attempts_for_the_next_claim(sessions: sessionmaker[Session]) -> None:
+    ticket_id = _submit(sessions).ticket_id
+    claim = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
+    assert claim is not None
+    failed = AttemptRecord(n=1, model="m", outcome="api_error", status_code=503, error="overloaded")
+    assert service.release_for_retry(sessions, claim, [failed], countdown=5)
+    again = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
+    assert again is not None and [a.status_code for a in again.prior_attempts] == [503]
+
+
+def test_stuck_tickets_are_handed_out_once_per_threshold(sessions: sessionmaker[Session]) -> None:
+    stuck_id = _submit(sessions, "STUCK").ticket_id
+    _submit(sessions, "FRESH")
+    with sessions.begin() as session:
+        session.execute(update(Ticket).where(Ticket.id == stuck_id)
+                        .values(updated_at=datetime.now(UTC) - timedelta(hours=1)))
+    first = service.requeue_stuck(sessions, timedelta(minutes=10))
+    assert [t.ticket_id for t in first] == [stuck_id]
+    assert service.requeue_stuck(sessions, timedelta(minutes=10)) == []
+    with sessions() as session:
+        assert session.get_one(Ticket, stuck_id).requeue_count == 1
