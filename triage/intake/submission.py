@@ -1,0 +1,83 @@
+"""A submission: one conversation to triage, parsed and checked, with a clear error when bad.
+
+>>> sub = parse_submission({"source": "shop", "external_id": "A-1", "text": "Wi-Fi is down"})
+>>> sub.source, sub.external_id, sub.conversation.customer_text()
+('shop', 'A-1', 'Wi-Fi is down')
+>>> parse_submission({"source": "shop", "text": "hi"})
+Traceback (most recent call last):
+...
+triage.intake.submission.SubmissionError: "external_id" is required and must be a non-empty string
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.conversation import ROLES, Conversation, Message
+from triage.store.service import SubmitOutcome, submit_conversation
+
+
+class SubmissionError(ValueError):
+    """The submission is malformed; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    source: str
+    external_id: str
+    conversation: Conversation
+    customer: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def _required_string(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise SubmissionError(f'"{key}" is required and must be a non-empty string')
+    return value
+
+
+def _messages(data: dict[str, Any]) -> tuple[Message, ...]:
+    if "text" in data and "messages" in data:
+        raise SubmissionError('give either "text" or "messages", not both')
+    if "text" in data:
+        if not isinstance(data["text"], str):
+            raise SubmissionError('"text" must be a string')
+        return (Message("customer", data["text"]),)
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise SubmissionError('"text" (a string) or "messages" (a non-empty list) is required')
+    parsed = []
+    for i, item in enumerate(messages):
+        if not isinstance(item, dict) or item.get("role") not in ROLES or not isinstance(item.get("text"), str):
+            raise SubmissionError(f'messages[{i}] must be {{"role": "customer"|"agent", "text": str}}')
+        parsed.append(Message(item["role"], item["text"]))
+    if not any(m.role == "customer" for m in parsed):
+        raise SubmissionError('"messages" has no customer message')
+    return tuple(parsed)
+
+
+def parse_submission(data: object) -> Submission:
+    """Check one ``{"source", "external_id", "text" | "messages", "customer"?}`` object."""
+    if not isinstance(data, dict):
+        raise SubmissionError("expected a JSON object")
+    source = _required_string(data, "source")
+    external_id = _required_string(data, "external_id")
+    customer = data.get("customer")
+    if customer is not None and not isinstance(customer, dict):
+        raise SubmissionError('"customer" must be an object when given')
+    return Submission(source, external_id, Conversation(_messages(data)), customer, raw=data)
+
+
+def accept(sessions: sessionmaker[Session], submission: Submission,
+           enqueue: Callable[[int], None]) -> SubmitOutcome:
+    """Store the submission, then (after the commit) enqueue its ticket unless it already existed."""
+    outcome = submit_conversation(sessions, submission.source, submission.external_id, submission.conversation,
+                                  customer=submission.customer, raw_payload=submission.raw)
+    if outcome.created:
+        enqueue(outcome.ticket_id)
+    return outcome
