@@ -1,0 +1,209 @@
+"""The MiMo chat client: one call in, one :class:`Completion` out, or a classified error.
+
+Wraps the real ``openai.OpenAI`` client with ``max_retries=0``: retries belong to the caller
+(Celery), which needs to know whether an error is worth retrying and how long the server asked
+it to wait. Every request asks for ``response_format={"type": "json_object"}``, sets
+``max_completion_tokens`` and MiMo's ``thinking`` switch; streaming gives the same
+:class:`Completion` as a plain request.
+
+    client = LLMClient.from_settings(load_settings())
+    completion = client.complete("mimo-v2-flash", messages, max_completion_tokens=1024, n=1)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion
+from openai.types.completion_usage import CompletionUsage
+
+from triage.extraction.types import APIError, Attempt, FatalAPIError, RetryableAPIError
+from triage.settings import ExtractionSettings, Settings, SettingsError
+
+JSON_OBJECT = {"type": "json_object"}
+RATE_LIMITED = 429
+SERVER_ERROR = 500
+MILLISECONDS = 1000
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer from the API: its text, why it stopped, token usage and latency.
+
+    >>> Completion('{"problem_type": "consult"}', "stop", "mimo-v2-flash", latency_ms=840).finish_reason
+    'stop'
+    """
+
+    text: str
+    finish_reason: str | None
+    model: str
+    latency_ms: int
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    reasoning: str | None = None
+
+
+class LLMClient:
+    """The chat-completions client for extraction.
+
+    ``options`` supplies the timeout, ``thinking``, ``stream`` and ``temperature``::
+
+        client = LLMClient("https://api.xiaomimimo.com/v1", "sk-...", ExtractionSettings())
+        client.complete("mimo-v2-flash", [{"role": "user", "content": "..."}], 1024, n=1)
+    """
+
+    def __init__(self, base_url: str, api_key: str, options: ExtractionSettings) -> None:
+        self.options = options
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key,
+                                     timeout=options.timeout_seconds, max_retries=0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LLMClient:
+        """The client for ``settings.mimo_base_url`` with ``MIMO_API_KEY``; fails without a key."""
+        if settings.mimo_api_key is None:
+            raise SettingsError("MIMO_API_KEY is not set: the LLM client needs a MiMo API key")
+        return cls(settings.mimo_base_url, settings.mimo_api_key.get_secret_value(), settings.extraction)
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self._client.close()
+
+    def complete(self, model: str, messages: Sequence[Mapping[str, str]], max_completion_tokens: int,
+                 n: int) -> Completion:
+        """Ask ``model`` once; ``n`` is the attempt number recorded on a raised error's attempt.
+
+        Raises :class:`RetryableAPIError` or :class:`FatalAPIError`, each carrying one
+        ``api_error`` :class:`Attempt`.
+        """
+        request = self._request(model, messages, max_completion_tokens)
+        started = time.monotonic()
+        try:
+            return self._stream(request, started) if self.options.stream else self._create(request, started)
+        except openai.APIError as exc:
+            attempt = Attempt(n=n, model=model, outcome="api_error", error=f"{type(exc).__name__}: {exc}",
+                              latency_ms=_elapsed_ms(started), max_completion_tokens=max_completion_tokens,
+                              status_code=getattr(exc, "status_code", None))
+            raise classify_error(exc, attempt) from exc
+
+    def _request(self, model: str, messages: Sequence[Mapping[str, str]],
+                 max_completion_tokens: int) -> dict[str, Any]:
+        thinking = "enabled" if self.options.thinking else "disabled"
+        request: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages],
+                                   "response_format": JSON_OBJECT,
+                                   "max_completion_tokens": max_completion_tokens,
+                                   "extra_body": {"thinking": {"type": thinking}}}
+        if not self.options.thinking:
+            request["temperature"] = self.options.temperature
+        return request
+
+    def _create(self, request: dict[str, Any], started: float) -> Completion:
+        response: ChatCompletion = self._client.chat.completions.create(**request)
+        choice = response.choices[0]
+        return _completion(text=choice.message.content or "", finish_reason=choice.finish_reason,
+                           model=response.model or request["model"], started=started,
+                           usage=response.usage,
+                           reasoning=getattr(choice.message, "reasoning_content", None))
+
+    def _stream(self, request: dict[str, Any], started: float) -> Completion:
+        text: list[str] = []
+        reasoning: list[str] = []
+        finish_reason: str | None = None
+        usage: CompletionUsage | None = None
+        model = request["model"]
+        with self._client.chat.completions.create(**request, stream=True,
+                                                  stream_options={"include_usage": True}) as stream:
+            for chunk in stream:
+                model = chunk.model or model
+                usage = chunk.usage or usage
+                for choice in chunk.choices[:1]:
+                    text.append(choice.delta.content or "")
+                    reasoning.append(getattr(choice.delta, "reasoning_content", None) or "")
+                    finish_reason = choice.finish_reason or finish_reason
+        return _completion(text="".join(text), finish_reason=finish_reason, model=model, started=started,
+                           usage=usage, reasoning="".join(reasoning) or None)
+
+
+def _completion(*, text: str, finish_reason: str | None, model: str, started: float,
+                usage: CompletionUsage | None, reasoning: str | None) -> Completion:
+    details = usage.completion_tokens_details if usage else None
+    return Completion(text=text, finish_reason=finish_reason, model=model, latency_ms=_elapsed_ms(started),
+                      prompt_tokens=usage.prompt_tokens if usage else None,
+                      completion_tokens=usage.completion_tokens if usage else None,
+                      reasoning_tokens=details.reasoning_tokens if details else None,
+                      reasoning=reasoning)
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * MILLISECONDS)
+
+
+def classify_error(exc: openai.APIError, attempt: Attempt) -> APIError:
+    """Our error for an ``openai`` error: 429 and 5xx, timeouts, connection and stream errors are
+    retryable; every other status (400, 401, 402, 403, 404, 421, ...) is fatal.
+
+    >>> import httpx2
+    >>> timeout = openai.APITimeoutError(httpx2.Request("POST", "http://mimo/v1/chat/completions"))
+    >>> classify_error(timeout, Attempt(1, "mimo-v2-flash", "api_error")).retryable
+    True
+    """
+    message = attempt.error or str(exc)
+    if not isinstance(exc, openai.APIStatusError):
+        return RetryableAPIError(message, [attempt])
+    status = exc.status_code
+    retry_after = parse_retry_after(exc.response.headers)
+    error_class = RetryableAPIError if status == RATE_LIMITED or status >= SERVER_ERROR else FatalAPIError
+    return error_class(message, [attempt], status_code=status, retry_after=retry_after)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP-date).
+
+    Header names must be lower-case unless ``headers`` is case-insensitive (as httpx's are).
+
+    >>> parse_retry_after({"retry-after": "7"})
+    7.0
+    >>> parse_retry_after({"retry-after-ms": "1500", "retry-after": "7"})
+    1.5
+    >>> parse_retry_after({"retry-after": "Wed, 25 Nov 2026 10:00:30 GMT"},
+    ...                   now=datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC))
+    30.0
+    >>> parse_retry_after({"retry-after": "soon"}) is None
+    True
+    """
+    milliseconds = _float(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return max(milliseconds / MILLISECONDS, 0.0)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _float(value)
+    if seconds is None:
+        seconds = _seconds_until(value, now or datetime.now(UTC))
+    return None if seconds is None else max(seconds, 0.0)
+
+
+def _float(value: str | None) -> float | None:
+    """``value`` as a finite number, or ``None``."""
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _seconds_until(http_date: str, now: datetime) -> float | None:
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - now).total_seconds()
