@@ -112,7 +112,7 @@ class FakeMiMo:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
                 return
 
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fake._record({"path": self.path, "headers": dict(self.headers), "body": body,

@@ -52,12 +52,12 @@ def test_bad_config_file_value_names_the_file_and_key(tmp_path: Path) -> None:
 
 
 def test_visibility_timeout_must_outlast_retry_waits() -> None:
-    with pytest.raises(SettingsError, match="worker.visibility_timeout_seconds=60"):
+    with pytest.raises(SettingsError, match=r"worker\.visibility_timeout_seconds=60"):
         load_settings({"TRIAGE_CONFIG": CONFIG, "TRIAGE__WORKER__VISIBILITY_TIMEOUT_SECONDS": "60"})
 
 
 def test_llm_extractor_without_key_is_refused_with_what_to_do() -> None:
     settings = load_settings({"TRIAGE_CONFIG": CONFIG, "MIMO_API_KEY": "  "})
-    with pytest.raises(SettingsError, match="MIMO_API_KEY is not set.*TRIAGE_EXTRACTOR=rules"):
+    with pytest.raises(SettingsError, match=r"MIMO_API_KEY is not set.*TRIAGE_EXTRACTOR=rules"):
         settings.require_llm_ready()
     load_settings({"TRIAGE_CONFIG": CONFIG, "TRIAGE_EXTRACTOR": "rules"}).require_llm_ready()

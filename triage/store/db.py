@@ -25,7 +25,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-class DatabaseNotReady(RuntimeError):
+class DatabaseNotReadyError(RuntimeError):
     """The database has no tables yet (or is behind the migrations)."""
 
 
@@ -94,9 +94,9 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def ensure_migrated(engine: Engine) -> None:
-    """Raise :class:`DatabaseNotReady` with the command to run when tables are missing."""
+    """Raise :class:`DatabaseNotReadyError` with the command to run when tables are missing."""
     if not inspect(engine).has_table("tickets"):
-        raise DatabaseNotReady(
+        raise DatabaseNotReadyError(
             f"the database {engine.url.render_as_string(hide_password=True)} has no tables: "
             "run `triage db upgrade` first"
         )

@@ -1,0 +1,19 @@
+# The two set-up commands of the README. Each creates .venv and installs what it needs.
+#   make demo   - run the whole pipeline on the embedded default (SQLite, no servers, no key)
+#   make test   - lint and run the test suite
+PYTHON ?= python3
+VENV := .venv
+
+.PHONY: demo test
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/triage demo
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest

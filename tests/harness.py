@@ -1,0 +1,97 @@
+"""A running triage stack for integration tests: real worker processes, real broker, real database.
+
+``Stack`` runs the ``triage`` command as subprocesses with an environment of its own (the
+repository's config plus fast retry settings), so what is tested is what a user runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.store.db import make_engine, make_sessionmaker, upgrade
+from triage.store.models import FINISHED_STATUSES
+from triage.store.service import TicketView, list_tickets
+
+REPO = Path(__file__).resolve().parent.parent
+FAST_SETTINGS = {
+    "TRIAGE__RETRY__BACKOFF_BASE_SECONDS": "0.05",
+    "TRIAGE__RETRY__BACKOFF_MAX_SECONDS": "0.5",
+    "TRIAGE__RETRY__MAX_RETRIES": "3",
+    "TRIAGE__EXTRACTION__TIMEOUT_SECONDS": "5",
+}
+
+
+def clean_environ() -> dict[str, str]:
+    """The test process's environment without any triage or MiMo setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TRIAGE_", "MIMO_"))}
+
+
+class Stack:
+    def __init__(self, database_url: str, broker_url: str, api_base_url: str | None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.database_url = database_url
+        self.env = {**clean_environ(), "TRIAGE_CONFIG": str(REPO / "config" / "triage.toml"),
+                    "TRIAGE_DATABASE_URL": database_url, "TRIAGE_BROKER_URL": broker_url,
+                    **FAST_SETTINGS, **(extra_env or {})}
+        if api_base_url is not None:
+            self.env |= {"MIMO_API_KEY": "sk-test", "MIMO_BASE_URL": api_base_url}
+        self.engine = make_engine(database_url)
+        self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+
+    def migrate(self) -> None:
+        upgrade(self.database_url)
+
+    def cli(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``triage ARGS`` and return the finished process (never raises on exit status)."""
+        return subprocess.run([sys.executable, "-m", "triage", *args], input=stdin, env=self.env, cwd=REPO,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def submit(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        result = self.cli("submit", "-", stdin="".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    @contextmanager
+    def worker(self, *args: str) -> Iterator[subprocess.Popen[str]]:
+        log = open(Path(self.env.get("TMPDIR", "/tmp")) / f"triage-worker-{os.getpid()}.log", "w")  # noqa: SIM115
+        process = subprocess.Popen([sys.executable, "-m", "triage", "worker", "--loglevel", "INFO", *args],
+                                   env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+            self.last_worker_log = Path(log.name).read_text()
+
+    def tickets(self, ids: Sequence[int] | None = None) -> list[TicketView]:
+        return list_tickets(self.sessions, ids=ids)
+
+    def wait_finished(self, ids: Sequence[int], timeout: float = 90) -> dict[int, TicketView]:
+        deadline = time.monotonic() + timeout
+        while True:
+            views = {v.id: v for v in self.tickets(ids)}
+            if all(v.status in FINISHED_STATUSES for v in views.values()) and len(views) == len(ids):
+                return views
+            if time.monotonic() > deadline:
+                pending = {v.id: v.status for v in views.values() if v.status not in FINISHED_STATUSES}
+                raise AssertionError(f"tickets still unfinished after {timeout}s: {pending}")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,223 @@
+"""The ``triage`` command: ``triage --help`` lists the subcommands, ``triage CMD --help`` each one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from kombu.exceptions import OperationalError as BrokerError
+
+from triage.schema import SchemaFileError
+from triage.settings import SettingsError, load_settings
+from triage.store.db import DatabaseNotReadyError
+
+TABLE_COLUMNS = ("id", "external_id", "status", "problem_type", "device_model", "urgent_level",
+                 "route", "priority", "sla_due_at", "extractor", "attempts")
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from triage.store.db import upgrade
+
+    url = load_settings().database_url
+    upgrade(url)
+    print(f"database is at the latest migration: {_safe_url(url)}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _worker_argv(concurrency: int | None, queues: str, loglevel: str) -> list[str]:
+    argv = ["worker", "--pool=threads", f"--queues={queues}", f"--loglevel={loglevel}"]
+    if concurrency is not None:
+        argv.append(f"--concurrency={concurrency}")
+    return argv
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    settings.require_llm_ready()
+    from triage.worker import QUEUES, app
+
+    unknown = set(args.queues.split(",")) - set(QUEUES)
+    if unknown:
+        raise SettingsError(f"--queues: unknown queue(s) {sorted(unknown)}; known: {', '.join(QUEUES)}")
+    app.worker_main(_worker_argv(args.concurrency, args.queues, args.loglevel))
+    return 0
+
+
+def _cmd_beat(args: argparse.Namespace) -> int:
+    from triage.worker import app
+
+    schedule = Path(args.schedule)
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", f"--schedule={schedule}", f"--loglevel={args.loglevel}"])
+    return 0
+
+
+def _open_input(name: str) -> IO[str]:
+    return sys.stdin if name == "-" else open(name, encoding="utf-8")
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from triage.components import Components
+    from triage.intake.submission import SubmissionError, accept, parse_submission
+    from triage.store.db import ensure_migrated
+    from triage.tasks import enqueue_extraction
+
+    parts = Components.build(load_settings())
+    ensure_migrated(parts.engine)
+    bad = 0
+    stream = _open_input(args.file)
+    try:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                submission = parse_submission(json.loads(line))
+            except (json.JSONDecodeError, SubmissionError) as exc:
+                print(f"line {number}: {exc}", file=sys.stderr)
+                bad += 1
+                continue
+            outcome = accept(parts.sessions, submission, _enqueue_or_warn(enqueue_extraction))
+            print(json.dumps({"external_id": submission.external_id, "ticket_id": outcome.ticket_id,
+                              "status": outcome.status}, ensure_ascii=False), flush=True)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    return 1 if bad else 0
+
+
+def _enqueue_or_warn(enqueue: Callable[[int], None]) -> Callable[[int], None]:
+    def publish(ticket_id: int) -> None:
+        try:
+            enqueue(ticket_id)
+        except BrokerError as exc:
+            print(f"ticket {ticket_id}: stored but not enqueued ({exc}); `triage beat` re-enqueues it "
+                  "once the broker is back", file=sys.stderr)
+
+    return publish
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain aligned text table."""
+    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def print_tickets(views: Sequence[Any], as_json: bool) -> None:
+    if as_json:
+        for view in views:
+            print(json.dumps(view.to_json(), ensure_ascii=False))
+        return
+    rows = [view.to_json() for view in views]
+    for row in rows:
+        row["sla_due_at"] = (row["sla_due_at"] or "")[:16].replace("T", " ")
+    print(format_table(rows, TABLE_COLUMNS))
+
+
+def _cmd_tickets(args: argparse.Namespace) -> int:
+    from triage.store.db import ensure_migrated, make_engine, make_sessionmaker
+    from triage.store.service import list_tickets
+
+    engine = make_engine(load_settings().database_url)
+    ensure_migrated(engine)
+    print_tickets(list_tickets(make_sessionmaker(engine), status=args.status, route=args.route), args.json)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from triage.demo import run_demo
+
+    return run_demo(timeout=args.timeout)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from triage.evaluation import evaluate_command
+
+    return evaluate_command(args.dataset, Path(args.data), args.limit, args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="triage",
+        description="Customer-service ticket triage: extract a ticket from each conversation with an LLM "
+                    "(or offline rules), validate it, route it, store it.",
+        epilog="Settings come from environment variables and config/triage.toml; see README.md.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="database migrations", description="Database migrations (Alembic).")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply all migrations", description="Apply all migrations to "
+                      "TRIAGE_DATABASE_URL.").set_defaults(func=_cmd_db_upgrade)
+
+    worker = sub.add_parser("worker", help="run a Celery worker", description="Run a Celery worker (threads "
+                            "pool) that extracts, routes and stores tickets.")
+    worker.add_argument("--concurrency", type=int, help="threads (default: worker.concurrency in config)")
+    worker.add_argument("--queues", default="triage,fallback", help="comma-separated (default: %(default)s)")
+    worker.add_argument("--loglevel", default="INFO", help="default: %(default)s")
+    worker.set_defaults(func=_cmd_worker)
+
+    beat = sub.add_parser("beat", help="run the scheduler", description="Run Celery beat: the scheduled "
+                          "jobs (re-enqueue stuck tickets). Run exactly one.")
+    beat.add_argument("--schedule", default="var/celerybeat-schedule", help="state file (default: %(default)s)")
+    beat.add_argument("--loglevel", default="INFO", help="default: %(default)s")
+    beat.set_defaults(func=_cmd_beat)
+
+    submit = sub.add_parser("submit", help="submit conversations (JSON Lines)", description="Store and "
+                            "enqueue conversations, one JSON object per line: {\"source\", \"external_id\", "
+                            "\"text\"} or with \"messages\": [{\"role\": \"customer\"|\"agent\", \"text\"}]. "
+                            "Prints {\"external_id\", \"ticket_id\", \"status\"} per line; exit 1 if any "
+                            "line was bad.")
+    submit.add_argument("file", nargs="?", default="-", help="a .jsonl file, or - for stdin (default)")
+    submit.set_defaults(func=_cmd_submit)
+
+    tickets = sub.add_parser("tickets", help="list tickets", description="List tickets as a table, or as "
+                             "JSON Lines with --json.")
+    tickets.add_argument("--status", help="queued, processing, fallback, routed or needs_review")
+    tickets.add_argument("--route", help="e.g. hardware-support")
+    tickets.add_argument("--json", action="store_true", help="one JSON object per line")
+    tickets.set_defaults(func=_cmd_tickets)
+
+    demo = sub.add_parser("demo", help="run the whole pipeline on sample conversations", description="Migrate "
+                          "the database, start a worker, submit the bundled sample conversations, wait, print "
+                          "the routed tickets, stop the worker. Uses MiMo when MIMO_API_KEY is set, otherwise "
+                          "the offline rules extractor.")
+    demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait (default: %(default)s)")
+    demo.set_defaults(func=_cmd_demo)
+
+    evaluate = sub.add_parser("evaluate", help="measure extraction accuracy on a labelled data set",
+                              description="Run an extractor over a labelled public data set and print "
+                              "accuracy figures.")
+    evaluate.add_argument("dataset", help="banking77, bitext, stc3-en or stc3-cn")
+    evaluate.add_argument("--data", default="../shared/data", help="folder holding the data sets "
+                          "(default: %(default)s)")
+    evaluate.add_argument("--limit", type=int, help="only the first N rows")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (SettingsError, SchemaFileError, DatabaseNotReadyError) as exc:
+        print(f"triage: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

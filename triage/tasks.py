@@ -1,0 +1,108 @@
+"""Celery tasks: thin glue that claims a ticket, calls a room, stores, and publishes the next step.
+
+Every task is idempotent: it first claims the ticket with a conditional UPDATE, so a
+redelivered message for a finished (or currently held) ticket changes nothing. Messages are
+published only after the database transaction that makes them necessary has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from functools import cache
+
+from celery import Task
+
+from triage.backoff import retry_countdown
+from triage.components import Components
+from triage.extraction.types import APIError, ExtractionResult, RetryableAPIError
+from triage.store import service
+from triage.store.models import FALLBACK, utcnow
+from triage.worker import FALLBACK_QUEUE, TRIAGE_QUEUE, app, settings
+
+log = logging.getLogger(__name__)
+
+INVALID_AFTER_ATTEMPTS = "invalid_after_attempts"
+RETRIES_EXHAUSTED = "retries_exhausted"
+
+
+@cache
+def components() -> Components:
+    return Components.build(settings)
+
+
+def _lease_seconds() -> float:
+    return settings.worker.stuck_after_seconds
+
+
+def enqueue_extraction(ticket_id: int) -> None:
+    """Publish the extraction task for a stored ticket (call after the commit)."""
+    extract_ticket.apply_async((ticket_id,), queue=TRIAGE_QUEUE)
+
+
+def enqueue_fallback(ticket_id: int) -> None:
+    fallback_ticket.apply_async((ticket_id,), queue=FALLBACK_QUEUE)
+
+
+def _api_failure_reason(exc: APIError) -> str:
+    return f"api_error_{exc.status_code}" if exc.status_code else "api_error"
+
+
+@app.task(bind=True, name="triage.extract", max_retries=settings.retry.max_retries)
+def extract_ticket(self: Task, ticket_id: int) -> str:
+    """Extract, validate and route one ticket; failures go to the fallback queue."""
+    parts = components()
+    claim = service.claim_for_extraction(parts.sessions, ticket_id, _lease_seconds())
+    if claim is None:
+        log.info("ticket %s: not claimable (finished or held elsewhere), nothing to do", ticket_id)
+        return "skipped"
+    try:
+        result: ExtractionResult = parts.extractor.extract(claim.conversation, claim.prior_attempts)
+    except RetryableAPIError as exc:
+        if self.request.retries >= self.max_retries:
+            service.send_to_fallback(parts.sessions, claim, exc.attempts, RETRIES_EXHAUSTED, str(exc))
+            enqueue_fallback(ticket_id)
+            return FALLBACK
+        countdown = retry_countdown(settings.retry, self.request.retries, exc.retry_after)
+        service.release_for_retry(parts.sessions, claim, exc.attempts, countdown)
+        log.warning("ticket %s: %s; retry in %.1fs", ticket_id, exc, countdown)
+        raise self.retry(countdown=countdown, exc=exc) from None
+    except APIError as exc:
+        service.send_to_fallback(parts.sessions, claim, exc.attempts, _api_failure_reason(exc), str(exc))
+        enqueue_fallback(ticket_id)
+        return FALLBACK
+    if not result.ok:
+        service.send_to_fallback(parts.sessions, claim, result.attempts,
+                                 result.failure_reason or INVALID_AFTER_ATTEMPTS, result.failure_detail)
+        enqueue_fallback(ticket_id)
+        return FALLBACK
+    decision = parts.router.route(result.ticket or {}, utcnow())
+    service.finish_routed(parts.sessions, claim, result, decision)
+    return decision.route
+
+
+@app.task(name="triage.fallback")
+def fallback_ticket(ticket_id: int) -> str:
+    """Apply the rules extractor to a failed ticket and leave it ``needs_review`` on ``manual-review``."""
+    parts = components()
+    claim = service.claim_for_fallback(parts.sessions, ticket_id, _lease_seconds())
+    if claim is None:
+        log.info("ticket %s: not waiting for the fallback queue, nothing to do", ticket_id)
+        return "skipped"
+    result = parts.rules.extract(claim.conversation)
+    service.finish_needs_review(parts.sessions, claim, result, parts.router.fallback(utcnow()))
+    return "needs_review"
+
+
+@app.task(name="triage.sweep_stuck")
+def sweep_stuck() -> int:
+    """Re-publish tickets stuck in ``queued``, ``processing`` or ``fallback`` past the threshold."""
+    stuck = service.requeue_stuck(components().sessions, timedelta(seconds=settings.worker.stuck_after_seconds))
+    for ticket in stuck:
+        if ticket.status == FALLBACK:
+            enqueue_fallback(ticket.ticket_id)
+        else:
+            enqueue_extraction(ticket.ticket_id)
+    if stuck:
+        log.warning("re-enqueued %d stuck tickets", len(stuck))
+    return len(stuck)
