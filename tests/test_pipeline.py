@@ -58,6 +58,7 @@ CASES = [
     Case("truncated-then-valid", [ok('{"problem_type": "device_fault", "device_mo', finish_reason="length"),
                                   ok(FAULT)]),
     Case("unauthorized", [error(401, "invalid api key")]),
+    Case("always-overloaded", [error(503, "overloaded")]),
     Case("extra-fields", [ok({**CONSULT, "route": "vip-team", "priority": "P0"})]),
     Case("chinese", [ok(ZH_TICKET)], messages=[
         {"role": "customer", "text": ZH_TEXT + " [chinese]"},
@@ -185,6 +186,12 @@ def test_unauthorized_is_not_retried(run: Run) -> None:
     assert len(run.api.requests_for("[unauthorized]")) == 1
 
 
+def test_exhausted_retries_end_in_review(run: Run) -> None:
+    view = run.view("always-overloaded")
+    assert (view.status, view.fallback_reason, view.route) == ("needs_review", "retries_exhausted", "manual-review")
+    assert view.attempts == 4 == len(run.api.requests_for("[always-overloaded]"))  # 1 + max_retries=3
+
+
 def test_fields_outside_the_schema_never_reach_storage(run: Run) -> None:
     view = run.view("extra-fields")
     assert (view.route, view.priority) == ("general-inquiries", "P3")
@@ -222,7 +229,7 @@ def test_tickets_command_filters_and_prints_a_table(run: Run) -> None:
     assert table.returncode == 0
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["id", "external_id", "status"]
-    assert sorted(line.split()[1] for line in lines[1:]) == ["always-invalid", "unauthorized"]
+    assert sorted(line.split()[1] for line in lines[1:]) == ["always-invalid", "always-overloaded", "unauthorized"]
     listed = run.stack.cli("tickets", "--route", "manual-review", "--json")
     as_json = [json.loads(line) for line in listed.stdout.splitlines()]
     assert {"id", "source", "external_id", "status", "problem_type", "device_model", "urgent_level",

@@ -3,7 +3,8 @@
 Sources, lowest priority first:
 
 1. the defaults below;
-2. the TOML file named by ``TRIAGE_CONFIG`` (default ``config/triage.toml``);
+2. the TOML file named by ``TRIAGE_CONFIG`` (default ``config/triage.toml`` in the working
+   directory, else the one shipped beside the ``triage`` package);
 3. the environment variables listed in :data:`ENV_KEYS`, and any ``TRIAGE__SECTION__KEY``
    variable, which sets ``key`` in ``[section]`` (e.g. ``TRIAGE__RETRY__MAX_RETRIES=3``).
 
@@ -34,6 +35,8 @@ from pydantic import (
 )
 
 DEFAULT_CONFIG_PATH = Path("config/triage.toml")
+#: The config shipped with the source tree, used when the working directory has no config/.
+SHIPPED_CONFIG_PATH = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_PATH
 VAR_DIR = Path("var")
 
 
@@ -191,6 +194,10 @@ def _lookup(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> object:
     return node
 
 
+def _default_config_path() -> Path:
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else SHIPPED_CONFIG_PATH
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build and validate the settings from ``environ`` (default ``os.environ``).
 
@@ -198,7 +205,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     'rules'
     """
     env = os.environ if environ is None else environ
-    config_path = Path(env.get("TRIAGE_CONFIG") or DEFAULT_CONFIG_PATH)
+    config_path = Path(env.get("TRIAGE_CONFIG") or _default_config_path())
     data: dict[str, Any] = {}
     if config_path.exists():
         try:

@@ -1,0 +1,109 @@
+"""The `triage` command's contract, run as a user runs it (subprocesses, embedded broker)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness import REPO, Stack, clean_environ
+from triage.conversation import Conversation
+from triage.store import service
+
+COMMANDS = [[], ["db"], ["db", "upgrade"], ["worker"], ["beat"], ["submit"], ["tickets"], ["demo"], ["evaluate"]]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Stack:
+    stack = Stack(f"sqlite:///{tmp_path / 'triage.sqlite3'}", f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
+                  api_base_url=None, extra_env={"TRIAGE_EXTRACTOR": "rules"})
+    stack.migrate()
+    return stack
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "triage")
+def test_every_command_has_help(command: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "triage", *command, "--help"], capture_output=True,
+                            text=True, check=False, env=clean_environ())
+    assert result.returncode == 0 and "usage: triage" in result.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    [sys.executable, "-m", "triage", "worker"],
+    [sys.executable, "-m", "celery", "-A", "triage.worker", "worker", "--pool=threads"],
+], ids=["triage-worker", "celery-worker"])
+def test_llm_worker_without_key_refuses_to_start(argv: list[str], tmp_path: Path) -> None:
+    env = {**clean_environ(), "TRIAGE_EXTRACTOR": "llm", "TRIAGE_BROKER_URL": f"sqla+sqlite:///{tmp_path}/b.db"}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "MIMO_API_KEY is not set" in result.stderr and "TRIAGE_EXTRACTOR=rules" in result.stderr
+
+
+def test_submit_reports_bad_lines_by_number_and_keeps_the_rest(stack: Stack) -> None:
+    lines = [
+        json.dumps({"source": "shop", "external_id": "1", "text": "Where is my parcel?"}),
+        "{not json",
+        json.dumps({"source": "shop", "text": "no id"}),
+        json.dumps({"source": "shop", "external_id": "4", "messages": [{"role": "bot", "text": "?"}]}),
+        json.dumps({"source": "shop", "external_id": "5", "messages": [
+            {"role": "agent", "text": "Hello"}, {"role": "customer", "text": "Mi Band 8 won't charge"}]}),
+    ]
+    result = stack.cli("submit", stdin="\n".join(lines) + "\n")
+    assert result.returncode == 1
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"external_id": "1", "ticket_id": 1, "status": "queued"},
+        {"external_id": "5", "ticket_id": 2, "status": "queued"}]
+    errors = result.stderr.splitlines()
+    assert [e.split(":")[0] for e in errors] == ["line 2", "line 3", "line 4"]
+    assert '"external_id" is required' in errors[1] and "messages[0]" in errors[2]
+
+
+def test_submit_reads_a_file_argument(stack: Stack, tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"source": "s", "external_id": "x", "text": "hello"}) + "\n", encoding="utf-8")
+    result = stack.cli("submit", str(path))
+    assert result.returncode == 0 and json.loads(result.stdout)["status"] == "queued"
+
+
+def test_commands_on_an_unmigrated_database_say_what_to_run(tmp_path: Path) -> None:
+    stack = Stack(f"sqlite:///{tmp_path / 'empty.sqlite3'}", f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}", None)
+    result = stack.cli("tickets")
+    assert result.returncode == 2 and "run `triage db upgrade` first" in result.stderr
+
+
+def test_bad_setting_is_named_on_start(stack: Stack) -> None:
+    stack.env["TRIAGE__EXTRACTION__ATTEMPTS"] = "many"
+    result = stack.cli("tickets")
+    assert result.returncode == 2 and "TRIAGE__EXTRACTION__ATTEMPTS='many'" in result.stderr
+
+
+def test_beat_recovers_a_ticket_whose_message_was_lost(stack: Stack) -> None:
+    """A ticket stored but never published (a lost message) is found by the sweep and finished."""
+    stack.env |= {"TRIAGE__WORKER__STUCK_AFTER_SECONDS": "1", "TRIAGE__WORKER__SWEEP_INTERVAL_SECONDS": "1"}
+    lost = service.submit_conversation(stack.sessions, "shop", "lost", Conversation.from_text("Is it waterproof?"))
+    beat_log = stack.env.get("TMPDIR", "/tmp") + "/triage-beat.log"
+    with open(beat_log, "w") as log:
+        beat = subprocess.Popen([sys.executable, "-m", "triage", "beat", "--schedule",
+                                 str(Path(stack.database_url.removeprefix("sqlite:///")).parent / "beat-schedule")],
+                                env=stack.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            with stack.worker():
+                view = stack.wait_finished([lost.ticket_id], timeout=60)[lost.ticket_id]
+        finally:
+            beat.terminate()
+            beat.wait(20)
+    assert (view.status, view.extractor, view.route) == ("routed", "rules", "general-inquiries")
+
+
+def test_demo_runs_on_a_fresh_directory_without_servers(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "triage", "demo", "--timeout", "120"], cwd=tmp_path,
+                            env=clean_environ(), capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "offline rules extractor" in result.stderr
+    rows = result.stdout.splitlines()[1:]
+    assert len(rows) == 8 and all(" routed " in row for row in rows)
+    assert any("mimo-sample-2" in row and "Watch S1" in row and "general-inquiries" in row for row in rows)
+    assert (tmp_path / "var" / "triage.sqlite3").exists()
