@@ -128,11 +128,12 @@ def print_tickets(views: Sequence[Any], as_json: bool) -> None:
 
 def _cmd_tickets(args: argparse.Namespace) -> int:
     from triage.store.db import ensure_migrated, make_engine, make_sessionmaker
-    from triage.store.service import list_tickets
+    from triage.store.tickets import TicketFilter, list_tickets
 
     engine = make_engine(load_settings().database_url)
     ensure_migrated(engine)
-    print_tickets(list_tickets(make_sessionmaker(engine), status=args.status, route=args.route), args.json)
+    page = list_tickets(make_sessionmaker(engine), TicketFilter(status=args.status, route=args.route))
+    print_tickets(page.items, args.json)
     return 0
 
 
@@ -199,10 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="measure extraction accuracy on a labelled data set",
                               description="Run an extractor over a labelled public data set and print "
                               "accuracy figures.")
-    evaluate.add_argument("dataset", help="banking77, bitext, stc3-en or stc3-cn")
+    evaluate.add_argument("dataset", help="banking77, bitext, stc3-cn, stc3-en, stc3 (both) or all")
     evaluate.add_argument("--data", default="../shared/data", help="folder holding the data sets "
                           "(default: %(default)s)")
-    evaluate.add_argument("--limit", type=int, help="only the first N rows")
+    evaluate.add_argument("--limit", type=int, help="an evenly spaced sample of N rows per data set")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.set_defaults(func=_cmd_evaluate)
     return parser
