@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.store.db import make_engine, make_sessionmaker, upgrade
 from triage.store.models import FINISHED_STATUSES
-from triage.store.service import TicketView, list_tickets
+from triage.store.tickets import TicketFilter, TicketView, list_tickets
 
 REPO = Path(__file__).resolve().parent.parent
 FAST_SETTINGS = {
@@ -80,7 +80,7 @@ class Stack:
             self.last_worker_log = Path(log.name).read_text()
 
     def tickets(self, ids: Sequence[int] | None = None) -> list[TicketView]:
-        return list_tickets(self.sessions, ids=ids)
+        return list_tickets(self.sessions, TicketFilter(ids=ids)).items
 
     def wait_finished(self, ids: Sequence[int], timeout: float = 90) -> dict[int, TicketView]:
         deadline = time.monotonic() + timeout

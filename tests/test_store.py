@@ -18,6 +18,7 @@ from triage.routing import RouteDecision
 from triage.store import service
 from triage.store.db import alembic_config, make_engine, make_sessionmaker, upgrade
 from triage.store.models import Ticket
+from triage.store.tickets import list_tickets
 
 DECISION = RouteDecision("general-inquiries", "P3", datetime(2026, 1, 1, tzinfo=UTC), True)
 RESULT = ExtractionResult("llm", {"problem_type": "consult", "device_model": None, "urgent_level": "low",
@@ -50,7 +51,7 @@ def test_same_source_and_id_returns_the_existing_ticket(sessions: sessionmaker[S
     again = _submit(sessions)
     assert first.created and not again.created
     assert again.ticket_id == first.ticket_id and again.status == "queued"
-    assert len(service.list_tickets(sessions)) == 1
+    assert len(list_tickets(sessions).items) == 1
 
 
 def test_concurrent_duplicate_submits_make_one_ticket(sessions: sessionmaker[Session]) -> None:
@@ -79,7 +80,7 @@ def test_a_finished_ticket_is_never_extracted_again(sessions: sessionmaker[Sessi
     assert claim is not None and service.finish_routed(sessions, claim, RESULT, DECISION)
     assert service.claim_for_extraction(sessions, ticket_id, lease_seconds=60) is None
     assert service.claim_for_fallback(sessions, ticket_id, lease_seconds=60) is None
-    view = service.list_tickets(sessions)[0]
+    view = list_tickets(sessions).items[0]
     assert (view.status, view.route, view.attempts) == ("routed", "general-inquiries", 1)
 
 

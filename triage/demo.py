@@ -63,13 +63,13 @@ def _samples(run_stamp: str) -> list[dict[str, object]]:
 def _wait(settings: Settings, ticket_ids: list[int], timeout: float, worker: subprocess.Popen[bytes]) -> bool:
     from triage.store.db import make_engine, make_sessionmaker
     from triage.store.models import FINISHED_STATUSES
-    from triage.store.service import list_tickets
+    from triage.store.tickets import TicketFilter, list_tickets
 
     sessions = make_sessionmaker(make_engine(settings.database_url))
     deadline = time.monotonic() + timeout
     done = -1
     while time.monotonic() < deadline and worker.poll() is None:
-        views = list_tickets(sessions, ids=ticket_ids)
+        views = list_tickets(sessions, TicketFilter(ids=ticket_ids)).items
         finished = sum(view.status in FINISHED_STATUSES for view in views)
         if finished != done:
             done = finished
@@ -86,7 +86,7 @@ def run_demo(timeout: float) -> int:
     from triage.components import Components
     from triage.intake.submission import accept, parse_submission
     from triage.store.db import upgrade
-    from triage.store.service import list_tickets
+    from triage.store.tickets import TicketFilter, list_tickets
 
     env, which = _demo_environment()
     os.environ["TRIAGE_EXTRACTOR"] = env["TRIAGE_EXTRACTOR"]
@@ -102,7 +102,7 @@ def run_demo(timeout: float) -> int:
                for row in _samples(stamp)]
         print(f"submitted {len(ids)} conversations; waiting for the worker", file=sys.stderr)
         finished = _wait(settings, ids, timeout, worker)
-    print_tickets(list_tickets(parts.sessions, ids=ids), as_json=False)
+    print_tickets(list_tickets(parts.sessions, TicketFilter(ids=ids)).items, as_json=False)
     if not finished:
         print(f"triage demo: not every ticket finished within {timeout:.0f}s; see var/demo-worker.log",
               file=sys.stderr)

@@ -93,6 +93,35 @@ class RoutingSettings(_Section):
     fallback: RouteTarget = RouteTarget(route="manual-review", priority="P2", sla_hours=4)
 
 
+class WebhookSettings(_Section):
+    max_body_bytes: int = Field(256 * 1024, gt=0)
+    timestamp_tolerance_seconds: float = Field(300, gt=0)
+    chatwoot_allow_unsigned: bool = False
+    #: Per-source secret, from ``TRIAGE_WEBHOOK_SECRET_<SOURCE>``.
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    #: Bearer tokens by actor name, from ``TRIAGE_API_TOKENS=name:token,name:token``.
+    tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    page_size_max: int = Field(200, ge=1)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _parse_pairs(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, token = item.partition(":")
+            if not sep or not name.strip() or not token.strip():
+                raise ValueError(f"expected name:token pairs separated by commas; check the entry for {name!r}")
+            pairs[name.strip()] = token.strip()
+        return pairs
+
+
 def _default_sqlite(name: str) -> str:
     return f"sqlite:///{VAR_DIR / name}"
 
@@ -112,6 +141,8 @@ class Settings(_Section):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @field_validator("mimo_api_key")
     @classmethod
@@ -154,7 +185,11 @@ ENV_KEYS: dict[str, str] = {
     "TRIAGE_MODEL": "model",
     "TRIAGE_EXTRACTOR": "extractor",
     "TRIAGE_CONCURRENCY": "worker.concurrency",
+    "TRIAGE_API_TOKENS": "api.tokens",
 }
+WEBHOOK_SECRET_PREFIX = "TRIAGE_WEBHOOK_SECRET_"
+#: Settings whose values are never echoed in an error.
+SECRET_KEYS = ("mimo_api_key", "api.tokens", "webhooks.secrets")
 
 
 NESTED_PREFIX = "TRIAGE__"
@@ -220,6 +255,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     used: dict[str, str] = {}
     overrides = {name: name[len(NESTED_PREFIX):].lower().replace("__", ".")
                  for name in env if name.startswith(NESTED_PREFIX)}
+    overrides |= {name: "webhooks.secrets." + name[len(WEBHOOK_SECRET_PREFIX):].lower()
+                  for name in env if name.startswith(WEBHOOK_SECRET_PREFIX)}
     for env_name, key in {**overrides, **ENV_KEYS}.items():
         if env_name in env:
             _set_dotted(data, key, env[env_name], env_name)
@@ -234,6 +271,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 continue
             where = _describe(error["loc"], used, config_path)
             value = _lookup(data, error["loc"])
-            shown = "" if value is None else f"={value!r}"
+            dotted = ".".join(map(str, error["loc"]))
+            secret = any(dotted == key or dotted.startswith(key + ".") for key in SECRET_KEYS)
+            shown = "" if value is None else "=<redacted>" if secret else f"={value!r}"
             problems.append(f"{where}{shown}: {error['msg']}")
         raise SettingsError("; ".join(problems)) from None

@@ -22,10 +22,12 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-# Ticket statuses. ``fallback`` means "waiting for the fallback queue's task".
+# Ticket statuses. ``fallback`` means "waiting for the fallback queue's task"; ``corrected``
+# means a person set the fields (no automatic step touches it again).
 QUEUED, PROCESSING, ROUTED, FALLBACK, NEEDS_REVIEW = "queued", "processing", "routed", "fallback", "needs_review"
-FINISHED_STATUSES = (ROUTED, NEEDS_REVIEW)
-STATUSES = (QUEUED, PROCESSING, ROUTED, FALLBACK, NEEDS_REVIEW)
+CORRECTED = "corrected"
+FINISHED_STATUSES = (ROUTED, NEEDS_REVIEW, CORRECTED)
+STATUSES = (QUEUED, PROCESSING, ROUTED, FALLBACK, NEEDS_REVIEW, CORRECTED)
 
 
 def utcnow() -> datetime:
@@ -102,10 +104,25 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    assigned_to: Mapped[str | None] = mapped_column(String(64))
+    assigned_at: Mapped[datetime | None]
 
     conversation: Mapped[Conversation] = relationship(back_populates="ticket")
     attempts: Mapped[list[Attempt]] = relationship(back_populates="ticket", order_by="Attempt.id")
     events: Mapped[list[Event]] = relationship(back_populates="ticket", order_by="Event.id")
+
+
+class IntakeKey(Base):
+    """A platform delivery or message already taken in: the same key again is a redelivery."""
+
+    __tablename__ = "intake_keys"
+    __table_args__ = (UniqueConstraint("source", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Attempt(Base):

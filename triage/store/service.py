@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -277,55 +277,3 @@ def requeue_stuck(sessions: sessionmaker[Session], older_than: timedelta) -> lis
                 .values(updated_at=now, requeue_count=Ticket.requeue_count + 1)
             )
     return [StuckTicket(r.id, r.status) for r in rows]
-
-
-@dataclass(frozen=True)
-class TicketView:
-    """A ticket as listed by ``triage tickets`` (and later the review API)."""
-
-    id: int
-    source: str
-    external_id: str
-    status: str
-    problem_type: str | None
-    device_model: str | None
-    urgent_level: str | None
-    user_requirements: list[str] | None
-    route: str | None
-    priority: str | None
-    sla_due_at: datetime | None
-    extractor: str | None
-    attempts: int
-    fallback_reason: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["sla_due_at"] = self.sla_due_at.isoformat() if self.sla_due_at else None
-        return data
-
-
-def list_tickets(sessions: sessionmaker[Session], *, status: str | None = None, route: str | None = None,
-                 ids: Sequence[int] | None = None) -> list[TicketView]:
-    """Tickets, oldest first, filtered by status, route or ids; ``attempts`` counts LLM calls."""
-    attempts = (select(func.count(Attempt.id)).where(Attempt.ticket_id == Ticket.id)
-                .correlate(Ticket).scalar_subquery())
-    query = select(Ticket, ConversationRow.source, ConversationRow.external_id, attempts).join(
-        Ticket.conversation).order_by(Ticket.id)
-    if status:
-        query = query.where(Ticket.status == status)
-    if route:
-        query = query.where(Ticket.route == route)
-    if ids is not None:
-        query = query.where(Ticket.id.in_(ids))
-    with sessions() as session:
-        rows = session.execute(query).all()
-    views = []
-    for ticket, source, external_id, n_attempts in rows:
-        fields = ticket.fields or {}
-        views.append(TicketView(
-            id=ticket.id, source=source, external_id=external_id, status=ticket.status,
-            problem_type=ticket.problem_type, device_model=fields.get("device_model"),
-            urgent_level=ticket.urgent_level, user_requirements=fields.get("user_requirements"),
-            route=ticket.route, priority=ticket.priority, sla_due_at=ticket.sla_due_at,
-            extractor=ticket.extractor, attempts=n_attempts, fallback_reason=ticket.fallback_reason))
-    return views
