@@ -1,0 +1,218 @@
+"""What every platform adapter returns or raises, and the small helpers they share.
+
+An adapter turns one webhook request (headers + raw body) into an :class:`InboundMessage` to
+store, an :class:`Ignored` (answer 200, store nothing), or an error that names its HTTP status:
+
+>>> WebhookAuthError("bad signature").status, WebhookPayloadError("not JSON").status
+(401, 400)
+>>> header({"X-Hub-Signature": "sha1=ab"}, "x-hub-signature")
+'sha1=ab'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from triage.conversation import Conversation
+
+DEFAULT_TOLERANCE_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One customer message (or first message set) a platform delivered, ready for intake to store.
+
+    ``conversation`` holds only the customer message(s) this delivery carries, not the history.
+    Dedupe on ``(source, conversation_key, message_key)``; ``delivery_id`` is the platform's
+    delivery or event id when it has one (stable across that platform's retries).
+    """
+
+    source: str
+    conversation_key: str
+    message_key: str
+    delivery_id: str | None
+    conversation: Conversation
+    customer: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A genuine event with nothing to triage (agent reply, private note, ping...): answer 200."""
+
+    reason: str
+
+
+class WebhookError(Exception):
+    """Base of the adapter errors; ``status`` is the HTTP answer, ``reason`` says why."""
+
+    status: ClassVar[int] = 400
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class WebhookAuthError(WebhookError):
+    """Missing or wrong signature / shared secret, or a timestamp outside the window: 401."""
+
+    status = 401
+
+
+class WebhookPayloadError(WebhookError):
+    """The body is not JSON, or lacks a field the platform always sends: 400."""
+
+    status = 400
+
+
+class WebhookConfigError(WebhookError):
+    """Our side is misconfigured (no secret, malformed secret): 500, so the sender retries later."""
+
+    status = 500
+
+
+class Platform(Protocol):
+    """One support platform's webhook dialect."""
+
+    name: ClassVar[str]
+    tolerance: float
+
+    def check_secret(self, secret: str | None) -> None: ...
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None,
+               now: float | None = None) -> None: ...
+
+    def parse(self, headers: Mapping[str, str], body: bytes) -> InboundMessage | Ignored: ...
+
+    def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]: ...
+
+    def receive(self, headers: Mapping[str, str], body: bytes, secret: str | None,
+                now: float | None = None) -> InboundMessage | Ignored: ...
+
+
+@dataclass(frozen=True)
+class BasePlatform:
+    """Shared behaviour: secret presence check, ``receive`` = verify then parse."""
+
+    name: ClassVar[str] = ""
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS
+
+    def check_secret(self, secret: str | None) -> None:
+        """Raise :class:`WebhookConfigError` unless a usable secret is configured (call it at start-up)."""
+        if not secret:
+            raise WebhookConfigError(f"no webhook secret configured for {self.name}")
+
+    def receive(self, headers: Mapping[str, str], body: bytes, secret: str | None,
+                now: float | None = None) -> InboundMessage | Ignored:
+        """Verify the raw bytes, then parse them."""
+        self.verify(headers, body, secret, now)  # type: ignore[attr-defined]
+        return self.parse(headers, body)  # type: ignore[attr-defined]
+
+
+# ---- helpers shared by the adapters -------------------------------------------------------------
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """The header's value (stripped), looked up case-insensitively; None when absent."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value.strip()
+    return None
+
+
+def require_header(headers: Mapping[str, str], name: str) -> str:
+    value = header(headers, name)
+    if not value:
+        raise WebhookAuthError(f"missing {name} header")
+    return value
+
+
+def same(expected: str, given: str) -> bool:
+    """Constant-time comparison that never raises on non-ASCII input."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
+
+def hmac_digest(key: bytes, message: bytes, algorithm: str) -> bytes:
+    return hmac.new(key, message, getattr(hashlib, algorithm)).digest()
+
+
+def check_fresh(timestamp: float, now: float | None, tolerance: float) -> None:
+    """Reject a signed timestamp further than ``tolerance`` seconds from ``now`` either way."""
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise WebhookAuthError(f"timestamp {timestamp:.0f} is outside the {tolerance:.0f} s window")
+
+
+def unix_timestamp(value: str, name: str) -> int:
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
+        raise WebhookAuthError(f"{name} must be unix seconds, got {value[:40]!r}")
+    return int(value)
+
+
+def load_json(body: bytes, *, strict: bool = True) -> dict[str, Any]:
+    """Parse the body as a JSON object or raise :class:`WebhookPayloadError`."""
+    try:
+        data = json.loads(body.decode("utf-8"), strict=strict)
+    except UnicodeDecodeError as exc:
+        raise WebhookPayloadError(f"body is not UTF-8: {exc.reason}") from None
+    except json.JSONDecodeError as exc:
+        raise WebhookPayloadError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (RecursionError, ValueError) as exc:  # absurd nesting, or an integer beyond Python's digit limit
+        raise WebhookPayloadError(f"body is not usable JSON: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise WebhookPayloadError("body must be a JSON object")
+    return data
+
+
+def obj(data: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
+    """``data[key]`` when it is an object, else :class:`WebhookPayloadError` naming the path."""
+    value = data.get(key)
+    if not isinstance(value, dict):
+        raise WebhookPayloadError(f'"{where}{key}" is required and must be an object')
+    return value
+
+
+def ident(data: Mapping[str, Any], key: str, where: str = "") -> str:
+    """An id field (non-empty string or integer) as a string, else :class:`WebhookPayloadError`."""
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise WebhookPayloadError(f'"{where}{key}" is required and must be a non-empty string or integer')
+    return str(value).strip()
+
+
+def text_of(value: object) -> str:
+    """A string field's stripped text; anything else (None, numbers, objects) is no text."""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def join_text(subject: str, body: str) -> str:
+    """Subject and body separated by a blank line; a subject the body already starts with is dropped.
+
+    >>> join_text("Router reboots", "Router reboots every hour"), join_text("Hi", "")
+    ('Router reboots every hour', 'Hi')
+    """
+    subject, body = subject.strip(), body.strip()
+    if not body:
+        return subject
+    if not subject or body.startswith(subject):
+        return body
+    return f"{subject}\n\n{body}"
+
+
+def customer_of(**fields: object) -> dict[str, Any] | None:
+    """A customer dict of the given non-empty fields (ids as strings); None when none is set."""
+    out = {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v.strip())
+           for k, v in fields.items()
+           if (isinstance(v, str) and v.strip()) or (isinstance(v, int) and not isinstance(v, bool))}
+    return out or None
+
+
+def derived_id(prefix: str, body: bytes) -> str:
+    """A deterministic delivery id for :func:`sign` helpers: ``prefix`` + 24 hex of sha256(body)."""
+    return prefix + hashlib.sha256(body).hexdigest()[:24]
