@@ -13,7 +13,8 @@ from tests.harness import REPO, Stack, clean_environ
 from triage.conversation import Conversation
 from triage.store import service
 
-COMMANDS = [[], ["db"], ["db", "upgrade"], ["worker"], ["beat"], ["submit"], ["tickets"], ["demo"], ["evaluate"]]
+COMMANDS = [[], ["db"], ["db", "upgrade"], ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
+            ["evaluate"]]
 
 
 @pytest.fixture

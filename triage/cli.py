@@ -137,6 +137,21 @@ def _cmd_tickets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from triage.api.app import create_app
+    from triage.components import Components
+    from triage.store.db import ensure_migrated
+
+    settings = load_settings()
+    parts = Components.build(settings)
+    ensure_migrated(parts.engine)
+    uvicorn.run(create_app(parts), host=args.host or settings.api.host, port=args.port or settings.api.port,
+                log_level=args.loglevel.lower())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from triage.demo import run_demo
 
@@ -189,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     tickets.add_argument("--route", help="e.g. hardware-support")
     tickets.add_argument("--json", action="store_true", help="one JSON object per line")
     tickets.set_defaults(func=_cmd_tickets)
+
+    serve = sub.add_parser("serve", help="run the HTTP service (webhooks, dispatch review)", description="Run "
+                           "the HTTP service: POST /webhooks/{source}, the dispatch review API, GET /healthz; "
+                           "OpenAPI docs at /docs.")
+    serve.add_argument("--host", help="default: api.host in config (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="default: api.port in config (8000)")
+    serve.add_argument("--loglevel", default="INFO", help="default: %(default)s")
+    serve.set_defaults(func=_cmd_serve)
 
     demo = sub.add_parser("demo", help="run the whole pipeline on sample conversations", description="Migrate "
                           "the database, start a worker, submit the bundled sample conversations, wait, print "

@@ -96,7 +96,9 @@ class RoutingSettings(_Section):
 class WebhookSettings(_Section):
     max_body_bytes: int = Field(256 * 1024, gt=0)
     timestamp_tolerance_seconds: float = Field(300, gt=0)
+    #: Accept requests without a signature from installs that cannot sign (no secret configured).
     chatwoot_allow_unsigned: bool = False
+    zammad_allow_unsigned: bool = False
     #: Per-source secret, from ``TRIAGE_WEBHOOK_SECRET_<SOURCE>``.
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
 

@@ -155,12 +155,12 @@ def list_tickets(sessions: sessionmaker[Session], filters: TicketFilter | None =
 
 def ticket_detail(sessions: sessionmaker[Session], ticket_id: int) -> dict[str, Any] | None:
     """The ticket, its conversation, every attempt and every audit event, as JSON-ready data."""
-    with sessions() as session:
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is None:
-            return None
+    page = list_tickets(sessions, TicketFilter(ids=[ticket_id]))
+    if not page.items:
+        return None
+    with sessions() as session:  # one session at a time: SQLite's BEGIN IMMEDIATE would wait on itself
+        ticket = session.get_one(Ticket, ticket_id)
         conversation = ticket.conversation
-        page = list_tickets(sessions, TicketFilter(ids=[ticket_id]))
         return {
             "ticket": {**page.items[0].to_json(), "fields": ticket.fields, "model": ticket.model,
                        "schema_version": ticket.schema_version, "prompt_version": ticket.prompt_version,

@@ -1,0 +1,42 @@
+"""Bearer-token auth for the dispatch review API: the token's name is the actor in the audit trail.
+
+Tokens come from ``TRIAGE_API_TOKENS=alice:s3cret,bob:t0ken``. Comparison is constant-time and
+every configured token is compared, so timing tells nothing about which one nearly matched.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+
+_bearer = HTTPBearer(auto_error=False, description="a token from TRIAGE_API_TOKENS")
+
+
+def actor_for(token: str, tokens: Mapping[str, SecretStr]) -> str | None:
+    """The name whose token this is, or ``None``.
+
+    >>> actor_for("t2", {"alice": SecretStr("t1"), "bob": SecretStr("t2")})
+    'bob'
+    """
+    found = None
+    for name, secret in tokens.items():
+        if hmac.compare_digest(token.encode(), secret.get_secret_value().encode()):
+            found = name
+    return found
+
+
+def require_actor(tokens: Mapping[str, SecretStr]) -> Callable[..., str]:
+    """A FastAPI dependency returning the caller's actor name, or answering 401."""
+
+    def dependency(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:  # noqa: B008
+        actor = actor_for(credentials.credentials, tokens) if credentials else None
+        if actor is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return actor
+
+    return dependency

@@ -1,0 +1,80 @@
+"""``POST /webhooks/{source}``: verify, normalise, store durably, then enqueue.
+
+Checks run cheapest first and nothing is stored on any 4xx: unknown source (404), no secret
+configured (401), content type (415), size (413, from Content-Length before reading, and while
+reading), signature and timestamp over the raw bytes (401), payload (400). Then 202 once the
+message is committed, or 200 for an event without customer text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from triage.components import Components
+from triage.intake.inbound import accept_inbound
+from triage.intake.platforms import PLATFORMS, Ignored, WebhookError, get_platform
+
+JSON_TYPES = ("application/json",)
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media in JSON_TYPES or media.endswith("+json")
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything above ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body above the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body above the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def webhook_router(parts: Components, enqueue: Callable[[int], None]) -> APIRouter:
+    router = APIRouter(tags=["webhooks"])
+    hooks = parts.settings.webhooks
+
+    def platform_for(source: str) -> tuple[Any, str | None]:
+        if source not in PLATFORMS:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown source {source!r}; known: {sorted(PLATFORMS)}")
+        secret = hooks.secrets.get(source)
+        unsigned_ok = {"chatwoot": hooks.chatwoot_allow_unsigned, "zammad": hooks.zammad_allow_unsigned}.get(source)
+        if secret is None and not unsigned_ok:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                                f"no secret configured for {source}: set TRIAGE_WEBHOOK_SECRET_{source.upper()}")
+        options: dict[str, Any] = {"tolerance": hooks.timestamp_tolerance_seconds}
+        if unsigned_ok and secret is None:
+            options["allow_unsigned"] = True
+        return get_platform(source, **options), secret.get_secret_value() if secret else None
+
+    @router.post("/webhooks/{source}", status_code=status.HTTP_202_ACCEPTED,
+                 summary="Receive a support platform's webhook",
+                 responses={200: {"description": "event without customer text; nothing stored"},
+                            400: {}, 401: {}, 404: {}, 413: {}, 415: {}})
+    async def receive_webhook(source: str, request: Request) -> Any:
+        platform, secret = platform_for(source)
+        if not _is_json(request.headers.get("content-type")):
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
+        body = await read_capped(request, hooks.max_body_bytes)
+        try:
+            result = platform.receive(dict(request.headers), body, secret, now=time.time())
+        except WebhookError as exc:
+            raise HTTPException(exc.status, exc.reason) from None
+        if isinstance(result, Ignored):
+            return JSONResponse({"ignored": result.reason}, status_code=status.HTTP_200_OK)
+        received = await run_in_threadpool(accept_inbound, parts.sessions, result, enqueue)
+        return {"ticket_id": received.ticket_id, "status": received.status, "duplicate": received.duplicate}
+
+    return router
