@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.store.db import make_engine, make_sessionmaker, upgrade
@@ -30,6 +32,12 @@ FAST_SETTINGS = {
     "TRIAGE__RETRY__MAX_RETRIES": "3",
     "TRIAGE__EXTRACTION__TIMEOUT_SECONDS": "5",
 }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def clean_environ() -> dict[str, str]:
@@ -48,6 +56,7 @@ class Stack:
             self.env |= {"MIMO_API_KEY": "sk-test", "MIMO_BASE_URL": api_base_url}
         self.engine = make_engine(database_url)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+        self.logs: dict[str, str] = {}
 
     def migrate(self) -> None:
         upgrade(self.database_url)
@@ -63,10 +72,11 @@ class Stack:
         return [json.loads(line) for line in result.stdout.splitlines()]
 
     @contextmanager
-    def worker(self, *args: str) -> Iterator[subprocess.Popen[str]]:
-        log = open(Path(self.env.get("TMPDIR", "/tmp")) / f"triage-worker-{os.getpid()}.log", "w")  # noqa: SIM115
-        process = subprocess.Popen([sys.executable, "-m", "triage", "worker", "--loglevel", "INFO", *args],
-                                   env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
+    def process(self, *args: str) -> Iterator[subprocess.Popen[str]]:
+        """``triage ARGS`` running in the background, stopped (SIGTERM) on exit; its log in ``self.logs``."""
+        log = open(Path(self.env.get("TMPDIR", "/tmp")) / f"triage-{args[0]}-{os.getpid()}.log", "w+")  # noqa: SIM115
+        process = subprocess.Popen([sys.executable, "-m", "triage", *args], env=self.env, cwd=REPO, stdout=log,
+                                   stderr=subprocess.STDOUT, text=True)
         try:
             yield process
         finally:
@@ -76,8 +86,29 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            log.seek(0)
+            self.logs[args[0]] = log.read()
             log.close()
-            self.last_worker_log = Path(log.name).read_text()
+
+    def worker(self, *args: str) -> AbstractContextManager[subprocess.Popen[str]]:
+        return self.process("worker", "--loglevel", "INFO", *args)
+
+    @contextmanager
+    def server(self, port: int) -> Iterator[str]:
+        """``triage serve`` on ``port``; yields its base URL once /healthz answers 200."""
+        base = f"http://127.0.0.1:{port}"
+        with self.process("serve", "--port", str(port), "--loglevel", "WARNING") as process:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("triage serve did not become healthy")
+                time.sleep(0.2)
+            yield base
 
     def tickets(self, ids: Sequence[int] | None = None) -> list[TicketView]:
         return list_tickets(self.sessions, TicketFilter(ids=ids)).items

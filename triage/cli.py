@@ -147,8 +147,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     parts = Components.build(settings)
     ensure_migrated(parts.engine)
-    uvicorn.run(create_app(parts), host=args.host or settings.api.host, port=args.port or settings.api.port,
-                log_level=args.loglevel.lower())
+    where = {"host": args.host or settings.api.host, "port": args.port or settings.api.port,
+             "log_level": args.loglevel.lower()}
+    if args.workers > 1:  # each worker process builds its own app from the same settings
+        uvicorn.run("triage.api.app:create_app", factory=True, workers=args.workers, **where)
+    else:
+        uvicorn.run(create_app(parts), **where)
     return 0
 
 
@@ -210,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "OpenAPI docs at /docs.")
     serve.add_argument("--host", help="default: api.host in config (127.0.0.1)")
     serve.add_argument("--port", type=int, help="default: api.port in config (8000)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default: %(default)s)")
     serve.add_argument("--loglevel", default="INFO", help="default: %(default)s")
     serve.set_defaults(func=_cmd_serve)
 
