@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import triage.ratelimit.db_backend  # noqa: F401  (registers the rate_limit_state table on Base)
 from triage.store.db import make_engine
 from triage.store.models import Base
 

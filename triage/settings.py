@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,6 +125,46 @@ class ApiSettings(_Section):
         return pairs
 
 
+@dataclass(frozen=True)
+class Budget:
+    """One model's budget: requests and tokens per window (one minute by contract)."""
+
+    rpm: int
+    tpm: int
+
+
+class ModelBudget(_Section):
+    """A model's own budget; a missing value falls back to the section's ``rpm`` / ``tpm``."""
+
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+
+
+class RateLimitSettings(_Section):
+    """Fleet-wide budgets per model (MiMo: 100 requests and 10M tokens per minute, per account and model).
+
+    ``TRIAGE_RATE_LIMIT_RPM`` / ``TRIAGE_RATE_LIMIT_TPM`` set the overrides, which win for every model.
+
+    >>> settings = RateLimitSettings(per_model={"mimo-v2.5-pro": {"rpm": 30}})
+    >>> settings.budget("mimo-v2.5-pro"), settings.budget("mimo-v2-flash")
+    (Budget(rpm=30, tpm=10000000), Budget(rpm=100, tpm=10000000))
+    """
+
+    rpm: int = Field(100, ge=1)
+    tpm: int = Field(10_000_000, ge=1)
+    per_model: dict[str, ModelBudget] = Field(default_factory=dict)
+    backend: Literal["auto", "redis", "database"] = "auto"
+    key_prefix: str = Field("triage:ratelimit", min_length=1, max_length=100)
+    window_seconds: float = Field(60.0, gt=0)
+    rpm_override: int | None = Field(None, ge=1)
+    tpm_override: int | None = Field(None, ge=1)
+
+    def budget(self, model: str) -> Budget:
+        """The budget ``model`` runs under."""
+        own = self.per_model.get(model) or ModelBudget()
+        return Budget(rpm=self.rpm_override or own.rpm or self.rpm, tpm=self.tpm_override or own.tpm or self.tpm)
+
+
 def _default_sqlite(name: str) -> str:
     return f"sqlite:///{VAR_DIR / name}"
 
@@ -145,6 +186,7 @@ class Settings(_Section):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @field_validator("mimo_api_key")
     @classmethod
@@ -188,6 +230,8 @@ ENV_KEYS: dict[str, str] = {
     "TRIAGE_EXTRACTOR": "extractor",
     "TRIAGE_CONCURRENCY": "worker.concurrency",
     "TRIAGE_API_TOKENS": "api.tokens",
+    "TRIAGE_RATE_LIMIT_RPM": "rate_limit.rpm_override",
+    "TRIAGE_RATE_LIMIT_TPM": "rate_limit.tpm_override",
 }
 WEBHOOK_SECRET_PREFIX = "TRIAGE_WEBHOOK_SECRET_"
 #: Settings whose values are never echoed in an error.
