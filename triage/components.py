@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.extraction.extractor import LLMExtractor
 from triage.extraction.llm import LLMClient
 from triage.extraction.rules import RulesExtractor
+from triage.ratelimit import RateLimiter, make_rate_limiter
 from triage.routing import Router
 from triage.schema import TicketSchema
 from triage.settings import Settings
@@ -43,11 +44,18 @@ class Components:
                    schema=TicketSchema.load(settings.schema_path), router=Router(settings.routing))
 
     @cached_property
+    def limiter(self) -> RateLimiter:
+        """The fleet's shared rate limiter (Redis when the broker is Redis, else the database)."""
+        limits = self.settings.rate_limit
+        return make_rate_limiter(limits, self.settings.broker_url, self.engine, window_seconds=limits.window_seconds)
+
+    @cached_property
     def llm(self) -> LLMExtractor:
         """The MiMo extractor; raises :class:`~triage.settings.SettingsError` without a key."""
         self.settings.require_llm_ready()
         client = LLMClient.from_settings(self.settings)
-        return LLMExtractor(client, self.schema, self.settings.model, self.settings.extraction)
+        return LLMExtractor(client, self.schema, self.settings.model, self.settings.extraction,
+                            acquire=self.limiter.acquire)
 
     @property
     def extractor(self) -> LLMExtractor | RulesExtractor:

@@ -15,7 +15,7 @@ from celery import Task
 
 from triage.backoff import retry_countdown
 from triage.components import Components
-from triage.extraction.types import APIError, ExtractionResult, RetryableAPIError
+from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError, RetryableAPIError
 from triage.store import service
 from triage.store.models import FALLBACK, utcnow
 from triage.worker import FALLBACK_QUEUE, TRIAGE_QUEUE, app, settings
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 INVALID_AFTER_ATTEMPTS = "invalid_after_attempts"
 RETRIES_EXHAUSTED = "retries_exhausted"
+TOO_MANY_REQUESTS = 429
 
 
 @cache
@@ -48,7 +49,12 @@ def _api_failure_reason(exc: APIError) -> str:
     return f"api_error_{exc.status_code}" if exc.status_code else "api_error"
 
 
-@app.task(bind=True, name="triage.extract", max_retries=settings.retry.max_retries)
+def _api_failures(attempts: list[Attempt]) -> int:
+    """API errors in this extraction run: they, not Celery's retry count, bound the retries."""
+    return sum(attempt.outcome == "api_error" for attempt in attempts)
+
+
+@app.task(bind=True, name="triage.extract", max_retries=None)
 def extract_ticket(self: Task, ticket_id: int) -> str:
     """Extract, validate and route one ticket; failures go to the fallback queue."""
     parts = components()
@@ -58,15 +64,21 @@ def extract_ticket(self: Task, ticket_id: int) -> str:
         return "skipped"
     try:
         result: ExtractionResult = parts.extractor.extract(claim.conversation, claim.prior_attempts)
+    except RateLimitedError as exc:  # no budget: wait without spending a retry or holding a thread
+        service.release_for_retry(parts.sessions, claim, exc.attempts, exc.wait_seconds)
+        raise self.retry(countdown=exc.wait_seconds, max_retries=None) from None
     except RetryableAPIError as exc:
-        if self.request.retries >= self.max_retries:
+        failures = _api_failures([*claim.prior_attempts, *exc.attempts])
+        if failures > settings.retry.max_retries:
             service.send_to_fallback(parts.sessions, claim, exc.attempts, RETRIES_EXHAUSTED, str(exc))
             enqueue_fallback(ticket_id)
             return FALLBACK
-        countdown = retry_countdown(settings.retry, self.request.retries, exc.retry_after)
+        countdown = retry_countdown(settings.retry, failures - 1, exc.retry_after)
+        if exc.status_code == TOO_MANY_REQUESTS:  # someone else shares the account: the whole fleet waits
+            parts.limiter.penalize(settings.model, countdown)
         service.release_for_retry(parts.sessions, claim, exc.attempts, countdown)
         log.warning("ticket %s: %s; retry in %.1fs", ticket_id, exc, countdown)
-        raise self.retry(countdown=countdown, exc=exc) from None
+        raise self.retry(countdown=countdown, max_retries=None) from None
     except APIError as exc:
         service.send_to_fallback(parts.sessions, claim, exc.attempts, _api_failure_reason(exc), str(exc))
         enqueue_fallback(ticket_id)

@@ -22,7 +22,7 @@ from triage.conversation import Conversation
 from triage.extraction.llm import Completion, LLMClient
 from triage.extraction.parse import ParseError, is_truncated, parse_json_object
 from triage.extraction.prompt import ChatMessage, TicketPrompt
-from triage.extraction.types import APIError, Attempt, ExtractionResult, Outcome
+from triage.extraction.types import APIError, Attempt, ExtractionResult, Outcome, RateLimitedError
 from triage.schema import TicketSchema
 from triage.settings import ExtractionSettings
 
@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 FAILURE_INVALID = "invalid_after_attempts"
 BUDGET_GROWTH = 2
+#: A rate limiter's ``acquire(model, tokens) -> seconds to wait`` (0: go), e.g. triage.ratelimit's.
+Acquire = Callable[[str, int], float]
+#: Conservative characters per token for the budget estimate (Chinese runs near 1, English near 4).
+CHARS_PER_TOKEN = 2
 #: Outcomes whose answer is sent back, with its problems, in the next re-ask.
 REASK_OUTCOMES: tuple[Outcome, ...] = ("invalid", "unparseable")
 
@@ -46,8 +50,9 @@ class LLMExtractor:
     """
 
     def __init__(self, client: LLMClient, schema: TicketSchema, model: str, settings: ExtractionSettings,
-                 today: Callable[[], date] = date.today) -> None:
+                 today: Callable[[], date] = date.today, acquire: Acquire | None = None) -> None:
         self.client = client
+        self.acquire = acquire
         self.schema = schema
         self.model = model
         self.settings = settings
@@ -67,9 +72,13 @@ class LLMExtractor:
         while answered_count([*prior, *made]) < self.settings.attempts:
             history = [*prior, *made]
             n, budget = next_number(history), next_budget(history, self.settings)
+            messages = self._messages(conversation, today, history)
+            if self.acquire is not None:
+                wait = self.acquire(self.model, estimate_tokens(messages, budget))
+                if wait > 0:
+                    raise RateLimitedError(wait, made)
             try:
-                completion = self.client.complete(self.model, self._messages(conversation, today, history),
-                                                  budget, n)
+                completion = self.client.complete(self.model, messages, budget, n)
             except APIError as exc:
                 exc.attempts = [*made, *exc.attempts]
                 raise
@@ -117,6 +126,16 @@ def _attempt(completion: Completion, n: int, budget: int, outcome: Outcome, erro
                    prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                    reasoning_tokens=completion.reasoning_tokens, latency_ms=completion.latency_ms,
                    max_completion_tokens=budget)
+
+
+def estimate_tokens(messages: Sequence[ChatMessage], max_completion_tokens: int) -> int:
+    """Tokens to reserve for a call: the prompt's estimate plus the whole answer budget.
+
+    >>> estimate_tokens([{"role": "user", "content": "x" * 100}], 1024)
+    1074
+    """
+    prompt_chars = sum(len(message["content"]) for message in messages)
+    return prompt_chars // CHARS_PER_TOKEN + max_completion_tokens
 
 
 def answered_count(attempts: Sequence[Attempt]) -> int:

@@ -46,6 +46,8 @@ class ExtractionResult:
     model: str | None = None
     schema_version: str | None = None
     prompt_version: str | None = None
+    #: The conversation was cut to fit the model before it was sent.
+    trimmed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -74,6 +76,18 @@ class RetryableAPIError(APIError):
     """429, 500, 503, other 5xx, timeouts, connection errors: try again later."""
 
     retryable = True
+
+
+class RateLimitedError(Exception):
+    """The fleet's rate limiter has no budget now: try again in ``wait_seconds`` (nothing was sent).
+
+    ``attempts`` are the calls this ``extract()`` made before it had to stop.
+    """
+
+    def __init__(self, wait_seconds: float, attempts: list[Attempt]) -> None:
+        super().__init__(f"rate limit budget used up; next slot in {wait_seconds:.2f}s")
+        self.wait_seconds = wait_seconds
+        self.attempts = attempts
 
 
 class FatalAPIError(APIError):

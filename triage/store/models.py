@@ -9,7 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -106,6 +118,10 @@ class Ticket(Base):
     finished_at: Mapped[datetime | None]
     assigned_to: Mapped[str | None] = mapped_column(String(64))
     assigned_at: Mapped[datetime | None]
+    #: The conversation was cut to fit the model (see ``extraction.max_input_chars``).
+    trimmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The retry-fallback job already gave this ticket its one fresh LLM pass.
+    fallback_retried: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     conversation: Mapped[Conversation] = relationship(back_populates="ticket")
     attempts: Mapped[list[Attempt]] = relationship(back_populates="ticket", order_by="Attempt.id")
@@ -123,6 +139,16 @@ class IntakeKey(Base):
     key: Mapped[str] = mapped_column(String(255))
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobLock(Base):
+    """One row per scheduled job: a run holds it until ``locked_until``, so two beats never run it twice."""
+
+    __tablename__ = "job_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None]
 
 
 class Attempt(Base):

@@ -186,6 +186,7 @@ def _finish(session: Session, ticket: Ticket, status: str, result: ExtractionRes
     ticket.extractor = result.extractor
     ticket.model = result.model or ticket.model
     ticket.schema_version, ticket.prompt_version = result.schema_version, result.prompt_version
+    ticket.trimmed = ticket.trimmed or result.trimmed
     ticket.lease_token = ticket.lease_until = ticket.next_attempt_at = None
     ticket.finished_at = ticket.updated_at = now
     session.add(Event(ticket=ticket, actor=WORKER_ACTOR, kind=status, before=before, after=_snapshot(ticket)))
