@@ -14,6 +14,7 @@ from triage.conversation import Conversation
 from triage.store import service
 
 COMMANDS = [[], ["db"], ["db", "upgrade"], ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
+            ["sweep"], ["retry-fallback"], ["reprocess"],
             ["evaluate"]]
 
 

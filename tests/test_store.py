@@ -100,8 +100,9 @@ def test_stuck_tickets_are_handed_out_once_per_threshold(sessions: sessionmaker[
     with sessions.begin() as session:
         session.execute(update(Ticket).where(Ticket.id == stuck_id)
                         .values(updated_at=datetime.now(UTC) - timedelta(hours=1)))
-    first = service.requeue_stuck(sessions, timedelta(minutes=10))
-    assert [t.ticket_id for t in first] == [stuck_id]
-    assert service.requeue_stuck(sessions, timedelta(minutes=10)) == []
+    first = service.requeue_stuck(sessions, timedelta(minutes=10), max_requeues=3, poison_route=DECISION)
+    assert [t.ticket_id for t in first.requeued] == [stuck_id] and first.poisoned == []
+    again = service.requeue_stuck(sessions, timedelta(minutes=10), max_requeues=3, poison_route=DECISION)
+    assert again.requeued == [] and again.poisoned == []
     with sessions() as session:
         assert session.get_one(Ticket, stuck_id).requeue_count == 1

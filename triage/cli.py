@@ -156,6 +156,78 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+PROGRESS_WIDTH = 30
+
+
+def progress_bar(label: str, stream: IO[str] = sys.stderr) -> Callable[[int, int], None]:
+    """A progress callback: a redrawn bar on a terminal, a line per tenth otherwise."""
+    last_tenth = -1
+
+    def show(done: int, total: int) -> None:
+        nonlocal last_tenth
+        filled = PROGRESS_WIDTH * done // max(total, 1)
+        line = f"{label} [{'#' * filled}{'.' * (PROGRESS_WIDTH - filled)}] {done}/{total}"
+        if stream.isatty():
+            stream.write("\r" + line + ("\n" if done == total else ""))
+        elif (tenth := 10 * done // max(total, 1)) != last_tenth:
+            last_tenth = tenth
+            stream.write(line + "\n")
+        stream.flush()
+
+    return show
+
+
+def _job_parts() -> Any:
+    from triage.components import Components
+    from triage.store.db import ensure_migrated
+
+    parts = Components.build(load_settings())
+    ensure_migrated(parts.engine)
+    return parts
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from triage import jobs
+    from triage.tasks import enqueue_extraction, enqueue_fallback
+
+    print(jobs.sweep(_job_parts(), enqueue_extraction, enqueue_fallback, holder="cli").summary())
+    return 0
+
+
+def _cmd_retry_fallback(args: argparse.Namespace) -> int:
+    from triage import jobs
+    from triage.tasks import enqueue_extraction
+
+    report = jobs.retry_fallback(_job_parts(), enqueue_extraction, holder="cli", progress=progress_bar("retry"))
+    print(report.summary())
+    return 0
+
+
+def _cmd_reprocess(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from triage import jobs
+    from triage.tasks import enqueue_extraction
+
+    try:
+        since = datetime.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        raise SettingsError(f"--since={args.since!r}: use an ISO date or time, e.g. 2026-11-01T00:00Z") from None
+    if since is not None and since.tzinfo is None:
+        raise SettingsError(f"--since={args.since!r}: give a time zone, e.g. 2026-11-01T00:00+00:00")
+    selection = jobs.Selection(args.schema_version, args.prompt_version, args.status, since)
+    if args.status and not args.since:
+        raise SettingsError("--status needs --since (e.g. --status needs_review --since 2026-11-01T00:00Z)")
+    report = jobs.reprocess(_job_parts(), selection, enqueue_extraction, dry_run=args.dry_run,
+                            progress=progress_bar("reprocess"))
+    if args.dry_run:
+        print(f"would reprocess {len(report.selected)} tickets ({selection.describe()}): "
+              + " ".join(map(str, report.selected)))
+    else:
+        print(report.summary())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from triage.demo import run_demo
 
@@ -217,6 +289,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="server processes (default: %(default)s)")
     serve.add_argument("--loglevel", default="INFO", help="default: %(default)s")
     serve.set_defaults(func=_cmd_serve)
+
+    sweep = sub.add_parser("sweep", help="re-enqueue stuck tickets now", description="Run the sweep job now "
+                           "(beat runs it every worker.sweep_interval_seconds): re-enqueue tickets stuck in queued, "
+                           "processing or fallback; a ticket re-enqueued jobs.max_requeues times goes to "
+                           "needs_review with reason poison.")
+    sweep.set_defaults(func=_cmd_sweep)
+
+    retry = sub.add_parser("retry-fallback", help="one fresh LLM pass for transient failures", description="Run "
+                           "the retry-fallback job now: needs_review tickets whose reason was transient (API down, "
+                           "rate limited, timeouts) get one fresh LLM pass after jobs.retry_fallback_after_seconds.")
+    retry.set_defaults(func=_cmd_retry_fallback)
+
+    reprocess = sub.add_parser("reprocess", help="re-extract tickets after a schema or prompt change",
+                               description="Send matching tickets through extraction again; tickets a person "
+                               "corrected are never touched. Give --schema-version, --prompt-version, or "
+                               "--status with --since.")
+    chosen = reprocess.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--schema-version", help="tickets extracted with this schema version")
+    chosen.add_argument("--prompt-version", help="tickets extracted with this prompt version")
+    chosen.add_argument("--status", help="tickets with this status (routed or needs_review); needs --since")
+    reprocess.add_argument("--since", help="created at or after this ISO time, e.g. 2026-11-01T00:00+00:00")
+    reprocess.add_argument("--dry-run", action="store_true", help="list the tickets, change nothing")
+    reprocess.set_defaults(func=_cmd_reprocess)
 
     demo = sub.add_parser("demo", help="run the whole pipeline on sample conversations", description="Migrate "
                           "the database, start a worker, submit the bundled sample conversations, wait, print "

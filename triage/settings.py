@@ -77,6 +77,22 @@ class WorkerSettings(_Section):
     visibility_timeout_seconds: int = Field(3600, gt=0)
 
 
+class JobSettings(_Section):
+    """The scheduled jobs run by ``triage beat`` (each also a CLI command)."""
+
+    #: A ticket re-enqueued this many times by the sweep goes to needs_review with reason ``poison``.
+    max_requeues: int = Field(5, ge=1)
+    #: needs_review tickets that failed for a transient reason get one fresh LLM pass after this long.
+    retry_fallback_after_seconds: float = Field(900, ge=0)
+    retry_fallback_interval_seconds: float = Field(300, gt=0)
+    #: Fallback reasons counted as transient (the API was down, rate limited or timing out).
+    transient_reasons: list[str] = Field(default_factory=lambda: [
+        "retries_exhausted", "api_error", "api_error_429", "api_error_500", "api_error_502", "api_error_503",
+        "api_error_504"])
+    #: The share of a job's interval its lock is held, so a second beat's run of the same slot is skipped.
+    lock_share: float = Field(0.9, gt=0, le=1)
+
+
 class RouteTarget(_Section):
     route: str = Field(min_length=1)
     priority: str = Field(min_length=1)
@@ -187,6 +203,7 @@ class Settings(_Section):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
 
     @field_validator("mimo_api_key")
     @classmethod

@@ -8,11 +8,11 @@ published only after the database transaction that makes them necessary has comm
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from functools import cache
 
 from celery import Task
 
+from triage import jobs
 from triage.backoff import retry_countdown
 from triage.components import Components
 from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError, RetryableAPIError
@@ -107,14 +107,18 @@ def fallback_ticket(ticket_id: int) -> str:
 
 
 @app.task(name="triage.sweep_stuck")
-def sweep_stuck() -> int:
+def sweep_stuck() -> str:
     """Re-publish tickets stuck in ``queued``, ``processing`` or ``fallback`` past the threshold."""
-    stuck = service.requeue_stuck(components().sessions, timedelta(seconds=settings.worker.stuck_after_seconds))
-    for ticket in stuck:
-        if ticket.status == FALLBACK:
-            enqueue_fallback(ticket.ticket_id)
-        else:
-            enqueue_extraction(ticket.ticket_id)
-    if stuck:
-        log.warning("re-enqueued %d stuck tickets", len(stuck))
-    return len(stuck)
+    report = jobs.sweep(components(), enqueue_extraction, enqueue_fallback)
+    if report.requeued or report.poisoned:
+        log.warning("%s", report.summary())
+    return report.summary()
+
+
+@app.task(name="triage.retry_fallback")
+def retry_fallback() -> str:
+    """One fresh LLM pass for tickets that ended in review because the API was unavailable."""
+    report = jobs.retry_fallback(components(), enqueue_extraction)
+    if report.requeued:
+        log.warning("%s", report.summary())
+    return report.summary()

@@ -48,6 +48,8 @@ def create_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "sweep-stuck": {"task": "triage.sweep_stuck", "schedule": worker.sweep_interval_seconds},
+            "retry-fallback": {"task": "triage.retry_fallback",
+                               "schedule": settings.jobs.retry_fallback_interval_seconds},
         },
     )
     return app

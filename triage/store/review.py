@@ -8,16 +8,20 @@ after, in the same transaction::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.routing import RouteDecision
-from triage.store.models import CORRECTED, QUEUED, Event, Ticket, utcnow
+from triage.store.models import CORRECTED, NEEDS_REVIEW, QUEUED, ROUTED, Event, Ticket, utcnow
 
 HUMAN_EXTRACTOR = "human"
+#: Tickets an automatic job may send through extraction again (never ``corrected`` ones).
+REPROCESSABLE = (ROUTED, NEEDS_REVIEW)
 
 
 def _snapshot(ticket: Ticket) -> dict[str, Any]:
@@ -97,4 +101,43 @@ def reprocess(sessions: sessionmaker[Session], ticket_id: int, actor: str) -> bo
         if ticket is None:
             return False
         requeue_for_extraction(session, ticket, actor, "reprocess")
+        return True
+
+
+def select_for_reprocess(sessions: sessionmaker[Session], *, schema_version: str | None = None,
+                         prompt_version: str | None = None, status: str | None = None,
+                         since: datetime | None = None) -> list[int]:
+    """Ids of finished tickets matching every given filter, never one a person corrected."""
+    query = select(Ticket.id).where(Ticket.status.in_(REPROCESSABLE)).order_by(Ticket.id)
+    if schema_version is not None:
+        query = query.where(Ticket.schema_version == schema_version)
+    if prompt_version is not None:
+        query = query.where(Ticket.prompt_version == prompt_version)
+    if status is not None:
+        query = query.where(Ticket.status == status)
+    if since is not None:
+        query = query.where(Ticket.created_at >= since)
+    with sessions() as session:
+        return list(session.scalars(query))
+
+
+def transient_failures(sessions: sessionmaker[Session], reasons: Sequence[str], older_than: timedelta) -> list[int]:
+    """``needs_review`` tickets that failed for one of ``reasons`` and have not had their fresh pass."""
+    cutoff = utcnow() - older_than
+    with sessions() as session:
+        return list(session.scalars(
+            select(Ticket.id).where(Ticket.status == NEEDS_REVIEW, Ticket.fallback_reason.in_(reasons),
+                                    Ticket.fallback_retried.is_(False), Ticket.finished_at <= cutoff)
+            .order_by(Ticket.id)))
+
+
+def requeue(sessions: sessionmaker[Session], ticket_id: int, actor: str, kind: str, *,
+            allowed: Sequence[str] = REPROCESSABLE, fallback_retry: bool = False) -> bool:
+    """Start a new extraction run if the ticket's status is still in ``allowed`` (checked under lock)."""
+    with sessions.begin() as session:
+        ticket = _locked(session, ticket_id)
+        if ticket is None or ticket.status not in allowed:
+            return False
+        requeue_for_extraction(session, ticket, actor, kind)
+        ticket.fallback_retried = ticket.fallback_retried or fallback_retry
         return True

@@ -256,25 +256,49 @@ class StuckTicket:
     status: str
 
 
-def requeue_stuck(sessions: sessionmaker[Session], older_than: timedelta) -> list[StuckTicket]:
+@dataclass(frozen=True)
+class Sweep:
+    requeued: list[StuckTicket]
+    poisoned: list[int]
+
+
+POISON = "poison"
+
+
+def requeue_stuck(sessions: sessionmaker[Session], older_than: timedelta, max_requeues: int,
+                  poison_route: RouteDecision) -> Sweep:
     """Tickets waiting in ``queued``/``processing``/``fallback`` longer than ``older_than``.
 
     Each one's ``updated_at`` is bumped and ``requeue_count`` incremented in the same
-    transaction, so it is handed out once per threshold; the caller re-publishes them.
+    transaction, so it is handed out once per threshold; the caller re-publishes them. A ticket
+    already re-enqueued ``max_requeues`` times keeps coming back: it goes to ``needs_review``
+    on ``poison_route`` with reason ``poison`` instead.
     """
     now = utcnow()
     cutoff = now - older_than
     due = or_(Ticket.next_attempt_at.is_(None), Ticket.next_attempt_at < cutoff)
-    waiting = and_(Ticket.status.in_((QUEUED, FALLBACK)), Ticket.lease_token.is_(None),
-                   Ticket.updated_at < cutoff, due)
+    waiting = and_(Ticket.status.in_((QUEUED, FALLBACK)), Ticket.lease_token.is_(None), due)
     abandoned = and_(Ticket.status.in_((PROCESSING, FALLBACK)), Ticket.lease_until < now)
     with sessions.begin() as session:
-        rows = session.execute(
-            select(Ticket.id, Ticket.status).where(or_(waiting, abandoned)).with_for_update(skip_locked=True)
+        rows = session.scalars(
+            select(Ticket).where(Ticket.updated_at < cutoff, or_(waiting, abandoned)).with_for_update(skip_locked=True)
         ).all()
-        if rows:
-            session.execute(
-                update(Ticket).where(Ticket.id.in_([r.id for r in rows]))
-                .values(updated_at=now, requeue_count=Ticket.requeue_count + 1)
-            )
-    return [StuckTicket(r.id, r.status) for r in rows]
+        requeued, poisoned = [], []
+        for ticket in rows:
+            if ticket.requeue_count >= max_requeues:
+                _poison(session, ticket, poison_route, now)
+                poisoned.append(ticket.id)
+            else:
+                requeued.append(StuckTicket(ticket.id, ticket.status))
+                ticket.updated_at, ticket.requeue_count = now, ticket.requeue_count + 1
+    return Sweep(requeued, poisoned)
+
+
+def _poison(session: Session, ticket: Ticket, decision: RouteDecision, now: datetime) -> None:
+    before = _snapshot(ticket)
+    ticket.status, ticket.fallback_reason = NEEDS_REVIEW, POISON
+    ticket.fallback_detail = f"re-enqueued {ticket.requeue_count} times without finishing"
+    ticket.route, ticket.priority, ticket.sla_due_at = decision.route, decision.priority, decision.sla_due_at
+    ticket.lease_token = ticket.lease_until = ticket.next_attempt_at = None
+    ticket.finished_at = ticket.updated_at = now
+    session.add(Event(ticket=ticket, actor=WORKER_ACTOR, kind=NEEDS_REVIEW, before=before, after=_snapshot(ticket)))
