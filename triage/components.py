@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.extraction.extractor import LLMExtractor
 from triage.extraction.llm import LLMClient
+from triage.extraction.model_chain import ModelChain
 from triage.extraction.rules import RulesExtractor
 from triage.ratelimit import RateLimiter, make_rate_limiter
 from triage.routing import Router
@@ -54,8 +55,10 @@ class Components:
         """The MiMo extractor; raises :class:`~triage.settings.SettingsError` without a key."""
         self.settings.require_llm_ready()
         client = LLMClient.from_settings(self.settings)
-        return LLMExtractor(client, self.schema, self.settings.model, self.settings.extraction,
-                            acquire=self.limiter.acquire)
+        options = self.settings.extraction
+        chain = ModelChain([self.settings.model, *options.fallback_models], failures_to_open=options.circuit_failures,
+                           open_seconds=options.circuit_open_seconds, retired_seconds=options.retired_model_seconds)
+        return LLMExtractor(client, self.schema, chain, options, acquire=self.limiter.acquire)
 
     @property
     def extractor(self) -> LLMExtractor | RulesExtractor:

@@ -61,6 +61,29 @@ class ExtractionSettings(_Section):
     stream: bool = False
     timeout_seconds: float = Field(60.0, gt=0)
     temperature: float = Field(0.0, ge=0, le=2)
+    #: Longest conversation transcript sent, in characters; longer ones are trimmed
+    #: (first customer message + latest turns, see triage.extraction.trim).
+    max_input_chars: int = Field(24_000, ge=1_000)
+    #: Models to move to, in order, when the main one (TRIAGE_MODEL) is retired (404) or failing.
+    fallback_models: list[str] = Field(default_factory=list)
+    #: Consecutive 5xx answers that open a model's circuit, and how long it stays open.
+    circuit_failures: int = Field(5, ge=1)
+    circuit_open_seconds: float = Field(60.0, gt=0)
+    #: How long a model that answered 404 is skipped.
+    retired_model_seconds: float = Field(3600.0, gt=0)
+
+
+class PrivacySettings(_Section):
+    """What is redacted from the text sent to the LLM API (the stored conversation keeps all).
+
+    ``redact_pii`` switches redaction off altogether; the others switch one kind each.
+    """
+
+    redact_pii: bool = True
+    emails: bool = True
+    phones: bool = True
+    cards: bool = True
+    id_numbers: bool = True
 
 
 class RetrySettings(_Section):
@@ -197,6 +220,7 @@ class Settings(_Section):
     config_path: Path = DEFAULT_CONFIG_PATH
     schema_: SchemaSettings = Field(default_factory=SchemaSettings, alias="schema")
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)

@@ -75,7 +75,7 @@ def extract_ticket(self: Task, ticket_id: int) -> str:
             return FALLBACK
         countdown = retry_countdown(settings.retry, failures - 1, exc.retry_after)
         if exc.status_code == TOO_MANY_REQUESTS:  # someone else shares the account: the whole fleet waits
-            parts.limiter.penalize(settings.model, countdown)
+            parts.limiter.penalize(exc.attempts[-1].model, countdown)
         service.release_for_retry(parts.sessions, claim, exc.attempts, countdown)
         log.warning("ticket %s: %s; retry in %.1fs", ticket_id, exc, countdown)
         raise self.retry(countdown=countdown, max_retries=None) from None

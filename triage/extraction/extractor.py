@@ -20,6 +20,7 @@ from typing import Any
 
 from triage.conversation import Conversation
 from triage.extraction.llm import Completion, LLMClient
+from triage.extraction.model_chain import NOT_FOUND, ModelChain
 from triage.extraction.parse import ParseError, is_truncated, parse_json_object
 from triage.extraction.prompt import ChatMessage, TicketPrompt
 from triage.extraction.types import APIError, Attempt, ExtractionResult, Outcome, RateLimitedError
@@ -49,12 +50,13 @@ class LLMExtractor:
         result.attempts      # every call made by this extract(), in order
     """
 
-    def __init__(self, client: LLMClient, schema: TicketSchema, model: str, settings: ExtractionSettings,
-                 today: Callable[[], date] = date.today, acquire: Acquire | None = None) -> None:
+    def __init__(self, client: LLMClient, schema: TicketSchema, model: str | ModelChain,
+                 settings: ExtractionSettings, today: Callable[[], date] = date.today,
+                 acquire: Acquire | None = None) -> None:
         self.client = client
         self.acquire = acquire
         self.schema = schema
-        self.model = model
+        self.models = model if isinstance(model, ModelChain) else ModelChain.single(model)
         self.settings = settings
         self.today = today
         self.prompt = TicketPrompt(schema)
@@ -73,20 +75,26 @@ class LLMExtractor:
             history = [*prior, *made]
             n, budget = next_number(history), next_budget(history, self.settings)
             messages = self._messages(conversation, today, history)
+            model = self.models.pick()
             if self.acquire is not None:
-                wait = self.acquire(self.model, estimate_tokens(messages, budget))
+                wait = self.acquire(model, estimate_tokens(messages, budget))
                 if wait > 0:
                     raise RateLimitedError(wait, made)
             try:
-                completion = self.client.complete(self.model, messages, budget, n)
+                completion = self.client.complete(model, messages, budget, n)
             except APIError as exc:
+                self.models.failed(model, exc.status_code)
+                if exc.status_code == NOT_FOUND and self.models.has_alternative(model):
+                    made.extend(exc.attempts)  # a retired model id: ask the next model now
+                    continue
                 exc.attempts = [*made, *exc.attempts]
                 raise
-            attempt, ticket = self._judge(completion, n, budget)
+            self.models.succeeded(model)
+            attempt, ticket = self._judge(completion, model, n, budget)
             made.append(attempt)
             if ticket is not None:
-                return self._result(made, ticket)
-        result = self._result(made, None)
+                return self._result(made, ticket, model)
+        result = self._result(made, None, made[-1].model if made else self.models.pick())
         result.failure_reason = FAILURE_INVALID
         result.failure_detail = last_error([*prior, *made])
         return result
@@ -99,29 +107,31 @@ class LLMExtractor:
         return self.prompt.reask_messages(conversation, today, bad.raw_output or "",
                                           (bad.error or "").splitlines())
 
-    def _judge(self, completion: Completion, n: int, budget: int) -> tuple[Attempt, dict[str, Any] | None]:
+    def _judge(self, completion: Completion, model: str, n: int,
+               budget: int) -> tuple[Attempt, dict[str, Any] | None]:
         """The attempt record for ``completion`` and, when it is valid, the projected ticket."""
         if is_truncated(completion.finish_reason):
             error = f"the answer was cut off at max_completion_tokens={budget} (finish_reason=length)"
-            return _attempt(completion, n, budget, "truncated", error), None
+            return _attempt(completion, model, n, budget, "truncated", error), None
         try:
             parsed = parse_json_object(completion.text)
         except ParseError as exc:
             error = f"the answer is not usable JSON: {exc}"
-            return _attempt(completion, n, budget, "unparseable", error), None
+            return _attempt(completion, model, n, budget, "unparseable", error), None
         logger.debug("attempt %d parsed on the %s path", n, parsed.path)
         issues = self.schema.validate(parsed.value)
         if issues:
-            return _attempt(completion, n, budget, "invalid", "\n".join(map(str, issues))), None
-        return _attempt(completion, n, budget, "valid", None), self.schema.project(parsed.value)
+            return _attempt(completion, model, n, budget, "invalid", "\n".join(map(str, issues))), None
+        return _attempt(completion, model, n, budget, "valid", None), self.schema.project(parsed.value)
 
-    def _result(self, made: list[Attempt], ticket: dict[str, Any] | None) -> ExtractionResult:
-        return ExtractionResult(extractor="llm", ticket=ticket, attempts=made, model=self.model,
+    def _result(self, made: list[Attempt], ticket: dict[str, Any] | None, model: str) -> ExtractionResult:
+        return ExtractionResult(extractor="llm", ticket=ticket, attempts=made, model=model,
                                 schema_version=self.schema.version, prompt_version=self.prompt.version)
 
 
-def _attempt(completion: Completion, n: int, budget: int, outcome: Outcome, error: str | None) -> Attempt:
-    return Attempt(n=n, model=completion.model, outcome=outcome, raw_output=completion.text,
+def _attempt(completion: Completion, model: str, n: int, budget: int, outcome: Outcome,
+             error: str | None) -> Attempt:
+    return Attempt(n=n, model=model, outcome=outcome, raw_output=completion.text,
                    finish_reason=completion.finish_reason, error=error,
                    prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                    reasoning_tokens=completion.reasoning_tokens, latency_ms=completion.latency_ms,
