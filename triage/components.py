@@ -58,7 +58,8 @@ class Components:
         options = self.settings.extraction
         chain = ModelChain([self.settings.model, *options.fallback_models], failures_to_open=options.circuit_failures,
                            open_seconds=options.circuit_open_seconds, retired_seconds=options.retired_model_seconds)
-        return LLMExtractor(client, self.schema, chain, options, acquire=self.limiter.acquire)
+        return LLMExtractor(client, self.schema, chain, options, acquire=self.limiter.acquire,
+                            privacy=self.settings.privacy)
 
     @property
     def extractor(self) -> LLMExtractor | RulesExtractor:

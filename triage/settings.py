@@ -194,7 +194,8 @@ class RateLimitSettings(_Section):
     per_model: dict[str, ModelBudget] = Field(default_factory=dict)
     backend: Literal["auto", "redis", "database"] = "auto"
     key_prefix: str = Field("triage:ratelimit", min_length=1, max_length=100)
-    window_seconds: float = Field(60.0, gt=0)
+    #: The API counts per 60 s; one more second covers a granted call's way to the API.
+    window_seconds: float = Field(61.0, gt=0)
     rpm_override: int | None = Field(None, ge=1)
     tpm_override: int | None = Field(None, ge=1)
 

@@ -85,7 +85,8 @@ def extract_ticket(self: Task, ticket_id: int) -> str:
         return FALLBACK
     if not result.ok:
         service.send_to_fallback(parts.sessions, claim, result.attempts,
-                                 result.failure_reason or INVALID_AFTER_ATTEMPTS, result.failure_detail)
+                                 result.failure_reason or INVALID_AFTER_ATTEMPTS, result.failure_detail,
+                                 trimmed=result.trimmed)
         enqueue_fallback(ticket_id)
         return FALLBACK
     decision = parts.router.route(result.ticket or {}, utcnow())

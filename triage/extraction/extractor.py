@@ -23,9 +23,11 @@ from triage.extraction.llm import Completion, LLMClient
 from triage.extraction.model_chain import NOT_FOUND, ModelChain
 from triage.extraction.parse import ParseError, is_truncated, parse_json_object
 from triage.extraction.prompt import ChatMessage, TicketPrompt
+from triage.extraction.redact import redact_conversation
+from triage.extraction.trim import Trimmed, trim
 from triage.extraction.types import APIError, Attempt, ExtractionResult, Outcome, RateLimitedError
 from triage.schema import TicketSchema
-from triage.settings import ExtractionSettings
+from triage.settings import ExtractionSettings, PrivacySettings
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +54,9 @@ class LLMExtractor:
 
     def __init__(self, client: LLMClient, schema: TicketSchema, model: str | ModelChain,
                  settings: ExtractionSettings, today: Callable[[], date] = date.today,
-                 acquire: Acquire | None = None) -> None:
+                 acquire: Acquire | None = None, privacy: PrivacySettings | None = None) -> None:
         self.client = client
+        self.privacy = privacy or PrivacySettings()
         self.acquire = acquire
         self.schema = schema
         self.models = model if isinstance(model, ModelChain) else ModelChain.single(model)
@@ -61,14 +64,31 @@ class LLMExtractor:
         self.today = today
         self.prompt = TicketPrompt(schema)
 
+    def prepare(self, conversation: Conversation) -> Trimmed:
+        """What is sent for ``conversation``: a copy with PII redacted (``privacy``), then trimmed to
+        ``settings.max_input_chars`` (see :mod:`triage.extraction.trim`); ``conversation`` is not changed."""
+        return trim(redact_conversation(conversation, self.privacy), self.settings.max_input_chars)
+
     def extract(self, conversation: Conversation, prior: Sequence[Attempt] = ()) -> ExtractionResult:
         """Run the attempt loop for ``conversation``.
+
+        The model only ever sees :meth:`prepare`'s copy; a result from a trimmed conversation has
+        ``trimmed=True``.
 
         ``prior`` are attempts already made earlier in this extraction run (before a retry):
         they continue the numbering, count toward ``settings.attempts`` when they got an answer,
         and their last bad answer and token budget carry over. The result's ``attempts`` (and an
         :class:`APIError`'s) are only the calls made by this call, the failed one last.
         """
+        outgoing = self.prepare(conversation)
+        if outgoing.trimmed:
+            logger.info("conversation trimmed to %d characters (%d messages omitted)",
+                        self.settings.max_input_chars, outgoing.omitted)
+        result = self._attempt_loop(outgoing.conversation, prior)
+        result.trimmed = outgoing.trimmed
+        return result
+
+    def _attempt_loop(self, conversation: Conversation, prior: Sequence[Attempt]) -> ExtractionResult:
         today = self.today()
         made: list[Attempt] = []
         while answered_count([*prior, *made]) < self.settings.attempts:

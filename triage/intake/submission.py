@@ -12,7 +12,7 @@ triage.intake.submission.SubmissionError: "external_id" is required and must be 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,7 +31,6 @@ class Submission:
     external_id: str
     conversation: Conversation
     customer: dict[str, Any] | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def _required_string(data: dict[str, Any], key: str) -> str:
@@ -70,14 +69,14 @@ def parse_submission(data: object) -> Submission:
     customer = data.get("customer")
     if customer is not None and not isinstance(customer, dict):
         raise SubmissionError('"customer" must be an object when given')
-    return Submission(source, external_id, Conversation(_messages(data)), customer, raw=data)
+    return Submission(source, external_id, Conversation(_messages(data)), customer)
 
 
 def accept(sessions: sessionmaker[Session], submission: Submission,
            enqueue: Callable[[int], None]) -> SubmitOutcome:
     """Store the submission, then (after the commit) enqueue its ticket unless it already existed."""
     outcome = submit_conversation(sessions, submission.source, submission.external_id, submission.conversation,
-                                  customer=submission.customer, raw_payload=submission.raw)
+                                  customer=submission.customer)  # the line is the conversation: no raw copy
     if outcome.created:
         enqueue(outcome.ticket_id)
     return outcome

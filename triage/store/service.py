@@ -205,7 +205,7 @@ def finish_routed(sessions: sessionmaker[Session], claim: Claim, result: Extract
 
 
 def send_to_fallback(sessions: sessionmaker[Session], claim: Claim, attempts: Sequence[AttemptRecord],
-                     reason: str, detail: str | None) -> bool:
+                     reason: str, detail: str | None, *, trimmed: bool = False) -> bool:
     """Record the failed attempts and mark the ticket ``fallback`` (then publish the fallback task)."""
     raw = next((a.raw_output for a in reversed([*claim.prior_attempts, *attempts]) if a.raw_output), None)
     with sessions.begin() as session:
@@ -216,6 +216,7 @@ def send_to_fallback(sessions: sessionmaker[Session], claim: Claim, attempts: Se
         before = _snapshot(ticket)
         ticket.status = FALLBACK
         ticket.fallback_reason, ticket.fallback_detail, ticket.fallback_raw_output = reason, detail, raw
+        ticket.trimmed = ticket.trimmed or trimmed
         ticket.lease_token = ticket.lease_until = ticket.next_attempt_at = None
         ticket.updated_at = utcnow()
         session.add(Event(ticket=ticket, actor=WORKER_ACTOR, kind=FALLBACK, before=before,
