@@ -109,3 +109,11 @@ def test_demo_runs_on_a_fresh_directory_without_servers(tmp_path: Path) -> None:
     assert len(rows) == 8 and all(" routed " in row for row in rows)
     assert any("mimo-sample-2" in row and "Watch S1" in row and "general-inquiries" in row for row in rows)
     assert (tmp_path / "var" / "triage.sqlite3").exists()
+
+
+def test_submit_with_the_broker_down_stores_the_ticket_for_the_sweep(stack: Stack) -> None:
+    stack.env["TRIAGE_BROKER_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    result = stack.cli("submit", stdin=json.dumps({"source": "s", "external_id": "down", "text": "hi"}) + "\n")
+    assert result.returncode == 0 and json.loads(result.stdout)["status"] == "queued"
+    assert "the sweep job will publish it" in result.stderr
+    assert [v.status for v in stack.tickets()] == ["queued"]

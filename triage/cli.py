@@ -9,8 +9,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from kombu.exceptions import OperationalError as BrokerError
-
 from triage.schema import SchemaFileError
 from triage.settings import SettingsError, load_settings
 from triage.store.db import DatabaseNotReadyError
@@ -70,7 +68,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from triage.components import Components
     from triage.intake.submission import SubmissionError, accept, parse_submission
     from triage.store.db import ensure_migrated
-    from triage.tasks import enqueue_extraction
+    from triage.tasks import enqueue_extraction_or_log
 
     parts = Components.build(load_settings())
     ensure_migrated(parts.engine)
@@ -86,24 +84,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                 print(f"line {number}: {exc}", file=sys.stderr)
                 bad += 1
                 continue
-            outcome = accept(parts.sessions, submission, _enqueue_or_warn(enqueue_extraction))
+            outcome = accept(parts.sessions, submission, enqueue_extraction_or_log)
             print(json.dumps({"external_id": submission.external_id, "ticket_id": outcome.ticket_id,
                               "status": outcome.status}, ensure_ascii=False), flush=True)
     finally:
         if stream is not sys.stdin:
             stream.close()
     return 1 if bad else 0
-
-
-def _enqueue_or_warn(enqueue: Callable[[int], None]) -> Callable[[int], None]:
-    def publish(ticket_id: int) -> None:
-        try:
-            enqueue(ticket_id)
-        except BrokerError as exc:
-            print(f"ticket {ticket_id}: stored but not enqueued ({exc}); `triage beat` re-enqueues it "
-                  "once the broker is back", file=sys.stderr)
-
-    return publish
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

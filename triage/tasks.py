@@ -11,6 +11,7 @@ import logging
 from functools import cache
 
 from celery import Task
+from kombu.exceptions import OperationalError as BrokerError
 
 from triage import jobs
 from triage.backoff import retry_countdown
@@ -39,6 +40,14 @@ def _lease_seconds() -> float:
 def enqueue_extraction(ticket_id: int) -> None:
     """Publish the extraction task for a stored ticket (call after the commit)."""
     extract_ticket.apply_async((ticket_id,), queue=TRIAGE_QUEUE)
+
+
+def enqueue_extraction_or_log(ticket_id: int) -> None:
+    """Publish after a commit; when the broker is down, log it: the sweep re-publishes the ticket."""
+    try:
+        enqueue_extraction(ticket_id)
+    except BrokerError as exc:
+        log.warning("ticket %s is stored but not enqueued (%s); the sweep job will publish it", ticket_id, exc)
 
 
 def enqueue_fallback(ticket_id: int) -> None:

@@ -44,9 +44,9 @@ def create_app(parts: Components | None = None, enqueue: Callable[[int], None] |
     if parts is None:
         parts = Components.build(load_settings())
     if enqueue is None:
-        from triage.tasks import enqueue_extraction
+        from triage.tasks import enqueue_extraction_or_log
 
-        enqueue = enqueue_extraction
+        enqueue = enqueue_extraction_or_log
     app = FastAPI(title="triage", summary="Customer-service ticket triage: webhooks in, dispatch review out.",
                   version="0.1.0")
     app.include_router(webhook_router(parts, enqueue))
