@@ -191,7 +191,7 @@ def _finish(api: Service, ticket_id: int) -> None:
     assert claim is not None
     result = api.parts.rules.extract(claim.conversation)
     decision = api.parts.router.route(result.ticket or {}, service.utcnow())
-    service.finish_routed(api.parts.sessions, claim, result, decision)
+    service.finish(api.parts.sessions, claim, result, decision)
 
 
 def test_new_customer_message_is_appended_and_retriaged(api: Service) -> None:

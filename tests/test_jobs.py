@@ -44,7 +44,7 @@ def _finish(parts: Components, ticket_id: int) -> None:
     claim = service.claim_for_extraction(parts.sessions, ticket_id, 60)
     assert claim is not None
     result = parts.rules.extract(claim.conversation)
-    service.finish_routed(parts.sessions, claim, result, parts.router.route(result.ticket or {}, service.utcnow()))
+    service.finish(parts.sessions, claim, result, parts.router.route(result.ticket or {}, service.utcnow()))
 
 
 def _unlock_all(parts: Components) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 import redis
@@ -37,17 +36,13 @@ def _peak(times: list[float], window: float) -> int:
     return peak
 
 
-@pytest.fixture(params=["redis", "database"])
-def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Stack, FakeMiMo]]:
+@pytest.fixture
+def stack(redis_url: str, postgres_url: str) -> Iterator[tuple[Stack, FakeMiMo]]:
+    """The production shape (several hosts share Redis); the database backend's multi-process
+    guarantee is tested in test_ratelimit.py."""
     with FakeMiMo() as api:
-        if request.param == "redis":
-            broker = request.getfixturevalue("redis_url")
-            redis.Redis.from_url(broker).flushdb()
-            database = request.getfixturevalue("postgres_url")
-        else:
-            broker = f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
-            database = f"sqlite:///{tmp_path / 'triage.sqlite3'}"
-        stack = Stack(database, broker, api.base_url, {
+        redis.Redis.from_url(redis_url).flushdb()
+        stack = Stack(postgres_url, redis_url, api.base_url, {
             "TRIAGE_RATE_LIMIT_RPM": str(RPM), "TRIAGE__RATE_LIMIT__WINDOW_SECONDS": str(WINDOW + MARGIN),
             "TRIAGE__RATE_LIMIT__KEY_PREFIX": f"test-fleet-{time.time_ns()}"})
         stack.migrate()

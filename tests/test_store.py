@@ -70,14 +70,14 @@ def test_a_claimed_ticket_cannot_be_claimed_again_until_its_lease_ends(sessions:
         session.execute(update(Ticket).values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
     takeover = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
     assert takeover is not None
-    assert not service.finish_routed(sessions, claim, RESULT, DECISION), "a stale claim must not write"
-    assert service.finish_routed(sessions, takeover, RESULT, DECISION)
+    assert not service.finish(sessions, claim, RESULT, DECISION), "a stale claim must not write"
+    assert service.finish(sessions, takeover, RESULT, DECISION)
 
 
 def test_a_finished_ticket_is_never_extracted_again(sessions: sessionmaker[Session]) -> None:
     ticket_id = _submit(sessions).ticket_id
     claim = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
-    assert claim is not None and service.finish_routed(sessions, claim, RESULT, DECISION)
+    assert claim is not None and service.finish(sessions, claim, RESULT, DECISION)
     assert service.claim_for_extraction(sessions, ticket_id, lease_seconds=60) is None
     assert service.claim_for_fallback(sessions, ticket_id, lease_seconds=60) is None
     view = list_tickets(sessions).items[0]

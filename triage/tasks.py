@@ -18,7 +18,7 @@ from triage.backoff import retry_countdown
 from triage.components import Components
 from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError, RetryableAPIError
 from triage.store import service
-from triage.store.models import FALLBACK, utcnow
+from triage.store.models import FALLBACK, NEEDS_REVIEW, utcnow
 from triage.worker import FALLBACK_QUEUE, TRIAGE_QUEUE, app, settings
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def extract_ticket(self: Task, ticket_id: int) -> str:
         enqueue_fallback(ticket_id)
         return FALLBACK
     decision = parts.router.route(result.ticket or {}, utcnow())
-    service.finish_routed(parts.sessions, claim, result, decision)
+    service.finish(parts.sessions, claim, result, decision)
     return decision.route
 
 
@@ -112,7 +112,7 @@ def fallback_ticket(ticket_id: int) -> str:
         log.info("ticket %s: not waiting for the fallback queue, nothing to do", ticket_id)
         return "skipped"
     result = parts.rules.extract(claim.conversation)
-    service.finish_needs_review(parts.sessions, claim, result, parts.router.fallback(utcnow()))
+    service.finish(parts.sessions, claim, result, parts.router.fallback(utcnow()), NEEDS_REVIEW)
     return "needs_review"
 
 

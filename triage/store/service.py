@@ -192,15 +192,16 @@ def _finish(session: Session, ticket: Ticket, status: str, result: ExtractionRes
     session.add(Event(ticket=ticket, actor=WORKER_ACTOR, kind=status, before=before, after=_snapshot(ticket)))
 
 
-def finish_routed(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult,
-                  decision: RouteDecision) -> bool:
-    """Store a valid extraction and its route; ``False`` when the claim was lost meanwhile."""
+def finish(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
+           status: str = ROUTED) -> bool:
+    """Store an extraction, its attempts and its route with ``status`` (``routed``, or ``needs_review``
+    for the fallback queue's rules ticket); ``False`` when the claim was lost meanwhile."""
     with sessions.begin() as session:
         ticket = _held(session, claim)
         if ticket is None:
             return False
         _add_attempts(session, claim.ticket_id, claim.run, result.attempts)
-        _finish(session, ticket, ROUTED, result, decision)
+        _finish(session, ticket, status, result, decision)
         return True
 
 
@@ -237,17 +238,6 @@ def release_for_retry(sessions: sessionmaker[Session], claim: Claim, attempts: S
         ticket.lease_token = ticket.lease_until = None
         ticket.next_attempt_at = now + timedelta(seconds=countdown)
         ticket.updated_at = now
-        return True
-
-
-def finish_needs_review(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult,
-                        decision: RouteDecision) -> bool:
-    """Store the rules extractor's ticket on the fallback route, status ``needs_review``."""
-    with sessions.begin() as session:
-        ticket = _held(session, claim)
-        if ticket is None:
-            return False
-        _finish(session, ticket, NEEDS_REVIEW, result, decision)
         return True
 
 
