@@ -7,13 +7,25 @@ with ``"stream": true`` gets the same reply as SSE chunks, so one script serves 
     with FakeMiMo() as api:
         api.script("ORDER-17", error(500), ok({"problem_type": "consult", ...}))
         client = openai.OpenAI(base_url=api.base_url, api_key="test")
+
+Chaos mode answers every unscripted request with a seeded random draw from a weighted mix of
+faults (429, 500, 503, hangs, non-JSON, truncated and schema-invalid answers, broken bodies)::
+
+    with FakeMiMo(chaos=Chaos(seed=7, weights={"ok": 6, "500": 1, "hang": 1})) as api:
+        ...
+        api.kinds()   # {"ok": 812, "500": 130, "hang": 141}
 """
 
 from __future__ import annotations
 
 import json
+import random
+import re
+import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,6 +46,9 @@ class Reply:
     delay: float = 0.0
     usage: dict[str, Any] = field(default_factory=lambda: dict(USAGE))
     reasoning: str | None = None
+    #: Sent verbatim as the whole HTTP body (with ``content_type``), whatever ``status`` is.
+    raw: str | None = None
+    content_type: str = "application/json"
 
 
 def ok(content: str | dict[str, Any], finish_reason: str = "stop", **kw: Any) -> Reply:
@@ -55,20 +70,94 @@ def hang(seconds: float, then: Reply | None = None) -> Reply:
     return reply
 
 
+def raw(body: str, status: int = 200, content_type: str = "application/json") -> Reply:
+    """An HTTP answer whose body is ``body`` as is: not JSON, cut off, an HTML error page..."""
+    return Reply(status=status, raw=body, content_type=content_type)
+
+
 VALID_TICKET = {"problem_type": "other", "device_model": None, "urgent_level": "normal",
                 "user_requirements": []}
 
+#: What chaos mode can answer, by name. ``hang`` waits ``Chaos.hang_seconds`` (set it above the
+#: client's timeout); the ``body_*`` kinds break the HTTP body itself, the others the model's answer.
+CHAOS_KINDS = ("ok", "429", "500", "503", "hang", "not_json", "truncated", "truncated_stop", "invalid",
+               "body_not_json", "body_truncated")
+#: The default mix: about half good answers, the rest spread over every fault.
+CHAOS_MIX: Mapping[str, float] = {"ok": 50, "429": 5, "500": 6, "503": 6, "hang": 4, "not_json": 6,
+                                  "truncated": 5, "truncated_stop": 5, "invalid": 7, "body_not_json": 3,
+                                  "body_truncated": 3}
+
+
+@dataclass
+class Chaos:
+    """A seeded random mix of answers: one independent draw per request, reproducible by ``seed``.
+
+    >>> first, second = Chaos(seed=1), Chaos(seed=1)
+    >>> [first.draw()[0] for _ in range(50)] == [second.draw()[0] for _ in range(50)]
+    True
+    """
+
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(CHAOS_MIX))
+    seed: int = 0
+    hang_seconds: float = 3.0
+    valid: Mapping[str, Any] = field(default_factory=lambda: dict(VALID_TICKET))
+    retry_after: str = "1"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.weights) - set(CHAOS_KINDS)
+        if unknown:
+            raise ValueError(f"unknown chaos kinds {sorted(unknown)}; known: {', '.join(CHAOS_KINDS)}")
+        self._rng = random.Random(self.seed)
+        self._kinds = [kind for kind, weight in self.weights.items() if weight > 0]
+        self._weights = [self.weights[kind] for kind in self._kinds]
+
+    def draw(self) -> tuple[str, Reply]:
+        """The next kind and its reply (call under the server's lock: the generator is shared)."""
+        kind = self._rng.choices(self._kinds, self._weights)[0]
+        return kind, self.reply(kind)
+
+    def reply(self, kind: str) -> Reply:
+        """The reply for one chaos ``kind``."""
+        text = json.dumps(dict(self.valid), ensure_ascii=False)
+        replies: dict[str, Any] = {
+            "ok": lambda: ok(text),
+            "429": lambda: error(429, "rate limited", headers={"Retry-After": self.retry_after}),
+            "500": lambda: error(500, "internal error"),
+            "503": lambda: error(503, "overloaded"),
+            "hang": lambda: hang(self.hang_seconds, ok(text)),
+            "not_json": lambda: ok("Sorry, I can only answer in plain words today."),
+            "truncated": lambda: ok(text[: len(text) // 2], finish_reason="length"),
+            "truncated_stop": lambda: ok(text[: len(text) // 2]),
+            "invalid": lambda: ok({**self.valid, "problem_type": "broken", "urgent_level": 3}),
+            "body_not_json": lambda: raw("<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
+            "body_truncated": lambda: raw('{"id": "chatcmpl-fake", "object": "chat.completion", "choices": [{"in'),
+        }
+        return replies[kind]()
+
+
+class _Server(ThreadingHTTPServer):
+    """Many clients at once (a deep listen backlog); a client that hung up is not an error."""
+
+    request_queue_size = 256
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class FakeMiMo:
-    """The loopback server. Unscripted requests get ``default`` (a valid ticket)."""
+    """The loopback server. Unscripted requests get ``default`` (a valid ticket), or a draw from
+    ``chaos`` when given; ``latency`` seconds are added to every answer."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(self, default: Reply | None = None, *, chaos: Chaos | None = None, latency: float = 0.0) -> None:
         self.default = default or ok(VALID_TICKET)
+        self.chaos = chaos
+        self.latency = latency
         self._scripts: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -93,13 +182,35 @@ class FakeMiMo:
         with self._lock:
             return [r for r in self.requests if key in json.dumps(r["body"]["messages"], ensure_ascii=False)]
 
-    def _next_reply(self, body: dict[str, Any]) -> Reply:
+    def kinds(self) -> Counter[str]:
+        """How many requests got each chaos kind (``scripted``/``default`` for the others)."""
+        with self._lock:
+            return Counter(r.get("kind", "default") for r in self.requests)
+
+    def times_by_marker(self, pattern: str | re.Pattern[str]) -> dict[str, list[float]]:
+        """Arrival times (``time.time()``) of the requests whose messages match ``pattern``, by match.
+
+        One pass over the log, so it stays fast with thousands of requests and markers.
+        """
+        regex = re.compile(pattern)
+        found: dict[str, list[float]] = {}
+        with self._lock:
+            requests = list(self.requests)
+        for request in requests:
+            match = regex.search(json.dumps(request["body"].get("messages", []), ensure_ascii=False))
+            if match:
+                found.setdefault(match.group(0), []).append(request["at"])
+        return found
+
+    def _next_reply(self, body: dict[str, Any]) -> tuple[str, Reply]:
         text = json.dumps(body.get("messages", []), ensure_ascii=False)
         with self._lock:
             for key, replies in self._scripts.items():
                 if key in text:
-                    return replies.pop(0) if len(replies) > 1 else replies[0]
-        return self.default
+                    return "scripted", replies.pop(0) if len(replies) > 1 else replies[0]
+            if self.chaos is not None:
+                return self.chaos.draw()
+        return "default", self.default
 
     def _record(self, request: dict[str, Any]) -> None:
         with self._lock:
@@ -115,25 +226,28 @@ class FakeMiMo:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                fake._record({"path": self.path, "headers": dict(self.headers), "body": body,
-                              "at": time.time()})
+                record = {"path": self.path, "headers": dict(self.headers), "body": body, "at": time.time()}
+                fake._record(record)
                 if not self.path.endswith("/chat/completions"):
                     self._send(404, json.dumps({"error": {"message": "no such route"}}), {})
                     return
-                reply = fake._next_reply(body)
-                if reply.delay:
-                    time.sleep(reply.delay)
-                if reply.status != 200:
+                record["kind"], reply = fake._next_reply(body)
+                if reply.delay or fake.latency:
+                    time.sleep(reply.delay + fake.latency)
+                if reply.raw is not None:
+                    self._send(reply.status, reply.raw, reply.headers, reply.content_type)
+                elif reply.status != 200:
                     self._send(reply.status, reply.body or "{}", reply.headers)
                 elif body.get("stream"):
                     self._stream(body, reply)
                 else:
                     self._send(200, json.dumps(_completion(body, reply), ensure_ascii=False), reply.headers)
 
-            def _send(self, status: int, text: str, headers: dict[str, str]) -> None:
+            def _send(self, status: int, text: str, headers: dict[str, str],
+                      content_type: str = "application/json") -> None:
                 data = text.encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for name, value in headers.items():
                     self.send_header(name, value)

@@ -72,9 +72,11 @@ class Stack:
         return [json.loads(line) for line in result.stdout.splitlines()]
 
     @contextmanager
-    def process(self, *args: str) -> Iterator[subprocess.Popen[str]]:
-        """``triage ARGS`` running in the background, stopped (SIGTERM) on exit; its log in ``self.logs``."""
-        log = open(Path(self.env.get("TMPDIR", "/tmp")) / f"triage-{args[0]}-{os.getpid()}.log", "w+")  # noqa: SIM115
+    def process(self, *args: str, name: str | None = None) -> Iterator[subprocess.Popen[str]]:
+        """``triage ARGS`` running in the background, stopped (SIGTERM) on exit; its log in
+        ``self.logs[name]`` (``name`` defaults to the subcommand: give two of a kind their own)."""
+        name = name or args[0]
+        log = open(Path(self.env.get("TMPDIR", "/tmp")) / f"triage-{name}-{os.getpid()}.log", "w+")  # noqa: SIM115
         process = subprocess.Popen([sys.executable, "-m", "triage", *args], env=self.env, cwd=REPO, stdout=log,
                                    stderr=subprocess.STDOUT, text=True)
         try:
@@ -87,7 +89,7 @@ class Stack:
                 process.kill()
                 process.wait()
             log.seek(0)
-            self.logs[args[0]] = log.read()
+            self.logs[name] = log.read()
             log.close()
 
     def worker(self, *args: str) -> AbstractContextManager[subprocess.Popen[str]]:

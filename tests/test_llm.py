@@ -11,7 +11,7 @@ from email.utils import format_datetime
 import pytest
 from pydantic import SecretStr
 
-from tests.fakeapi import FakeMiMo, error, ok
+from tests.fakeapi import FakeMiMo, error, ok, raw
 from triage.extraction.llm import Completion, LLMClient, parse_retry_after
 from triage.extraction.types import FatalAPIError, RetryableAPIError
 from triage.settings import ExtractionSettings, Settings, SettingsError
@@ -87,6 +87,20 @@ def test_rate_limits_and_server_errors_are_retryable(api: FakeMiMo, client: LLMC
     assert (attempt.n, attempt.outcome, attempt.status_code, attempt.model) == (4, "api_error", status, MODEL)
     assert attempt.max_completion_tokens == 512
     assert len(api.requests_for(key)) == 1, "the openai client itself must not retry"
+
+
+@pytest.mark.parametrize(("name", "body", "content_type"), [
+    ("html", "<html><body>502 Bad Gateway</body></html>", "text/html"),
+    ("cut", '{"id": "x", "object": "chat.completion", "choices": [{"index"', "application/json"),
+])
+def test_a_broken_body_is_a_retryable_api_error(api: FakeMiMo, client: LLMClient, name: str, body: str,
+                                                content_type: str) -> None:
+    key = f"L-BROKEN-{name}"
+    api.script(key, raw(body, content_type=content_type))
+    with pytest.raises(RetryableAPIError, match="malformed response body") as caught:
+        ask(client, key)
+    [attempt] = caught.value.attempts
+    assert attempt.outcome == "api_error" and attempt.status_code is None
 
 
 @pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 421, 422])

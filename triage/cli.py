@@ -47,8 +47,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     unknown = set(args.queues.split(",")) - set(QUEUES)
     if unknown:
         raise SettingsError(f"--queues: unknown queue(s) {sorted(unknown)}; known: {', '.join(QUEUES)}")
-    app.worker_main(_worker_argv(args.concurrency, args.queues, args.loglevel))
-    return 0
+    # app.start (not worker_main) hands back Celery's exit status, e.g. 1 after an unrecoverable
+    # error, so a supervisor with a restart-on-failure policy brings the worker back.
+    return int(app.start(_worker_argv(args.concurrency, args.queues, args.loglevel)) or 0)
 
 
 def _cmd_beat(args: argparse.Namespace) -> int:
@@ -56,8 +57,7 @@ def _cmd_beat(args: argparse.Namespace) -> int:
 
     schedule = Path(args.schedule)
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    app.start(["beat", f"--schedule={schedule}", f"--loglevel={args.loglevel}"])
-    return 0
+    return int(app.start(["beat", f"--schedule={schedule}", f"--loglevel={args.loglevel}"]) or 0)
 
 
 def _open_input(name: str) -> IO[str]:

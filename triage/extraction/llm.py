@@ -12,6 +12,7 @@ it to wait. Every request asks for ``response_format={"type": "json_object"}``, 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -87,10 +88,12 @@ class LLMClient:
         started = time.monotonic()
         try:
             return self._stream(request, started) if self.options.stream else self._create(request, started)
-        except openai.APIError as exc:
+        except (openai.APIError, MalformedResponseError, json.JSONDecodeError) as exc:
             attempt = Attempt(n=n, model=model, outcome="api_error", error=f"{type(exc).__name__}: {exc}",
                               latency_ms=_elapsed_ms(started), max_completion_tokens=max_completion_tokens,
                               status_code=getattr(exc, "status_code", None))
+            if not isinstance(exc, openai.APIError):  # a proxy's error page, a cut-off body: try again later
+                raise RetryableAPIError(f"malformed response body: {exc}", [attempt]) from exc
             raise classify_error(exc, attempt) from exc
 
     def _request(self, model: str, messages: Sequence[Mapping[str, str]],
@@ -105,7 +108,9 @@ class LLMClient:
         return request
 
     def _create(self, request: dict[str, Any], started: float) -> Completion:
-        response: ChatCompletion = self._client.chat.completions.create(**request)
+        response = self._client.chat.completions.create(**request)
+        if not isinstance(response, ChatCompletion) or not response.choices:
+            raise MalformedResponseError(f"expected a chat completion, got {str(response)[:200]!r}")
         choice = response.choices[0]
         return _completion(text=choice.message.content or "", finish_reason=choice.finish_reason,
                            model=response.model or request["model"], started=started,
@@ -129,6 +134,10 @@ class LLMClient:
                     finish_reason = choice.finish_reason or finish_reason
         return _completion(text="".join(text), finish_reason=finish_reason, model=model, started=started,
                            usage=usage, reasoning="".join(reasoning) or None)
+
+
+class MalformedResponseError(ValueError):
+    """A 200 answer whose body is not a chat completion (e.g. an HTML page from a proxy)."""
 
 
 def _completion(*, text: str, finish_reason: str | None, model: str, started: float,
