@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tickets = sub.add_parser("tickets", help="list tickets", description="List tickets as a table, or as "
                              "JSON Lines with --json.")
-    tickets.add_argument("--status", help="queued, processing, fallback, routed or needs_review")
+    tickets.add_argument("--status", help="queued, processing, fallback, routed, needs_review or corrected")
     tickets.add_argument("--route", help="e.g. hardware-support")
     tickets.add_argument("--json", action="store_true", help="one JSON object per line")
     tickets.set_defaults(func=_cmd_tickets)
