@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,11 +20,13 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.processes import stop_gracefully
 from triage.store.db import make_engine, make_sessionmaker, upgrade
 from triage.store.models import FINISHED_STATUSES
 from triage.store.tickets import TicketFilter, TicketView, list_tickets
 
 REPO = Path(__file__).resolve().parent.parent
+STOP_GRACE_SECONDS = 20
 FAST_SETTINGS = {
     "TRIAGE__RETRY__BACKOFF_BASE_SECONDS": "0.05",
     "TRIAGE__RETRY__BACKOFF_MAX_SECONDS": "0.5",
@@ -82,12 +83,7 @@ class Stack:
         try:
             yield process
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_gracefully(process, STOP_GRACE_SECONDS)
             log.seek(0)
             self.logs[name] = log.read()
             log.close()

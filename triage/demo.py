@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from triage.processes import stop_gracefully
 from triage.settings import Settings, load_settings
 
 SAMPLES = Path(__file__).with_name("demo_conversations.jsonl")
@@ -44,12 +44,7 @@ def _worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
         try:
             yield process
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(WORKER_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_gracefully(process, WORKER_STOP_SECONDS)
     print(f"worker stopped (its log: {log_path})", file=sys.stderr)
 
 

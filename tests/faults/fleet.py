@@ -32,6 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tests.harness import REPO, Stack, free_port
+from triage.processes import stop_gracefully
 
 #: Every fault run's conversations come from this source; their external ids are ``FLT-00001``...
 SOURCE = "faults"
@@ -256,13 +257,7 @@ class Service:
         if process is None:
             return
         group = process.pid  # start_new_session: the group we created, and only ours
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_gracefully(process, timeout)
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)  # orphaned pool children, if any
 
