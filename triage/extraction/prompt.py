@@ -7,7 +7,7 @@ from the schema. The conversation goes in the user message between two marker li
 untrusted data. Change the schema and the prompt (and :attr:`TicketPrompt.version`) changes.
 
 >>> from datetime import date
->>> from triage.schema import TicketSchema
+>>> from triage.schema import RefWalker, TicketSchema
 >>> schema = TicketSchema.from_dict({"type": "object", "required": ["level"],
 ...     "properties": {"level": {"type": "string", "enum": ["low", "high"]}}})
 >>> prompt = TicketPrompt(schema)
@@ -23,16 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any
 
 from triage.conversation import Conversation
-from triage.schema import TicketSchema
+from triage.schema import RefWalker, TicketSchema
 
 ChatMessage = dict[str, str]
 Node = Mapping[str, Any]
-T = TypeVar("T")
 
 CONVERSATION_START = "<<<CONVERSATION>>>"
 CONVERSATION_END = "<<<END CONVERSATION>>>"
@@ -102,7 +101,7 @@ class TicketPrompt:
 
     >>> from datetime import date
     >>> from triage.conversation import Conversation
-    >>> from triage.schema import TicketSchema
+    >>> from triage.schema import RefWalker, TicketSchema
     >>> prompt = TicketPrompt(TicketSchema.from_dict({"type": "object", "properties": {}}))
     >>> [m["role"] for m in prompt.messages(Conversation.from_text("hi"), date(2026, 1, 1))]
     ['system', 'user']
@@ -133,7 +132,7 @@ class TicketPrompt:
 
         >>> from datetime import date
         >>> from triage.conversation import Conversation
-        >>> from triage.schema import TicketSchema
+        >>> from triage.schema import RefWalker, TicketSchema
         >>> prompt = TicketPrompt(TicketSchema.from_dict({"type": "object", "properties": {}}))
         >>> reask = prompt.reask_messages(Conversation.from_text("hi"), date(2026, 1, 1), "{", ["cut off"])
         >>> [m["role"] for m in reask], reask[-1]["content"].splitlines()[1]
@@ -224,13 +223,11 @@ def _digest(*parts: str) -> str:
 class _SchemaWriter:
     """Walks a JSON Schema document: field lines for the prompt, and an example instance.
 
-    Local ``$ref`` (``#/...``) are followed; a reference already being expanded is not expanded
-    again, so recursive schemas terminate.
+    Local ``$ref`` are followed by :class:`~triage.schema.RefWalker`, so recursive schemas terminate.
     """
 
     def __init__(self, root: Node) -> None:
-        self.root = root
-        self._expanding: list[str] = []
+        self._refs = RefWalker(root)
 
     def fields(self, node: Node, depth: int) -> list[str]:
         """One line per property (nested properties indented below their parent)."""
@@ -245,7 +242,7 @@ class _SchemaWriter:
 
     def describe(self, node: Node, depth: int) -> tuple[str, list[str]]:
         """A phrase for ``node`` and the lines of its nested fields, if any."""
-        return self._follow(node, lambda target: self._describe_resolved(target, depth),
+        return self._refs.follow(node, lambda target: self._describe_resolved(target, depth),
                             lambda ref: (f"same shape as {ref}", []))
 
     def _describe_resolved(self, node: Node, depth: int) -> tuple[str, list[str]]:
@@ -269,21 +266,7 @@ class _SchemaWriter:
     def example(self, node: Node) -> Any:
         """A deterministic example instance: schema ``examples``/``default``/``const``/first enum
         value when given, else a placeholder of the first non-null type."""
-        return self._follow(node, self._example_resolved, lambda ref: None)
-
-    def _follow(self, node: Node, visit: Callable[[Node], T], on_cycle: Callable[[str], T]) -> T:
-        """``visit(node)``, or ``visit`` of its local ``$ref`` target; a reference already being
-        expanded gives ``on_cycle(ref)`` instead."""
-        ref = node.get("$ref")
-        if ref is None:
-            return visit(node)
-        if ref in self._expanding:
-            return on_cycle(ref)
-        self._expanding.append(ref)
-        try:
-            return visit(self._resolve(ref))
-        finally:
-            self._expanding.pop()
+        return self._refs.follow(node, self._example_resolved, lambda ref: None)
 
     def _example_resolved(self, node: Node) -> Any:
         if node.get("examples"):
@@ -307,15 +290,6 @@ class _SchemaWriter:
         if kind == "string":
             return FORMAT_EXAMPLES.get(node.get("format", ""), PLACEHOLDER_STRING)
         return TYPE_EXAMPLES.get(kind)
-
-    def _resolve(self, ref: str) -> Node:
-        if not ref.startswith("#"):
-            raise ValueError(f"only local $ref are supported in the ticket schema, not {ref!r}")
-        pointer = ref[1:]
-        node: Any = self.root
-        for token in pointer.split("/")[1:] if pointer else []:
-            node = node[token.replace("~1", "/").replace("~0", "~")]
-        return node
 
 
 def _number_example(node: Node, fallback: int) -> Any:

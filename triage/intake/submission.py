@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.conversation import ROLES, Conversation, Message
+from triage.conversation import Conversation, Message
+from triage.intake.messages import parse_messages
 from triage.store.service import SubmitOutcome, submit_conversation
 
 
@@ -41,23 +42,10 @@ def _required_string(data: dict[str, Any], key: str) -> str:
 
 
 def _messages(data: dict[str, Any]) -> tuple[Message, ...]:
-    if "text" in data and "messages" in data:
-        raise SubmissionError('give either "text" or "messages", not both')
-    if "text" in data:
-        if not isinstance(data["text"], str):
-            raise SubmissionError('"text" must be a string')
-        return (Message("customer", data["text"]),)
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise SubmissionError('"text" (a string) or "messages" (a non-empty list) is required')
-    parsed = []
-    for i, item in enumerate(messages):
-        if not isinstance(item, dict) or item.get("role") not in ROLES or not isinstance(item.get("text"), str):
-            raise SubmissionError(f'messages[{i}] must be {{"role": "customer"|"agent", "text": str}}')
-        parsed.append(Message(item["role"], item["text"]))
+    parsed = parse_messages(data, SubmissionError)
     if not any(m.role == "customer" for m in parsed):
         raise SubmissionError('"messages" has no customer message')
-    return tuple(parsed)
+    return parsed
 
 
 def parse_submission(data: object) -> Submission:

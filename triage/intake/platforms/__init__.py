@@ -22,7 +22,6 @@ import copy
 import dataclasses
 from typing import Any
 
-from . import chatwoot, freshdesk, generic, intercom, zammad, zendesk
 from .base import (
     DEFAULT_TOLERANCE_SECONDS,
     Ignored,
@@ -38,17 +37,10 @@ from .freshdesk import FRESHDESK, FRESHDESK_RULE_BODY, Freshdesk
 from .generic import GENERIC, Generic
 from .htmltext import html_to_text
 from .intercom import INTERCOM, Intercom
+from .registry import PLATFORMS, SAMPLES
 from .signing import sign, signed_request
 from .zammad import ZAMMAD, Zammad
 from .zendesk import ZENDESK, Zendesk
-
-#: Default-configured adapters by name (tolerance 300 s, unsigned requests refused).
-PLATFORMS: dict[str, Platform] = {p.name: p for p in (GENERIC, ZENDESK, INTERCOM, CHATWOOT, ZAMMAD, FRESHDESK)}
-
-_SAMPLES: dict[str, dict[str, Any]] = {
-    "generic": generic.SAMPLE, "zendesk": zendesk.SAMPLE, "intercom": intercom.SAMPLE,
-    "chatwoot": chatwoot.SAMPLE, "zammad": zammad.SAMPLE, "freshdesk": freshdesk.SAMPLE,
-}
 
 
 def get_platform(name: str, **options: Any) -> Platform:
@@ -66,7 +58,7 @@ def get_platform(name: str, **options: Any) -> Platform:
 
 def sample_payloads() -> dict[str, dict[str, Any]]:
     """A realistic payload per platform (customer text in English); fresh copies, safe to mutate."""
-    return copy.deepcopy(_SAMPLES)
+    return copy.deepcopy(SAMPLES)
 
 
 __all__ = [
