@@ -1,6 +1,6 @@
 # The two set-up commands of the README. Each creates .venv and installs what it needs.
 #   make demo   - run the whole pipeline on the embedded default (SQLite, no servers, no key)
-#   make test   - lint and run the test suite
+#   make test   - lint, type-check and run the test suite
 # And the fault suite (kills workers, restarts Redis and PostgreSQL: run it on a CI machine):
 #   make faults
 PYTHON ?= python3
@@ -18,6 +18,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
 faults: $(VENV)/.installed

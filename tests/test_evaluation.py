@@ -207,8 +207,8 @@ def test_stc3_uses_customer_turns_and_has_no_accuracy(data: Path, rules: RulesEx
     assert (report.evaluated, report.valid) == (3, 3)
     assert report.distributions["problem_type"] == {"device_fault": 1, "consult": 1, "other": 1}
     assert report.distributions["urgent_level"] == {"high": 1, "normal": 2}
-    assert report.device_model_found == 1
-    assert report.requirements_found == 2
+    assert report.filled["device_model"] == 1
+    assert report.filled["user_requirements"] == 2
     assert "accuracy" not in report.format()
     assert report.to_dict()["accuracy"] is None
 

@@ -136,7 +136,7 @@ def extractor(api: FakeMiMo) -> Iterator[LLMExtractor]:
 
 @pytest.fixture(scope="module")
 def router() -> Router:
-    return Router(SETTINGS.routing)
+    return Router(SETTINGS.routing, SCHEMA)
 
 
 @pytest.mark.parametrize(("key", "text"), CASES)

@@ -126,7 +126,7 @@ def test_submit_prints_one_line_per_input_with_status_queued(run: Run) -> None:
 def test_valid_answer_is_routed_by_the_rules_table(run: Run) -> None:
     view = run.view("valid")
     assert (view.status, view.route, view.priority, view.extractor) == ("routed", "hardware-escalation", "P1", "llm")
-    assert view.problem_type == "device_fault" and view.device_model == "AX3000"
+    assert view.fields["problem_type"] == "device_fault" and view.fields["device_model"] == "AX3000"
     assert view.attempts == 1
     ticket = run.ticket("valid")
     assert ticket.sla_due_at is not None and ticket.finished_at is not None
@@ -200,7 +200,7 @@ def test_fields_outside_the_schema_never_reach_storage(run: Run) -> None:
 
 def test_chinese_conversation_is_stored_and_returned_intact(run: Run) -> None:
     view = run.view("chinese")
-    assert view.device_model == "小米手环8" and view.user_requirements == ["尽快处理充电问题"]
+    assert view.fields["device_model"] == "小米手环8" and view.fields["user_requirements"] == ["尽快处理充电问题"]
     with run.stack.sessions() as session:
         conversation = session.scalars(select(Conversation).where(Conversation.external_id == "chinese")).one()
     assert conversation.messages[0]["text"] == ZH_TEXT + " [chinese]"

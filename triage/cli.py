@@ -1,4 +1,8 @@
-"""The ``triage`` command: ``triage --help`` lists the subcommands, ``triage CMD --help`` each one."""
+"""The ``triage`` command: ``triage --help`` lists the subcommands, ``triage CMD --help`` each one.
+
+Each command builds the :class:`~triage.app.App` it needs from the settings; :func:`main` maps
+triage's errors to exit statuses once (2: fix the configuration or the database; 1: anything else).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,34 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from triage.schema import SchemaFileError
+from triage.errors import ConfigError, DatabaseNotReadyError, TriageError
 from triage.settings import SettingsError, load_settings
-from triage.store.db import DatabaseNotReadyError
 
-TABLE_COLUMNS = ("id", "external_id", "status", "problem_type", "device_model", "urgent_level",
-                 "route", "priority", "sla_due_at", "extractor", "attempts")
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from triage.app import App
+    from triage.schema import TicketSchema
+
+#: The table's columns around the ticket's scalar fields (which come from the schema).
+HEAD_COLUMNS = ("id", "external_id", "status")
+TAIL_COLUMNS = ("route", "priority", "sla_due_at", "extractor", "attempts")
+SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean", "null"})
+#: Exit statuses: a configuration or database the user must fix first, and everything else.
+EXIT_FIX_SETUP, EXIT_FAILED = 2, 1
+
+
+def _app(*, migrated: bool = True) -> App:
+    """The app for this process's settings; with ``migrated``, refuse a database without tables."""
+    from triage.app import App
+    from triage.store.db import ensure_migrated
+
+    app = App.build(load_settings())
+    if migrated:
+        ensure_migrated(app.engine)
+    return app
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -39,25 +63,33 @@ def _worker_argv(concurrency: int | None, queues: str, loglevel: str) -> list[st
     return argv
 
 
+def start_celery(celery: Celery, argv: list[str]) -> int:
+    """Run Celery's command line and hand back its exit status (``start``, unlike ``worker_main``, returns it
+    once the worker or beat stops, e.g. 1 after an unrecoverable error; celery-types wrongly says it never
+    returns), so a supervisor with a restart-on-failure policy brings it back."""
+    start = cast(Callable[[list[str]], int | None], celery.start)
+    return int(start(argv) or 0)
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    settings.require_llm_ready()
-    from triage.worker import QUEUES, app
+    from triage.queues import QUEUES
+    from triage.tasks import celery_for
 
     unknown = set(args.queues.split(",")) - set(QUEUES)
     if unknown:
         raise SettingsError(f"--queues: unknown queue(s) {sorted(unknown)}; known: {', '.join(QUEUES)}")
-    # app.start (not worker_main) hands back Celery's exit status, e.g. 1 after an unrecoverable
-    # error, so a supervisor with a restart-on-failure policy brings the worker back.
-    return int(app.start(_worker_argv(args.concurrency, args.queues, args.loglevel)) or 0)
+    app = _app(migrated=False)
+    app.settings.require_llm_ready()
+    return start_celery(celery_for(app), _worker_argv(args.concurrency, args.queues, args.loglevel))
 
 
 def _cmd_beat(args: argparse.Namespace) -> int:
-    from triage.worker import app
+    from triage.tasks import celery_for
 
     schedule = Path(args.schedule)
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    return int(app.start(["beat", f"--schedule={schedule}", f"--loglevel={args.loglevel}"]) or 0)
+    return start_celery(celery_for(_app(migrated=False)),
+                        ["beat", f"--schedule={schedule}", f"--loglevel={args.loglevel}"])
 
 
 def _open_input(name: str) -> IO[str]:
@@ -65,13 +97,9 @@ def _open_input(name: str) -> IO[str]:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from triage.components import Components
     from triage.intake.submission import SubmissionError, accept, parse_submission
-    from triage.store.db import ensure_migrated
-    from triage.tasks import enqueue_extraction_or_log
 
-    parts = Components.build(load_settings())
-    ensure_migrated(parts.engine)
+    app = _app()
     bad = 0
     stream = _open_input(args.file)
     try:
@@ -84,9 +112,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                 print(f"line {number}: {exc}", file=sys.stderr)
                 bad += 1
                 continue
-            outcome = accept(parts.sessions, submission, enqueue_extraction_or_log)
-            print(json.dumps({"external_id": submission.external_id, "ticket_id": outcome.ticket_id,
-                              "status": outcome.status}, ensure_ascii=False), flush=True)
+            received = accept(app.sessions, submission, app.publisher.extraction_or_log, app.clock.now())
+            print(json.dumps({"external_id": submission.external_id, "ticket_id": received.ticket_id,
+                              "status": received.status}, ensure_ascii=False), flush=True)
     finally:
         if stream is not sys.stdin:
             stream.close()
@@ -102,7 +130,22 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def print_tickets(views: Sequence[Any], as_json: bool) -> None:
+def table_columns(schema: TicketSchema) -> list[str]:
+    """The listing table's columns: the ticket's own, with the schema's scalar fields (arrays and
+    objects only in ``--json``)."""
+    from triage.schema import RefWalker
+
+    walker = RefWalker(schema.document)
+
+    def scalar(node: Any) -> bool:
+        kinds = node.get("type", "string" if "enum" in node else "object")
+        return set([kinds] if isinstance(kinds, str) else kinds) <= SCALAR_TYPES
+
+    fields = [name for name, node in schema.properties.items() if walker.follow(node, scalar, lambda ref: False)]
+    return [*HEAD_COLUMNS, *fields, *TAIL_COLUMNS]
+
+
+def print_tickets(views: Sequence[Any], schema: TicketSchema, as_json: bool) -> None:
     if as_json:
         for view in views:
             print(json.dumps(view.to_json(), ensure_ascii=False))
@@ -110,17 +153,15 @@ def print_tickets(views: Sequence[Any], as_json: bool) -> None:
     rows = [view.to_json() for view in views]
     for row in rows:
         row["sla_due_at"] = (row["sla_due_at"] or "")[:16].replace("T", " ")
-    print(format_table(rows, TABLE_COLUMNS))
+    print(format_table(rows, table_columns(schema)))
 
 
 def _cmd_tickets(args: argparse.Namespace) -> int:
-    from triage.store.db import ensure_migrated, make_engine, make_sessionmaker
-    from triage.store.tickets import TicketFilter, list_tickets
+    from triage.store.queries import TicketFilter, list_tickets
 
-    engine = make_engine(load_settings().database_url)
-    ensure_migrated(engine)
-    page = list_tickets(make_sessionmaker(engine), TicketFilter(status=args.status, route=args.route))
-    print_tickets(page.items, args.json)
+    app = _app()
+    page = list_tickets(app.sessions, TicketFilter(status=args.status, route=args.route))
+    print_tickets(page.items, app.schema, args.json)
     return 0
 
 
@@ -128,18 +169,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from triage.api.app import create_app
-    from triage.components import Components
-    from triage.store.db import ensure_migrated
 
-    settings = load_settings()
-    parts = Components.build(settings)
-    ensure_migrated(parts.engine)
+    app = _app()
+    settings = app.settings
     where = {"host": args.host or settings.api.host, "port": args.port or settings.api.port,
              "log_level": args.loglevel.lower()}
     if args.workers > 1:  # each worker process builds its own app from the same settings
         uvicorn.run("triage.api.app:create_app", factory=True, workers=args.workers, **where)
     else:
-        uvicorn.run(create_app(parts), **where)
+        uvicorn.run(create_app(app), **where)
     return 0
 
 
@@ -164,28 +202,17 @@ def progress_bar(label: str, stream: IO[str] = sys.stderr) -> Callable[[int, int
     return show
 
 
-def _job_parts() -> Any:
-    from triage.components import Components
-    from triage.store.db import ensure_migrated
-
-    parts = Components.build(load_settings())
-    ensure_migrated(parts.engine)
-    return parts
-
-
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from triage import jobs
-    from triage.tasks import enqueue_extraction, enqueue_fallback
 
-    print(jobs.sweep(_job_parts(), enqueue_extraction, enqueue_fallback, holder="cli").summary())
+    print(jobs.sweep(_app(), holder="cli").summary())
     return 0
 
 
 def _cmd_retry_fallback(args: argparse.Namespace) -> int:
     from triage import jobs
-    from triage.tasks import enqueue_extraction
 
-    report = jobs.retry_fallback(_job_parts(), enqueue_extraction, holder="cli", progress=progress_bar("retry"))
+    report = jobs.retry_fallback(_app(), holder="cli", progress=progress_bar("retry"))
     print(report.summary())
     return 0
 
@@ -194,7 +221,6 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from triage import jobs
-    from triage.tasks import enqueue_extraction
 
     try:
         since = datetime.fromisoformat(args.since) if args.since else None
@@ -205,8 +231,7 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
     selection = jobs.Selection(args.schema_version, args.prompt_version, args.status, since)
     if args.status and not args.since:
         raise SettingsError("--status needs --since (e.g. --status needs_review --since 2026-11-01T00:00Z)")
-    report = jobs.reprocess(_job_parts(), selection, enqueue_extraction, dry_run=args.dry_run,
-                            progress=progress_bar("reprocess"))
+    report = jobs.reprocess(_app(), selection, dry_run=args.dry_run, progress=progress_bar("reprocess"))
     if args.dry_run:
         print(f"would reprocess {len(report.selected)} tickets ({selection.describe()}): "
               + " ".join(map(str, report.selected)))
@@ -319,13 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_status(exc: TriageError) -> int:
+    """2 when the user must fix the configuration or the database first, else 1."""
+    return EXIT_FIX_SETUP if isinstance(exc, ConfigError | DatabaseNotReadyError) else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (SettingsError, SchemaFileError, DatabaseNotReadyError) as exc:
+    except TriageError as exc:
         print(f"triage: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     except KeyboardInterrupt:
         return 130
 

@@ -47,6 +47,8 @@ DATASET_GROUPS: dict[str, tuple[str, ...]] = {"stc3": ("stc3-cn", "stc3-en"), "a
 PROBLEM_TYPES: tuple[str, ...] = ("device_fault", "consult", "complaint", "other")
 #: What a row predicts when the extractor raised or returned no ticket.
 NO_TICKET = "<no ticket>"
+#: The ticket field the data sets' own labels are mapped to (the tables below); accuracy scores it.
+LABEL_FIELD = "problem_type"
 
 # --------------------------------------------------------------------------------------------
 # Label mappings (approximations: see the module docstring)
@@ -313,9 +315,10 @@ class EvaluationReport:
     excluded: dict[str, int]
     unknown_labels: dict[str, int]
     confusion: dict[str, dict[str, int]]
+    #: Predicted values per enum field of the schema.
     distributions: dict[str, dict[str, int]]
-    device_model_found: int
-    requirements_found: int
+    #: How many tickets had each other field filled (not null, not empty).
+    filled: dict[str, int]
     seconds: float
     limit: int | None = None
     error_examples: list[str] = field(default_factory=list)
@@ -374,8 +377,7 @@ class EvaluationReport:
             } if self.labelled else {},
             "confusion": {gold: dict(row) for gold, row in self.confusion.items()} if self.labelled else {},
             "distributions": {name: dict(counts) for name, counts in self.distributions.items()},
-            "device_model_found": self.device_model_found,
-            "requirements_found": self.requirements_found,
+            "filled": dict(self.filled),
             "seconds": round(self.seconds, 3),
         }
 
@@ -398,10 +400,9 @@ class EvaluationReport:
             shown = ", ".join(f"{value} {count} ({_pct(_ratio(count, self.evaluated))})"
                               for value, count in counts.items())
             lines.append(f"predicted {name}: {shown}")
-        lines.append(f"device_model found: {self.device_model_found} "
-                     f"({_pct(_ratio(self.device_model_found, self.evaluated))}); user_requirements "
-                     f"non-empty: {self.requirements_found} "
-                     f"({_pct(_ratio(self.requirements_found, self.evaluated))})")
+        if self.filled:
+            lines.append("filled: " + "; ".join(f"{name} {count} ({_pct(_ratio(count, self.evaluated))})"
+                                                for name, count in self.filled.items()))
         per_item = f"{1000 * self.seconds / self.evaluated:.2f} ms per item" if self.evaluated else "-"
         lines.append(f"time: {self.seconds:.2f} s ({per_item})")
         if self.labelled:
@@ -464,8 +465,10 @@ def evaluate(dataset: str, path: Path, extractor: Extractor, *, limit: int | Non
     samples = spread(loaded.samples, limit)
     schema = _schema_of(extractor, schema)
     confusion: dict[str, Counter[str]] = {}
-    distributions: dict[str, Counter[str]] = {"problem_type": Counter(), "urgent_level": Counter()}
-    valid = errors = models = requirements = 0
+    enums = [name for name, node in (schema.properties if schema else {}).items() if "enum" in node]
+    distributions: dict[str, Counter[str]] = {name: Counter() for name in enums or [LABEL_FIELD]}
+    filled: Counter[str] = Counter()
+    valid = errors = 0
     error_examples: list[str] = []
     predictions: dict[str, str] = {}
     started = time.perf_counter()
@@ -478,13 +481,13 @@ def evaluate(dataset: str, path: Path, extractor: Extractor, *, limit: int | Non
             if len(error_examples) < 5:
                 error_examples.append(f"{type(exc).__name__}: {exc}"[:300])
         valid += _is_valid(ticket, schema)
-        predicted = str(ticket.get("problem_type", NO_TICKET)) if ticket is not None else NO_TICKET
+        predicted = str(ticket.get(LABEL_FIELD, NO_TICKET)) if ticket is not None else NO_TICKET
         if ticket is not None:
-            for name, counts in distributions.items():
-                if name in ticket:
-                    counts[str(ticket[name])] += 1
-            models += ticket.get("device_model") not in (None, "")
-            requirements += bool(ticket.get("user_requirements"))
+            for name, value in ticket.items():
+                if name in distributions:
+                    distributions[name][str(value)] += 1
+                elif value not in (None, "", [], {}):
+                    filled[name] += 1
         predictions[sample.key] = predicted
         if sample.gold is not None:
             confusion.setdefault(sample.gold, Counter())[predicted] += 1
@@ -497,7 +500,7 @@ def evaluate(dataset: str, path: Path, extractor: Extractor, *, limit: int | Non
         unknown_labels=dict(loaded.unknown),
         confusion={gold: dict(row) for gold, row in confusion.items()},
         distributions={name: _ordered(counts) for name, counts in distributions.items() if counts},
-        device_model_found=models, requirements_found=requirements, seconds=seconds, limit=limit,
+        filled=dict(filled), seconds=seconds, limit=limit,
         error_examples=error_examples, predictions=predictions,
     )
 

@@ -23,11 +23,13 @@ from typing import Any, TypeVar
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from triage.errors import ConfigError
+
 Node = Mapping[str, Any]
 T = TypeVar("T")
 
 
-class SchemaFileError(ValueError):
+class SchemaFileError(ConfigError):
     """The schema file is unreadable or not a usable ticket schema."""
 
 
@@ -144,7 +146,8 @@ class TicketSchema:
 
     @property
     def properties(self) -> dict[str, dict[str, Any]]:
-        return self.document["properties"]
+        properties: dict[str, dict[str, Any]] = self.document["properties"]
+        return properties
 
     @property
     def required(self) -> list[str]:
@@ -154,6 +157,16 @@ class TicketSchema:
         """Every error in ``instance``, each with its JSON path, in a stable order."""
         errors = sorted(self._validator.iter_errors(instance), key=lambda e: (list(map(str, e.path)), e.message))
         return [ValidationIssue(error.json_path, error.message) for error in errors]
+
+    def field_issues(self, name: str, value: object) -> list[str]:
+        """Why ``value`` is not acceptable for field ``name`` (empty when it is).
+
+        >>> schema = TicketSchema.from_dict({"type": "object", "properties": {"l": {"enum": ["low", "high"]}}})
+        >>> schema.field_issues("l", "soon")
+        ["'soon' is not one of ['low', 'high']"]
+        """
+        subschema = self._validator.evolve(schema=self.properties[name])  # keeps the root's $ref resolver
+        return [error.message for error in subschema.iter_errors(value)]
 
     def project(self, instance: dict[str, Any]) -> dict[str, Any]:
         """Only the fields the schema defines, so nothing else reaches routing or storage."""

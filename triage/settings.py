@@ -35,13 +35,15 @@ from pydantic import (
     model_validator,
 )
 
+from triage.errors import ConfigError
+
 DEFAULT_CONFIG_PATH = Path("config/triage.toml")
 #: The config shipped with the source tree, used when the working directory has no config/.
 SHIPPED_CONFIG_PATH = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_PATH
 VAR_DIR = Path("var")
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """A setting is missing or invalid; the message names the key and what to do."""
 
 
@@ -122,10 +124,15 @@ class RouteTarget(_Section):
     sla_hours: float = Field(gt=0)
 
 
-class RouteRule(RouteTarget):
-    """Matches when every ``when`` field equals the value (or one of the listed values)."""
+#: A value a routing rule can ask a field to have (TOML has no null).
+RuleValue = str | int | float | bool
 
-    when: dict[str, str | list[str]] = Field(default_factory=dict)
+
+class RouteRule(RouteTarget):
+    """Matches when every ``when`` field (any field of the ticket schema) equals the value, or one of the listed
+    values; checked against the schema at start-up (:func:`triage.routing.check_rules`)."""
+
+    when: dict[str, RuleValue | list[RuleValue]] = Field(default_factory=dict)
 
 
 class RoutingSettings(_Section):
@@ -149,6 +156,8 @@ class ApiSettings(_Section):
     #: Bearer tokens by actor name, from ``TRIAGE_API_TOKENS=name:token,name:token``.
     tokens: dict[str, SecretStr] = Field(default_factory=dict)
     page_size_max: int = Field(200, ge=1)
+    #: Extracted fields ``GET /tickets`` filters on (each must be a field of the ticket schema).
+    filter_fields: list[str] = Field(default_factory=lambda: ["problem_type", "urgent_level"])
 
     @field_validator("tokens", mode="before")
     @classmethod

@@ -57,7 +57,7 @@ from triage.extraction.rules_keywords import (
     URGENCY_CUES,
     URGENT_LEVEL_FIELD,
 )
-from triage.extraction.types import Attempt, ExtractionResult
+from triage.extraction.types import Attempt, ExtractionFailure, ExtractionResult
 from triage.schema import RefWalker, TicketSchema
 
 # --------------------------------------------------------------------------------------------
@@ -245,10 +245,10 @@ def find_device_model(text: str) -> str | None:
     for match in _MODEL_CUE_ZH.finditer(text):
         if (model := _clean_model(match.group("value"))) is not None:
             return model
-    if match := _MODEL_BRAND.search(text):
-        return re.sub(r"\s+", " ", match.group("name")).strip()
-    if not _MODEL_UNKNOWN_INLINE.search(text) and (match := _MODEL_MY_CODE.search(text)):
-        return match.group("name")
+    if brand := _MODEL_BRAND.search(text):
+        return re.sub(r"\s+", " ", brand.group("name")).strip()
+    if not _MODEL_UNKNOWN_INLINE.search(text) and (code := _MODEL_MY_CODE.search(text)):
+        return code.group("name")
     return None
 
 
@@ -483,7 +483,7 @@ class RulesExtractor:
         if issues:
             return ExtractionResult(
                 extractor="rules", ticket=None, attempts=[], model=None,
-                schema_version=self.schema.version, failure_reason="rules_invalid",
+                schema_version=self.schema.version, failure_reason=ExtractionFailure.RULES_INVALID,
                 failure_detail="; ".join(map(str, issues))[:2000],
             )
         return ExtractionResult(

@@ -254,4 +254,4 @@ MAX_REQUIREMENT_CHARS = 120
 MAX_TEXT_CHARS = 20_000
 
 #: Preferred enum members when a custom schema field has to be filled without evidence.
-NEUTRAL_ENUM_MEMBERS = ("other", "unknown", "none", "normal", "medium", "unspecified", "n/a")
+NEUTRAL_ENUM_MEMBERS = ("other", "unknown", "none", "neutral", "normal", "medium", "unspecified", "n/a")

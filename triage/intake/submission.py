@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.conversation import Conversation, Message
+from triage.errors import InputError
 from triage.intake.messages import parse_messages
-from triage.store.service import SubmitOutcome, submit_conversation
+from triage.intake.receive import Received, submit
 
 
-class SubmissionError(ValueError):
+class SubmissionError(InputError):
     """The submission is malformed; the message says which field and why."""
 
 
@@ -60,11 +62,11 @@ def parse_submission(data: object) -> Submission:
     return Submission(source, external_id, Conversation(_messages(data)), customer)
 
 
-def accept(sessions: sessionmaker[Session], submission: Submission,
-           enqueue: Callable[[int], None]) -> SubmitOutcome:
+def accept(sessions: sessionmaker[Session], submission: Submission, enqueue: Callable[[int], None],
+           now: datetime) -> Received:
     """Store the submission, then (after the commit) enqueue its ticket unless it already existed."""
-    outcome = submit_conversation(sessions, submission.source, submission.external_id, submission.conversation,
-                                  customer=submission.customer)  # the line is the conversation: no raw copy
-    if outcome.created:
-        enqueue(outcome.ticket_id)
-    return outcome
+    received = submit(sessions, submission.source, submission.external_id, submission.conversation, now,
+                      customer=submission.customer)
+    if received.enqueue:
+        enqueue(received.ticket_id)
+    return received
