@@ -96,7 +96,7 @@ def test_a_json_object_reads_back_as_itself(value: dict[str, Any]) -> None:
     '{"a": -Infinity}', '{"a": NaN}', "\x00", '{"a": "\x00"}', '{"a": "\\u0000"}', '"\\u0000"', '{"\\ud800": 1}',
     '{"a": "\\ud800"}', '{"a": "\\udfff\\ud800"}', "\ud800", '{"a": "\ud800"}', "\ufeff" * 3,
     "<think>" * 10_000, "```" * 10_000, "{'" * 20_000, '{"a": "' + '\\"' * 20_000, "{a:" * 20_000,
-    "/*" * 20_000, '{"a": 1 ' * 20_000,
+    "/*" * 20_000, "{/*" * 20_000, "{//" * 20_000, "{x} " * 20_000, '{"a": 1 ' * 20_000, '{"a": 1} ' * 20_000,
 ], ids=lambda text: repr(text[:12]) + f"x{len(text)}")
 def test_hostile_answers_raise_nothing_but_parse_errors(text: str) -> None:
     check_answer(text)

@@ -67,6 +67,9 @@ MAX_NESTING_DEPTH = 64
 MAX_INTEGER_DIGITS = 100
 #: json-repair's heuristics are not linear in the worst case: longer spans are not offered to it.
 MAX_HEURISTIC_REPAIR_CHARS = 65_536
+#: How far after a ``{`` its first key is looked for (comments may come first); a bound keeps
+#: text with thousands of ``{/*`` linear.
+_KEY_LOOKAHEAD_CHARS = 1024
 
 _STRUCTURE = re.compile(r'["\\{}\[\]]')
 _BLANK = re.compile(r"[ \t\r\n]*")
@@ -289,14 +292,14 @@ def too_deep(text: str) -> bool:
 
 
 def looks_like_object(text: str, start: int = 0) -> bool:
-    """True when the ``{`` at ``start`` is followed by a key (comments allowed before it): an
-    object, not prose in braces. Only such spans are read as objects, so ``{like this}`` never
-    becomes one.
+    """True when the ``{`` at ``start`` is followed by a key (comments allowed before it, within
+    :data:`_KEY_LOOKAHEAD_CHARS`): an object, not prose in braces. Only such spans are read as
+    objects, so ``{like this}`` never becomes one.
 
     >>> looks_like_object('{"a": 1'), looks_like_object("{ // note\\n key: 1"), looks_like_object("{like this}")
     (True, True, False)
     """
-    scan = Scanner(text, start + 1)
+    scan = Scanner(text[start:start + _KEY_LOOKAHEAD_CHARS], 1)
     scan.skip_blank()
     if scan.at_string():
         return True
