@@ -388,7 +388,7 @@ class _SchemaWriter:
             return _number_example(node, TYPE_EXAMPLES[kind])
         if kind == "string":
             return FORMAT_EXAMPLES.get(node.get("format", ""), PLACEHOLDER_STRING)
-        return TYPE_EXAMPLES.get(kind)
+        return TYPE_EXAMPLES.get(kind or "null")  # an untyped node: null
 
 
 def _number_example(node: Node, fallback: int) -> Any:
