@@ -19,6 +19,7 @@ Any bad value stops start-up with :class:`SettingsError`, naming the key and the
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -73,6 +74,21 @@ class ExtractionSettings(_Section):
     circuit_open_seconds: float = Field(60.0, gt=0)
     #: How long a model that answered 404 is skipped.
     retired_model_seconds: float = Field(3600.0, gt=0)
+    #: A suspected injection whose answer would put the ticket on a P1 route goes to review instead.
+    injection_review: bool = True
+    #: Injection patterns, name -> regular expression over folded customer text; empty: the shipped
+    #: ones (triage.extraction.injection_patterns). A non-empty table replaces them.
+    injection_patterns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("injection_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: dict[str, str]) -> dict[str, str]:
+        for name, pattern in patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {name!r} is not a valid regular expression: {exc}") from None
+        return patterns
 
 
 class PrivacySettings(_Section):
