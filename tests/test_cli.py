@@ -13,7 +13,8 @@ from tests.harness import REPO, Stack, clean_environ
 from triage.conversation import Conversation
 from triage.store import service
 
-COMMANDS = [[], ["db"], ["db", "upgrade"], ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
+COMMANDS = [[], ["db"], ["db", "upgrade"], ["db", "downgrade"], ["db", "current"], ["db", "history"], ["db", "check"],
+            ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
             ["sweep"], ["retry-fallback"], ["reprocess"],
             ["evaluate"]]
 

@@ -6,30 +6,17 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import IO, Any
 
+from triage.db_commands import add_db_commands
 from triage.schema import SchemaFileError
 from triage.settings import SettingsError, load_settings
 from triage.store.db import DatabaseNotReadyError
 
 TABLE_COLUMNS = ("id", "external_id", "status", "problem_type", "device_model", "urgent_level",
                  "route", "priority", "sla_due_at", "extractor", "attempts")
-
-
-def _cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from triage.store.db import upgrade
-
-    url = load_settings().database_url
-    upgrade(url)
-    print(f"database is at the latest migration: {_safe_url(url)}")
-    return 0
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _worker_argv(concurrency: int | None, queues: str, loglevel: str) -> list[str]:
@@ -235,10 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from environment variables and config/triage.toml; see README.md.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    db = sub.add_parser("db", help="database migrations", description="Database migrations (Alembic).")
-    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_sub.add_parser("upgrade", help="apply all migrations", description="Apply all migrations to "
-                      "TRIAGE_DATABASE_URL.").set_defaults(func=_cmd_db_upgrade)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('triage')}")
+    add_db_commands(sub)
 
     worker = sub.add_parser("worker", help="run a Celery worker", description="Run a Celery worker (threads "
                             "pool) that extracts, routes and stores tickets.")

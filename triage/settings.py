@@ -35,9 +35,11 @@ from pydantic import (
     model_validator,
 )
 
+from triage.resources import CONFIG_DIR
+
 DEFAULT_CONFIG_PATH = Path("config/triage.toml")
-#: The config shipped with the source tree, used when the working directory has no config/.
-SHIPPED_CONFIG_PATH = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_PATH
+#: The config shipped with the package, used when the working directory has no config/.
+SHIPPED_CONFIG_PATH = CONFIG_DIR / DEFAULT_CONFIG_PATH.name
 VAR_DIR = Path("var")
 
 

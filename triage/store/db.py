@@ -21,7 +21,8 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+from triage.resources import MIGRATIONS_DIR
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
