@@ -46,7 +46,8 @@ def test_upgrade_current_check_downgrade_history(database_url: str, tmp_path: Pa
 
 def test_an_unknown_revision_is_refused_by_name(tmp_path: Path) -> None:
     result = _stack(f"sqlite:///{tmp_path / 't.sqlite3'}", tmp_path).cli("db", "downgrade", "nosuch")
-    assert result.returncode == 2 and "triage db downgrade: Can't locate revision identified by 'nosuch'" in result.stderr
+    assert result.returncode == 2
+    assert "triage db downgrade: Can't locate revision identified by 'nosuch'" in result.stderr
 
 
 def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
