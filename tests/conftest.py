@@ -8,6 +8,8 @@ a database created for this session and dropped afterwards.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +45,16 @@ def redis_url() -> Iterator[str]:
     yield REDIS_URL
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def package_index(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """pip reaches its package index (PyPI, as configured): what installing a wheel needs."""
+    probe = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest",
+                            str(tmp_path_factory.mktemp("index-probe")), "pip"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    if probe.returncode != 0:
+        _unavailable("The package index", RuntimeError(probe.stderr.strip().splitlines()[-1:]))
 
 
 @pytest.fixture(scope="session")
