@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
@@ -19,8 +21,14 @@ TABLE_COLUMNS = ("id", "external_id", "status", "problem_type", "device_model", 
                  "route", "priority", "sla_due_at", "extractor", "attempts")
 
 
-def _worker_argv(concurrency: int | None, queues: str, loglevel: str) -> list[str]:
-    argv = ["worker", "--pool=threads", f"--queues={queues}", f"--loglevel={loglevel}"]
+def default_node_name() -> str:
+    """``triage-<pid>@<host>``: a worker node name no other worker process has, on this host or another."""
+    return f"triage-{os.getpid()}@{socket.gethostname()}"
+
+
+def _worker_argv(concurrency: int | None, queues: str, loglevel: str, hostname: str | None) -> list[str]:
+    argv = ["worker", "--pool=threads", f"--queues={queues}", f"--loglevel={loglevel}",
+            f"--hostname={hostname or default_node_name()}"]
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
     return argv
@@ -36,7 +44,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         raise SettingsError(f"--queues: unknown queue(s) {sorted(unknown)}; known: {', '.join(QUEUES)}")
     # app.start (not worker_main) hands back Celery's exit status, e.g. 1 after an unrecoverable
     # error, so a supervisor with a restart-on-failure policy brings the worker back.
-    return int(app.start(_worker_argv(args.concurrency, args.queues, args.loglevel)) or 0)
+    return int(app.start(_worker_argv(args.concurrency, args.queues, args.loglevel, args.hostname)) or 0)
 
 
 def _cmd_beat(args: argparse.Namespace) -> int:
@@ -230,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, help="threads (default: worker.concurrency in config)")
     worker.add_argument("--queues", default="triage,fallback", help="comma-separated (default: %(default)s)")
     worker.add_argument("--loglevel", default="INFO", help="default: %(default)s")
+    worker.add_argument("--hostname", help="Celery node name, e.g. worker1@%%h (%%h: this host's name); "
+                        "default: triage-<pid>@<host>, unique per process")
     worker.set_defaults(func=_cmd_worker)
 
     beat = sub.add_parser("beat", help="run the scheduler", description="Run Celery beat: the scheduled "
