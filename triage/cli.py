@@ -219,7 +219,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from triage.evaluation import evaluate_command
 
-    return evaluate_command(args.dataset, Path(args.data), args.limit, args.json)
+    return evaluate_command(args.dataset, Path(args.data) if args.data else None, args.limit, args.json,
+                            chart=Path(args.chart) if args.chart else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,10 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run an extractor over a labelled public data set and print "
                               "accuracy figures.")
     evaluate.add_argument("dataset", help="banking77, bitext, stc3-cn, stc3-en, stc3 (both) or all")
-    evaluate.add_argument("--data", default="../shared/data", help="folder holding the data sets "
-                          "(default: %(default)s)")
+    evaluate.add_argument("--data", help="folder holding banking77/, bitext/ and stc3/ (default: "
+                          "TRIAGE_EVAL_DATA)")
     evaluate.add_argument("--limit", type=int, help="an evenly spaced sample of N rows per data set")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--chart", metavar="FILE", help="also draw the confusion matrices as a PNG (needs "
+                          "the charts extra: pip install 'triage[charts]')")
     evaluate.set_defaults(func=_cmd_evaluate)
     return parser
 

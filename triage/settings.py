@@ -88,6 +88,12 @@ class PrivacySettings(_Section):
     id_numbers: bool = True
 
 
+class EvaluationSettings(_Section):
+    """``triage evaluate``: where the labelled public data sets are (``TRIAGE_EVAL_DATA``)."""
+
+    data: Path | None = None
+
+
 class RetrySettings(_Section):
     max_retries: int = Field(8, ge=0)
     backoff_base_seconds: float = Field(2.0, gt=0)
@@ -231,6 +237,7 @@ class Settings(_Section):
     api: ApiSettings = Field(default_factory=ApiSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
     @field_validator("mimo_api_key")
     @classmethod
@@ -276,6 +283,7 @@ ENV_KEYS: dict[str, str] = {
     "TRIAGE_API_TOKENS": "api.tokens",
     "TRIAGE_RATE_LIMIT_RPM": "rate_limit.rpm_override",
     "TRIAGE_RATE_LIMIT_TPM": "rate_limit.tpm_override",
+    "TRIAGE_EVAL_DATA": "evaluation.data",
 }
 WEBHOOK_SECRET_PREFIX = "TRIAGE_WEBHOOK_SECRET_"
 #: Settings whose values are never echoed in an error.
@@ -296,9 +304,10 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: object, env_name: str)
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
-    schema = data.get("schema")
-    if isinstance(schema, dict) and isinstance(schema.get("path"), str):
-        schema["path"] = str(base / schema["path"])
+    for section, key in (("schema", "path"), ("evaluation", "data")):
+        table = data.get(section)
+        if isinstance(table, dict) and isinstance(table.get(key), str):
+            table[key] = str(base / table[key])
 
 
 def _describe(loc: tuple[int | str, ...], sources: dict[str, str], config_path: Path) -> str:
