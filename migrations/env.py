@@ -6,7 +6,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-import triage.ratelimit.db_backend  # noqa: F401  (registers the rate_limit_state table on Base)
+import triage.ratelimit.db_backend
+import triage.store.purge  # noqa: F401  (registers the purges table on Base)
 from triage.settings import load_settings
 from triage.store.db import make_engine
 from triage.store.models import Base

@@ -15,7 +15,7 @@ from triage.store import service
 
 COMMANDS = [[], ["db"], ["db", "upgrade"], ["db", "downgrade"], ["db", "current"], ["db", "history"], ["db", "check"],
             ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
-            ["sweep"], ["retry-fallback"], ["reprocess"],
+            ["sweep"], ["retry-fallback"], ["reprocess"], ["purge"],
             ["evaluate"]]
 
 

@@ -210,6 +210,21 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_purge(args: argparse.Namespace) -> int:
+    from triage.retention import parse_cutoff
+    from triage.store.models import utcnow
+    from triage.store.purge import purge_before
+
+    try:
+        before = parse_cutoff(args.before, utcnow())
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    report = purge_before(_job_parts().sessions, before, actor="cli", dry_run=args.dry_run,
+                          progress=progress_bar("purge"))
+    print(report.summary())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from triage.demo import run_demo
 
@@ -295,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess.add_argument("--since", help="created at or after this ISO time, e.g. 2026-11-01T00:00+00:00")
     reprocess.add_argument("--dry-run", action="store_true", help="list the tickets, change nothing")
     reprocess.set_defaults(func=_cmd_reprocess)
+
+    purge = sub.add_parser("purge", help="delete old conversations (retention)", description="Delete the "
+                           "conversations received before DATE whose tickets are finished and unchanged since, with "
+                           "their tickets, attempts, audit events and intake keys. Tickets still in the pipeline are "
+                           "kept. Each purge is logged with its counts in the purges table. The scheduled job does "
+                           "the same for privacy.retention_days.")
+    purge.add_argument("--before", required=True, metavar="DATE", help="an ISO date (midnight UTC) or time with "
+                       "its zone, e.g. 2026-01-01 or 2026-01-01T00:00+08:00")
+    purge.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    purge.set_defaults(func=_cmd_purge)
 
     demo = sub.add_parser("demo", help="run the whole pipeline on sample conversations", description="Migrate "
                           "the database, start a worker, submit the bundled sample conversations, wait, print "

@@ -79,6 +79,8 @@ class PrivacySettings(_Section):
     """What is redacted from the text sent to the LLM API (the stored conversation keeps all).
 
     ``redact_pii`` switches redaction off altogether; the others switch one kind each.
+    ``retention_days``: conversations (with their tickets, attempts and events) older than this
+    are purged by the scheduled retention job; ``None`` (the default) keeps everything.
     """
 
     redact_pii: bool = True
@@ -86,6 +88,7 @@ class PrivacySettings(_Section):
     phones: bool = True
     cards: bool = True
     id_numbers: bool = True
+    retention_days: int | None = Field(None, ge=1)
 
 
 class EvaluationSettings(_Section):
