@@ -34,7 +34,7 @@ HEALTHY_SECONDS = 60
 
 
 def _healthcheck(service: str) -> list[str]:
-    return SERVICES[service]["healthcheck"]["test"]
+    return list(SERVICES[service]["healthcheck"]["test"])
 
 
 def test_the_triage_services_are_the_readme_shape() -> None:

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from tests.harness import REPO, Stack, clean_environ
 from triage.resources import MIGRATIONS_DIR
 
-HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+HEAD = str(ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head())
 
 
 def _stack(database_url: str, tmp_path: Path) -> Stack:

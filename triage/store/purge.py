@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Delete, Integer, String, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from triage.store.models import FINISHED_STATUSES, Attempt, Base, Conversation, Event, IntakeKey, Ticket, utcnow
@@ -96,11 +97,11 @@ def _selected(session: Session, before: datetime) -> tuple[list[int], int]:
     return ids, (older or 0) - len(ids)
 
 
-def _count(session: Session, statement: Delete, dry_run: bool) -> int:
+def _remove(session: Session, model: type[Base], condition: ColumnElement[bool], dry_run: bool) -> int:
+    """Delete the rows of ``model`` matching ``condition`` (``dry_run``: count them); how many."""
     if dry_run:
-        table = statement.table
-        return session.scalar(select(func.count()).select_from(table).where(statement.whereclause)) or 0
-    return session.execute(statement).rowcount
+        return session.scalar(select(func.count()).select_from(model).where(condition)) or 0
+    return cast(CursorResult[Any], session.execute(delete(model).where(condition))).rowcount
 
 
 def _purge_batch(session: Session, candidates: Sequence[int], before: datetime, dry_run: bool) -> PurgeCounts:
@@ -111,12 +112,11 @@ def _purge_batch(session: Session, candidates: Sequence[int], before: datetime, 
     ticket_ids = [row.id for row in tickets]
     conversation_ids = [row.conversation_id for row in tickets]
     return PurgeCounts(
-        events=_count(session, delete(Event).where(Event.ticket_id.in_(ticket_ids)), dry_run),
-        attempts=_count(session, delete(Attempt).where(Attempt.ticket_id.in_(ticket_ids)), dry_run),
-        tickets=_count(session, delete(Ticket).where(Ticket.id.in_(ticket_ids)), dry_run),
-        intake_keys=_count(session, delete(IntakeKey).where(IntakeKey.conversation_id.in_(conversation_ids)),
-                           dry_run),
-        conversations=_count(session, delete(Conversation).where(Conversation.id.in_(conversation_ids)), dry_run),
+        events=_remove(session, Event, Event.ticket_id.in_(ticket_ids), dry_run),
+        attempts=_remove(session, Attempt, Attempt.ticket_id.in_(ticket_ids), dry_run),
+        tickets=_remove(session, Ticket, Ticket.id.in_(ticket_ids), dry_run),
+        intake_keys=_remove(session, IntakeKey, IntakeKey.conversation_id.in_(conversation_ids), dry_run),
+        conversations=_remove(session, Conversation, Conversation.id.in_(conversation_ids), dry_run),
     )
 
 
