@@ -1,12 +1,14 @@
 # The two set-up commands of the README. Each creates .venv and installs what it needs.
 #   make demo   - run the whole pipeline on the embedded default (SQLite, no servers, no key)
 #   make test   - lint, type-check and run the test suite
+# The wheel suite: build the wheel, install it in a fresh venv outside the checkout, migrate, demo:
+#   make wheel-test
 # And the fault suite (kills workers, restarts Redis and PostgreSQL: run it on a CI machine):
 #   make faults
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: demo test faults
+.PHONY: demo test wheel-test faults
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -20,6 +22,9 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+wheel-test: $(VENV)/.installed
+	$(VENV)/bin/pytest -m wheel tests/test_wheel.py
 
 faults: $(VENV)/.installed
 	TRIAGE_FAULTS=1 $(VENV)/bin/pytest tests/faults

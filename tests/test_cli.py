@@ -14,8 +14,9 @@ from tests.harness import REPO, Stack, clean_environ
 from triage.conversation import Conversation
 from triage.intake.receive import submit
 
-COMMANDS = [[], ["db"], ["db", "upgrade"], ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
-            ["sweep"], ["retry-fallback"], ["reprocess"],
+COMMANDS = [[], ["db"], ["db", "upgrade"], ["db", "downgrade"], ["db", "current"], ["db", "history"], ["db", "check"],
+            ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
+            ["sweep"], ["retry-fallback"], ["reprocess"], ["purge"],
             ["evaluate"]]
 
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from triage.db_commands import add_db_commands
 from triage.errors import ConfigError, DatabaseNotReadyError, TriageError
 from triage.settings import SettingsError, load_settings
 
@@ -41,23 +45,14 @@ def _app(*, migrated: bool = True) -> App:
     return app
 
 
-def _cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from triage.store.db import upgrade
-
-    url = load_settings().database_url
-    upgrade(url)
-    print(f"database is at the latest migration: {_safe_url(url)}")
-    return 0
+def default_node_name() -> str:
+    """``triage-<pid>@<host>``: a worker node name no other worker process has, on this host or another."""
+    return f"triage-{os.getpid()}@{socket.gethostname()}"
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def _worker_argv(concurrency: int | None, queues: str, loglevel: str) -> list[str]:
-    argv = ["worker", "--pool=threads", f"--queues={queues}", f"--loglevel={loglevel}"]
+def _worker_argv(concurrency: int | None, queues: str, loglevel: str, hostname: str | None) -> list[str]:
+    argv = ["worker", "--pool=threads", f"--queues={queues}", f"--loglevel={loglevel}",
+            f"--hostname={hostname or default_node_name()}"]
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
     return argv
@@ -80,7 +75,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         raise SettingsError(f"--queues: unknown queue(s) {sorted(unknown)}; known: {', '.join(QUEUES)}")
     app = _app(migrated=False)
     app.settings.require_llm_ready()
-    return start_celery(celery_for(app), _worker_argv(args.concurrency, args.queues, args.loglevel))
+    argv = _worker_argv(args.concurrency, args.queues, args.loglevel, args.hostname)
+    return start_celery(celery_for(app), argv)
 
 
 def _cmd_beat(args: argparse.Namespace) -> int:
@@ -240,6 +236,21 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_purge(args: argparse.Namespace) -> int:
+    from triage.retention import parse_cutoff
+    from triage.store.purge import purge_before
+
+    app = _app()
+    try:
+        before = parse_cutoff(args.before, app.clock.now())
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    report = purge_before(app.sessions, before, actor="cli", dry_run=args.dry_run, progress=progress_bar("purge"),
+                          clock=app.clock)
+    print(report.summary())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from triage.demo import run_demo
 
@@ -249,7 +260,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from triage.evaluation import evaluate_command
 
-    return evaluate_command(args.dataset, Path(args.data), args.limit, args.json)
+    return evaluate_command(args.dataset, Path(args.data) if args.data else None, args.limit, args.json,
+                            chart=Path(args.chart) if args.chart else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,16 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from environment variables and config/triage.toml; see README.md.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    db = sub.add_parser("db", help="database migrations", description="Database migrations (Alembic).")
-    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_sub.add_parser("upgrade", help="apply all migrations", description="Apply all migrations to "
-                      "TRIAGE_DATABASE_URL.").set_defaults(func=_cmd_db_upgrade)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('triage')}")
+    add_db_commands(sub)
 
     worker = sub.add_parser("worker", help="run a Celery worker", description="Run a Celery worker (threads "
                             "pool) that extracts, routes and stores tickets.")
     worker.add_argument("--concurrency", type=int, help="threads (default: worker.concurrency in config)")
     worker.add_argument("--queues", default="triage,fallback", help="comma-separated (default: %(default)s)")
     worker.add_argument("--loglevel", default="INFO", help="default: %(default)s")
+    worker.add_argument("--hostname", help="Celery node name, e.g. worker1@%%h (%%h: this host's name); "
+                        "default: triage-<pid>@<host>, unique per process")
     worker.set_defaults(func=_cmd_worker)
 
     beat = sub.add_parser("beat", help="run the scheduler", description="Run Celery beat: the scheduled "
@@ -325,6 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess.add_argument("--dry-run", action="store_true", help="list the tickets, change nothing")
     reprocess.set_defaults(func=_cmd_reprocess)
 
+    purge = sub.add_parser("purge", help="delete old conversations (retention)", description="Delete the "
+                           "conversations received before DATE whose tickets are finished and unchanged since, with "
+                           "their tickets, attempts, audit events and intake keys. Tickets still in the pipeline are "
+                           "kept. Each purge is logged with its counts in the purges table. The scheduled job does "
+                           "the same for privacy.retention_days.")
+    purge.add_argument("--before", required=True, metavar="DATE", help="an ISO date (midnight UTC) or time with "
+                       "its zone, e.g. 2026-01-01 or 2026-01-01T00:00+08:00")
+    purge.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    purge.set_defaults(func=_cmd_purge)
+
     demo = sub.add_parser("demo", help="run the whole pipeline on sample conversations", description="Migrate "
                           "the database, start a worker, submit the bundled sample conversations, wait, print "
                           "the routed tickets, stop the worker. Uses MiMo when MIMO_API_KEY is set, otherwise "
@@ -336,10 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run an extractor over a labelled public data set and print "
                               "accuracy figures.")
     evaluate.add_argument("dataset", help="banking77, bitext, stc3-cn, stc3-en, stc3 (both) or all")
-    evaluate.add_argument("--data", default="../shared/data", help="folder holding the data sets "
-                          "(default: %(default)s)")
+    evaluate.add_argument("--data", help="folder holding banking77/, bitext/ and stc3/ (default: "
+                          "TRIAGE_EVAL_DATA)")
     evaluate.add_argument("--limit", type=int, help="an evenly spaced sample of N rows per data set")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--chart", metavar="FILE", help="also draw the confusion matrices as a PNG (needs "
+                          "the charts extra: pip install 'triage[charts]')")
     evaluate.set_defaults(func=_cmd_evaluate)
     return parser
 

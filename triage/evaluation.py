@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from triage.charts import ChartsUnavailableError, ConfusionMatrix, confusion_matrices_png
 from triage.conversation import Conversation, Message
 from triage.extraction.types import ExtractionResult
 from triage.schema import TicketSchema
@@ -543,13 +544,37 @@ def _progress_printer(name: str, stream: IO[str]) -> Callable[[int, int], None] 
     return show
 
 
-def evaluate_command(dataset: str, data: Path, limit: int | None = None, as_json: bool = False, *,
-                     extractor: Extractor | None = None, out: IO[str] | None = None,
-                     err: IO[str] | None = None) -> int:
+def confusion_matrix(report: EvaluationReport) -> ConfusionMatrix:
+    """A labelled report's confusion matrix, classes in the report's order."""
+    classes = report.classes
+    counts = [[report.confusion.get(gold, {}).get(predicted, 0) for predicted in classes] for gold in classes]
+    return ConfusionMatrix(f"{report.dataset}: problem_type", classes, classes, counts)
+
+
+def write_chart(reports: Mapping[str, EvaluationReport], path: Path) -> None:
+    """The confusion matrices of the labelled ``reports`` as one PNG (needs the ``charts`` extra)."""
+    labelled = [report for report in reports.values() if report.labelled]
+    if not labelled:
+        raise ValueError(f"--chart: {', '.join(reports)} has no labels, so no confusion matrix; "
+                         "use banking77 or bitext")
+    confusion_matrices_png([confusion_matrix(report) for report in labelled], path)
+
+
+def _data_from_settings() -> Path | None:
+    from triage.settings import load_settings
+
+    return load_settings().evaluation.data
+
+
+def evaluate_command(dataset: str, data: Path | None, limit: int | None = None, as_json: bool = False, *,
+                     chart: Path | None = None, extractor: Extractor | None = None,
+                     out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """``triage evaluate DATASET``: run the rules extractor (default) and print the report(s).
 
     ``dataset`` may be a group (``stc3``, ``all``); with both stc3 files the cn/en agreement is
-    printed too. Returns the exit status: 0, or 2 for an unknown name or a missing file.
+    printed too. ``data`` is the folder holding the sets (default: ``TRIAGE_EVAL_DATA``);
+    ``chart`` a PNG file for the confusion matrices. Returns the exit status: 0, or 2 for an
+    unknown name, no data folder, a missing file or a chart that cannot be drawn.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -557,6 +582,11 @@ def evaluate_command(dataset: str, data: Path, limit: int | None = None, as_json
         names = resolve_datasets(dataset)
     except ValueError as exc:
         print(f"triage evaluate: {exc}", file=err)
+        return 2
+    data = data or _data_from_settings()
+    if data is None:
+        print("triage evaluate: no data folder: give --data DIR or set TRIAGE_EVAL_DATA to the folder holding "
+              "banking77/, bitext/ and stc3/", file=err)
         return 2
     if extractor is None:
         from triage.extraction.rules import RulesExtractor
@@ -568,9 +598,16 @@ def evaluate_command(dataset: str, data: Path, limit: int | None = None, as_json
         try:
             reports[name] = evaluate(name, data, extractor, limit=limit, progress=_progress_printer(name, err))
         except (FileNotFoundError, json.JSONDecodeError, KeyError, csv.Error) as exc:
-            print(f"triage evaluate: {name}: cannot read the data set: {exc} (point --data at the folder "
-                  "holding banking77/, bitext/ and stc3/)", file=err)
+            print(f"triage evaluate: {name}: cannot read the data set: {exc} (point --data or "
+                  "TRIAGE_EVAL_DATA at the folder holding banking77/, bitext/ and stc3/)", file=err)
             return 2
+    if chart is not None:
+        try:
+            write_chart(reports, chart)
+        except (ValueError, ChartsUnavailableError) as exc:
+            print(f"triage evaluate: {exc}", file=err)
+            return 2
+        print(f"triage evaluate: confusion matrix written to {chart}", file=err)
     pair = ("stc3-cn", "stc3-en")
     same, shared = agreement(reports[pair[0]], reports[pair[1]]) if set(pair) <= set(reports) else (0, 0)
     if as_json:

@@ -6,6 +6,7 @@
   transient (API down, rate limited, timing out), after a delay.
 - :func:`reprocess`: a new extraction for tickets made with a given schema or prompt version,
   or with a status since a time; never for a ticket a person corrected.
+- :func:`purge_expired`: the retention purge (``privacy.retention_days``), when it is on.
 
 Each job takes its lock first (:func:`triage.store.jobs.try_lock`), so two beats never run it
 twice, and publishes each ticket after its commit::
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from triage import retention
 from triage.app import App
 from triage.store import queries
 from triage.store.jobs import try_lock
@@ -27,7 +29,7 @@ from triage.tickets import lifecycle
 from triage.tickets.states import EventKind, Status
 
 Progress = Callable[[int, int], None]
-SWEEP, RETRY_FALLBACK, REPROCESS = "sweep-stuck", "retry-fallback", "reprocess"
+SWEEP, RETRY_FALLBACK, REPROCESS, PURGE = "sweep-stuck", "retry-fallback", "reprocess", "purge-expired"
 HOLDER_MAX_CHARS = 48
 
 
@@ -118,3 +120,11 @@ def reprocess(app: App, selection: Selection, *, dry_run: bool = False,
                                        since=selection.since)
     report = JobReport(REPROCESS, selected=ids)
     return report if dry_run else _reextract_each(app, report, progress, EventKind.REPROCESS)
+
+
+def purge_expired(app: App, *, holder: str | None = None) -> str:
+    """Delete conversations past ``privacy.retention_days`` (nothing when it is unset); a summary line."""
+    if not _locked(app, PURGE, holder, app.settings.jobs.purge_interval_seconds):
+        return f"{PURGE}: skipped, another run holds the lock"
+    report = retention.purge_expired(app.sessions, app.settings, app.clock)
+    return f"{PURGE}: retention off" if report is None else report.summary()

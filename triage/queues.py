@@ -33,6 +33,7 @@ EXTRACT_TASK = "triage.extract"
 FALLBACK_TASK = "triage.fallback"
 SWEEP_TASK = "triage.sweep_stuck"
 RETRY_FALLBACK_TASK = "triage.retry_fallback"
+PURGE_TASK = "triage.purge_expired"
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -64,6 +65,7 @@ def create_celery(settings: Settings) -> Celery:
         beat_schedule={
             "sweep-stuck": {"task": SWEEP_TASK, "schedule": worker.sweep_interval_seconds},
             "retry-fallback": {"task": RETRY_FALLBACK_TASK, "schedule": settings.jobs.retry_fallback_interval_seconds},
+            "purge-expired": {"task": PURGE_TASK, "schedule": settings.jobs.purge_interval_seconds},
         },
     )
     return celery

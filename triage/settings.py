@@ -37,10 +37,11 @@ from pydantic import (
 )
 
 from triage.errors import ConfigError
+from triage.resources import CONFIG_DIR
 
 DEFAULT_CONFIG_PATH = Path("config/triage.toml")
-#: The config shipped with the source tree, used when the working directory has no config/.
-SHIPPED_CONFIG_PATH = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_PATH
+#: The config shipped with the package, used when the working directory has no config/.
+SHIPPED_CONFIG_PATH = CONFIG_DIR / DEFAULT_CONFIG_PATH.name
 VAR_DIR = Path("var")
 
 
@@ -95,6 +96,8 @@ class PrivacySettings(_Section):
     """What is redacted from the text sent to the LLM API (the stored conversation keeps all).
 
     ``redact_pii`` switches redaction off altogether; the others switch one kind each.
+    ``retention_days``: conversations (with their tickets, attempts and events) older than this
+    are purged by the scheduled retention job; ``None`` (the default) keeps everything.
     """
 
     redact_pii: bool = True
@@ -102,6 +105,13 @@ class PrivacySettings(_Section):
     phones: bool = True
     cards: bool = True
     id_numbers: bool = True
+    retention_days: int | None = Field(None, ge=1)
+
+
+class EvaluationSettings(_Section):
+    """``triage evaluate``: where the labelled public data sets are (``TRIAGE_EVAL_DATA``)."""
+
+    data: Path | None = None
 
 
 class RetrySettings(_Section):
@@ -130,6 +140,8 @@ class JobSettings(_Section):
     transient_reasons: list[str] = Field(default_factory=lambda: [
         "retries_exhausted", "api_error", "api_error_429", "api_error_500", "api_error_502", "api_error_503",
         "api_error_504"])
+    #: How often beat runs the retention purge (it does nothing unless ``privacy.retention_days`` is set).
+    purge_interval_seconds: float = Field(3600, gt=0)
     #: The share of a job's interval its lock is held, so a second beat's run of the same slot is skipped.
     lock_share: float = Field(0.9, gt=0, le=1)
 
@@ -254,6 +266,7 @@ class Settings(_Section):
     api: ApiSettings = Field(default_factory=ApiSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
     @field_validator("mimo_api_key")
     @classmethod
@@ -299,6 +312,7 @@ ENV_KEYS: dict[str, str] = {
     "TRIAGE_API_TOKENS": "api.tokens",
     "TRIAGE_RATE_LIMIT_RPM": "rate_limit.rpm_override",
     "TRIAGE_RATE_LIMIT_TPM": "rate_limit.tpm_override",
+    "TRIAGE_EVAL_DATA": "evaluation.data",
 }
 WEBHOOK_SECRET_PREFIX = "TRIAGE_WEBHOOK_SECRET_"
 #: Settings whose values are never echoed in an error.
@@ -319,9 +333,10 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: object, env_name: str)
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
-    schema = data.get("schema")
-    if isinstance(schema, dict) and isinstance(schema.get("path"), str):
-        schema["path"] = str(base / schema["path"])
+    for section, key in (("schema", "path"), ("evaluation", "data")):
+        table = data.get(section)
+        if isinstance(table, dict) and isinstance(table.get(key), str):
+            table[key] = str(base / table[key])
 
 
 def _describe(loc: tuple[int | str, ...], sources: dict[str, str], config_path: Path) -> str:

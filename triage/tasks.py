@@ -16,7 +16,7 @@ from celery import Celery, Task, signals
 from triage import jobs
 from triage.app import App
 from triage.policy import Defer, Finish, Retry, SendToFallback, Step, attempt_extraction, decide
-from triage.queues import EXTRACT_TASK, FALLBACK_TASK, RETRY_FALLBACK_TASK, SWEEP_TASK
+from triage.queues import EXTRACT_TASK, FALLBACK_TASK, PURGE_TASK, RETRY_FALLBACK_TASK, SWEEP_TASK
 from triage.settings import SettingsError
 from triage.tickets import lifecycle
 from triage.tickets.states import Status
@@ -101,6 +101,13 @@ def celery_for(app: App) -> Celery:
         if report.requeued:
             log.warning("%s", report.summary())
         return report.summary()
+
+    @celery.task(name=PURGE_TASK, shared=False)
+    def purge_expired() -> str:
+        """The retention purge (``privacy.retention_days``); does nothing while retention is off."""
+        summary = jobs.purge_expired(app)
+        log.info("%s", summary)
+        return summary
 
     def refuse_without_key(**_: Any) -> None:
         """A worker that would call MiMo without a key stops before taking any message."""
