@@ -645,7 +645,8 @@ class Received:
 
 class FakeEventsReceiver(FakeHelpdesk):
     """A Standard Webhooks consumer: verifies each request with the reference ``standardwebhooks``
-    library (wall clock, 5-minute window) and answers 204, or 400 when the signature is wrong."""
+    library (wall clock, 5-minute window) and answers 204, or 400 when the signature is wrong.
+    Header names are recorded in lower case."""
 
     def __init__(self, secret: str, path: str = "/hooks/triage") -> None:
         super().__init__()
@@ -673,8 +674,9 @@ class FakeEventsReceiver(FakeHelpdesk):
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                headers = dict(self.headers)
-                answer = fake._receive(self.path, headers, raw)
+                answer, late = fake._receive(self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
+                if late:
+                    time.sleep(late)
                 data = answer.body.encode() if isinstance(answer.body, str) else b""
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
@@ -685,16 +687,16 @@ class FakeEventsReceiver(FakeHelpdesk):
 
         return Handler
 
-    def _receive(self, path: str, headers: dict[str, str], raw: bytes) -> Answer:
+    def _receive(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[Answer, float]:
         with self._lock:
             self.requests.append(Recorded("POST", path, {}, headers, raw))
             scripted = self._take_script("POST", path)
             if scripted is not None and scripted.answer is not None:
-                return scripted.answer
+                return scripted.answer, scripted.late
             try:
                 payload = self._verifier.verify(raw, headers)
             except WebhookVerificationError:
                 self.rejected += 1
-                return Answer(400, "invalid signature")
+                return Answer(400, "invalid signature"), 0.0
             self.received.append(Received(headers, raw, payload))
-            return Answer(204)
+            return Answer(204), 0.0
