@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -88,6 +88,7 @@ class Scripted:
 Handler = Callable[[re.Match[str], Any, dict[str, list[str]]], Answer]
 #: How often the server loop looks for shutdown (the stdlib's 0.5 s makes every test half a second longer).
 POLL_SECONDS = 0.02
+LOOPBACK = "127.0.0.1"
 
 
 class FakeHelpdesk:
@@ -99,17 +100,16 @@ class FakeHelpdesk:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._script: list[Scripted] = []
         self._lock = threading.RLock()
-        self._server = LoopbackServer(("127.0.0.1", 0), self._handler())
+        self._server = LoopbackServer((LOOPBACK, 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_SECONDS,), daemon=True)
 
     # ---- for tests ------------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
 
-    def __enter__(self) -> FakeHelpdesk:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -25,7 +25,7 @@ def slack() -> Iterator[FakeSlack]:
 
 
 def _sender(url: str | None) -> AlertSender:
-    return AlertSender(AlertsSettings(webhook_url=url, timeout_seconds=2), retry_after_max=900)
+    return AlertSender(AlertsSettings.model_validate({"webhook_url": url, "timeout_seconds": 2}), retry_after_max=900)
 
 
 def test_texts_are_short_escaped_and_link_to_triage() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.harness import REPO
-from triage.settings import Settings, SettingsError, load_settings
+from tests.writeback_cases import ROUTING_TOML
+from triage.settings import AlertsSettings, EventsSettings, Settings, SettingsError, WritebackSettings, load_settings
 
-SHIPPED = (REPO / "config" / "triage.toml").read_text(encoding="utf-8")
 EVENTS_SECRET = "whsec_dHJpYWdlLWV2ZW50cy10ZXN0LXNlY3JldC0zMmI="
 ZENDESK_ENV = {"TRIAGE_WRITEBACK_ZENDESK_URL": "https://acme.zendesk.com/", "TRIAGE_WRITEBACK_ZENDESK_EMAIL":
                "bot@acme.test", "TRIAGE_WRITEBACK_ZENDESK_TOKEN": "zd-token-7f3a"}
@@ -34,7 +34,7 @@ webhook_url = "https://hooks.slack.com/services/T000/B000/XXXXXXXX"
 
 def _load(tmp_path: Path, toml: str = "", env: dict[str, str] | None = None) -> Settings:
     config = tmp_path / "triage.toml"
-    config.write_text(SHIPPED + toml, encoding="utf-8")
+    config.write_text(ROUTING_TOML + toml, encoding="utf-8")
     return load_settings({"TRIAGE_CONFIG": str(config), **(env or {})})
 
 
@@ -143,3 +143,9 @@ def test_malformed_values_are_refused_naming_the_key(tmp_path: Path, toml: str, 
     assert named in message
     secrets = ("hunter2", "zd-token-7f3a", "zd token", "XXXXXXXX", "not*base64", EVENTS_SECRET.removeprefix("whsec_"))
     assert not [secret for secret in secrets if secret in message]
+
+
+def test_the_shipped_config_states_the_defaults_and_switches_nothing_on() -> None:
+    settings = load_settings({"TRIAGE_CONFIG": str(REPO / "config" / "triage.toml")})
+    assert settings.writeback == WritebackSettings() and settings.writeback.enabled_platforms() == ()
+    assert settings.events == EventsSettings() and settings.alerts == AlertsSettings()

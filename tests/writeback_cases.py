@@ -1,12 +1,15 @@
 """The five write-back platforms as test cases: a fake server, credentials, route mappings in the
 platform's own terms, and what each route should leave on the ticket.
 
-Settings are built the way production builds them: the shipped config plus a ``[writeback]``
-section written to a temporary TOML file, credentials from the contract's environment variables.
+Settings are built the way production builds them, through :func:`load_settings`: a TOML file
+holding the shipped routing rules plus the test's ``[writeback]`` tables, credentials from the
+contract's environment variables.
 """
 
 from __future__ import annotations
 
+import json
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +37,25 @@ FIELDS = {"problem_type": "device_fault", "device_model": "Watch S1", "urgent_le
 #: Client timeout in the tests; a "hang" answers later than this.
 TIMEOUT = 0.3
 HANG = 0.6
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items()) + " }"
+    return json.dumps(value, ensure_ascii=False)  # JSON strings, numbers and lists are TOML too
+
+
+def _routing_toml() -> str:
+    routing = tomllib.loads((REPO / "config" / "triage.toml").read_text(encoding="utf-8"))["routing"]
+    lines: list[str] = []
+    for rule in routing["rules"]:
+        lines += ["[[routing.rules]]", *(f"{key} = {_toml_value(value)}" for key, value in rule.items())]
+    lines += ["[routing.fallback]", *(f"{key} = {_toml_value(value)}" for key, value in routing["fallback"].items())]
+    return "\n".join(lines) + "\n"
+
+
+#: The shipped ``[routing]`` as TOML: write-back mappings are checked against its routes and priorities.
+ROUTING_TOML = _routing_toml()
 
 
 @dataclass
@@ -186,11 +208,10 @@ CASES = [ZENDESK, INTERCOM, CHATWOOT, ZAMMAD, FRESHDESK]
 
 def settings_for(case: Case, base_url: str, tmp_path: Path, *, note: bool = True, toml: str | None = None,
                  env: dict[str, str] | None = None) -> Settings:
-    """The shipped config plus ``[writeback]`` for ``case``, credentials from the contract's variables."""
+    """The shipped routing plus ``[writeback]`` for ``case``, credentials from the contract's variables."""
     config = tmp_path / "triage.toml"
-    shipped = (REPO / "config" / "triage.toml").read_text(encoding="utf-8")
-    head = f'\n[writeback]\nnote = {str(note).lower()}\ntriage_url = "{TRIAGE_URL}"\ntimeout_seconds = {TIMEOUT}\n'
-    config.write_text(shipped + head + (case.toml if toml is None else toml), encoding="utf-8")
+    head = f'[writeback]\nnote = {str(note).lower()}\ntriage_url = "{TRIAGE_URL}"\ntimeout_seconds = {TIMEOUT}\n'
+    config.write_text(ROUTING_TOML + head + (case.toml if toml is None else toml), encoding="utf-8")
     return load_settings({"TRIAGE_CONFIG": str(config), **case.env(base_url), **(env or {})})
 
 
@@ -217,7 +238,8 @@ class Rig:
         return make_write(self.case, delivery_id, route, priority, previous, ticket_id=ticket_id, platform=platform)
 
     def ticket(self, **state: Any) -> FakeTicket:
-        return self.fake.ticket(self.case.ticket_id, **{"tags": list(AGENT_TAGS), **state})
+        ticket: FakeTicket = self.fake.ticket(self.case.ticket_id, **{"tags": list(AGENT_TAGS), **state})
+        return ticket
 
     @property
     def state(self) -> tuple[Any, Any]:
