@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.writeback_cases import AGENT_TAGS, CHATWOOT, FRESHDESK, INTERCOM, ZAMMAD, ZENDESK, rig
+from tests.writeback_cases import AGENT_TAGS, CHATWOOT, FRESHDESK, INTERCOM, ZAMMAD, ZENDESK, Case, rig
 from triage.delivery import FailedDeliveryError, GoneDeliveryError, RetryableDeliveryError, deliver
 
 
@@ -90,12 +90,27 @@ def test_intercom_tags_by_id_assigns_the_team_and_sends_version_and_bearer(tmp_p
 def test_intercom_tag_ids_are_looked_up_once_per_name(tmp_path: Path) -> None:
     with rig(INTERCOM, tmp_path, note=False) as r:
         r.ticket()
+        r.fake.ticket("148", tags=["vip"])
         deliver(r.adapter, r.write("d-1", "hardware-support", "P3"))
-        deliver(r.adapter, r.write("d-2", "hardware-support", "P2", previous=("hardware-support", "P3")))
+        deliver(r.adapter, r.write("d-2", "hardware-support", "P3", ticket_id="148"))
+        deliver(r.adapter, r.write("d-3", "hardware-support", "P2", previous=("hardware-support", "P3")))
         names = [c.body["name"] for c in r.fake.calls(method="POST", path="^/tags$")]
         assert names == ["triage_hardware-support", "triage_p3", "triage_p2"]
+        assert sorted(r.fake.tickets["148"].tags) == ["triage_hardware-support", "triage_p3", "vip"]
         [detach] = r.fake.calls(method="DELETE")
         assert r.fake.tag_ids[detach.path.rsplit("/", 1)[1]] == "triage_p3" and detach.body == {"admin_id": "991"}
+
+
+def test_intercom_a_tag_deleted_in_the_workspace_is_looked_up_again(tmp_path: Path) -> None:
+    with rig(INTERCOM, tmp_path, note=False) as r:
+        r.ticket()
+        r.fake.ticket("148")
+        deliver(r.adapter, r.write("d-1", "hardware-support", "P3"))
+        old_id = next(i for i, name in r.fake.tag_ids.items() if name == "triage_p3")
+        del r.fake.tag_ids[old_id]
+        r.fake.tickets["147"].tags.remove("triage_p3")
+        deliver(r.adapter, r.write("d-2", "hardware-support", "P3", ticket_id="148"))
+        assert "triage_p3" in r.fake.tickets["148"].tags and old_id not in r.fake.tag_ids
 
 
 def test_intercom_rate_limit_waits_until_the_reset_header(tmp_path: Path) -> None:
@@ -161,6 +176,18 @@ def test_chatwoot_merges_labels_because_post_replaces_them(tmp_path: Path) -> No
         assert labels.body == {"labels": ["vip", "triage_hardware-escalation", "triage_p1", "triage-hw"]}
         [note] = r.fake.calls(path="messages$")
         assert (note.body["message_type"], note.body["private"]) == ("outgoing", True)
+
+
+@pytest.mark.parametrize(("case", "read", "write"), [
+    (CHATWOOT, ("GET", "labels$"), ("POST", "labels$")), (FRESHDESK, ("GET", "5123$"), ("PUT", "5123$"))], ids=str)
+def test_a_read_without_the_tag_list_writes_no_list(tmp_path: Path, case: Case, read: tuple[str, str],
+                                                    write: tuple[str, str]) -> None:
+    with rig(case, tmp_path) as r:
+        r.ticket()
+        r.fake.answer_next(200, method=read[0], path=read[1], body={"id": 12})
+        with pytest.raises(RetryableDeliveryError, match="answered without the"):
+            deliver(r.adapter, r.write("d-1", "hardware-escalation", "P1"))
+        assert r.tags == sorted(AGENT_TAGS) and r.fake.calls(method=write[0], path=write[1]) == []
 
 
 def test_chatwoot_labels_already_right_are_not_posted_again(tmp_path: Path) -> None:

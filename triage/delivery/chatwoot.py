@@ -19,7 +19,7 @@ conversation stored from another account is refused, never written to.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 
@@ -67,16 +67,23 @@ class ChatwootAdapter(BaseAdapter[ChatwootWriteback]):
 
     def _labels(self, write: Write, resumed: bool) -> None:
         path, change = self._path(write, "labels", "labels"), self.tag_change(write)
-        current = _payload_list(self.peer.json("labels", self.peer.request("labels", "GET", path)))
+        current = self._labels_of(self.peer.request("labels", "GET", path))
         wanted = change.merged(current)
         if wanted == current:
             return
-        answer = self.peer.request("labels", "POST", path, json={"labels": wanted})
-        kept = _payload_list(self.peer.json("labels", answer))
+        kept = self._labels_of(self.peer.request("labels", "POST", path, json={"labels": wanted}))
         undefined = [label for label in change.add if label not in kept]
         if undefined:
             raise self.failed("labels", f"labels not defined in account {self.section.account_id}: "
                                         f"{', '.join(undefined)} (create them under Settings > Labels)")
+
+    def _labels_of(self, response: httpx.Response) -> list[str]:
+        """The ``payload`` label list; without one, nothing is written (a guess would drop the agents' labels)."""
+        data = self.peer.json("labels", response)
+        listed = data.get("payload") if isinstance(data, dict) else None
+        if not isinstance(listed, list):
+            raise self.peer.retry("labels", "answered without the conversation's label list")
+        return [str(label) for label in listed]
 
     def existing_notes(self, write: Write) -> Iterable[str | None]:
         data = self.peer.json("note", self.peer.request("note", "GET", self._path(write, "note", "messages")))
@@ -89,6 +96,3 @@ class ChatwootAdapter(BaseAdapter[ChatwootWriteback]):
                           json={"content": plain(lines), "message_type": "outgoing", "private": True})
 
 
-def _payload_list(data: Any) -> list[str]:
-    listed = data.get("payload") if isinstance(data, dict) else None
-    return [str(item) for item in listed] if isinstance(listed, list) else []

@@ -47,7 +47,9 @@ class FreshdeskAdapter(BaseAdapter[FreshdeskWriteback]):
         path = self._path(write, "ticket")
         ticket = self.peer.json("ticket", self.peer.request("ticket", "GET", path))
         listed = ticket.get("tags") if isinstance(ticket, dict) else None
-        current = [str(tag) for tag in listed or []]
+        if not isinstance(listed, list):  # without the agents' tags, a merged list would drop them
+            raise self.peer.retry("ticket", "answered without the ticket's tags")
+        current = [str(tag) for tag in listed]
         update: dict[str, Any] = {}
         mapping = self.section.routes.get(write.route)
         if mapping is not None and mapping.group_id is not None:

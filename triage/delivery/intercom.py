@@ -7,8 +7,9 @@
   or, for Preview versions, ``{"priority": <value>, "admin_id"}``;
 - ``tags``: ``GET /conversations/{id}`` for the attached tags; ``DELETE
   /conversations/{id}/tags/{tag id}`` for triage's old ones; ``POST /tags`` (creates the tag or
-  returns the existing one; ids are cached per process) and ``POST /conversations/{id}/tags``
-  for the current ones. Other tags are never touched;
+  returns the existing one) and ``POST /conversations/{id}/tags`` for the current ones. Tag ids
+  are kept per adapter; one that was deleted in the workspace meanwhile is looked up again.
+  Other tags are never touched;
 - ``note``: ``POST /conversations/{id}/reply`` with ``{"message_type": "note", "type": "admin",
   "admin_id", "body": <HTML>}``; a retry first reads the conversation's parts.
 
@@ -18,12 +19,13 @@ A 429 carries ``X-RateLimit-Reset`` (unix seconds), waited for; errors come as `
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import httpx
 
-from triage.settings import IntercomWriteback
+from triage.settings import IntercomWriteback, WritebackSettings
 
 from .adapter import SAFE_ID, BaseAdapter, StepAction
 from .http import build_client
@@ -31,11 +33,17 @@ from .note import html
 from .write import Write
 
 TAG_NOT_FOUND = "tag_not_found"
+#: Attempts to attach a tag whose cached id may be stale: the cached id, then a fresh one.
+ATTACH_TRIES = 2
 
 
 class IntercomAdapter(BaseAdapter[IntercomWriteback]):
     platform: ClassVar[str] = "intercom"
     reset_header: ClassVar[str | None] = "X-RateLimit-Reset"
+
+    def __init__(self, settings: WritebackSettings, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(settings, clock=clock)
+        self._tag_ids: dict[str, str] = {}  # tag name (case-folded) -> the workspace's tag id
 
     def client(self) -> httpx.Client:
         section = self.section
@@ -78,20 +86,33 @@ class IntercomAdapter(BaseAdapter[IntercomWriteback]):
     def _tags(self, write: Write, resumed: bool) -> None:
         change = self.tag_change(write)
         attached = _attached_tags(self._conversation(write, "tags"))
+        self._tag_ids.update((name.casefold(), tag_id) for name, tag_id in attached.items())
         missing, stale = change.present(list(attached))
-        for name in stale:
+        for name in stale:  # a 404 tag_not_found: someone detached it first, which is what we wanted
             self.peer.request("tags", "DELETE", self._path(write, "tags", f"/tags/{attached[name]}"),
-                              json={"admin_id": self._admin}, tolerate=_tag_already_detached)
+                              json={"admin_id": self._admin}, tolerate=_tag_not_found)
         for name in missing:
-            self.peer.request("tags", "POST", self._path(write, "tags", "/tags"),
-                              json={"id": self._tag_id(name), "admin_id": self._admin})
+            self._attach(write, name)
+
+    def _attach(self, write: Write, name: str) -> None:
+        path = self._path(write, "tags", "/tags")
+        for _ in range(ATTACH_TRIES):
+            body = {"id": self._tag_id(name), "admin_id": self._admin}
+            if self.peer.request("tags", "POST", path, json=body, tolerate=_tag_not_found).is_success:
+                return
+            self._tag_ids.pop(name.casefold(), None)  # deleted in the workspace since we looked it up
+        raise self.peer.retry("tags", f"tag {name!r} keeps disappearing from the workspace")
 
     def _tag_id(self, name: str) -> str:
         """The workspace's id of tag ``name`` (``POST /tags`` creates it or returns the existing one)."""
+        known = self._tag_ids.get(name.casefold())
+        if known is not None:
+            return known
         data = self.peer.json("tags", self.peer.request("tags", "POST", "/tags", json={"name": name}))
         tag_id = str(data.get("id", "")) if isinstance(data, dict) else ""
         if not SAFE_ID.match(tag_id):
             raise self.peer.retry("tags", f"POST /tags answered no usable id for {name!r}")
+        self._tag_ids[name.casefold()] = tag_id
         return tag_id
 
     def existing_notes(self, write: Write) -> Iterable[str | None]:
@@ -112,8 +133,8 @@ def _attached_tags(conversation: dict[str, Any]) -> dict[str, str]:
             if isinstance(tag, dict) and tag.get("name") and SAFE_ID.match(str(tag.get("id", "")))}
 
 
-def _tag_already_detached(response: httpx.Response) -> bool:
-    """A 404 ``tag_not_found`` on detach: someone removed the tag first, which is what we wanted."""
+def _tag_not_found(response: httpx.Response) -> bool:
+    """Whether the answer is a 404 ``tag_not_found`` (not the conversation's ``not_found``)."""
     if response.status_code != 404:
         return False
     try:
