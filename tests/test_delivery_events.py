@@ -138,6 +138,8 @@ def test_only_configured_endpoints_and_valid_ids_are_sent_to(receiver: FakeEvent
         sender.send(receiver.url + "/other", "dlv_08", b"{}")
     with pytest.raises(FailedDeliveryError, match="not a valid webhook-id"):
         sender.send(receiver.url, "dlv.08", b"{}")
+    with pytest.raises(FailedDeliveryError, match="not a valid webhook-id"):
+        sender.send(receiver.url, "dlv_08\n", b"{}")
     assert receiver.requests == []
 
 

@@ -211,7 +211,7 @@ def test_an_unreachable_platform_is_retried(tmp_path: Path) -> None:
 
 # ---- outbound URLs come from configuration only -------------------------------------------------
 
-@pytest.mark.parametrize("ticket_id", ["1/../../admin", "12?x=1", "", "a" * 65, "%2e%2e"])
+@pytest.mark.parametrize("ticket_id", ["1/../../admin", "12?x=1", "", "a" * 65, "%2e%2e", "12\n", "12 "])
 def test_a_platform_id_unfit_for_a_url_path_is_refused_before_any_request(platform: Rig, ticket_id: str) -> None:
     with pytest.raises(FailedDeliveryError, match="is not a"):
         deliver(platform.adapter, platform.write("d-1", "hardware-escalation", "P1", ticket_id=ticket_id))

@@ -32,8 +32,8 @@ from .tags import TagChange, priority_tag, route_tag, triage_tags
 from .write import Write, ticket_link
 
 #: A platform id that may go into a URL path: letters, digits, ``_``, ``-``.
-SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NUMERIC_ID = re.compile(r"[0-9]{1,20}")
 
 StepAction = Callable[[Write, bool], None]
 
@@ -165,6 +165,6 @@ class BaseAdapter(Generic[SectionT]):
     def ticket_id(self, write: Write, step: str, *, numeric: bool = True) -> str:
         """The platform id, checked before it goes into a URL path (it came from a webhook payload)."""
         pattern = NUMERIC_ID if numeric else SAFE_ID
-        if not pattern.match(write.ref.ticket_id):
+        if not pattern.fullmatch(write.ref.ticket_id):
             raise self.failed(step, f"{write.ref.ticket_id[:40]!r} is not a {self.platform} ticket id")
         return write.ref.ticket_id

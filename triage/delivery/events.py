@@ -36,7 +36,7 @@ from .errors import FailedDeliveryError, GoneDeliveryError, RetryableDeliveryErr
 from .http import USER_AGENT, Outcome, Peer
 
 #: A ``webhook-id`` must not contain ``.`` (the signed string joins id, timestamp and body with dots).
-WEBHOOK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+WEBHOOK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 ENDPOINT_GONE = 410
 STEP = "event"
 
@@ -85,7 +85,7 @@ class EventSender:
         endpoint = self.settings.endpoint(url)
         if endpoint is None:
             raise FailedDeliveryError(name, STEP, "is no longer in [[events.endpoints]]")
-        if not WEBHOOK_ID.match(delivery_id):
+        if not WEBHOOK_ID.fullmatch(delivery_id):
             raise FailedDeliveryError(name, STEP, "the delivery id is not a valid webhook-id")
         secret = endpoint.secret.get_secret_value()
         peer = Peer(name, self._client, retry_after_max=self._retry_after_max, secrets=[secret],

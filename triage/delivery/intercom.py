@@ -110,7 +110,7 @@ class IntercomAdapter(BaseAdapter[IntercomWriteback]):
             return known
         data = self.peer.json("tags", self.peer.request("tags", "POST", "/tags", json={"name": name}))
         tag_id = str(data.get("id", "")) if isinstance(data, dict) else ""
-        if not SAFE_ID.match(tag_id):
+        if not SAFE_ID.fullmatch(tag_id):
             raise self.peer.retry("tags", f"POST /tags answered no usable id for {name!r}")
         self._tag_ids[name.casefold()] = tag_id
         return tag_id
@@ -130,7 +130,7 @@ def _attached_tags(conversation: dict[str, Any]) -> dict[str, str]:
     tags = conversation.get("tags")
     listed = tags.get("tags") if isinstance(tags, dict) else tags
     return {str(tag["name"]): str(tag["id"]) for tag in listed or []
-            if isinstance(tag, dict) and tag.get("name") and SAFE_ID.match(str(tag.get("id", "")))}
+            if isinstance(tag, dict) and tag.get("name") and SAFE_ID.fullmatch(str(tag.get("id", "")))}
 
 
 def _tag_not_found(response: httpx.Response) -> bool:
