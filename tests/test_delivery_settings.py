@@ -135,7 +135,8 @@ def test_an_empty_variable_leaves_write_back_off(tmp_path: Path) -> None:
      {}, "endpoint 2 has the same url as endpoint 1"),
     ('[alerts]\nwebhook_url = "hooks.slack.com/services/T000/B000/XXXXXXXX"\n', {},
      "alerts.webhook_url=<redacted>: must be an http:// or https:// URL"),
-    ('[alerts]\npriorities = ["urgent"]\n', {}, "alerts.priorities: 'urgent' is not a priority of [routing]"),
+    ('[alerts]\nwebhook_url = "https://hooks.slack.com/services/T000/B000/XXXXXXXX"\npriorities = ["urgent"]\n', {},
+     "alerts.priorities: 'urgent' is not a priority of [routing]"),
 ])
 def test_malformed_values_are_refused_naming_the_key(tmp_path: Path, toml: str, env: dict[str, str],
                                                      named: str) -> None:

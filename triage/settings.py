@@ -564,7 +564,8 @@ class Settings(_Section):
         rules = [*self.routing.rules, self.routing.fallback]
         routes, priorities = {rule.route for rule in rules}, {rule.priority for rule in rules}
         problems = self.writeback.problems(routes, priorities)
-        problems += _unknown("alerts.priorities", self.alerts.priorities, priorities, "priority")
+        if self.alerts.webhook_url is not None:
+            problems += _unknown("alerts.priorities", self.alerts.priorities, priorities, "priority")
         if problems:
             raise ValueError("; ".join(problems))
         return self
