@@ -12,7 +12,7 @@ import json
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +84,6 @@ class Case:
     support_p3: tuple[Any, Any]
     #: The note's request: method, path pattern, and how many matching requests come before it.
     note_call: tuple[str, str, int]
-    #: The step that writes triage's tags.
-    tags_step: str
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.platform
@@ -114,7 +111,7 @@ P3 = "normal"
     token_variable="TRIAGE_WRITEBACK_ZENDESK_TOKEN",
     fake=lambda: FakeZendesk(email="bot@acme.test", token="zd-secret-token-1"),
     state=_group_priority, escalation_p1=(360001, "urgent"), support_p2=(360002, "high"),
-    support_p3=(360002, "normal"), note_call=("PUT", r"^/api/v2/tickets/\d+$", 1), tags_step="tags",
+    support_p3=(360002, "normal"), note_call=("PUT", r"^/api/v2/tickets/\d+$", 1),
 )
 
 INTERCOM = Case(
@@ -138,7 +135,7 @@ P3 = "low"
     fake=lambda: FakeIntercom(token="ic-secret-token-1", admin_id="991"),
     state=lambda ticket: (ticket.group, ticket.attributes.get("triage_priority")),
     escalation_p1=("5001", "urgent"), support_p2=("5002", "high"), support_p3=("5002", "low"),
-    note_call=("POST", r"/reply$", 0), tags_step="tags",
+    note_call=("POST", r"/reply$", 0),
 )
 
 CHATWOOT = Case(
@@ -159,7 +156,7 @@ P3 = "low"
     token_variable="TRIAGE_WRITEBACK_CHATWOOT_TOKEN",
     fake=lambda: FakeChatwoot(token="cw-secret-token-1", account_id=1, teams={5, 6}),
     state=_group_priority, escalation_p1=(5, "urgent"), support_p2=(6, "high"), support_p3=(6, "low"),
-    note_call=("POST", r"/messages$", 0), tags_step="labels",
+    note_call=("POST", r"/messages$", 0),
 )
 
 ZAMMAD = Case(
@@ -180,7 +177,7 @@ P3 = 1
     fake=lambda: FakeZammad(token="zm-secret-token-1", groups={1: "Users", 3: "Escalations"},
                             priorities={1: "1 low", 2: "2 normal", 3: "3 high"}),
     state=_group_priority, escalation_p1=(3, 3), support_p2=(1, 2), support_p3=(1, 1),
-    note_call=("POST", r"/ticket_articles$", 0), tags_step="tags",
+    note_call=("POST", r"/ticket_articles$", 0),
 )
 
 FRESHDESK = Case(
@@ -200,7 +197,7 @@ P3 = 2
     token_variable="TRIAGE_WRITEBACK_FRESHDESK_TOKEN",
     fake=lambda: FakeFreshdesk(api_key="fd-secret-key-1"),
     state=_group_priority, escalation_p1=(9001, 4), support_p2=(9002, 3), support_p3=(9002, 2),
-    note_call=("POST", r"/notes$", 0), tags_step="ticket",
+    note_call=("POST", r"/notes$", 0),
 )
 
 CASES = [ZENDESK, INTERCOM, CHATWOOT, ZAMMAD, FRESHDESK]
