@@ -3,6 +3,7 @@ ignored event, or a 400), customer-only text, HTML stripped, Chinese intact, ded
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -343,3 +344,31 @@ def test_freshdesk_refuses_an_unsubstituted_placeholder_and_ignores_other_events
     assert "not handled" in _ignored("freshdesk", {**sample_payloads()["freshdesk"], "event": "ticket_updated"})
     assert _ignored("freshdesk", {**sample_payloads()["freshdesk"], "subject": "", "description": ""}) == (
         "no customer text")
+
+
+# ---- where write-back writes: the platform's own ticket / conversation id and account ---------
+
+@pytest.mark.parametrize(("name", "ticket_id", "account_id"), [
+    ("zendesk", "35436", "22129848"), ("intercom", "147", "a86dr8yl"), ("chatwoot", "12", "1"),
+    ("zammad", "5", None), ("freshdesk", "5123", None), ("generic", None, None),
+])
+def test_each_platform_names_its_own_ticket_and_account(name: str, ticket_id: str | None,
+                                                        account_id: str | None) -> None:
+    msg = _message(name, sample_payloads()[name])
+    assert (msg.platform_ticket_id, msg.platform_account_id) == (ticket_id, account_id)
+
+
+def test_zendesk_messaging_names_the_ticket_from_the_subject() -> None:
+    payload = copy.deepcopy(MESSAGING_SAMPLE)
+    del payload["detail"]
+    assert _message("zendesk", payload).platform_ticket_id == "141"
+
+
+def test_chatwoot_write_back_id_is_the_display_id_not_the_internal_id() -> None:
+    payload = sample_payloads()["chatwoot"]
+    payload["conversation"].update(id=9001, display_id=12)
+    msg = _message("chatwoot", payload)
+    assert (msg.platform_ticket_id, msg.platform_account_id) == ("12", "1")
+    created = _conversation_created([{"id": 5, "content": "hello", "message_type": 0}])
+    assert _message("chatwoot", {**created, "display_id": 7}).platform_ticket_id == "7"
+    assert _message("chatwoot", created).platform_ticket_id == "12"

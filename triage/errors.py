@@ -9,7 +9,8 @@
     ├── AuthError              a missing or wrong signature or token
     ├── NotFoundError          no such ticket
     ├── ConflictError          a transition the ticket's status does not allow, a claim someone else holds
-    └── ExtractionError        the LLM API failed (APIError and its kinds) or the rate budget is used up
+    ├── ExtractionError        the LLM API failed (APIError and its kinds) or the rate budget is used up
+    └── DeliveryError          a write-back, outbound event or alert could not be delivered (triage.delivery)
 
 The CLI maps the tree to exit statuses once (:mod:`triage.cli`), the HTTP app to answers once
 (:mod:`triage.api.errors`); nothing else translates errors.

@@ -24,10 +24,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -38,6 +41,7 @@ from pydantic import (
 
 from triage.errors import ConfigError
 from triage.resources import CONFIG_DIR
+from triage.standard_webhooks import SecretFormatError, secret_key
 
 DEFAULT_CONFIG_PATH = Path("config/triage.toml")
 #: The config shipped with the package, used when the working directory has no config/.
@@ -242,6 +246,308 @@ class RateLimitSettings(_Section):
         return Budget(rpm=self.rpm_override or own.rpm or self.rpm, tpm=self.tpm_override or own.tpm or self.tpm)
 
 
+# ---- write-back, outbound events, alerts ---------------------------------------------------------
+
+#: Tags triage writes: one spelling every platform takes (Chatwoot allows only these characters).
+TAG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+#: Ids a platform hands out (team, admin): letters, digits, ``_`` and ``-``.
+IDENT_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def _blank_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _number_as_text(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def check_http_url(value: str, *, allow_query: bool = False) -> str:
+    """An ``http(s)`` URL with a host and no credentials in it (trailing ``/`` dropped).
+
+    The message never repeats the value (some URLs, like Slack's, are secrets themselves).
+
+    >>> check_http_url("https://acme.zendesk.com/")
+    'https://acme.zendesk.com'
+    >>> check_http_url("ftp://acme.zendesk.com")
+    Traceback (most recent call last):
+    ...
+    ValueError: must be an http:// or https:// URL with a host
+    """
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials (user:password@); they have their own settings")
+    if not allow_query and (parts.query or parts.fragment):
+        raise ValueError("must be a base URL, without ?query or #fragment")
+    return text.rstrip("/")
+
+
+def _endpoint_url(value: str) -> str:
+    return check_http_url(value, allow_query=True)
+
+
+def _printable_token(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not all("!" <= char <= "~" for char in value.get_secret_value()):
+        raise ValueError("must be printable ASCII without spaces or line breaks")
+    return value
+
+
+def _secret_url(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        check_http_url(value.get_secret_value(), allow_query=True)
+    return value
+
+
+def _standard_webhooks_secret(value: SecretStr) -> SecretStr:
+    try:
+        secret_key(value.get_secret_value())
+    except SecretFormatError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+#: An empty value (``TRIAGE_WRITEBACK_ZENDESK_URL=``) means unset.
+Blank = BeforeValidator(_blank_is_none)
+BaseUrl = Annotated[Annotated[str, AfterValidator(check_http_url)] | None, Blank]
+Token = Annotated[SecretStr | None, Blank, AfterValidator(_printable_token)]
+Tag = Annotated[str, Field(pattern=TAG_PATTERN, max_length=80)]
+Ident = Annotated[str, BeforeValidator(_number_as_text), Field(pattern=IDENT_PATTERN)]
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
+
+
+class RouteMapping(_Section):
+    """What one route sets on one platform; ``tags`` are added besides ``triage_<route>`` / ``triage_<priority>``."""
+
+    tags: list[Tag] = Field(default_factory=list)
+
+
+ZendeskPriority = Literal["urgent", "high", "normal", "low"]
+ChatwootPriority = Literal["urgent", "high", "medium", "low"]
+FreshdeskPriority = Annotated[int, Field(ge=1, le=4)]  # 1 low, 2 medium, 3 high, 4 urgent
+
+
+class ZendeskRoute(RouteMapping):
+    group_id: int | None = Field(None, ge=1)
+    priority: ZendeskPriority | None = None
+
+
+class IntercomRoute(RouteMapping):
+    team_id: Ident | None = None
+    #: Written only when ``writeback.intercom.priority_via`` is not ``none``.
+    priority: str | None = Field(None, min_length=1, max_length=64)
+
+
+class ChatwootRoute(RouteMapping):
+    team_id: int | None = Field(None, ge=1)
+    priority: ChatwootPriority | None = None
+
+
+class ZammadRoute(RouteMapping):
+    """Zammad takes a group by id or by name (ids are safer: sub-group names are undocumented)."""
+
+    group_id: int | None = Field(None, ge=1)
+    group: str | None = Field(None, min_length=1, max_length=160)
+    priority_id: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_group(self) -> ZammadRoute:
+        if self.group_id is not None and self.group is not None:
+            raise ValueError("set group_id or group, not both")
+        return self
+
+
+class FreshdeskRoute(RouteMapping):
+    group_id: int | None = Field(None, ge=1)
+    priority: FreshdeskPriority | None = None
+
+
+RouteT = TypeVar("RouteT", bound=RouteMapping)
+PriorityT = TypeVar("PriorityT")
+
+
+class PlatformWriteback(_Section, Generic[RouteT, PriorityT]):
+    """One platform's write-back: where, as whom, and what each route and priority sets there.
+
+    ``routes`` maps a triage route to the platform's own terms; ``priorities`` maps a triage
+    priority (``P1``...) to the platform's priority, used when the route's mapping sets none.
+    ``rate_limited_wait_seconds``: how long to wait after a 429 that names no wait (unset: backoff).
+    """
+
+    url: BaseUrl = None
+    token: Token = None
+    routes: dict[str, RouteT] = Field(default_factory=dict)
+    priorities: dict[str, PriorityT] = Field(default_factory=dict)
+    rate_limited_wait_seconds: float | None = Field(None, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        """Write-back to this platform is on when its URL is set."""
+        return self.url is not None
+
+
+class ZendeskWriteback(PlatformWriteback[ZendeskRoute, ZendeskPriority]):
+    email: Annotated[Email | None, Blank] = None
+
+
+INTERCOM_US = "https://api.intercom.io"
+
+
+class IntercomWriteback(PlatformWriteback[IntercomRoute, str]):
+    """Intercom: on when the token is set (the URL defaults to the US region).
+
+    Intercom documents no stable way to write a conversation's priority, so ``priority_via``
+    chooses: ``none`` (the ``triage_<priority>`` tag only), ``custom_attribute`` (the conversation
+    attribute ``priority_attribute``) or ``priority_field`` (``priority``, Preview versions only).
+    """
+
+    url: BaseUrl = INTERCOM_US
+    admin_id: Annotated[Ident | None, Blank] = None
+    version: str = Field("2.14", pattern=r"^[A-Za-z0-9.]{1,16}$")
+    priority_via: Literal["none", "custom_attribute", "priority_field"] = "none"
+    priority_attribute: str = Field("triage_priority", min_length=1, max_length=190)
+    #: No Retry-After and no X-RateLimit-Reset on a 429: Intercom counts in 10-second windows.
+    rate_limited_wait_seconds: float | None = Field(10.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None
+
+
+class ChatwootWriteback(PlatformWriteback[ChatwootRoute, ChatwootPriority]):
+    account_id: Annotated[Annotated[int, Field(ge=1)] | None, Blank] = None
+
+
+class ZammadWriteback(PlatformWriteback[ZammadRoute, int]):
+    """``priorities`` maps a triage priority to a Zammad ``priority_id``."""
+
+
+class FreshdeskWriteback(PlatformWriteback[FreshdeskRoute, FreshdeskPriority]):
+    pass
+
+
+#: The platforms triage writes back to, in the order their sections appear.
+WRITEBACK_PLATFORMS = ("zendesk", "intercom", "chatwoot", "zammad", "freshdesk")
+#: The variable that switches write-back to a platform on.
+WRITEBACK_SWITCHES = {name: f"TRIAGE_WRITEBACK_{name.upper()}_URL" for name in WRITEBACK_PLATFORMS} | {
+    "intercom": "TRIAGE_WRITEBACK_INTERCOM_TOKEN"}
+#: What each platform needs besides its switch, by the environment variable that sets it.
+WRITEBACK_REQUIRED = {
+    "zendesk": (("TRIAGE_WRITEBACK_ZENDESK_EMAIL", "email"), ("TRIAGE_WRITEBACK_ZENDESK_TOKEN", "token")),
+    "intercom": (("TRIAGE_WRITEBACK_INTERCOM_ADMIN_ID", "admin_id"),),
+    "chatwoot": (("TRIAGE_WRITEBACK_CHATWOOT_TOKEN", "token"), ("TRIAGE_WRITEBACK_CHATWOOT_ACCOUNT_ID", "account_id")),
+    "zammad": (("TRIAGE_WRITEBACK_ZAMMAD_TOKEN", "token"),),
+    "freshdesk": (("TRIAGE_WRITEBACK_FRESHDESK_TOKEN", "token"),),
+}
+
+
+class WritebackSettings(_Section):
+    """Write-back of routing decisions to the helpdesk each conversation came from."""
+
+    #: Attempts per delivery before it fails (the outbox's budget).
+    max_attempts: int = Field(10, ge=1)
+    #: Connect, read, write and pool timeout of one HTTP call to a platform.
+    timeout_seconds: float = Field(15.0, gt=0)
+    #: A longer Retry-After / rate-limit reset is clamped to this.
+    retry_after_max_seconds: float = Field(900.0, gt=0)
+    #: Post an internal note with the extracted fields (and a link, with ``triage_url``).
+    note: bool = False
+    #: triage's own base URL; links read ``{triage_url}/tickets/{id}``.
+    triage_url: BaseUrl = None
+    #: Prefix of the route and priority tags: ``triage_hardware-escalation``, ``triage_p1``.
+    tag_prefix: str = Field("triage_", pattern=r"^[a-z0-9_-]{1,40}$")
+    zendesk: ZendeskWriteback = Field(default_factory=ZendeskWriteback)
+    intercom: IntercomWriteback = Field(default_factory=IntercomWriteback)
+    chatwoot: ChatwootWriteback = Field(default_factory=ChatwootWriteback)
+    zammad: ZammadWriteback = Field(default_factory=ZammadWriteback)
+    freshdesk: FreshdeskWriteback = Field(default_factory=FreshdeskWriteback)
+
+    def platform(self, name: str) -> PlatformWriteback[Any, Any]:
+        """The section of platform ``name`` (one of :data:`WRITEBACK_PLATFORMS`)."""
+        if name not in WRITEBACK_PLATFORMS:
+            raise KeyError(name)
+        section: PlatformWriteback[Any, Any] = getattr(self, name)
+        return section
+
+    def enabled_platforms(self) -> tuple[str, ...]:
+        """The platforms write-back is on for."""
+        return tuple(name for name in WRITEBACK_PLATFORMS if self.platform(name).enabled)
+
+    def problems(self, routes: set[str], priorities: set[str]) -> list[str]:
+        """What is missing or unknown: credentials of enabled platforms, routes and priorities no rule has."""
+        found = []
+        for name in WRITEBACK_PLATFORMS:
+            section = self.platform(name)
+            if section.enabled:
+                missing = [env for env, key in WRITEBACK_REQUIRED[name] if getattr(section, key) is None]
+                if missing:
+                    verb = "is" if len(missing) == 1 else "are"
+                    found.append(f"{WRITEBACK_SWITCHES[name]} is set, so write-back to {name} is on, "
+                                 f"but {' and '.join(missing)} {verb} not set")
+            found += _unknown(f"writeback.{name}.routes", section.routes, routes, "route")
+            found += _unknown(f"writeback.{name}.priorities", section.priorities, priorities, "priority")
+        return found
+
+
+def _unknown(where: str, keys: Mapping[str, Any] | list[str], known: set[str], what: str) -> list[str]:
+    return [f"{where}: {key!r} is not a {what} of [routing] (known: {', '.join(sorted(known))})"
+            for key in keys if key not in known]
+
+
+EventType = Literal["ticket.routed", "ticket.needs_review", "ticket.corrected", "ticket.claimed",
+                    "ticket.resolved", "ticket.reopened", "delivery.failed"]
+#: Every outbound event type, in the order the README lists them.
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+
+
+class EventEndpoint(_Section):
+    """One ``[[events.endpoints]]`` entry: a receiver of Standard Webhooks signed with ``secret``."""
+
+    url: Annotated[str, AfterValidator(_endpoint_url)]
+    secret: Annotated[SecretStr, AfterValidator(_standard_webhooks_secret)]
+    events: list[EventType] = Field(min_length=1)
+
+
+class EventsSettings(_Section):
+    endpoints: list[EventEndpoint] = Field(default_factory=list)
+    #: One HTTP call to an endpoint (the spec suggests 15-30 s).
+    timeout_seconds: float = Field(15.0, gt=0)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _urls_unique(cls, endpoints: list[EventEndpoint]) -> list[EventEndpoint]:
+        urls = [endpoint.url for endpoint in endpoints]
+        for index, url in enumerate(urls):
+            if url in urls[:index]:
+                raise ValueError(f"endpoint {index + 1} has the same url as endpoint {urls.index(url) + 1}; "
+                                 "list each receiver once with all its events")
+        return endpoints
+
+    def endpoints_for(self, event_type: str) -> list[EventEndpoint]:
+        """The endpoints that take ``event_type``."""
+        return [endpoint for endpoint in self.endpoints if event_type in endpoint.events]
+
+    def endpoint(self, url: str) -> EventEndpoint | None:
+        """The configured endpoint at ``url`` (a delivery names its endpoint by URL), or None."""
+        return next((endpoint for endpoint in self.endpoints if endpoint.url == url), None)
+
+
+class AlertsSettings(_Section):
+    """Short messages to a Slack-compatible incoming webhook: P1 tickets and SLA breaches."""
+
+    #: The incoming-webhook URL; it is a credential, so it is never echoed.
+    webhook_url: Annotated[SecretStr | None, BeforeValidator(_blank_is_none), AfterValidator(_secret_url)] = None
+    timeout_seconds: float = Field(10.0, gt=0)
+    #: Triage priorities that alert when a ticket is routed with them.
+    priorities: list[str] = Field(default_factory=lambda: ["P1"])
+
+
 def _default_sqlite(name: str) -> str:
     return f"sqlite:///{VAR_DIR / name}"
 
@@ -267,6 +573,9 @@ class Settings(_Section):
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    writeback: WritebackSettings = Field(default_factory=WritebackSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     @field_validator("mimo_api_key")
     @classmethod
@@ -285,6 +594,17 @@ class Settings(_Section):
                 f"longest retry wait plus the longest task ({longest_wait + longest_task:.0f}s), or Redis "
                 "redelivers messages that are still waiting"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _outbound_complete(self) -> Settings:
+        rules = [*self.routing.rules, self.routing.fallback]
+        routes, priorities = {rule.route for rule in rules}, {rule.priority for rule in rules}
+        problems = self.writeback.problems(routes, priorities)
+        if self.alerts.webhook_url is not None:
+            problems += _unknown("alerts.priorities", self.alerts.priorities, priorities, "priority")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -313,10 +633,25 @@ ENV_KEYS: dict[str, str] = {
     "TRIAGE_RATE_LIMIT_RPM": "rate_limit.rpm_override",
     "TRIAGE_RATE_LIMIT_TPM": "rate_limit.tpm_override",
     "TRIAGE_EVAL_DATA": "evaluation.data",
+    "TRIAGE_WRITEBACK_ZENDESK_URL": "writeback.zendesk.url",
+    "TRIAGE_WRITEBACK_ZENDESK_EMAIL": "writeback.zendesk.email",
+    "TRIAGE_WRITEBACK_ZENDESK_TOKEN": "writeback.zendesk.token",
+    "TRIAGE_WRITEBACK_INTERCOM_URL": "writeback.intercom.url",
+    "TRIAGE_WRITEBACK_INTERCOM_TOKEN": "writeback.intercom.token",
+    "TRIAGE_WRITEBACK_INTERCOM_ADMIN_ID": "writeback.intercom.admin_id",
+    "TRIAGE_WRITEBACK_CHATWOOT_URL": "writeback.chatwoot.url",
+    "TRIAGE_WRITEBACK_CHATWOOT_TOKEN": "writeback.chatwoot.token",
+    "TRIAGE_WRITEBACK_CHATWOOT_ACCOUNT_ID": "writeback.chatwoot.account_id",
+    "TRIAGE_WRITEBACK_ZAMMAD_URL": "writeback.zammad.url",
+    "TRIAGE_WRITEBACK_ZAMMAD_TOKEN": "writeback.zammad.token",
+    "TRIAGE_WRITEBACK_FRESHDESK_URL": "writeback.freshdesk.url",
+    "TRIAGE_WRITEBACK_FRESHDESK_TOKEN": "writeback.freshdesk.token",
 }
 WEBHOOK_SECRET_PREFIX = "TRIAGE_WEBHOOK_SECRET_"
 #: Settings whose values are never echoed in an error.
-SECRET_KEYS = ("mimo_api_key", "api.tokens", "webhooks.secrets")
+#: Outbound URLs count: a URL can carry credentials (and a Slack webhook URL is one).
+SECRET_KEYS = ("mimo_api_key", "api.tokens", "webhooks.secrets", "events.endpoints", "alerts.webhook_url",
+               *(f"writeback.{name}.{key}" for name in WRITEBACK_PLATFORMS for key in ("token", "url")))
 
 
 NESTED_PREFIX = "TRIAGE__"
@@ -402,5 +737,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             dotted = ".".join(map(str, error["loc"]))
             secret = any(dotted == key or dotted.startswith(key + ".") for key in SECRET_KEYS)
             shown = "" if value is None else "=<redacted>" if secret else f"={value!r}"
-            problems.append(f"{where}{shown}: {error['msg']}")
+            problems.append(f"{where}{shown}: {str(error['msg']).removeprefix('Value error, ')}")
         raise SettingsError("; ".join(problems)) from None

@@ -13,12 +13,9 @@ it to wait. Every request asks for ``response_format={"type": "json_object"}``, 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -26,6 +23,7 @@ import openai
 from openai.types.chat import ChatCompletion
 from openai.types.completion_usage import CompletionUsage
 
+from triage.backoff import parse_retry_after
 from triage.extraction.types import APIError, Attempt, FatalAPIError, RetryableAPIError
 from triage.settings import ExtractionSettings, Settings, SettingsError
 
@@ -170,49 +168,3 @@ def classify_error(exc: openai.APIError, attempt: Attempt) -> APIError:
     retryable = status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR
     error_class = RetryableAPIError if retryable else FatalAPIError
     return error_class(message, [attempt], status_code=status, retry_after=retry_after)
-
-
-def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP-date).
-
-    Header names must be lower-case unless ``headers`` is case-insensitive (as httpx's are).
-
-    >>> parse_retry_after({"retry-after": "7"})
-    7.0
-    >>> parse_retry_after({"retry-after-ms": "1500", "retry-after": "7"})
-    1.5
-    >>> parse_retry_after({"retry-after": "Wed, 25 Nov 2026 10:00:30 GMT"},
-    ...                   now=datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC))
-    30.0
-    >>> parse_retry_after({"retry-after": "soon"}) is None
-    True
-    """
-    milliseconds = _float(headers.get("retry-after-ms"))
-    if milliseconds is not None:
-        return max(milliseconds / MILLISECONDS, 0.0)
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _float(value)
-    if seconds is None:
-        seconds = _seconds_until(value, now or datetime.now(UTC))
-    return None if seconds is None else max(seconds, 0.0)
-
-
-def _float(value: str | None) -> float | None:
-    """``value`` as a finite number, or ``None``."""
-    try:
-        number = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return number if number is not None and math.isfinite(number) else None
-
-
-def _seconds_until(http_date: str, now: datetime) -> float | None:
-    try:
-        when = parsedate_to_datetime(http_date)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - now).total_seconds()

@@ -32,6 +32,10 @@ class InboundMessage:
     ``conversation`` holds only the customer message(s) this delivery carries, not the history.
     Dedupe on ``(source, conversation_key, message_key)``; ``delivery_id`` is the platform's
     delivery or event id when it has one (stable across that platform's retries).
+
+    ``platform_ticket_id`` is the id the platform's REST API takes for this ticket or
+    conversation (Chatwoot: the display id) and ``platform_account_id`` its account or workspace
+    where the platform has several: where write-back writes. The generic source has neither.
     """
 
     source: str
@@ -41,6 +45,8 @@ class InboundMessage:
     conversation: Conversation
     customer: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    platform_ticket_id: str | None = None
+    platform_account_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,18 @@ def ident(data: Mapping[str, Any], key: str, where: str = "") -> str:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
         raise WebhookPayloadError(f'"{where}{key}" is required and must be a non-empty string or integer')
+    return str(value).strip()
+
+
+def optional_ident(data: Mapping[str, Any], key: str) -> str | None:
+    """An id field (non-empty string or integer) as a string, or None when absent or of another type.
+
+    >>> optional_ident({"account_id": 22129848}, "account_id"), optional_ident({}, "account_id")
+    ('22129848', None)
+    """
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        return None
     return str(value).strip()
 
 

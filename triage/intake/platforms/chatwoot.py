@@ -44,6 +44,7 @@ from .base import (
     load_json,
     obj,
     object_or_empty,
+    optional_ident,
     require_header,
     same,
     text_of,
@@ -121,14 +122,16 @@ class Chatwoot(BasePlatform):
         if not text:
             return Ignored("no customer text")
         sender = object_or_empty(data.get("sender"))
+        account_id = _account_id(data, conversation)
         return InboundMessage(
-            source=self.name, conversation_key=_key(_account_id(data, conversation), conversation_id),
+            source=self.name, conversation_key=_key(account_id, conversation_id),
             message_key=message_id,
             delivery_id=header(headers, DELIVERY_HEADER) or f"message_created:{message_id}",
             conversation=Conversation.from_text(text),
             customer=customer_of(id=sender.get("id"), name=sender.get("name"), email=sender.get("email"),
                                  phone=sender.get("phone_number")),
-            raw=data)
+            raw=data, platform_ticket_id=optional_ident(conversation, "display_id") or conversation_id,
+            platform_account_id=account_id)
 
     def _conversation_created(self, headers: Mapping[str, str], data: dict[str, Any]) -> InboundMessage | Ignored:
         conversation_id = ident(data, "id")
@@ -143,14 +146,16 @@ class Chatwoot(BasePlatform):
         sender = object_or_empty(meta.get("sender"))
         last = incoming[-1]
         message_key = str(last["id"]) if last.get("id") is not None else derived_id("sha256:", str(last).encode())
+        account_id = _account_id(data, last)
         return InboundMessage(
-            source=self.name, conversation_key=_key(_account_id(data, last), conversation_id),
+            source=self.name, conversation_key=_key(account_id, conversation_id),
             message_key=message_key,
             delivery_id=header(headers, DELIVERY_HEADER) or f"conversation_created:{conversation_id}",
             conversation=Conversation(tuple(Message("customer", text_of(m.get("content"))) for m in incoming)),
             customer=customer_of(id=sender.get("id"), name=sender.get("name"), email=sender.get("email"),
                                  phone=sender.get("phone_number")),
-            raw=data)
+            raw=data, platform_ticket_id=optional_ident(data, "display_id") or conversation_id,
+            platform_account_id=account_id)
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
         """Headers a signing Chatwoot sends (``delivery_id`` defaults to one derived from the body)."""

@@ -101,7 +101,7 @@ class Freshdesk(BasePlatform):
             source=self.name, conversation_key=ticket_id, message_key=TICKET_CREATED, delivery_id=None,
             conversation=Conversation.from_text(text),
             customer=customer_of(name=data.get("requester_name"), email=data.get("requester_email")),
-            raw=data)
+            raw=data, platform_ticket_id=ticket_id)
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
         """Headers the documented rule sends; ``now`` and ``delivery_id`` are unused."""

@@ -2,7 +2,8 @@
 
 Headers ``webhook-id``, ``webhook-timestamp`` (unix seconds) and ``webhook-signature`` (a
 space-separated list of ``v1,<base64>``; other or malformed entries are skipped). The signature
-is HMAC-SHA256, keyed by the base64 bytes after ``whsec_``, over ``{id}.{timestamp}.{body}``.
+is HMAC-SHA256, keyed by the base64 bytes after ``whsec_``, over ``{id}.{timestamp}.{body}``
+(:mod:`triage.standard_webhooks`, shared with the outbound events).
 
 Body: ``{"external_id": str, "text": str}`` or ``{"external_id": str, "messages": [{"role":
 "customer"|"agent", "text": str}, ...]}``, plus optional ``"customer": {...}`` and
@@ -19,14 +20,21 @@ Body: ``{"external_id": str, "text": str}`` or ``{"external_id": str, "messages"
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from triage.conversation import Conversation
 from triage.intake.messages import parse_messages
+from triage.standard_webhooks import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SecretFormatError,
+    secret_key,
+    signature,
+    signed_headers,
+)
 
 from .base import (
     BasePlatform,
@@ -38,14 +46,11 @@ from .base import (
     check_fresh,
     derived_id,
     header,
-    hmac_digest,
     load_json,
     require_header,
     same,
     unix_timestamp,
 )
-
-SECRET_PREFIX = "whsec_"
 
 SAMPLE: dict[str, Any] = {
     "external_id": "ORDER-10023",
@@ -59,36 +64,22 @@ SAMPLE: dict[str, Any] = {
 }
 
 
-def secret_key(secret: str) -> bytes:
-    """The HMAC key: the base64-decoded part after ``whsec_`` (the prefix is optional)."""
-    try:
-        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-    except (binascii.Error, ValueError):
-        raise WebhookConfigError("generic webhook secret must be whsec_<base64>") from None
-    if not key:
-        raise WebhookConfigError("generic webhook secret is empty")
-    return key
-
-
-def signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256>`` of ``{id}.{timestamp}.{body}``."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac_digest(secret_key(secret), signed, "sha256")).decode()
-
-
 @dataclass(frozen=True)
 class Generic(BasePlatform):
     name: ClassVar[str] = "generic"
 
     def check_secret(self, secret: str | None) -> None:
         super().check_secret(secret)
-        secret_key(secret or "")
+        try:
+            secret_key(secret or "")
+        except SecretFormatError as exc:
+            raise WebhookConfigError(f"generic webhook secret: {exc}") from None
 
     def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None, now: float | None = None) -> None:
         self.check_secret(secret)
-        msg_id = require_header(headers, "webhook-id")
-        timestamp = require_header(headers, "webhook-timestamp")
-        given = require_header(headers, "webhook-signature")
+        msg_id = require_header(headers, ID_HEADER)
+        timestamp = require_header(headers, TIMESTAMP_HEADER)
+        given = require_header(headers, SIGNATURE_HEADER)
         check_fresh(unix_timestamp(timestamp, "webhook-timestamp"), now, self.tolerance)
         expected = signature(secret or "", msg_id, timestamp, body)
         if not any(same(expected, entry) for entry in given.split() if entry.startswith("v1,")):
@@ -108,7 +99,7 @@ class Generic(BasePlatform):
         messages = parse_messages(data, WebhookPayloadError)
         if not any(m.role == "customer" and m.text.strip() for m in messages):
             return Ignored("no customer text")
-        delivery_id = header(headers, "webhook-id") or None
+        delivery_id = header(headers, ID_HEADER) or None
         return InboundMessage(
             source=self.name,
             conversation_key=external_id.strip(),
@@ -121,10 +112,7 @@ class Generic(BasePlatform):
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
         """Headers a Standard Webhooks producer sends (``delivery_id`` defaults to one derived from the body)."""
-        msg_id = delivery_id or derived_id("msg_", body)
-        timestamp = str(int(now))
-        return {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": timestamp,
-                "webhook-signature": signature(secret, msg_id, timestamp, body)}
+        return signed_headers(secret, delivery_id or derived_id("msg_", body), int(now), body)
 
 
 GENERIC = Generic()

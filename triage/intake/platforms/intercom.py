@@ -37,6 +37,7 @@ from .base import (
     join_text,
     load_json,
     obj,
+    optional_ident,
     require_header,
     same,
     text_of,
@@ -117,7 +118,7 @@ class Intercom(BasePlatform):
             delivery_id=notification_id if isinstance(notification_id, str) and notification_id else None,
             conversation=Conversation.from_text(text),
             customer=customer_of(id=author.get("id"), name=author.get("name"), email=author.get("email")),
-            raw=data)
+            raw=data, platform_ticket_id=conversation_id, platform_account_id=optional_ident(data, "app_id"))
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
         """Headers Intercom sends; ``now`` and ``delivery_id`` are unused (the notification id is in the body)."""

@@ -118,7 +118,7 @@ class Zammad(BasePlatform):
             conversation=Conversation.from_text(text),
             customer=customer_of(id=person.get("id", ticket.get("customer_id")), name=name,
                                  email=person.get("email")),
-            raw=data)
+            raw=data, platform_ticket_id=ticket_id)
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
         """Headers Zammad sends with a token set (``delivery_id`` defaults to one derived from the body)."""

@@ -41,6 +41,7 @@ from .base import (
     join_text,
     load_json,
     obj,
+    optional_ident,
     require_header,
     same,
     text_of,
@@ -157,7 +158,8 @@ class Zendesk(BasePlatform):
         return InboundMessage(
             source=self.name, conversation_key=ticket_id, message_key=message_key,
             delivery_id=str(event_id) if isinstance(event_id, str | int) and str(event_id) else None,
-            conversation=Conversation.from_text(text), customer=customer, raw=data)
+            conversation=Conversation.from_text(text), customer=customer, raw=data,
+            platform_ticket_id=ticket_id, platform_account_id=optional_ident(data, "account_id"))
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
         """Headers Zendesk sends; ``delivery_id`` is unused (Zendesk's event id is in the body)."""
