@@ -19,13 +19,14 @@ from triage.conversation import Conversation
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.intake.receive import receive
 from triage.store.models import Event, Ticket
-from triage.store.queries import TicketNotFoundError
+from triage.store.queries import TicketNotFoundError, ticket_detail
 from triage.tickets import lifecycle
 from triage.tickets.states import (
     TRANSITIONS,
     Action,
     EventKind,
     FallbackReason,
+    Flag,
     Status,
     TransitionError,
     transition,
@@ -268,3 +269,14 @@ def test_a_resolved_ticket_reopens_on_a_new_message_even_after_a_correction(app:
         ticket = session.get_one(Ticket, ticket_id)
         assert (ticket.run, ticket.resolved_at) == (2, None)
     assert _events(app, ticket_id)[-1].kind == EventKind.REOPENED
+
+
+def test_a_flag_is_stored_with_its_detail_and_shown_in_the_ticket_detail(app: App) -> None:
+    ticket_id = submit(app, "flagged")
+    with app.sessions.begin() as session:
+        lifecycle.flag(session.get_one(Ticket, ticket_id), Flag.INJECTION_SUSPECTED, {"pattern": "ignore_previous"})
+    with app.sessions.begin() as session:
+        lifecycle.flag(session.get_one(Ticket, ticket_id), Flag.TEXT_REPAIRED)
+    detail = ticket_detail(app.sessions, ticket_id)
+    assert detail is not None
+    assert detail["ticket"]["flags"] == {"injection_suspected": {"pattern": "ignore_previous"}, "text_repaired": {}}

@@ -117,6 +117,9 @@ class Ticket(Base):
     trimmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: The retry-fallback job already gave this ticket its one fresh LLM pass.
     fallback_retried: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: What people should know about how this ticket was read, by name (``triage.tickets.states.Flag``),
+    #: each with its detail, e.g. ``{"injection_suspected": {"pattern": "...", "text": "..."}}``.
+    flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
     conversation: Mapped[Conversation] = relationship(back_populates="ticket")
     attempts: Mapped[list[Attempt]] = relationship(back_populates="ticket", order_by="Attempt.id")

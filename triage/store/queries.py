@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.errors import InputError, NotFoundError
@@ -184,7 +184,8 @@ def ticket_detail(sessions: sessionmaker[Session], ticket_id: int) -> dict[str, 
                        "schema_version": ticket.schema_version, "prompt_version": ticket.prompt_version,
                        "fallback_detail": ticket.fallback_detail, "fallback_raw_output": ticket.fallback_raw_output,
                        "run": ticket.run, "finished_at": _iso(ticket.finished_at),
-                       "resolved_at": _iso(ticket.resolved_at), "trimmed": ticket.trimmed},
+                       "resolved_at": _iso(ticket.resolved_at), "trimmed": ticket.trimmed,
+                       "flags": dict(ticket.flags or {})},
             "conversation": {"id": conversation.id, "source": conversation.source,
                              "external_id": conversation.external_id, "customer": conversation.customer,
                              "messages": conversation.messages, "received_at": _iso(conversation.received_at)},
@@ -211,8 +212,15 @@ def _event_json(event: Event) -> dict[str, Any]:
             "created_at": _iso(event.created_at)}
 
 
+def sla_breached(now: datetime) -> ColumnElement[bool]:
+    """The one definition of an SLA breach, for the desk, ``/queues``, alerts and metrics: the clock is
+    past the ticket's ``sla_due_at`` and the ticket is not ``resolved``."""
+    return and_(Ticket.sla_due_at.is_not(None), Ticket.sla_due_at < now, Ticket.status != Status.RESOLVED)
+
+
 def queue_stats(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any]:
-    """Counts per route and status, and the oldest SLA due time per route (open tickets only)."""
+    """Counts per route and status, the oldest SLA due time of the open tickets per route, and how many
+    tickets of each route are breached (:func:`sla_breached`)."""
     with sessions() as session:
         counts = session.execute(
             select(Ticket.route, Ticket.status, func.count(Ticket.id)).group_by(Ticket.route, Ticket.status)
@@ -222,14 +230,21 @@ def queue_stats(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any
             .where(Ticket.sla_due_at.is_not(None), Ticket.status.in_(OPEN))
             .group_by(Ticket.route)
         ).all()
+        breaches = session.execute(
+            select(Ticket.route, func.count(Ticket.id)).where(sla_breached(now)).group_by(Ticket.route)
+        ).all()
     routes: dict[str, dict[str, Any]] = {}
+
+    def entry(route: str | None) -> dict[str, Any]:
+        return routes.setdefault(route or "(unrouted)", {"counts": {}, "oldest_sla_due_at": None, "breached": False,
+                                                         "breached_count": 0})
+
     for route, status, count in counts:
-        entry = routes.setdefault(route or "(unrouted)", {"counts": {}, "oldest_sla_due_at": None, "breached": False})
-        entry["counts"][status] = count
+        entry(route)["counts"][status] = count
     for route, oldest in due:
-        entry = routes.setdefault(route or "(unrouted)", {"counts": {}, "oldest_sla_due_at": None, "breached": False})
-        entry["oldest_sla_due_at"] = _iso(oldest)
-        entry["breached"] = oldest is not None and oldest < now
+        entry(route)["oldest_sla_due_at"] = _iso(oldest)
+    for route, count in breaches:
+        entry(route).update(breached=count > 0, breached_count=count)
     return {"routes": routes}
 
 

@@ -38,6 +38,7 @@ from triage.tickets.states import (
     Action,
     EventKind,
     FallbackReason,
+    Flag,
     Status,
     Transition,
     single_target,
@@ -155,11 +156,16 @@ def _store_result(ticket: Ticket, result: ExtractionResult, decision: RouteDecis
     ticket.finished_at = now
 
 
+def flag(ticket: Ticket, name: Flag, detail: dict[str, Any] | None = None) -> None:
+    """Record ``name`` on the ticket with its ``detail`` (a flag stays once set)."""
+    ticket.flags = {**(ticket.flags or {}), name.value: detail or {}}
+
+
 # ---- birth and new messages (in the intake's transaction) ----------------------------------------
 
 def open_ticket(session: Session, conversation: ConversationRow, now: datetime) -> Ticket:
     """A new ``queued`` ticket for a new conversation (the caller publishes it after the commit)."""
-    ticket = Ticket(conversation=conversation, status=Status.QUEUED, run=1, created_at=now, updated_at=now)
+    ticket = Ticket(conversation=conversation, status=Status.QUEUED, run=1, created_at=now, updated_at=now, flags={})
     session.add(ticket)
     return ticket
 

@@ -83,6 +83,13 @@ class FallbackReason(StrEnum):
             return cls.API_ERROR
 
 
+class Flag(StrEnum):
+    """A ticket's flags (``tickets.flags``): something about how it was read that a person should see."""
+
+    TEXT_REPAIRED = "text_repaired"                # intake removed NUL or replaced lone surrogates
+    INJECTION_SUSPECTED = "injection_suspected"    # the customer text holds instruction-like text aimed at the model
+
+
 class EventKind(StrEnum):
     """The ``kind`` of an audit event."""
 
