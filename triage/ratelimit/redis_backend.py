@@ -81,7 +81,7 @@ return until_us
 class RedisRateLimiter:
     """:class:`~triage.ratelimit.base.RateLimiter` shared by every process using the same Redis and prefix."""
 
-    def __init__(self, client: redis.Redis[bytes], settings: RateLimitSettings, *,
+    def __init__(self, client: redis.Redis, settings: RateLimitSettings, *,
                  window_seconds: float = 60.0) -> None:
         if window_seconds <= 0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds!r}")
@@ -103,7 +103,7 @@ class RedisRateLimiter:
     def acquire(self, model: str, tokens: int) -> float:
         budget = self._settings.budget(model)
         check_request(budget, tokens)
-        args = [budget.rpm, budget.tpm, self._window_us, tokens, uuid.uuid4().hex, self._ttl_ms]
+        args: list[int | str] = [budget.rpm, budget.tpm, self._window_us, tokens, uuid.uuid4().hex, self._ttl_ms]
         wait_us = int(self._acquire(keys=list(self.keys(model)), args=args))
         return wait_us / 1_000_000
 
