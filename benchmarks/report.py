@@ -19,8 +19,7 @@ COLUMNS = (("p50 s", "p50"), ("p95 s", "p95"), ("p99 s", "p99"), ("calls/ticket"
            ("prompt tok/ticket", "prompt_tokens_per_ticket"), ("completion tok/ticket", "completion_tokens_per_ticket"),
            ("CPU ms/ticket", "cpu_ms"), ("peak RSS MiB", "peak_rss_mb"), ("429s", "rate_limited"))
 CHART_DPI = 110
-BAR_COLOURS = {"triage": "#d95f02"}
-OTHER_BAR_COLOUR = "#7570b3"
+TRIAGE_COLOUR, OTHER_COLOUR = "#d95f02", "#7570b3"
 
 
 @dataclass
@@ -124,9 +123,14 @@ def render_targets(results: Sequence[ScenarioResult]) -> str:
     for result in results:
         for check in result.checks:
             rows.append("| " + " | ".join(_cell(cell) for cell in (
-                result.title.split(" ")[0], check.target, check.measured, "met" if check.met else "**missed**",
+                scenario_label(result), check.target, check.measured, "met" if check.met else "**missed**",
                 "" if check.met else check.why)) + " |")
     return "\n".join(rows)
+
+
+def scenario_label(result: ScenarioResult) -> str:
+    """``(a)`` for the issue's lettered scenarios, else the key (``submit``, ``tokens``)."""
+    return f"({result.key})" if len(result.key) == 1 else result.key
 
 
 def render(title: str, header: Sequence[str], results: Sequence[ScenarioResult], chart: Path | None) -> str:
@@ -155,7 +159,7 @@ def write_chart(results: Sequence[ScenarioResult], path: Path) -> Path | None:
     for axis, result in zip(axes[:, 0], plotted, strict=True):
         lines = [line for line in result.lines if line.rate is not None]
         values = [line.rate or 0.0 for line in lines]
-        colours = [BAR_COLOURS.get(line.subject.split(" ")[0], OTHER_BAR_COLOUR) for line in lines]
+        colours = [TRIAGE_COLOUR if line.subject.startswith("triage") else OTHER_COLOUR for line in lines]
         bars = axis.barh([line.subject for line in lines], values, color=colours)
         for bar, line in zip(bars, lines, strict=True):
             label = f" {fmt(line.rate)}" + (f"  (x{fmt(line.ratio)})" if line.ratio is not None else "")

@@ -616,10 +616,11 @@ def scenario_tokens(ctx: Context) -> ScenarioResult:
         f"The single-ticket system prompt (`TicketPrompt(TicketSchema.load(config/ticket_schema.json)).system(today)`) "
         f"against the seed's hand-written one; then {count} conversations through triage at 0 ms latency, batching "
         f"off and in batches of {TOKEN_BATCH_SIZE} (`batch_mode = \"always\"`, `batch_size = {TOKEN_BATCH_SIZE}`), "
-        "prompt tokens per ticket as the loopback API counted them. Ratio: against the single-ticket run.",
-        "single")
+        "prompt tokens per ticket as the loopback API counted them. Ratio: against triage's system prompt, and "
+        "per ticket against the run with batching off.", "triage")
     result.lines += [Line("system prompt: triage", float(system), unit="tokens"),
-                     Line("system prompt: seed (hand-written)", float(seed), unit="tokens")]
+                     Line("system prompt: seed (hand-written)", float(seed), unit="tokens",
+                          ratio=seed / system)]
     result.checks.append(Check(f"single-ticket system prompt at most {PROMPT_TOKENS_TARGET} tokens", f"{system} tokens",
                                system <= PROMPT_TOKENS_TARGET,
                                f"the prompt generated from the schema is {system} tokens; the seed's hand-written one "
@@ -646,8 +647,10 @@ def scenario_tokens(ctx: Context) -> ScenarioResult:
         size = f"{stats['batch_conversations'] / batches:.1f} conversations per batch call" if batches else \
             "no batch call"
         name = "triage, batching off" if label == "single" else f"triage, batches of {TOKEN_BATCH_SIZE}"
-        line = outcome.line(name, None, unit="tickets/s")
-        line.note = _join(size, line.note)
+        line = outcome.line(name, None)
+        throughput = f"{line.rate:.0f} tickets/s" if line.rate else ""
+        line.rate, line.unit = line.prompt_tokens_per_ticket, "prompt tokens/ticket"
+        line.note = _join(size, throughput, line.note)
         result.lines.append(line)
     single, batch = per_ticket.get("single"), per_ticket.get("batch")
     for line in result.lines[2:]:
