@@ -8,6 +8,8 @@ returns a :class:`~benchmarks.report.ScenarioResult` whose checks are the issue'
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +57,7 @@ BATCH_MODE, BATCH_SIZE = "TRIAGE__EXTRACTION__BATCH_MODE", "TRIAGE__EXTRACTION__
 OVERFLOW_MODELS = "TRIAGE__EXTRACTION__OVERFLOW_MODELS"
 SCHEMA_PATH = REPO / "config" / "ticket_schema.json"
 PROGRESS_EVERY_SECONDS = 5.0
+DRAIN_POLL_SECONDS = 0.01
 #: Slowest drain rate we wait for in (a), (b) and the token runs, in tickets per second.
 SLOWEST_RATE = 5.0
 MIN_WAIT_SECONDS = 120.0
@@ -152,9 +155,6 @@ def _setting_name(env_name: str) -> str:
 
 def seed_line(ctx: Context, api: LoopbackAPI, rows: list[Row], threads: int, label: str) -> Line:
     """The seed script (``benchmarks.seed``) in a process of its own against ``api``."""
-    import json
-    import subprocess
-
     path = write_rows(rows, ctx.workdir / f"seed-{threads}.jsonl")
     before = api.stats()
     done = subprocess.run([sys.executable, "-m", "benchmarks.seed", "--base-url", api.base_url, "--input", str(path),
@@ -186,16 +186,27 @@ def noop_line(ctx: Context, count: int) -> Line:
             for number in range(count):
                 app.send_task(celery_noop.TASK, (number,), queue=celery_noop.QUEUE)
             published = time.perf_counter() - started
-            deadline = time.monotonic() + max(MIN_WAIT_SECONDS, count / SLOWEST_RATE)
-            while client.llen(celery_noop.QUEUE) + client.hlen(celery_noop.UNACKED_KEY) and \
-                    time.monotonic() < deadline:
-                time.sleep(0.01)
-            seconds = time.perf_counter() - started
+            seconds = _drained(client, max(MIN_WAIT_SECONDS, count / SLOWEST_RATE)) - started
     finally:
         client.close()
         flush_redis(url)
     return Line("raw Celery no-op", count / seconds, cpu_ms=_per(meter.total_cpu_seconds * MILLIS, count),
                 peak_rss_mb=meter.peak_rss_mb, note=f"{count} tasks, published in {published:.1f} s")
+
+
+def _drained(client: redis.Redis, timeout: float) -> float:
+    """``perf_counter()`` when the no-op queue and its unacked messages were first seen empty (twice in a row:
+    a message moving from the queue to the unacked hash is briefly in neither)."""
+    deadline, empty_since = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        if client.llen(celery_noop.QUEUE) + client.hlen(celery_noop.UNACKED_KEY):
+            empty_since = None
+        elif empty_since is not None:
+            return empty_since
+        else:
+            empty_since = time.perf_counter()
+        time.sleep(DRAIN_POLL_SECONDS)
+    raise TimeoutError(f"raw Celery did not drain its queue in {timeout:.0f} s")
 
 
 @dataclass
@@ -234,6 +245,9 @@ class TriageRun:
         notes = [f"{s.finished}/{s.total} final"]
         if s.statuses.get("needs_review"):
             notes.append(f"{s.statuses['needs_review']} needs_review")
+        if len(s.attempt_outcomes) > 1:  # not every recorded LLM attempt ended the same way
+            notes.append("attempts by outcome: " + ", ".join(
+                f"{outcome} {n}" for outcome, n in sorted(s.attempt_outcomes.items(), key=lambda item: -item[1])))
         if self.timed_out:
             notes.append("timed out")
         if rate and self.intake_rate and rate >= INTAKE_BOUND_SHARE * self.intake_rate:
@@ -442,9 +456,10 @@ def scenario_backlog(ctx: Context, divisor: float, tickets: int | None = None) -
     base = {"TRIAGE_RATE_LIMIT_RPM": str(API_RPM), "TRIAGE__RATE_LIMIT__WINDOW_SECONDS": f"{limiter_window:g}",
             BATCH_MODE: "auto"}
     timeout = 2 * one_call_seconds + MIN_WAIT_SECONDS
-    variants = (("triage, one model", {}, BACKLOG_SPEEDUP_TARGET, ()),
-                (f"triage, + overflow model {OVERFLOW_MODEL}", {OVERFLOW_MODELS: f'["{OVERFLOW_MODEL}"]'},
-                 OVERFLOW_SPEEDUP_TARGET, (OVERFLOW_MODELS,)))
+    variants: tuple[tuple[str, dict[str, str], float, tuple[str, ...]], ...] = (
+        ("triage, one model", {}, BACKLOG_SPEEDUP_TARGET, ()),
+        (f"triage, + overflow model {OVERFLOW_MODEL}", {OVERFLOW_MODELS: f'["{OVERFLOW_MODEL}"]'},
+         OVERFLOW_SPEEDUP_TARGET, (OVERFLOW_MODELS,)))
     for number, (label, extra, target, skip) in enumerate(variants):
         with LoopbackAPI(shape) as api:
             ctx.say(f"(c) {label}: {count} tickets, about {one_call_seconds:.0f} s at one call per ticket")
@@ -520,14 +535,14 @@ def scenario_webhooks(ctx: Context) -> ScenarioResult:
             webhooks.send_load(base, warmup, plan.webhook_clients)
             with ProcessMeter({"bare": pids[0]}) as meter:
                 bare = webhooks.send_load(base, load, plan.webhook_clients)
-        line = _webhook_line("bare FastAPI endpoint", bare, meter, None)
-        line.ratio, bare_rate = 1.0, line.rate
-        result.lines.append(line)
+        bare_line = _webhook_line("bare FastAPI endpoint", bare, meter, None)
+        bare_line.ratio, bare_rate = 1.0, bare_line.rate
+        result.lines.append(bare_line)
     except Exception as exc:
         result.lines.append(_failed("bare FastAPI endpoint", exc))
     ctx.say("(d) triage serve")
     flush_redis(ctx.services.triage_redis_url)
-    line = None
+    line: Line | None = None
     try:
         with bench_database(ctx.services, "d") as database_url:
             triage = Triage(database_url, ctx.services.triage_redis_url, None,

@@ -87,9 +87,7 @@ class TicketSummary:
     last_created: float | None
     last_finished: float | None
     latencies: list[float]
-    attempts: int
-    prompt_tokens: int
-    completion_tokens: int
+    #: LLM attempts as triage recorded them, by outcome (``ok``, ``api_error``, ...).
     attempt_outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -161,19 +159,16 @@ class Triage:
         with self.engine.connect() as conn:
             rows = conn.execute(text("SELECT EXTRACT(EPOCH FROM created_at), EXTRACT(EPOCH FROM finished_at) "
                                      "FROM tickets")).all()
-            statuses = dict(conn.execute(text("SELECT status, count(*) FROM tickets GROUP BY status")).all())
-            attempts, prompt, completion = conn.execute(text(
-                "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
-                "FROM attempts")).one()
-            outcomes = dict(conn.execute(text("SELECT outcome, count(*) FROM attempts GROUP BY outcome")).all())
+            statuses = conn.execute(text("SELECT status, count(*) FROM tickets GROUP BY status")).all()
+            outcomes = conn.execute(text("SELECT outcome, count(*) FROM attempts GROUP BY outcome")).all()
         created = [float(c) for c, _ in rows]
         finished = [(float(c), float(f)) for c, f in rows if f is not None]
         return TicketSummary(
-            total=len(rows), finished=len(finished), statuses={str(k): int(v) for k, v in statuses.items()},
+            total=len(rows), finished=len(finished), statuses={str(k): int(v) for k, v in statuses},
             first_created=min(created, default=None), last_created=max(created, default=None),
             last_finished=max((f for _, f in finished), default=None),
-            latencies=sorted(f - c for c, f in finished), attempts=int(attempts), prompt_tokens=int(prompt),
-            completion_tokens=int(completion), attempt_outcomes={str(k): int(v) for k, v in outcomes.items()})
+            latencies=sorted(f - c for c, f in finished),
+            attempt_outcomes={str(k): int(v) for k, v in outcomes})
 
     def close(self) -> None:
         self.engine.dispose()
