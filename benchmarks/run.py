@@ -55,6 +55,16 @@ def _settings(pairs: Sequence[str]) -> dict[str, str]:
     return settings
 
 
+def _guarded(name: str, runner: Callable[[], ScenarioResult], ctx: scenarios.Context) -> ScenarioResult:
+    """The scenario's result, or one that says how it broke: the other scenarios still run."""
+    try:
+        return runner()
+    except Exception as exc:  # anything: a benchmark run reports a broken scenario and goes on
+        ctx.say(f"scenario {name} failed: {type(exc).__name__}: {exc}")
+        return ScenarioResult(name, f"({name}) failed" if len(name) == 1 else f"{name} failed",
+                              f"The scenario stopped with {type(exc).__name__}: {str(exc)[:500]}", "-")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawTextHelpFormatter)
@@ -120,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "submit": lambda: scenarios.scenario_submit(ctx),
             "tokens": lambda: scenarios.scenario_tokens(ctx),
         }
-        results = [runners[name]() for name in chosen]
+        results = [_guarded(name, runners[name], ctx) for name in chosen]
     minutes = (time.monotonic() - started) / 60
     title = f"triage benchmark, {today:%Y-%m-%d}" + (f" ({options.label})" if options.label else "") + \
         (" - quick mode, not a record" if options.quick else "")

@@ -317,20 +317,25 @@ def _join(*parts: str) -> str:
     return "; ".join(part for part in parts if part)
 
 
-def _cpu_why(run: TriageRun, rate_wanted: float, cores: int, seed: Line | None = None) -> str:
-    """Why a run fell short, from its numbers: CPU per ticket against the cores, and calls in flight."""
+def _capacity_why(run: TriageRun, rate_wanted: float, cores: int) -> str:
+    """Why a run fell short of ``rate_wanted``: the cores its CPU per ticket would need, and calls in flight."""
     tickets = run.summary.finished
     if not tickets:
         return "no ticket finished"
     cpu_ms = run.cpu_seconds * MILLIS / tickets
-    need = cpu_ms * rate_wanted / MILLIS
-    in_flight = run.stats.get("peak_in_flight", 0)
-    why = (f"workers spent {cpu_ms:.1f} CPU-ms per ticket, so {rate_wanted:.0f} tickets/s would need "
-           f"{need:.1f} of the machine's {cores} cores; at most {in_flight} API calls were in flight at once")
-    if seed is not None and seed.cpu_ms:
-        why += (f"; the {seed.subject} spent {seed.cpu_ms:.1f} CPU-ms per ticket on the same call, parse and "
-                f"validation, so about {cpu_ms - seed.cpu_ms:.0f} ms are triage's own")
-    return why
+    return (f"workers spent {cpu_ms:.1f} CPU-ms per ticket, so {rate_wanted:.0f} tickets/s would need "
+            f"{cpu_ms * rate_wanted / MILLIS:.1f} of the machine's {cores} cores; at most "
+            f"{run.stats.get('peak_in_flight', 0)} API calls were in flight at once")
+
+
+def _own_cpu_why(run: TriageRun, seed: Line) -> str:
+    """How much of a ticket's CPU is triage's own, against the seed loop doing the same call, parse and validation."""
+    tickets = run.summary.finished
+    if not tickets or not seed.cpu_ms:
+        return ""
+    cpu_ms = run.cpu_seconds * MILLIS / tickets
+    return (f"the {seed.subject} spent {seed.cpu_ms:.1f} CPU-ms per ticket on the same call, parse and validation, "
+            f"so about {cpu_ms - seed.cpu_ms:.0f} of triage's {cpu_ms:.0f} ms are its own")
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,7 +374,8 @@ def scenario_latency(ctx: Context) -> ScenarioResult:
     share = result.lines[-1].ratio
     result.checks.append(Check(f"triage with batching off at least {BOUND_SHARE_TARGET:.0%} of the concurrency "
                                "bound", fmt_share(share), share is not None and share >= BOUND_SHARE_TARGET,
-                               _join(_cpu_why(run, bound, ctx.cores, result.lines[1]) if run else "the run failed",
+                               _join(_capacity_why(run, bound, ctx.cores) if run else "the run failed",
+                                     _own_cpu_why(run, result.lines[1]) if run else "",
                                      _refused_why(run))))
     return result
 
@@ -412,10 +418,10 @@ def scenario_overhead(ctx: Context) -> ScenarioResult:
     result.checks += [
         Check(f"triage at least {CELERY_SHARE_TARGET:.0%} of raw Celery's no-op throughput", fmt_share(share),
               share is not None and share >= CELERY_SHARE_TARGET,
-              _join(_cpu_why(run, ceiling or 0, ctx.cores, result.lines[2]) if run else "the run failed", noop_cpu)),
+              _join(_capacity_why(run, ceiling or 0, ctx.cores) if run else "the run failed", noop_cpu)),
         Check(f"worker CPU per ticket under {CPU_MS_TARGET:g} ms", f"{cpu:.1f} ms" if cpu else "-",
               cpu is not None and cpu < CPU_MS_TARGET,
-              _join(noop_cpu, _cpu_why(run, ceiling or 0, ctx.cores, result.lines[2]) if run else "")),
+              _join(_own_cpu_why(run, result.lines[2]) if run else "", noop_cpu)),
     ]
     return result
 
