@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 30
 READY_TIMEOUT_SECONDS = 90
 POLL_SECONDS = 0.25
+#: How often a starting process's log or health check is looked at (a backlog's clock starts then).
+READY_POLL_SECONDS = 0.05
 #: Celery's line once a worker consumes (``celery@host ready.``).
 READY_LINE = re.compile(r"celery@\S+ ready\.")
 #: What ``triage`` prints when a setting is refused: ``triage: NAME=...: message``.
@@ -132,13 +134,13 @@ class Triage:
             raise RuntimeError(f"triage submit failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         return time.perf_counter() - started
 
-    def workers(self, count: int, threads: int) -> AbstractContextManager[list[int]]:
-        """``count`` times ``triage worker --concurrency threads``, each ready to consume; yields their pids."""
+    def workers(self, count: int, threads: int) -> AbstractContextManager[Running]:
+        """``count`` times ``triage worker --concurrency threads``, each ready to consume."""
         argv = self.command("worker", "--concurrency", str(threads), "--loglevel", "INFO")
         return running("worker", [argv] * count, self.env, self.workdir, celery_ready)
 
-    def server(self, port: int) -> AbstractContextManager[list[int]]:
-        """``triage serve --port port`` once its ``/healthz`` answers; yields its pid."""
+    def server(self, port: int) -> AbstractContextManager[Running]:
+        """``triage serve --port port`` once its ``/healthz`` answers."""
         argv = self.command("serve", "--port", str(port), "--loglevel", "WARNING")
         return running("serve", [argv], self.env, self.workdir, lambda _: http_ready(f"http://127.0.0.1:{port}"))
 
@@ -191,11 +193,19 @@ def http_ready(base_url: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Running:
+    """Processes started by :func:`running`: their pids, and when the first was seen ready (epoch seconds)."""
+
+    pids: list[int]
+    first_ready: float
+
+
 @contextmanager
 def running(name: str, argvs: Sequence[Sequence[str]], env: Mapping[str, str], workdir: Path,
-            ready: Callable[[Path], bool]) -> Iterator[list[int]]:
+            ready: Callable[[Path], bool]) -> Iterator[Running]:
     """The commands running (stopped with SIGTERM at the end), each logging to ``workdir/name-N.log``,
-    once ``ready(log)`` holds for each; yields their pids."""
+    once ``ready(log)`` holds for each."""
     with ExitStack() as stack:
         logs: list[Path] = []
         procs: list[subprocess.Popen[Any]] = []
@@ -207,13 +217,19 @@ def running(name: str, argvs: Sequence[Sequence[str]], env: Mapping[str, str], w
             logs.append(log_path)
             procs.append(proc)
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not all(ready(path) for path in logs):
+        first_ready: float | None = None
+        while True:
+            seen = [ready(path) for path in logs]
+            if any(seen) and first_ready is None:
+                first_ready = time.time()
+            if all(seen):
+                break
             dead = [path for proc, path in zip(procs, logs, strict=True) if proc.poll() is not None]
             if dead or time.monotonic() > deadline:
                 tail = (dead or logs)[0].read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{name} did not become ready (log {(dead or logs)[0]}):\n{tail}")
-            time.sleep(POLL_SECONDS)
-        yield [proc.pid for proc in procs]
+            time.sleep(READY_POLL_SECONDS)
+        yield Running([proc.pid for proc in procs], first_ready or time.time())
 
 
 def write_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
