@@ -3,7 +3,7 @@
 #   make test   - lint and run the test suite
 # And the fault suite (kills workers, restarts Redis and PostgreSQL: run it on a CI machine):
 #   make faults
-# And the benchmarks (PostgreSQL + Redis, about 10 minutes; README "Benchmarks"):
+# And the benchmarks (PostgreSQL + Redis, about 6 minutes; README "Benchmarks"):
 #   make bench                         # results in benchmarks/results/<date>.md and .png
 #   make bench BENCH_ARGS=--quick      # seconds per scenario, for development
 PYTHON ?= python3
