@@ -159,7 +159,7 @@ def write_chart(results: Sequence[ScenarioResult], path: Path) -> Path | None:
     for axis, result in zip(axes[:, 0], plotted, strict=True):
         lines = [line for line in result.lines if line.rate is not None]
         values = [line.rate or 0.0 for line in lines]
-        colours = [TRIAGE_COLOUR if line.subject.startswith("triage") else OTHER_COLOUR for line in lines]
+        colours = [TRIAGE_COLOUR if "triage" in line.subject else OTHER_COLOUR for line in lines]
         bars = axis.barh([line.subject for line in lines], values, color=colours)
         for bar, line in zip(bars, lines, strict=True):
             label = f" {fmt(line.rate)}" + (f"  (x{fmt(line.ratio)})" if line.ratio is not None else "")

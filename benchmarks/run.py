@@ -56,13 +56,17 @@ def _settings(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _guarded(name: str, runner: Callable[[], ScenarioResult], ctx: scenarios.Context) -> ScenarioResult:
-    """The scenario's result, or one that says how it broke: the other scenarios still run."""
+    """The scenario's result, or one that says how it broke: the other scenarios still run. Either way
+    with the machine's load when it started (the machine may be shared)."""
+    load = f"load average when this scenario started: {_uptime()}"
     try:
-        return runner()
+        result = runner()
     except Exception as exc:  # anything: a benchmark run reports a broken scenario and goes on
         ctx.say(f"scenario {name} failed: {type(exc).__name__}: {exc}")
-        return ScenarioResult(name, f"({name}) failed" if len(name) == 1 else f"{name} failed",
-                              f"The scenario stopped with {type(exc).__name__}: {str(exc)[:500]}", "-")
+        result = ScenarioResult(name, f"({name}) failed" if len(name) == 1 else f"{name} failed",
+                                f"The scenario stopped with {type(exc).__name__}: {str(exc)[:500]}", "-")
+    result.notes.append(load)
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
