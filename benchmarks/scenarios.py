@@ -215,7 +215,7 @@ class TriageRun:
     stats: dict[str, Any]
     cpu_seconds: float
     peak_rss_mb: float
-    refused: list[str]
+    refused: dict[str, str]
     timed_out: bool
     #: Backlog runs: when the first worker was ready (epoch seconds); the clock starts there, not at intake.
     workers_ready: float | None = None
@@ -255,7 +255,7 @@ class TriageRun:
                 rate >= INTAKE_BOUND_SHARE * self.intake_rate:
             notes.append(f"bounded by intake: triage submit stored {self.intake_rate:.0f} lines/s")
         if self.refused:
-            notes.append("ignored by the product: " + ", ".join(map(_setting_name, self.refused)))
+            notes.append(f"refused by the product, so left out: {_describe_refused(self.refused)}")
         latencies = s.latencies if self.workers_ready is None else []  # a backlog's wait is no latency
         return Line(label, rate * unit_scale if rate else None, unit=unit,
                     ratio=(rate / ratio_of) if rate and ratio_of else None,
@@ -265,7 +265,8 @@ class TriageRun:
 
 
 def run_triage(ctx: Context, api: LoopbackAPI, rows: list[Row], settings: Mapping[str, str], tag: str,
-               timeout: float, skip_if_refused: Sequence[str] = (), backlog: bool = False) -> TriageRun | list[str]:
+               timeout: float, skip_if_refused: Sequence[str] = (),
+               backlog: bool = False) -> TriageRun | dict[str, str]:
     """``triage submit`` of ``rows`` to ready workers (or, with ``backlog``, first the rows, then the workers);
     wait until every ticket is final.
 
@@ -314,10 +315,15 @@ def _failed(label: str, exc: Exception) -> Line:
     return Line(label, None, note=f"failed: {type(exc).__name__}: {str(exc)[:300]}")
 
 
+def _describe_refused(refused: Mapping[str, str]) -> str:
+    """``extraction.batch_mode (Extra inputs are not permitted)``, for each refused setting."""
+    return ", ".join(f"{_setting_name(name)} ({reason})" for name, reason in refused.items())
+
+
 def _refused_why(run: TriageRun | None) -> str:
     if run is None or not run.refused:
         return ""
-    return "the product does not know " + ", ".join(map(_setting_name, run.refused)) + " (ran without)"
+    return f"the product refused {_describe_refused(run.refused)}, so it ran without"
 
 
 def _join(*parts: str) -> str:
@@ -505,12 +511,11 @@ def scenario_backlog(ctx: Context, divisor: float, tickets: int | None = None) -
                 result.checks.append(Check(f"{label}: at least {target:g}x faster", "-", False, "the run failed"))
                 continue
         if not isinstance(outcome, TriageRun):
-            names = ", ".join(_setting_name(name) for name in outcome if name in skip)
-            result.lines.append(Line(label, None, unit="tickets/min", note=f"not run: the product does not know "
-                                     f"{names}; it would repeat the run above"))
+            names = _describe_refused({name: reason for name, reason in outcome.items() if name in skip})
+            result.lines.append(Line(label, None, unit="tickets/min", note=f"not run: the product refused "
+                                     f"{names}; without it the run would repeat the one above"))
             result.checks.append(Check(f"{label}: at least {target:g}x faster than one call per ticket, zero 429s, "
-                                       "every ticket final", "not run", False,
-                                       f"the product does not know {names}"))
+                                       "every ticket final", "not run", False, f"the product refused {names}"))
             continue
         line = outcome.line(label, reference_rate, unit_scale=MINUTE, unit="tickets/min")
         drain = outcome.drain_seconds

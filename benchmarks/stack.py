@@ -104,14 +104,15 @@ class Triage:
         if api_base_url is not None:
             self.env |= {"MIMO_API_KEY": API_KEY, "MIMO_BASE_URL": api_base_url}
         self.asked = dict(settings)
-        self.refused: list[str] = []
+        #: Settings the product refused (unknown, or a value it cannot read), with its reason; dropped.
+        self.refused: dict[str, str] = {}
         self.engine: Engine = create_engine(database_url, pool_size=2)
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "triage", *args]
 
     def upgrade(self) -> None:
-        """``triage db upgrade``; settings it refuses as unknown are dropped (see :attr:`refused`)."""
+        """``triage db upgrade``; settings it refuses are dropped (see :attr:`refused`)."""
         while True:
             done = subprocess.run(self.command("db", "upgrade"), env=self.env, cwd=REPO, capture_output=True,
                                   text=True, check=False)
@@ -121,7 +122,7 @@ class Triage:
             if done.returncode != SETTINGS_REFUSED_STATUS or not refused:
                 raise RuntimeError(f"triage db upgrade failed ({done.returncode}): {done.stderr.strip()}")
             for name in refused:
-                self.refused.append(name)
+                self.refused[name] = refusal_reason(done.stderr, name)
                 self.env.pop(name)
 
     def submit(self, rows_path: Path) -> float:
@@ -174,6 +175,16 @@ class Triage:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def refusal_reason(message: str, name: str) -> str:
+    """What the product said about setting ``name`` in ``message``.
+
+    >>> refusal_reason("triage: A=1: bad; TRIAGE_X='y': Extra inputs are not permitted", "TRIAGE_X")
+    'Extra inputs are not permitted'
+    """
+    found = re.search(rf"{re.escape(name)}=(?:'[^']*'|\S*): ([^;\n]+)", message)
+    return found.group(1).strip() if found else "refused"
 
 
 def free_port() -> int:

@@ -88,8 +88,8 @@ def raw(body: str, status: int = 200, content_type: str = "application/json") ->
     return Reply(status=status, raw=body, content_type=content_type)
 
 
-VALID_TICKET = {"problem_type": "other", "device_model": None, "urgent_level": "normal",
-                "user_requirements": []}
+VALID_TICKET: dict[str, Any] = {"problem_type": "other", "device_model": None, "urgent_level": "normal",
+                                 "user_requirements": []}
 #: The counters of :meth:`FakeMiMo.stats`.
 STAT_COUNTERS = ("calls", "answered", "rate_limited", "batch_calls", "batch_conversations", "prompt_tokens",
                  "completion_tokens", "peak_in_flight")

@@ -11,7 +11,7 @@ from types import ModuleType
 import openai
 import pytest
 
-from benchmarks import conversations, loopback, report
+from benchmarks import conversations, loopback, report, stack
 from benchmarks.report import Check, Line, ScenarioResult, write_results
 from tests.fakeapi import FakeMiMo
 from triage.schema import TicketSchema
@@ -107,6 +107,6 @@ def test_results_chart_is_a_png_beside_the_file(tmp_path: Path) -> None:
     assert "![throughput per scenario](run.png)" in path.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("module", [report, loopback, conversations])
+@pytest.mark.parametrize("module", [report, loopback, conversations, stack])
 def test_harness_doctests(module: ModuleType) -> None:
     assert doctest.testmod(module).failed == 0
