@@ -1,6 +1,8 @@
 # The two set-up commands of the README. Each creates .venv and installs what it needs.
 #   make demo   - run the whole pipeline on the embedded default (SQLite, no servers, no key)
-#   make test   - lint and run the test suite
+#   make test   - lint, type-check and run the test suite
+# The wheel suite: build the wheel, install it in a fresh venv outside the checkout, migrate, demo:
+#   make wheel-test
 # And the fault suite (kills workers, restarts Redis and PostgreSQL: run it on a CI machine):
 #   make faults
 # And the benchmarks (PostgreSQL + Redis, about 6 minutes; README "Benchmarks"):
@@ -9,7 +11,7 @@
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: demo test faults bench
+.PHONY: demo test wheel-test faults bench
 BENCH_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +24,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+wheel-test: $(VENV)/.installed
+	$(VENV)/bin/pytest -m wheel tests/test_wheel.py
 
 faults: $(VENV)/.installed
 	TRIAGE_FAULTS=1 $(VENV)/bin/pytest tests/faults

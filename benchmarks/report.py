@@ -18,7 +18,6 @@ from pathlib import Path
 COLUMNS = (("p50 s", "p50"), ("p95 s", "p95"), ("p99 s", "p99"), ("calls/ticket", "calls_per_ticket"),
            ("prompt tok/ticket", "prompt_tokens_per_ticket"), ("completion tok/ticket", "completion_tokens_per_ticket"),
            ("CPU ms/ticket", "cpu_ms"), ("peak RSS MiB", "peak_rss_mb"), ("429s", "rate_limited"))
-CHART_DPI = 110
 TRIAGE_COLOUR, OTHER_COLOUR = "#d95f02", "#7570b3"
 
 
@@ -146,10 +145,9 @@ def render(title: str, header: Sequence[str], results: Sequence[ScenarioResult],
 
 def write_chart(results: Sequence[ScenarioResult], path: Path) -> Path | None:
     """One horizontal bar chart per scenario (rate of each subject, ratio on the bar); None if nothing to plot."""
-    import matplotlib
+    from triage.charts import DPI, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     plotted = [r for r in results if any(line.rate is not None for line in r.lines)]
     if not plotted:
@@ -170,7 +168,7 @@ def write_chart(results: Sequence[ScenarioResult], path: Path) -> Path | None:
         axis.tick_params(labelsize=8)
         axis.set_xlim(0, max(values, default=1) * 1.35 or 1)
     figure.tight_layout()
-    figure.savefig(path, dpi=CHART_DPI)
+    figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path
 

@@ -35,8 +35,8 @@ READY_TIMEOUT_SECONDS = 90
 POLL_SECONDS = 0.25
 #: How often a starting process's log or health check is looked at (a backlog's clock starts then).
 READY_POLL_SECONDS = 0.05
-#: Celery's line once a worker consumes (``celery@host ready.``).
-READY_LINE = re.compile(r"celery@\S+ ready\.")
+#: Celery's line once a worker consumes (``NAME@host ready.``, whatever the node name).
+READY_LINE = re.compile(r"\S+@\S+ ready\.")
 #: What ``triage`` prints when a setting is refused: ``triage: NAME=...: message``.
 SETTINGS_REFUSED_STATUS = 2
 API_KEY = "sk-bench"

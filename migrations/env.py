@@ -1,11 +1,14 @@
-"""Alembic environment: the URL comes from the config `triage` builds (see triage.store.db)."""
+"""Alembic environment: the URL comes from the config `triage db` builds (see triage.store.db), or,
+under plain ``alembic`` (alembic.ini), from the settings' TRIAGE_DATABASE_URL."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
 
-import triage.ratelimit.db_backend  # noqa: F401  (registers the rate_limit_state table on Base)
+import triage.ratelimit.db_backend
+import triage.store.purge  # noqa: F401  (registers the purges table on Base)
+from triage.settings import load_settings
 from triage.store.db import make_engine
 from triage.store.models import Base
 
@@ -13,11 +16,15 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _url() -> str:
+    return config.get_main_option("sqlalchemy.url") or load_settings().database_url
+
+
 def _configure(connection: Connection | None = None) -> None:
     is_sqlite = (connection.dialect.name if connection is not None else "") == "sqlite"
     context.configure(
         connection=connection,
-        url=None if connection is not None else config.get_main_option("sqlalchemy.url"),
+        url=None if connection is not None else _url(),
         target_metadata=target_metadata,
         render_as_batch=is_sqlite,  # SQLite alters tables by copying them
         compare_type=True,
@@ -31,7 +38,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
+    engine = make_engine(_url())
     with engine.connect() as connection:
         _configure(connection)
         with context.begin_transaction():

@@ -8,19 +8,23 @@ a database created for this session and dropped afterwards.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from kombu import Connection
+from sqlalchemy import create_engine
+
+from tests.harness import fresh_database
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("TRIAGE_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("TRIAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+AMQP_URL = os.environ.get("TRIAGE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 POSTGRES_ADMIN_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -46,6 +50,36 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A RabbitMQ virtual host of our own (so parallel runs never share queues), deleted afterwards."""
+    try:
+        with Connection(AMQP_URL, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:  # any transport error means "not reachable" here
+        _unavailable("RabbitMQ", exc)
+    vhost = f"triage_test_{uuid.uuid4().hex[:10]}"
+    rabbitmqctl = ["rabbitmqctl", "--quiet"]
+    try:
+        subprocess.run([*rabbitmqctl, "add_vhost", vhost], check=True, capture_output=True, timeout=60)
+        subprocess.run([*rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
+                       capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        _unavailable("rabbitmqctl (to create a virtual host)", exc)
+    yield Connection(AMQP_URL).clone(virtual_host=vhost).as_uri(include_password=True)
+    subprocess.run([*rabbitmqctl, "delete_vhost", vhost], check=False, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def package_index(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """pip reaches its package index (PyPI, as configured): what installing a wheel needs."""
+    probe = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest",
+                            str(tmp_path_factory.mktemp("index-probe")), "pip"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    if probe.returncode != 0:
+        _unavailable("The package index", RuntimeError(probe.stderr.strip().splitlines()[-1:]))
+
+
+@pytest.fixture(scope="session")
 def postgres_server() -> str:
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -58,31 +92,17 @@ def postgres_server() -> str:
     return POSTGRES_ADMIN_URL
 
 
-@contextmanager
-def _fresh_database(server: str) -> Iterator[str]:
-    name = f"triage_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh PostgreSQL database, dropped after the test."""
-    with _fresh_database(postgres_server) as url:
+    with fresh_database(postgres_server) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def postgres_module_url(postgres_server: str) -> Iterator[str]:
     """A fresh PostgreSQL database shared by one test module."""
-    with _fresh_database(postgres_server) as url:
+    with fresh_database(postgres_server) as url:
         yield url
 
 

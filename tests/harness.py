@@ -12,20 +12,23 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.factories import CONFIG_PATH, REPO
 from triage.processes import stop_gracefully
 from triage.store.db import make_engine, make_sessionmaker, upgrade
-from triage.store.models import FINISHED_STATUSES
-from triage.store.tickets import TicketFilter, TicketView, list_tickets
+from triage.store.queries import TicketFilter, TicketView, list_tickets
+from triage.tickets.states import FINISHED
 
-REPO = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 20
 FAST_SETTINGS = {
     "TRIAGE__RETRY__BACKOFF_BASE_SECONDS": "0.05",
@@ -41,6 +44,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    """A PostgreSQL database created on ``server`` (an admin URL), dropped on exit; yields its URL."""
+    name = f"triage_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def clean_environ() -> dict[str, str]:
     """The test process's environment without any triage or MiMo setting."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("TRIAGE_", "MIMO_"))}
@@ -50,7 +68,7 @@ class Stack:
     def __init__(self, database_url: str, broker_url: str, api_base_url: str | None,
                  extra_env: dict[str, str] | None = None) -> None:
         self.database_url = database_url
-        self.env = {**clean_environ(), "TRIAGE_CONFIG": str(REPO / "config" / "triage.toml"),
+        self.env = {**clean_environ(), "TRIAGE_CONFIG": str(CONFIG_PATH),
                     "TRIAGE_DATABASE_URL": database_url, "TRIAGE_BROKER_URL": broker_url,
                     **FAST_SETTINGS, **(extra_env or {})}
         if api_base_url is not None:
@@ -115,10 +133,10 @@ class Stack:
         deadline = time.monotonic() + timeout
         while True:
             views = {v.id: v for v in self.tickets(ids)}
-            if all(v.status in FINISHED_STATUSES for v in views.values()) and len(views) == len(ids):
+            if all(v.status in FINISHED for v in views.values()) and len(views) == len(ids):
                 return views
             if time.monotonic() > deadline:
-                pending = {v.id: v.status for v in views.values() if v.status not in FINISHED_STATUSES}
+                pending = {v.id: v.status for v in views.values() if v.status not in FINISHED}
                 raise AssertionError(f"tickets still unfinished after {timeout}s: {pending}")
             time.sleep(0.2)
 

@@ -17,12 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.harness import REPO
+from tests.factories import CONFIG_PATH, finish_with_rules
 from triage.api.app import create_app
-from triage.components import Components
+from triage.app import App
 from triage.intake.platforms import sample_payloads, signed_request
 from triage.settings import load_settings
-from triage.store import service
 from triage.store.db import upgrade
 from triage.store.models import Conversation, Event, IntakeKey, Ticket
 
@@ -39,7 +38,7 @@ BOB = {"Authorization": "Bearer bob-token"}
 @dataclass
 class Service:
     client: TestClient
-    parts: Components
+    parts: App
     enqueued: list[int] = field(default_factory=list)
 
     def post(self, source: str, payload: dict[str, Any] | None = None, *, now: float | None = None,
@@ -54,7 +53,7 @@ class Service:
 
 
 def _environment(database_url: str, **extra: str) -> dict[str, str]:
-    env = {"TRIAGE_CONFIG": str(REPO / "config" / "triage.toml"), "TRIAGE_DATABASE_URL": database_url,
+    env = {"TRIAGE_CONFIG": str(CONFIG_PATH), "TRIAGE_DATABASE_URL": database_url,
            "TRIAGE_BROKER_URL": "memory://", "TRIAGE_EXTRACTOR": "rules", "TRIAGE_API_TOKENS": TOKENS, **extra}
     env |= {f"TRIAGE_WEBHOOK_SECRET_{name.upper()}": secret for name, secret in SECRETS.items()}
     return env
@@ -63,11 +62,11 @@ def _environment(database_url: str, **extra: str) -> dict[str, str]:
 @pytest.fixture
 def api(database_url: str) -> Iterator[Service]:
     upgrade(database_url)
-    parts = Components.build(load_settings(_environment(database_url)))
+    parts = App.build(load_settings(_environment(database_url)))
     enqueued: list[int] = []
-    with TestClient(create_app(parts, enqueue=enqueued.append)) as client:
+    with TestClient(create_app(parts, publish=enqueued.append)) as client:
         yield Service(client, parts, enqueued)
-    parts.engine.dispose()
+    parts.close()
 
 
 # ---- webhooks ------------------------------------------------------------------------------------
@@ -146,8 +145,8 @@ def test_source_without_a_secret_is_refused(database_url: str) -> None:
     upgrade(database_url)
     env = _environment(database_url)
     del env["TRIAGE_WEBHOOK_SECRET_ZENDESK"]
-    parts = Components.build(load_settings(env))
-    with TestClient(create_app(parts, enqueue=lambda _: None)) as client:
+    parts = App.build(load_settings(env))
+    with TestClient(create_app(parts, publish=lambda _: None)) as client:
         body, headers = signed_request("zendesk", sample_payloads()["zendesk"], "anything", now=time.time())
         response = client.post("/webhooks/zendesk", content=body, headers=headers)
     assert response.status_code == 401 and "TRIAGE_WEBHOOK_SECRET_ZENDESK" in response.json()["detail"]
@@ -187,11 +186,7 @@ def test_concurrent_duplicate_deliveries_make_one_ticket(api: Service) -> None:
 
 
 def _finish(api: Service, ticket_id: int) -> None:
-    claim = service.claim_for_extraction(api.parts.sessions, ticket_id, lease_seconds=60)
-    assert claim is not None
-    result = api.parts.rules.extract(claim.conversation)
-    decision = api.parts.router.route(result.ticket or {}, service.utcnow())
-    service.finish(api.parts.sessions, claim, result, decision)
+    finish_with_rules(api.parts, ticket_id)
 
 
 def test_new_customer_message_is_appended_and_retriaged(api: Service) -> None:
@@ -313,8 +308,8 @@ def test_queues_counts_per_route_and_status(api: Service) -> None:
 def test_health_names_what_is_down(api: Service, database_url: str) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     env = _environment(database_url, TRIAGE_BROKER_URL="redis://127.0.0.1:1/0")
-    parts = Components.build(load_settings(env))
-    with TestClient(create_app(parts, enqueue=lambda _: None)) as client:
+    parts = App.build(load_settings(env))
+    with TestClient(create_app(parts, publish=lambda _: None)) as client:
         response = client.get("/healthz")
     assert response.status_code == 503 and set(response.json()["down"]) == {"broker"}
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.harness import REPO, Stack, clean_environ
 from triage.conversation import Conversation
-from triage.store import service
+from triage.intake.receive import submit
 
-COMMANDS = [[], ["db"], ["db", "upgrade"], ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
-            ["sweep"], ["retry-fallback"], ["reprocess"],
+COMMANDS = [[], ["db"], ["db", "upgrade"], ["db", "downgrade"], ["db", "current"], ["db", "history"], ["db", "check"],
+            ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
+            ["sweep"], ["retry-fallback"], ["reprocess"], ["purge"],
             ["evaluate"]]
 
 
@@ -85,7 +87,7 @@ def test_bad_setting_is_named_on_start(stack: Stack) -> None:
 def test_beat_recovers_a_ticket_whose_message_was_lost(stack: Stack) -> None:
     """A ticket stored but never published (a lost message) is found by the sweep and finished."""
     stack.env |= {"TRIAGE__WORKER__STUCK_AFTER_SECONDS": "1", "TRIAGE__WORKER__SWEEP_INTERVAL_SECONDS": "1"}
-    lost = service.submit_conversation(stack.sessions, "shop", "lost", Conversation.from_text("Is it waterproof?"))
+    lost = submit(stack.sessions, "shop", "lost", Conversation.from_text("Is it waterproof?"), datetime.now(UTC))
     beat_log = stack.env.get("TMPDIR", "/tmp") + "/triage-beat.log"
     with open(beat_log, "w") as log:
         beat = subprocess.Popen([sys.executable, "-m", "triage", "beat", "--schedule",

@@ -5,11 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from matplotlib.image import imread
 
+from tests.harness import clean_environ
+from triage.charts import DPI, PANEL_INCHES
 from triage.conversation import Conversation
 from triage.evaluation import (
     BANKING77_EXCLUDED,
@@ -30,6 +35,7 @@ from triage.evaluation import (
 from triage.extraction.rules import RulesExtractor
 from triage.extraction.types import ExtractionResult
 from triage.schema import TicketSchema
+from triage.settings import load_settings
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "ticket_schema.json"
 
@@ -207,8 +213,8 @@ def test_stc3_uses_customer_turns_and_has_no_accuracy(data: Path, rules: RulesEx
     assert (report.evaluated, report.valid) == (3, 3)
     assert report.distributions["problem_type"] == {"device_fault": 1, "consult": 1, "other": 1}
     assert report.distributions["urgent_level"] == {"high": 1, "normal": 2}
-    assert report.device_model_found == 1
-    assert report.requirements_found == 2
+    assert report.filled["device_model"] == 1
+    assert report.filled["user_requirements"] == 2
     assert "accuracy" not in report.format()
     assert report.to_dict()["accuracy"] is None
 
@@ -282,3 +288,59 @@ def test_evaluate_command_errors(data: Path, tmp_path: Path, rules: RulesExtract
     err = io.StringIO()
     assert evaluate_command("bitext", tmp_path / "empty", out=io.StringIO(), err=err, extractor=rules) == 2
     assert "--data" in err.getvalue()
+
+
+def _triage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "triage", *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+
+
+def test_the_data_folder_comes_from_data_or_triage_eval_data(data: Path) -> None:
+    env = clean_environ()
+    missing = _triage("evaluate", "banking77", env=env)
+    assert missing.returncode == 2
+    assert "give --data DIR or set TRIAGE_EVAL_DATA" in missing.stderr
+    from_env = _triage("evaluate", "banking77", "--json", env={**env, "TRIAGE_EVAL_DATA": str(data)})
+    assert from_env.returncode == 0, from_env.stderr
+    assert json.loads(from_env.stdout)["reports"][0]["evaluated"] == 4
+    from_flag = _triage("evaluate", "banking77", "--json", "--data", str(data),
+                        env={**env, "TRIAGE_EVAL_DATA": str(data / "elsewhere")})
+    assert from_flag.returncode == 0 and _untimed(from_flag.stdout) == _untimed(from_env.stdout)
+
+
+def _untimed(report: str) -> list[dict[str, object]]:
+    """The reports of ``--json`` output without their timings (which differ run to run)."""
+    return [{key: value for key, value in r.items() if key != "seconds"} for r in json.loads(report)["reports"]]
+
+
+def test_triage_eval_data_in_the_config_file_is_relative_to_it(tmp_path: Path) -> None:
+    config = tmp_path / "conf" / "triage.toml"
+    config.parent.mkdir()
+    config.write_text('[evaluation]\ndata = "../datasets"\n', encoding="utf-8")
+    assert load_settings({"TRIAGE_CONFIG": str(config)}).evaluation.data == config.parent / "../datasets"
+
+
+def test_chart_draws_one_confusion_matrix_per_labelled_set(data: Path, tmp_path: Path, rules: RulesExtractor) -> None:
+    chart = tmp_path / "out" / "confusion.png"
+    err = io.StringIO()
+    assert evaluate_command("all", data, chart=chart, out=io.StringIO(), err=err, extractor=rules) == 0
+    assert f"confusion matrix written to {chart}" in err.getvalue()
+    pixels = imread(chart)
+    panel = round(PANEL_INCHES * DPI)
+    assert pixels.shape[:2] == (panel, 2 * panel)  # banking77 and bitext; stc3 has no labels
+    assert len({tuple(p) for p in pixels.reshape(-1, pixels.shape[-1])[::97]}) > 10  # drawn, not blank
+
+
+def test_chart_of_unlabelled_sets_is_refused(data: Path, tmp_path: Path, rules: RulesExtractor) -> None:
+    err = io.StringIO()
+    chart = tmp_path / "c.png"
+    assert evaluate_command("stc3", data, chart=chart, out=io.StringIO(), err=err, extractor=rules) == 2
+    assert "has no labels" in err.getvalue() and not chart.exists()
+
+
+def test_chart_without_matplotlib_names_the_extra(data: Path, tmp_path: Path) -> None:
+    without = ("import sys; sys.modules['matplotlib'] = None; from triage.cli import main; "
+               f"sys.exit(main(['evaluate', 'banking77', '--data', {str(data)!r}, '--chart', 'c.png']))")
+    result = subprocess.run([sys.executable, "-c", without], capture_output=True, text=True, cwd=tmp_path,
+                            env=clean_environ(), timeout=120, check=False)
+    assert result.returncode == 2 and "pip install 'triage[charts]'" in result.stderr

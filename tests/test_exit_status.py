@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from celery import Celery
 
 from triage import cli
 
@@ -22,8 +23,6 @@ CELERY_FAILURE = 1
 def test_celery_failure_is_the_commands_exit_status(command: str, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRIAGE_EXTRACTOR", "rules")
-    from triage.worker import app
-
-    monkeypatch.setattr(app, "start", lambda argv=None: CELERY_FAILURE)  # Celery ran and failed
+    monkeypatch.setattr(Celery, "start", lambda self, argv=None: CELERY_FAILURE)  # Celery ran and failed
     argv = [command] + (["--schedule", str(tmp_path / "schedule")] if command == "beat" else [])
     assert cli.main(argv) == CELERY_FAILURE

@@ -1,8 +1,9 @@
 """End to end: `triage submit` -> broker -> real `triage worker` process -> loopback MiMo -> database.
 
-The same scenarios run on both shapes of the product:
+The same scenarios run on three shapes of the product:
 - embedded: SQLite database + kombu's SQLAlchemy transport on SQLite, plain JSON answers;
-- production: PostgreSQL + Redis, with the worker streaming (SSE) answers.
+- production: PostgreSQL + Redis, with the worker streaming (SSE) answers;
+- rabbitmq: PostgreSQL + RabbitMQ (amqp://, a virtual host of the run's own), plain JSON answers.
 Each scenario's conversation carries a marker the loopback API uses to pick its scripted replies.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import redis
 from sqlalchemy import select
 
 from tests.fakeapi import FakeMiMo, Reply, error, ok
-from tests.harness import Stack
+from tests.harness import Stack, fresh_database
 from triage.store.models import Attempt, Conversation, Ticket
 
 FAULT = {"problem_type": "device_fault", "device_model": "AX3000", "urgent_level": "high",
@@ -91,21 +93,24 @@ class Run:
 def _broker(shape: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if shape == "embedded":
         return f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+    if shape == "rabbitmq":
+        return str(request.getfixturevalue("amqp_url"))
     url = request.getfixturevalue("redis_url")
     redis.Redis.from_url(url).flushdb()
     return url
 
 
-@pytest.fixture(scope="module", params=["embedded", "production"])
+@pytest.fixture(scope="module", params=["embedded", "production", "rabbitmq"])
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     shape = request.param
     tmp_path = tmp_path_factory.mktemp(shape)
-    if shape == "embedded":
-        database_url = f"sqlite:///{tmp_path / 'triage.sqlite3'}"
-    else:
-        database_url = request.getfixturevalue("postgres_module_url")
     streaming = shape == "production"
-    with FakeMiMo() as api:
+    with ExitStack() as resources:
+        if shape == "embedded":
+            database_url = f"sqlite:///{tmp_path / 'triage.sqlite3'}"
+        else:
+            database_url = resources.enter_context(fresh_database(request.getfixturevalue("postgres_server")))
+        api = resources.enter_context(FakeMiMo())
         for case in CASES:
             api.script(f"[{case.key}]", *case.replies)
         stack = Stack(database_url, _broker(shape, tmp_path, request), api.base_url,
@@ -126,7 +131,7 @@ def test_submit_prints_one_line_per_input_with_status_queued(run: Run) -> None:
 def test_valid_answer_is_routed_by_the_rules_table(run: Run) -> None:
     view = run.view("valid")
     assert (view.status, view.route, view.priority, view.extractor) == ("routed", "hardware-escalation", "P1", "llm")
-    assert view.problem_type == "device_fault" and view.device_model == "AX3000"
+    assert view.fields["problem_type"] == "device_fault" and view.fields["device_model"] == "AX3000"
     assert view.attempts == 1
     ticket = run.ticket("valid")
     assert ticket.sla_due_at is not None and ticket.finished_at is not None
@@ -200,7 +205,7 @@ def test_fields_outside_the_schema_never_reach_storage(run: Run) -> None:
 
 def test_chinese_conversation_is_stored_and_returned_intact(run: Run) -> None:
     view = run.view("chinese")
-    assert view.device_model == "小米手环8" and view.user_requirements == ["尽快处理充电问题"]
+    assert view.fields["device_model"] == "小米手环8" and view.fields["user_requirements"] == ["尽快处理充电问题"]
     with run.stack.sessions() as session:
         conversation = session.scalars(select(Conversation).where(Conversation.external_id == "chinese")).one()
     assert conversation.messages[0]["text"] == ZH_TEXT + " [chinese]"

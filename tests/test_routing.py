@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.harness import REPO
+from tests.factories import CONFIG_PATH, SCHEMA
 from triage.routing import Router
 from triage.settings import load_settings
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-ROUTER = Router(load_settings({"TRIAGE_CONFIG": str(REPO / "config" / "triage.toml")}).routing)
+ROUTER = Router(load_settings({"TRIAGE_CONFIG": str(CONFIG_PATH)}).routing, SCHEMA)
 
 
 @pytest.mark.parametrize(("problem_type", "urgent_level", "route", "priority", "hours"), [

@@ -11,14 +11,16 @@ from alembic import command
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.factories import EPOCH, ManualClock
 from triage.conversation import Conversation
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
+from triage.intake.receive import Received, submit
 from triage.routing import RouteDecision
-from triage.store import service
 from triage.store.db import alembic_config, make_engine, make_sessionmaker, upgrade
 from triage.store.models import Ticket
-from triage.store.tickets import list_tickets
+from triage.store.queries import list_tickets
+from triage.tickets import lifecycle
 
 DECISION = RouteDecision("general-inquiries", "P3", datetime(2026, 1, 1, tzinfo=UTC), True)
 RESULT = ExtractionResult("llm", {"problem_type": "consult", "device_model": None, "urgent_level": "low",
@@ -42,14 +44,17 @@ def test_migrations_match_the_models(database_url: str) -> None:
     command.upgrade(config, "head")
 
 
-def _submit(sessions: sessionmaker[Session], external_id: str = "A-1") -> service.SubmitOutcome:
-    return service.submit_conversation(sessions, "shop", external_id, Conversation.from_text("Wi-Fi 断了"))
+NOW = EPOCH
+
+
+def _submit(sessions: sessionmaker[Session], external_id: str = "A-1") -> Received:
+    return submit(sessions, "shop", external_id, Conversation.from_text("Wi-Fi 断了"), NOW)
 
 
 def test_same_source_and_id_returns_the_existing_ticket(sessions: sessionmaker[Session]) -> None:
     first = _submit(sessions)
     again = _submit(sessions)
-    assert first.created and not again.created
+    assert not first.duplicate and again.duplicate
     assert again.ticket_id == first.ticket_id and again.status == "queued"
     assert len(list_tickets(sessions).items) == 1
 
@@ -58,39 +63,39 @@ def test_concurrent_duplicate_submits_make_one_ticket(sessions: sessionmaker[Ses
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(lambda _: _submit(sessions, "RACE"), range(16)))
     assert len({o.ticket_id for o in outcomes}) == 1
-    assert sum(o.created for o in outcomes) == 1
+    assert sum(not o.duplicate for o in outcomes) == 1
 
 
 def test_a_claimed_ticket_cannot_be_claimed_again_until_its_lease_ends(sessions: sessionmaker[Session]) -> None:
     ticket_id = _submit(sessions).ticket_id
-    claim = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
+    clock = ManualClock(NOW)
+    claim = lifecycle.claim(sessions, ticket_id, clock.now(), lease_seconds=60)
     assert claim is not None and claim.conversation.customer_text() == "Wi-Fi 断了"
-    assert service.claim_for_extraction(sessions, ticket_id, lease_seconds=60) is None
-    with sessions.begin() as session:
-        session.execute(update(Ticket).values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
-    takeover = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
+    assert lifecycle.claim(sessions, ticket_id, clock.advance(seconds=59), lease_seconds=60) is None
+    takeover = lifecycle.claim(sessions, ticket_id, clock.advance(seconds=2), lease_seconds=60)
     assert takeover is not None
-    assert not service.finish(sessions, claim, RESULT, DECISION), "a stale claim must not write"
-    assert service.finish(sessions, takeover, RESULT, DECISION)
+    assert not lifecycle.finish(sessions, claim, RESULT, DECISION, clock.now()), "a stale claim must not write"
+    assert lifecycle.finish(sessions, takeover, RESULT, DECISION, clock.now())
 
 
 def test_a_finished_ticket_is_never_extracted_again(sessions: sessionmaker[Session]) -> None:
     ticket_id = _submit(sessions).ticket_id
-    claim = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
-    assert claim is not None and service.finish(sessions, claim, RESULT, DECISION)
-    assert service.claim_for_extraction(sessions, ticket_id, lease_seconds=60) is None
-    assert service.claim_for_fallback(sessions, ticket_id, lease_seconds=60) is None
+    claim = lifecycle.claim(sessions, ticket_id, NOW, lease_seconds=60)
+    assert claim is not None and lifecycle.finish(sessions, claim, RESULT, DECISION, NOW)
+    later = NOW + timedelta(hours=1)
+    assert lifecycle.claim(sessions, ticket_id, later, lease_seconds=60) is None
+    assert lifecycle.claim_fallback(sessions, ticket_id, later, lease_seconds=60) is None
     view = list_tickets(sessions).items[0]
     assert (view.status, view.route, view.attempts) == ("routed", "general-inquiries", 1)
 
 
 def test_retry_release_keeps_the_attempts_for_the_next_claim(sessions: sessionmaker[Session]) -> None:
     ticket_id = _submit(sessions).ticket_id
-    claim = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
+    claim = lifecycle.claim(sessions, ticket_id, NOW, lease_seconds=60)
     assert claim is not None
     failed = AttemptRecord(n=1, model="m", outcome="api_error", status_code=503, error="overloaded")
-    assert service.release_for_retry(sessions, claim, [failed], countdown=5)
-    again = service.claim_for_extraction(sessions, ticket_id, lease_seconds=60)
+    assert lifecycle.release_for_retry(sessions, claim, [failed], 5, NOW)
+    again = lifecycle.claim(sessions, ticket_id, NOW + timedelta(seconds=5), lease_seconds=60)
     assert again is not None and [a.status_code for a in again.prior_attempts] == [503]
 
 
@@ -98,11 +103,10 @@ def test_stuck_tickets_are_handed_out_once_per_threshold(sessions: sessionmaker[
     stuck_id = _submit(sessions, "STUCK").ticket_id
     _submit(sessions, "FRESH")
     with sessions.begin() as session:
-        session.execute(update(Ticket).where(Ticket.id == stuck_id)
-                        .values(updated_at=datetime.now(UTC) - timedelta(hours=1)))
-    first = service.requeue_stuck(sessions, timedelta(minutes=10), max_requeues=3, poison_route=DECISION)
+        session.execute(update(Ticket).where(Ticket.id == stuck_id).values(updated_at=NOW - timedelta(hours=1)))
+    first = lifecycle.sweep(sessions, NOW, timedelta(minutes=10), max_requeues=3, poison_route=DECISION)
     assert [t.ticket_id for t in first.requeued] == [stuck_id] and first.poisoned == []
-    again = service.requeue_stuck(sessions, timedelta(minutes=10), max_requeues=3, poison_route=DECISION)
+    again = lifecycle.sweep(sessions, NOW, timedelta(minutes=10), max_requeues=3, poison_route=DECISION)
     assert again.requeued == [] and again.poisoned == []
     with sessions() as session:
         assert session.get_one(Ticket, stuck_id).requeue_count == 1

@@ -28,7 +28,7 @@ def retry_countdown(policy: RetrySettings, retries: int, retry_after: float | No
     ``Retry-After`` (clamped to ``retry_after_max_seconds``) is a floor.
     """
     rng = rng or random.Random()
-    ceiling = min(policy.backoff_max_seconds, policy.backoff_base_seconds * 2 ** min(retries, 32))
+    ceiling: float = min(policy.backoff_max_seconds, policy.backoff_base_seconds * 2.0 ** min(retries, 32))
     wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
     if retry_after is not None:
         server_wait = min(max(retry_after, 0.0), policy.retry_after_max_seconds)

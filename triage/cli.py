@@ -1,63 +1,91 @@
-"""The ``triage`` command: ``triage --help`` lists the subcommands, ``triage CMD --help`` each one."""
+"""The ``triage`` command: ``triage --help`` lists the subcommands, ``triage CMD --help`` each one.
+
+Each command builds the :class:`~triage.app.App` it needs from the settings; :func:`main` maps
+triage's errors to exit statuses once (2: fix the configuration or the database; 1: anything else).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from triage.schema import SchemaFileError
+from triage.db_commands import add_db_commands
+from triage.errors import ConfigError, DatabaseNotReadyError, TriageError
 from triage.settings import SettingsError, load_settings
-from triage.store.db import DatabaseNotReadyError
 
-TABLE_COLUMNS = ("id", "external_id", "status", "problem_type", "device_model", "urgent_level",
-                 "route", "priority", "sla_due_at", "extractor", "attempts")
+if TYPE_CHECKING:
+    from celery import Celery
 
+    from triage.app import App
+    from triage.schema import TicketSchema
 
-def _cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from triage.store.db import upgrade
-
-    url = load_settings().database_url
-    upgrade(url)
-    print(f"database is at the latest migration: {_safe_url(url)}")
-    return 0
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+#: The table's columns around the ticket's scalar fields (which come from the schema).
+HEAD_COLUMNS = ("id", "external_id", "status")
+TAIL_COLUMNS = ("route", "priority", "sla_due_at", "extractor", "attempts")
+SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean", "null"})
+#: Exit statuses: a configuration or database the user must fix first, and everything else.
+EXIT_FIX_SETUP, EXIT_FAILED = 2, 1
 
 
-def _worker_argv(concurrency: int | None, queues: str, loglevel: str) -> list[str]:
-    argv = ["worker", "--pool=threads", f"--queues={queues}", f"--loglevel={loglevel}"]
+def _app(*, migrated: bool = True) -> App:
+    """The app for this process's settings; with ``migrated``, refuse a database without tables."""
+    from triage.app import App
+    from triage.store.db import ensure_migrated
+
+    app = App.build(load_settings())
+    if migrated:
+        ensure_migrated(app.engine)
+    return app
+
+
+def default_node_name() -> str:
+    """``triage-<pid>@<host>``: a worker node name no other worker process has, on this host or another."""
+    return f"triage-{os.getpid()}@{socket.gethostname()}"
+
+
+def _worker_argv(concurrency: int | None, queues: str, loglevel: str, hostname: str | None) -> list[str]:
+    argv = ["worker", "--pool=threads", f"--queues={queues}", f"--loglevel={loglevel}",
+            f"--hostname={hostname or default_node_name()}"]
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
     return argv
 
 
+def start_celery(celery: Celery, argv: list[str]) -> int:
+    """Run Celery's command line and hand back its exit status (``start``, unlike ``worker_main``, returns it
+    once the worker or beat stops, e.g. 1 after an unrecoverable error; celery-types wrongly says it never
+    returns), so a supervisor with a restart-on-failure policy brings it back."""
+    start = cast(Callable[[list[str]], int | None], celery.start)
+    return int(start(argv) or 0)
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    settings.require_llm_ready()
-    from triage.worker import QUEUES, app
+    from triage.queues import QUEUES
+    from triage.tasks import celery_for
 
     unknown = set(args.queues.split(",")) - set(QUEUES)
     if unknown:
         raise SettingsError(f"--queues: unknown queue(s) {sorted(unknown)}; known: {', '.join(QUEUES)}")
-    # app.start (not worker_main) hands back Celery's exit status, e.g. 1 after an unrecoverable
-    # error, so a supervisor with a restart-on-failure policy brings the worker back.
-    return int(app.start(_worker_argv(args.concurrency, args.queues, args.loglevel)) or 0)
+    app = _app(migrated=False)
+    app.settings.require_llm_ready()
+    argv = _worker_argv(args.concurrency, args.queues, args.loglevel, args.hostname)
+    return start_celery(celery_for(app), argv)
 
 
 def _cmd_beat(args: argparse.Namespace) -> int:
-    from triage.worker import app
+    from triage.tasks import celery_for
 
     schedule = Path(args.schedule)
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    return int(app.start(["beat", f"--schedule={schedule}", f"--loglevel={args.loglevel}"]) or 0)
+    return start_celery(celery_for(_app(migrated=False)),
+                        ["beat", f"--schedule={schedule}", f"--loglevel={args.loglevel}"])
 
 
 def _open_input(name: str) -> IO[str]:
@@ -65,13 +93,9 @@ def _open_input(name: str) -> IO[str]:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from triage.components import Components
     from triage.intake.submission import SubmissionError, accept, parse_submission
-    from triage.store.db import ensure_migrated
-    from triage.tasks import enqueue_extraction_or_log
 
-    parts = Components.build(load_settings())
-    ensure_migrated(parts.engine)
+    app = _app()
     bad = 0
     stream = _open_input(args.file)
     try:
@@ -84,9 +108,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                 print(f"line {number}: {exc}", file=sys.stderr)
                 bad += 1
                 continue
-            outcome = accept(parts.sessions, submission, enqueue_extraction_or_log)
-            print(json.dumps({"external_id": submission.external_id, "ticket_id": outcome.ticket_id,
-                              "status": outcome.status}, ensure_ascii=False), flush=True)
+            received = accept(app.sessions, submission, app.publisher.extraction_or_log, app.clock.now())
+            print(json.dumps({"external_id": submission.external_id, "ticket_id": received.ticket_id,
+                              "status": received.status}, ensure_ascii=False), flush=True)
     finally:
         if stream is not sys.stdin:
             stream.close()
@@ -102,7 +126,22 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def print_tickets(views: Sequence[Any], as_json: bool) -> None:
+def table_columns(schema: TicketSchema) -> list[str]:
+    """The listing table's columns: the ticket's own, with the schema's scalar fields (arrays and
+    objects only in ``--json``)."""
+    from triage.schema import RefWalker
+
+    walker = RefWalker(schema.document)
+
+    def scalar(node: Any) -> bool:
+        kinds = node.get("type", "string" if "enum" in node else "object")
+        return set([kinds] if isinstance(kinds, str) else kinds) <= SCALAR_TYPES
+
+    fields = [name for name, node in schema.properties.items() if walker.follow(node, scalar, lambda ref: False)]
+    return [*HEAD_COLUMNS, *fields, *TAIL_COLUMNS]
+
+
+def print_tickets(views: Sequence[Any], schema: TicketSchema, as_json: bool) -> None:
     if as_json:
         for view in views:
             print(json.dumps(view.to_json(), ensure_ascii=False))
@@ -110,17 +149,15 @@ def print_tickets(views: Sequence[Any], as_json: bool) -> None:
     rows = [view.to_json() for view in views]
     for row in rows:
         row["sla_due_at"] = (row["sla_due_at"] or "")[:16].replace("T", " ")
-    print(format_table(rows, TABLE_COLUMNS))
+    print(format_table(rows, table_columns(schema)))
 
 
 def _cmd_tickets(args: argparse.Namespace) -> int:
-    from triage.store.db import ensure_migrated, make_engine, make_sessionmaker
-    from triage.store.tickets import TicketFilter, list_tickets
+    from triage.store.queries import TicketFilter, list_tickets
 
-    engine = make_engine(load_settings().database_url)
-    ensure_migrated(engine)
-    page = list_tickets(make_sessionmaker(engine), TicketFilter(status=args.status, route=args.route))
-    print_tickets(page.items, args.json)
+    app = _app()
+    page = list_tickets(app.sessions, TicketFilter(status=args.status, route=args.route))
+    print_tickets(page.items, app.schema, args.json)
     return 0
 
 
@@ -128,18 +165,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from triage.api.app import create_app
-    from triage.components import Components
-    from triage.store.db import ensure_migrated
 
-    settings = load_settings()
-    parts = Components.build(settings)
-    ensure_migrated(parts.engine)
+    app = _app()
+    settings = app.settings
     where = {"host": args.host or settings.api.host, "port": args.port or settings.api.port,
              "log_level": args.loglevel.lower()}
     if args.workers > 1:  # each worker process builds its own app from the same settings
         uvicorn.run("triage.api.app:create_app", factory=True, workers=args.workers, **where)
     else:
-        uvicorn.run(create_app(parts), **where)
+        uvicorn.run(create_app(app), **where)
     return 0
 
 
@@ -164,28 +198,17 @@ def progress_bar(label: str, stream: IO[str] = sys.stderr) -> Callable[[int, int
     return show
 
 
-def _job_parts() -> Any:
-    from triage.components import Components
-    from triage.store.db import ensure_migrated
-
-    parts = Components.build(load_settings())
-    ensure_migrated(parts.engine)
-    return parts
-
-
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from triage import jobs
-    from triage.tasks import enqueue_extraction, enqueue_fallback
 
-    print(jobs.sweep(_job_parts(), enqueue_extraction, enqueue_fallback, holder="cli").summary())
+    print(jobs.sweep(_app(), holder="cli").summary())
     return 0
 
 
 def _cmd_retry_fallback(args: argparse.Namespace) -> int:
     from triage import jobs
-    from triage.tasks import enqueue_extraction
 
-    report = jobs.retry_fallback(_job_parts(), enqueue_extraction, holder="cli", progress=progress_bar("retry"))
+    report = jobs.retry_fallback(_app(), holder="cli", progress=progress_bar("retry"))
     print(report.summary())
     return 0
 
@@ -194,7 +217,6 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from triage import jobs
-    from triage.tasks import enqueue_extraction
 
     try:
         since = datetime.fromisoformat(args.since) if args.since else None
@@ -205,13 +227,27 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
     selection = jobs.Selection(args.schema_version, args.prompt_version, args.status, since)
     if args.status and not args.since:
         raise SettingsError("--status needs --since (e.g. --status needs_review --since 2026-11-01T00:00Z)")
-    report = jobs.reprocess(_job_parts(), selection, enqueue_extraction, dry_run=args.dry_run,
-                            progress=progress_bar("reprocess"))
+    report = jobs.reprocess(_app(), selection, dry_run=args.dry_run, progress=progress_bar("reprocess"))
     if args.dry_run:
         print(f"would reprocess {len(report.selected)} tickets ({selection.describe()}): "
               + " ".join(map(str, report.selected)))
     else:
         print(report.summary())
+    return 0
+
+
+def _cmd_purge(args: argparse.Namespace) -> int:
+    from triage.retention import parse_cutoff
+    from triage.store.purge import purge_before
+
+    app = _app()
+    try:
+        before = parse_cutoff(args.before, app.clock.now())
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    report = purge_before(app.sessions, before, actor="cli", dry_run=args.dry_run, progress=progress_bar("purge"),
+                          clock=app.clock)
+    print(report.summary())
     return 0
 
 
@@ -224,7 +260,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from triage.evaluation import evaluate_command
 
-    return evaluate_command(args.dataset, Path(args.data), args.limit, args.json)
+    return evaluate_command(args.dataset, Path(args.data) if args.data else None, args.limit, args.json,
+                            chart=Path(args.chart) if args.chart else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,16 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from environment variables and config/triage.toml; see README.md.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    db = sub.add_parser("db", help="database migrations", description="Database migrations (Alembic).")
-    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_sub.add_parser("upgrade", help="apply all migrations", description="Apply all migrations to "
-                      "TRIAGE_DATABASE_URL.").set_defaults(func=_cmd_db_upgrade)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('triage')}")
+    add_db_commands(sub)
 
     worker = sub.add_parser("worker", help="run a Celery worker", description="Run a Celery worker (threads "
                             "pool) that extracts, routes and stores tickets.")
     worker.add_argument("--concurrency", type=int, help="threads (default: worker.concurrency in config)")
     worker.add_argument("--queues", default="triage,fallback", help="comma-separated (default: %(default)s)")
     worker.add_argument("--loglevel", default="INFO", help="default: %(default)s")
+    worker.add_argument("--hostname", help="Celery node name, e.g. worker1@%%h (%%h: this host's name); "
+                        "default: triage-<pid>@<host>, unique per process")
     worker.set_defaults(func=_cmd_worker)
 
     beat = sub.add_parser("beat", help="run the scheduler", description="Run Celery beat: the scheduled "
@@ -300,6 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess.add_argument("--dry-run", action="store_true", help="list the tickets, change nothing")
     reprocess.set_defaults(func=_cmd_reprocess)
 
+    purge = sub.add_parser("purge", help="delete old conversations (retention)", description="Delete the "
+                           "conversations received before DATE whose tickets are finished and unchanged since, with "
+                           "their tickets, attempts, audit events and intake keys. Tickets still in the pipeline are "
+                           "kept. Each purge is logged with its counts in the purges table. The scheduled job does "
+                           "the same for privacy.retention_days.")
+    purge.add_argument("--before", required=True, metavar="DATE", help="an ISO date (midnight UTC) or time with "
+                       "its zone, e.g. 2026-01-01 or 2026-01-01T00:00+08:00")
+    purge.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    purge.set_defaults(func=_cmd_purge)
+
     demo = sub.add_parser("demo", help="run the whole pipeline on sample conversations", description="Migrate "
                           "the database, start a worker, submit the bundled sample conversations, wait, print "
                           "the routed tickets, stop the worker. Uses MiMo when MIMO_API_KEY is set, otherwise "
@@ -311,21 +358,28 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run an extractor over a labelled public data set and print "
                               "accuracy figures.")
     evaluate.add_argument("dataset", help="banking77, bitext, stc3-cn, stc3-en, stc3 (both) or all")
-    evaluate.add_argument("--data", default="../shared/data", help="folder holding the data sets "
-                          "(default: %(default)s)")
+    evaluate.add_argument("--data", help="folder holding banking77/, bitext/ and stc3/ (default: "
+                          "TRIAGE_EVAL_DATA)")
     evaluate.add_argument("--limit", type=int, help="an evenly spaced sample of N rows per data set")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--chart", metavar="FILE", help="also draw the confusion matrices as a PNG (needs "
+                          "the charts extra: pip install 'triage[charts]')")
     evaluate.set_defaults(func=_cmd_evaluate)
     return parser
+
+
+def exit_status(exc: TriageError) -> int:
+    """2 when the user must fix the configuration or the database first, else 1."""
+    return EXIT_FIX_SETUP if isinstance(exc, ConfigError | DatabaseNotReadyError) else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (SettingsError, SchemaFileError, DatabaseNotReadyError) as exc:
+    except TriageError as exc:
         print(f"triage: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     except KeyboardInterrupt:
         return 130
 

@@ -14,11 +14,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
+from triage.app import App
 from triage.processes import stop_gracefully
-from triage.settings import Settings, load_settings
+from triage.settings import load_settings
+from triage.tickets.states import FINISHED
 
 SAMPLES = Path(__file__).with_name("demo_conversations.jsonl")
 POLL_SECONDS = 0.5
@@ -55,17 +56,14 @@ def _samples(run_stamp: str) -> list[dict[str, object]]:
     return rows
 
 
-def _wait(settings: Settings, ticket_ids: list[int], timeout: float, worker: subprocess.Popen[bytes]) -> bool:
-    from triage.store.db import make_engine, make_sessionmaker
-    from triage.store.models import FINISHED_STATUSES
-    from triage.store.tickets import TicketFilter, list_tickets
+def _wait(app: App, ticket_ids: list[int], timeout: float, worker: subprocess.Popen[bytes]) -> bool:
+    from triage.store.queries import TicketFilter, list_tickets
 
-    sessions = make_sessionmaker(make_engine(settings.database_url))
     deadline = time.monotonic() + timeout
     done = -1
     while time.monotonic() < deadline and worker.poll() is None:
-        views = list_tickets(sessions, TicketFilter(ids=ticket_ids)).items
-        finished = sum(view.status in FINISHED_STATUSES for view in views)
+        views = list_tickets(app.sessions, TicketFilter(ids=ticket_ids)).items
+        finished = sum(view.status in FINISHED for view in views)
         if finished != done:
             done = finished
             print(f"  {done}/{len(ticket_ids)} tickets finished", file=sys.stderr)
@@ -78,26 +76,21 @@ def _wait(settings: Settings, ticket_ids: list[int], timeout: float, worker: sub
 def run_demo(timeout: float) -> int:
     """Run the demo; 0 when every sample was triaged in time."""
     from triage.cli import print_tickets
-    from triage.components import Components
     from triage.intake.submission import accept, parse_submission
     from triage.store.db import upgrade
-    from triage.store.tickets import TicketFilter, list_tickets
+    from triage.store.queries import TicketFilter, list_tickets
 
     env, which = _demo_environment()
-    os.environ["TRIAGE_EXTRACTOR"] = env["TRIAGE_EXTRACTOR"]
-    settings = load_settings(env)
+    app = App.build(load_settings(env))
     print(f"triage demo: extracting with {which}", file=sys.stderr)
-    upgrade(settings.database_url)
-    from triage.tasks import enqueue_extraction
-
-    parts = Components.build(settings)
+    upgrade(app.settings.database_url)
     with _worker(env) as worker:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        ids = [accept(parts.sessions, parse_submission(row), enqueue_extraction).ticket_id
+        stamp = app.clock.now().strftime("%Y%m%dT%H%M%S")
+        ids = [accept(app.sessions, parse_submission(row), app.publisher.extraction, app.clock.now()).ticket_id
                for row in _samples(stamp)]
         print(f"submitted {len(ids)} conversations; waiting for the worker", file=sys.stderr)
-        finished = _wait(settings, ids, timeout, worker)
-    print_tickets(list_tickets(parts.sessions, TicketFilter(ids=ids)).items, as_json=False)
+        finished = _wait(app, ids, timeout, worker)
+    print_tickets(list_tickets(app.sessions, TicketFilter(ids=ids)).items, app.schema, as_json=False)
     if not finished:
         print(f"triage demo: not every ticket finished within {timeout:.0f}s; see var/demo-worker.log",
               file=sys.stderr)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from triage.charts import ChartsUnavailableError, ConfusionMatrix, confusion_matrices_png
 from triage.conversation import Conversation, Message
 from triage.extraction.types import ExtractionResult
 from triage.schema import TicketSchema
@@ -47,6 +48,8 @@ DATASET_GROUPS: dict[str, tuple[str, ...]] = {"stc3": ("stc3-cn", "stc3-en"), "a
 PROBLEM_TYPES: tuple[str, ...] = ("device_fault", "consult", "complaint", "other")
 #: What a row predicts when the extractor raised or returned no ticket.
 NO_TICKET = "<no ticket>"
+#: The ticket field the data sets' own labels are mapped to (the tables below); accuracy scores it.
+LABEL_FIELD = "problem_type"
 
 # --------------------------------------------------------------------------------------------
 # Label mappings (approximations: see the module docstring)
@@ -313,9 +316,10 @@ class EvaluationReport:
     excluded: dict[str, int]
     unknown_labels: dict[str, int]
     confusion: dict[str, dict[str, int]]
+    #: Predicted values per enum field of the schema.
     distributions: dict[str, dict[str, int]]
-    device_model_found: int
-    requirements_found: int
+    #: How many tickets had each other field filled (not null, not empty).
+    filled: dict[str, int]
     seconds: float
     limit: int | None = None
     error_examples: list[str] = field(default_factory=list)
@@ -374,8 +378,7 @@ class EvaluationReport:
             } if self.labelled else {},
             "confusion": {gold: dict(row) for gold, row in self.confusion.items()} if self.labelled else {},
             "distributions": {name: dict(counts) for name, counts in self.distributions.items()},
-            "device_model_found": self.device_model_found,
-            "requirements_found": self.requirements_found,
+            "filled": dict(self.filled),
             "seconds": round(self.seconds, 3),
         }
 
@@ -398,10 +401,9 @@ class EvaluationReport:
             shown = ", ".join(f"{value} {count} ({_pct(_ratio(count, self.evaluated))})"
                               for value, count in counts.items())
             lines.append(f"predicted {name}: {shown}")
-        lines.append(f"device_model found: {self.device_model_found} "
-                     f"({_pct(_ratio(self.device_model_found, self.evaluated))}); user_requirements "
-                     f"non-empty: {self.requirements_found} "
-                     f"({_pct(_ratio(self.requirements_found, self.evaluated))})")
+        if self.filled:
+            lines.append("filled: " + "; ".join(f"{name} {count} ({_pct(_ratio(count, self.evaluated))})"
+                                                for name, count in self.filled.items()))
         per_item = f"{1000 * self.seconds / self.evaluated:.2f} ms per item" if self.evaluated else "-"
         lines.append(f"time: {self.seconds:.2f} s ({per_item})")
         if self.labelled:
@@ -464,8 +466,10 @@ def evaluate(dataset: str, path: Path, extractor: Extractor, *, limit: int | Non
     samples = spread(loaded.samples, limit)
     schema = _schema_of(extractor, schema)
     confusion: dict[str, Counter[str]] = {}
-    distributions: dict[str, Counter[str]] = {"problem_type": Counter(), "urgent_level": Counter()}
-    valid = errors = models = requirements = 0
+    enums = [name for name, node in (schema.properties if schema else {}).items() if "enum" in node]
+    distributions: dict[str, Counter[str]] = {name: Counter() for name in enums or [LABEL_FIELD]}
+    filled: Counter[str] = Counter()
+    valid = errors = 0
     error_examples: list[str] = []
     predictions: dict[str, str] = {}
     started = time.perf_counter()
@@ -478,13 +482,13 @@ def evaluate(dataset: str, path: Path, extractor: Extractor, *, limit: int | Non
             if len(error_examples) < 5:
                 error_examples.append(f"{type(exc).__name__}: {exc}"[:300])
         valid += _is_valid(ticket, schema)
-        predicted = str(ticket.get("problem_type", NO_TICKET)) if ticket is not None else NO_TICKET
+        predicted = str(ticket.get(LABEL_FIELD, NO_TICKET)) if ticket is not None else NO_TICKET
         if ticket is not None:
-            for name, counts in distributions.items():
-                if name in ticket:
-                    counts[str(ticket[name])] += 1
-            models += ticket.get("device_model") not in (None, "")
-            requirements += bool(ticket.get("user_requirements"))
+            for name, value in ticket.items():
+                if name in distributions:
+                    distributions[name][str(value)] += 1
+                elif value not in (None, "", [], {}):
+                    filled[name] += 1
         predictions[sample.key] = predicted
         if sample.gold is not None:
             confusion.setdefault(sample.gold, Counter())[predicted] += 1
@@ -497,7 +501,7 @@ def evaluate(dataset: str, path: Path, extractor: Extractor, *, limit: int | Non
         unknown_labels=dict(loaded.unknown),
         confusion={gold: dict(row) for gold, row in confusion.items()},
         distributions={name: _ordered(counts) for name, counts in distributions.items() if counts},
-        device_model_found=models, requirements_found=requirements, seconds=seconds, limit=limit,
+        filled=dict(filled), seconds=seconds, limit=limit,
         error_examples=error_examples, predictions=predictions,
     )
 
@@ -540,13 +544,37 @@ def _progress_printer(name: str, stream: IO[str]) -> Callable[[int, int], None] 
     return show
 
 
-def evaluate_command(dataset: str, data: Path, limit: int | None = None, as_json: bool = False, *,
-                     extractor: Extractor | None = None, out: IO[str] | None = None,
-                     err: IO[str] | None = None) -> int:
+def confusion_matrix(report: EvaluationReport) -> ConfusionMatrix:
+    """A labelled report's confusion matrix, classes in the report's order."""
+    classes = report.classes
+    counts = [[report.confusion.get(gold, {}).get(predicted, 0) for predicted in classes] for gold in classes]
+    return ConfusionMatrix(f"{report.dataset}: problem_type", classes, classes, counts)
+
+
+def write_chart(reports: Mapping[str, EvaluationReport], path: Path) -> None:
+    """The confusion matrices of the labelled ``reports`` as one PNG (needs the ``charts`` extra)."""
+    labelled = [report for report in reports.values() if report.labelled]
+    if not labelled:
+        raise ValueError(f"--chart: {', '.join(reports)} has no labels, so no confusion matrix; "
+                         "use banking77 or bitext")
+    confusion_matrices_png([confusion_matrix(report) for report in labelled], path)
+
+
+def _data_from_settings() -> Path | None:
+    from triage.settings import load_settings
+
+    return load_settings().evaluation.data
+
+
+def evaluate_command(dataset: str, data: Path | None, limit: int | None = None, as_json: bool = False, *,
+                     chart: Path | None = None, extractor: Extractor | None = None,
+                     out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """``triage evaluate DATASET``: run the rules extractor (default) and print the report(s).
 
     ``dataset`` may be a group (``stc3``, ``all``); with both stc3 files the cn/en agreement is
-    printed too. Returns the exit status: 0, or 2 for an unknown name or a missing file.
+    printed too. ``data`` is the folder holding the sets (default: ``TRIAGE_EVAL_DATA``);
+    ``chart`` a PNG file for the confusion matrices. Returns the exit status: 0, or 2 for an
+    unknown name, no data folder, a missing file or a chart that cannot be drawn.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -554,6 +582,11 @@ def evaluate_command(dataset: str, data: Path, limit: int | None = None, as_json
         names = resolve_datasets(dataset)
     except ValueError as exc:
         print(f"triage evaluate: {exc}", file=err)
+        return 2
+    data = data or _data_from_settings()
+    if data is None:
+        print("triage evaluate: no data folder: give --data DIR or set TRIAGE_EVAL_DATA to the folder holding "
+              "banking77/, bitext/ and stc3/", file=err)
         return 2
     if extractor is None:
         from triage.extraction.rules import RulesExtractor
@@ -565,9 +598,16 @@ def evaluate_command(dataset: str, data: Path, limit: int | None = None, as_json
         try:
             reports[name] = evaluate(name, data, extractor, limit=limit, progress=_progress_printer(name, err))
         except (FileNotFoundError, json.JSONDecodeError, KeyError, csv.Error) as exc:
-            print(f"triage evaluate: {name}: cannot read the data set: {exc} (point --data at the folder "
-                  "holding banking77/, bitext/ and stc3/)", file=err)
+            print(f"triage evaluate: {name}: cannot read the data set: {exc} (point --data or "
+                  "TRIAGE_EVAL_DATA at the folder holding banking77/, bitext/ and stc3/)", file=err)
             return 2
+    if chart is not None:
+        try:
+            write_chart(reports, chart)
+        except (ValueError, ChartsUnavailableError) as exc:
+            print(f"triage evaluate: {exc}", file=err)
+            return 2
+        print(f"triage evaluate: confusion matrix written to {chart}", file=err)
     pair = ("stc3-cn", "stc3-en")
     same, shared = agreement(reports[pair[0]], reports[pair[1]]) if set(pair) <= set(reports) else (0, 0)
     if as_json:

@@ -6,11 +6,12 @@
   transient (API down, rate limited, timing out), after a delay.
 - :func:`reprocess`: a new extraction for tickets made with a given schema or prompt version,
   or with a status since a time; never for a ticket a person corrected.
+- :func:`purge_expired`: the retention purge (``privacy.retention_days``), when it is on.
 
 Each job takes its lock first (:func:`triage.store.jobs.try_lock`), so two beats never run it
-twice. Publishing goes through the callables passed in, after each ticket's commit::
+twice, and publishes each ticket after its commit::
 
-    report = sweep(parts, publish_extraction, publish_fallback, holder="cli")
+    report = sweep(app, holder="cli")
 """
 
 from __future__ import annotations
@@ -20,18 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from triage.components import Components
-from triage.store import review, service
+from triage import retention
+from triage.app import App
+from triage.store import queries
 from triage.store.jobs import try_lock
-from triage.store.models import FALLBACK, utcnow
+from triage.tickets import lifecycle
+from triage.tickets.states import EventKind, Status
 
-Publish = Callable[[int], None]
 Progress = Callable[[int, int], None]
-SWEEP, RETRY_FALLBACK, REPROCESS = "sweep-stuck", "retry-fallback", "reprocess"
+SWEEP, RETRY_FALLBACK, REPROCESS, PURGE = "sweep-stuck", "retry-fallback", "reprocess", "purge-expired"
+HOLDER_MAX_CHARS = 48
 
 
 def default_holder() -> str:
-    return socket.gethostname()[:48]
+    return socket.gethostname()[:HOLDER_MAX_CHARS]
 
 
 @dataclass
@@ -51,46 +54,48 @@ class JobReport:
         return text + (f", {len(self.poisoned)} poisoned" if self.poisoned else "")
 
 
-def _locked(parts: Components, job: str, holder: str, interval: float) -> bool:
-    return try_lock(parts.sessions, job, holder, interval * parts.settings.jobs.lock_share)
+def _locked(app: App, job: str, holder: str | None, interval: float) -> bool:
+    return try_lock(app.sessions, job, holder or default_holder(), interval * app.settings.jobs.lock_share,
+                    app.clock.now())
 
 
-def sweep(parts: Components, publish_extraction: Publish, publish_fallback: Publish, *,
-          holder: str | None = None) -> JobReport:
+def sweep(app: App, *, holder: str | None = None) -> JobReport:
     """Re-publish stuck tickets (once per threshold); poison those past ``jobs.max_requeues``."""
-    worker = parts.settings.worker
-    if not _locked(parts, SWEEP, holder or default_holder(), worker.sweep_interval_seconds):
+    worker = app.settings.worker
+    if not _locked(app, SWEEP, holder, worker.sweep_interval_seconds):
         return JobReport(SWEEP, ran=False)
-    result = service.requeue_stuck(parts.sessions, timedelta(seconds=worker.stuck_after_seconds),
-                                   parts.settings.jobs.max_requeues, parts.router.fallback(utcnow()))
+    now = app.clock.now()
+    result = lifecycle.sweep(app.sessions, now, timedelta(seconds=worker.stuck_after_seconds),
+                             app.settings.jobs.max_requeues, app.router.fallback(now))
     for ticket in result.requeued:
-        (publish_fallback if ticket.status == FALLBACK else publish_extraction)(ticket.ticket_id)
+        publish = app.publisher.fallback if ticket.status == Status.FALLBACK else app.publisher.extraction
+        publish(ticket.ticket_id)
     ids = [t.ticket_id for t in result.requeued]
     return JobReport(SWEEP, selected=ids + result.poisoned, requeued=ids, poisoned=result.poisoned)
 
 
-def _requeue_each(parts: Components, report: JobReport, publish: Publish, progress: Progress | None,
-                  kind: str, *, fallback_retry: bool = False) -> JobReport:
-    allowed = ("needs_review",) if fallback_retry else review.REPROCESSABLE
+def _reextract_each(app: App, report: JobReport, progress: Progress | None, kind: EventKind, *,
+                    fallback_retry: bool = False) -> JobReport:
+    only_from = (Status.NEEDS_REVIEW,) if fallback_retry else (Status.ROUTED, Status.NEEDS_REVIEW)
     for done, ticket_id in enumerate(report.selected, start=1):
-        if review.requeue(parts.sessions, ticket_id, kind, kind, allowed=allowed, fallback_retry=fallback_retry):
-            publish(ticket_id)
+        if lifecycle.reextract(app.sessions, ticket_id, kind, app.clock.now(), only_from=only_from,
+                               fallback_retry=fallback_retry):
+            app.publisher.extraction(ticket_id)
             report.requeued.append(ticket_id)
         if progress:
             progress(done, len(report.selected))
     return report
 
 
-def retry_fallback(parts: Components, publish: Publish, *, holder: str | None = None,
-                   progress: Progress | None = None) -> JobReport:
+def retry_fallback(app: App, *, holder: str | None = None, progress: Progress | None = None) -> JobReport:
     """One fresh LLM pass for transient failures older than ``jobs.retry_fallback_after_seconds``."""
-    jobs = parts.settings.jobs
-    if not _locked(parts, RETRY_FALLBACK, holder or default_holder(), jobs.retry_fallback_interval_seconds):
+    jobs = app.settings.jobs
+    if not _locked(app, RETRY_FALLBACK, holder, jobs.retry_fallback_interval_seconds):
         return JobReport(RETRY_FALLBACK, ran=False)
-    ids = review.transient_failures(parts.sessions, jobs.transient_reasons,
-                                    timedelta(seconds=jobs.retry_fallback_after_seconds))
-    return _requeue_each(parts, JobReport(RETRY_FALLBACK, selected=ids), publish, progress, RETRY_FALLBACK,
-                         fallback_retry=True)
+    cutoff = app.clock.now() - timedelta(seconds=jobs.retry_fallback_after_seconds)
+    ids = queries.transient_failures(app.sessions, jobs.transient_reasons, cutoff)
+    return _reextract_each(app, JobReport(RETRY_FALLBACK, selected=ids), progress, EventKind.RETRY_FALLBACK,
+                           fallback_retry=True)
 
 
 @dataclass(frozen=True)
@@ -107,12 +112,19 @@ class Selection:
         return ", ".join(parts) or "(nothing)"
 
 
-def reprocess(parts: Components, selection: Selection, publish: Publish, *, dry_run: bool = False,
+def reprocess(app: App, selection: Selection, *, dry_run: bool = False,
               progress: Progress | None = None) -> JobReport:
     """Re-extract the selected tickets (``dry_run``: only list them)."""
-    ids = review.select_for_reprocess(parts.sessions, schema_version=selection.schema_version,
-                                      prompt_version=selection.prompt_version, status=selection.status,
-                                      since=selection.since)
+    ids = queries.select_for_reprocess(app.sessions, schema_version=selection.schema_version,
+                                       prompt_version=selection.prompt_version, status=selection.status,
+                                       since=selection.since)
     report = JobReport(REPROCESS, selected=ids)
-    return report if dry_run else _requeue_each(parts, report, publish, progress, REPROCESS)
+    return report if dry_run else _reextract_each(app, report, progress, EventKind.REPROCESS)
 
+
+def purge_expired(app: App, *, holder: str | None = None) -> str:
+    """Delete conversations past ``privacy.retention_days`` (nothing when it is unset); a summary line."""
+    if not _locked(app, PURGE, holder, app.settings.jobs.purge_interval_seconds):
+        return f"{PURGE}: skipped, another run holds the lock"
+    report = retention.purge_expired(app.sessions, app.settings, app.clock)
+    return f"{PURGE}: retention off" if report is None else report.summary()

@@ -1,20 +1,32 @@
 """Routing: ordered rules from config turn a ticket's fields into a route, a priority and an SLA.
 
 The first rule whose ``when`` matches wins; a ticket no rule matches, and every ticket that
-ended in the fallback queue, goes to the configured fallback target (``manual-review``).
+ended in the fallback queue, goes to the configured fallback target (``manual-review``). A rule
+may name any field of the ticket schema; :class:`Router` checks every rule against the schema
+when it is built, so a rule naming an unknown field or a value the field cannot hold stops
+start-up with :class:`RuleError` naming the rule.
 
 >>> from datetime import datetime, timezone
+>>> from triage.schema import TicketSchema
 >>> from triage.settings import RouteRule, RouteTarget, RoutingSettings
+>>> schema = TicketSchema.from_dict({"type": "object", "properties": {
+...     "problem_type": {"enum": ["consult", "device_fault"]}}})
 >>> router = Router(RoutingSettings(
 ...     rules=[RouteRule(when={"problem_type": "consult"}, route="general-inquiries",
 ...                      priority="P3", sla_hours=24)],
-...     fallback=RouteTarget(route="manual-review", priority="P2", sla_hours=4)))
+...     fallback=RouteTarget(route="manual-review", priority="P2", sla_hours=4)), schema)
 >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
 >>> decision = router.route({"problem_type": "consult"}, now)
 >>> decision.route, decision.priority, decision.sla_due_at.isoformat()
 ('general-inquiries', 'P3', '2026-01-02T00:00:00+00:00')
 >>> router.route({"problem_type": "device_fault"}, now).matched
 False
+>>> Router(RoutingSettings(rules=[RouteRule(when={"sentiment": "negative"}, route="care", priority="P2",
+...                                          sla_hours=8)]), schema)
+Traceback (most recent call last):
+...
+triage.routing.RuleError: routing.rules[0] (route 'care'): when.sentiment: not a field of the ticket schema \
+(its fields: problem_type)
 """
 
 from __future__ import annotations
@@ -23,7 +35,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from triage.settings import RouteRule, RouteTarget, RoutingSettings
+from triage.errors import ConfigError
+from triage.schema import TicketSchema
+from triage.settings import RouteRule, RouteTarget, RoutingSettings, RuleValue
+
+
+class RuleError(ConfigError):
+    """A routing rule names a field the schema lacks, or a value the field cannot hold."""
 
 
 @dataclass(frozen=True)
@@ -34,12 +52,18 @@ class RouteDecision:
     matched: bool
 
 
+def _same(expected: RuleValue, actual: object) -> bool:
+    """Equal and of the same kind (``True`` is not ``1`` here)."""
+    return expected == actual and isinstance(expected, bool) == isinstance(actual, bool)
+
+
+def _allowed(rule_value: RuleValue | list[RuleValue]) -> list[RuleValue]:
+    return rule_value if isinstance(rule_value, list) else [rule_value]
+
+
 def _matches(rule: RouteRule, fields: dict[str, Any]) -> bool:
-    for key, expected in rule.when.items():
-        allowed = expected if isinstance(expected, list) else [expected]
-        if fields.get(key) not in allowed:
-            return False
-    return True
+    return all(any(_same(value, fields.get(key)) for value in _allowed(expected))
+               for key, expected in rule.when.items())
 
 
 def _decide(target: RouteTarget, now: datetime, matched: bool) -> RouteDecision:
@@ -47,10 +71,25 @@ def _decide(target: RouteTarget, now: datetime, matched: bool) -> RouteDecision:
     return RouteDecision(target.route, target.priority, due, matched)
 
 
-class Router:
-    """Applies the routing rules of :class:`~triage.settings.RoutingSettings`."""
+def check_rules(settings: RoutingSettings, schema: TicketSchema) -> None:
+    """Raise :class:`RuleError` for the first rule naming an unknown field or a value its field cannot hold."""
+    for index, rule in enumerate(settings.rules):
+        where = f"routing.rules[{index}] (route {rule.route!r})"
+        for name, expected in rule.when.items():
+            if name not in schema.properties:
+                known = ", ".join(schema.properties)
+                raise RuleError(f"{where}: when.{name}: not a field of the ticket schema (its fields: {known})")
+            for value in _allowed(expected):
+                issues = schema.field_issues(name, value)
+                if issues:
+                    raise RuleError(f"{where}: when.{name}={value!r}: {issues[0]}")
 
-    def __init__(self, settings: RoutingSettings) -> None:
+
+class Router:
+    """Applies the routing rules of :class:`~triage.settings.RoutingSettings`, checked against ``schema``."""
+
+    def __init__(self, settings: RoutingSettings, schema: TicketSchema) -> None:
+        check_rules(settings, schema)
         self.settings = settings
 
     def route(self, fields: dict[str, Any], now: datetime) -> RouteDecision:

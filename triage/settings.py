@@ -19,6 +19,7 @@ Any bad value stops start-up with :class:`SettingsError`, naming the key and the
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,13 +36,16 @@ from pydantic import (
     model_validator,
 )
 
+from triage.errors import ConfigError
+from triage.resources import CONFIG_DIR
+
 DEFAULT_CONFIG_PATH = Path("config/triage.toml")
-#: The config shipped with the source tree, used when the working directory has no config/.
-SHIPPED_CONFIG_PATH = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_PATH
+#: The config shipped with the package, used when the working directory has no config/.
+SHIPPED_CONFIG_PATH = CONFIG_DIR / DEFAULT_CONFIG_PATH.name
 VAR_DIR = Path("var")
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """A setting is missing or invalid; the message names the key and what to do."""
 
 
@@ -71,12 +75,29 @@ class ExtractionSettings(_Section):
     circuit_open_seconds: float = Field(60.0, gt=0)
     #: How long a model that answered 404 is skipped.
     retired_model_seconds: float = Field(3600.0, gt=0)
+    #: A suspected injection whose answer would put the ticket on a P1 route goes to review instead.
+    injection_review: bool = True
+    #: Injection patterns, name -> regular expression over folded customer text; empty: the shipped
+    #: ones (triage.extraction.injection_patterns). A non-empty table replaces them.
+    injection_patterns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("injection_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: dict[str, str]) -> dict[str, str]:
+        for name, pattern in patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {name!r} is not a valid regular expression: {exc}") from None
+        return patterns
 
 
 class PrivacySettings(_Section):
     """What is redacted from the text sent to the LLM API (the stored conversation keeps all).
 
     ``redact_pii`` switches redaction off altogether; the others switch one kind each.
+    ``retention_days``: conversations (with their tickets, attempts and events) older than this
+    are purged by the scheduled retention job; ``None`` (the default) keeps everything.
     """
 
     redact_pii: bool = True
@@ -84,6 +105,13 @@ class PrivacySettings(_Section):
     phones: bool = True
     cards: bool = True
     id_numbers: bool = True
+    retention_days: int | None = Field(None, ge=1)
+
+
+class EvaluationSettings(_Section):
+    """``triage evaluate``: where the labelled public data sets are (``TRIAGE_EVAL_DATA``)."""
+
+    data: Path | None = None
 
 
 class RetrySettings(_Section):
@@ -112,6 +140,8 @@ class JobSettings(_Section):
     transient_reasons: list[str] = Field(default_factory=lambda: [
         "retries_exhausted", "api_error", "api_error_429", "api_error_500", "api_error_502", "api_error_503",
         "api_error_504"])
+    #: How often beat runs the retention purge (it does nothing unless ``privacy.retention_days`` is set).
+    purge_interval_seconds: float = Field(3600, gt=0)
     #: The share of a job's interval its lock is held, so a second beat's run of the same slot is skipped.
     lock_share: float = Field(0.9, gt=0, le=1)
 
@@ -122,10 +152,15 @@ class RouteTarget(_Section):
     sla_hours: float = Field(gt=0)
 
 
-class RouteRule(RouteTarget):
-    """Matches when every ``when`` field equals the value (or one of the listed values)."""
+#: A value a routing rule can ask a field to have (TOML has no null).
+RuleValue = str | int | float | bool
 
-    when: dict[str, str | list[str]] = Field(default_factory=dict)
+
+class RouteRule(RouteTarget):
+    """Matches when every ``when`` field (any field of the ticket schema) equals the value, or one of the listed
+    values; checked against the schema at start-up (:func:`triage.routing.check_rules`)."""
+
+    when: dict[str, RuleValue | list[RuleValue]] = Field(default_factory=dict)
 
 
 class RoutingSettings(_Section):
@@ -149,6 +184,8 @@ class ApiSettings(_Section):
     #: Bearer tokens by actor name, from ``TRIAGE_API_TOKENS=name:token,name:token``.
     tokens: dict[str, SecretStr] = Field(default_factory=dict)
     page_size_max: int = Field(200, ge=1)
+    #: Extracted fields ``GET /tickets`` filters on (each must be a field of the ticket schema).
+    filter_fields: list[str] = Field(default_factory=lambda: ["problem_type", "urgent_level"])
 
     @field_validator("tokens", mode="before")
     @classmethod
@@ -229,6 +266,7 @@ class Settings(_Section):
     api: ApiSettings = Field(default_factory=ApiSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
     @field_validator("mimo_api_key")
     @classmethod
@@ -274,6 +312,7 @@ ENV_KEYS: dict[str, str] = {
     "TRIAGE_API_TOKENS": "api.tokens",
     "TRIAGE_RATE_LIMIT_RPM": "rate_limit.rpm_override",
     "TRIAGE_RATE_LIMIT_TPM": "rate_limit.tpm_override",
+    "TRIAGE_EVAL_DATA": "evaluation.data",
 }
 WEBHOOK_SECRET_PREFIX = "TRIAGE_WEBHOOK_SECRET_"
 #: Settings whose values are never echoed in an error.
@@ -294,9 +333,10 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: object, env_name: str)
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
-    schema = data.get("schema")
-    if isinstance(schema, dict) and isinstance(schema.get("path"), str):
-        schema["path"] = str(base / schema["path"])
+    for section, key in (("schema", "path"), ("evaluation", "data")):
+        table = data.get(section)
+        if isinstance(table, dict) and isinstance(table.get(key), str):
+            table[key] = str(base / table[key])
 
 
 def _describe(loc: tuple[int | str, ...], sources: dict[str, str], config_path: Path) -> str:

@@ -37,7 +37,7 @@ from tests.faults.fleet import (
     wait_until,
 )
 from triage.conversation import Conversation
-from triage.store import service
+from triage.intake.receive import submit
 
 SEED = int(os.environ.get("TRIAGE_FAULTS_SEED", "20261125"))
 KILLS = 5
@@ -226,8 +226,8 @@ def test_two_beats_started_at_once_run_each_sweep_once(fleet: FleetFactory, reco
         # A threshold far above the time to drain the queue: "once per threshold" means once here.
         run = fleet("two beats at once", api.base_url, TRIAGE__WORKER__STUCK_AFTER_SECONDS="90")
         for row in rows:  # stored, never published: lost messages only a sweep can recover
-            service.submit_conversation(run.stack.sessions, SOURCE, row["external_id"],
-                                        Conversation.from_text(row["text"]))
+            submit(run.stack.sessions, SOURCE, row["external_id"], Conversation.from_text(row["text"]),
+                   datetime.now(UTC))
         with run.stack.engine.begin() as conn:
             conn.execute(text("UPDATE tickets SET updated_at = now() - interval '1 hour'"))
         worker = run.worker()

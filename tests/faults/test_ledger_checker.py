@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,8 +14,8 @@ from sqlalchemy import text
 from tests.faults.fleet import SOURCE, compute_ledger
 from tests.harness import Stack
 from triage.conversation import Conversation
-from triage.store import service
-from triage.store.models import Attempt, Event, Ticket, utcnow
+from triage.intake.receive import submit
+from triage.store.models import Attempt, Event, Ticket
 from triage.store.models import Conversation as ConversationRow
 
 
@@ -42,7 +43,7 @@ def _finished(stack: Stack, external_id: str) -> int:
     with stack.sessions.begin() as session:
         conversation = ConversationRow(source=SOURCE, external_id=external_id, messages=[], text="broken router",
                                        content_hash="0" * 64)
-        ticket = Ticket(conversation=conversation, status="routed", finished_at=utcnow())
+        ticket = Ticket(conversation=conversation, status="routed", finished_at=datetime.now(UTC))
         session.add_all([conversation, ticket])
         session.flush()
         session.add_all([Attempt(ticket_id=ticket.id, run=1, n=1, model="m", outcome="valid"),
@@ -52,7 +53,7 @@ def _finished(stack: Stack, external_id: str) -> int:
 
 def test_ledger_counts_lost_and_duplicated_work(stack: Stack) -> None:
     ok, twice, late_attempt, late_request = (_finished(stack, f"FLT-0000{i}") for i in range(4))
-    service.submit_conversation(stack.sessions, SOURCE, "FLT-00004", Conversation.from_text("left queued"))
+    submit(stack.sessions, SOURCE, "FLT-00004", Conversation.from_text("left queued"), datetime.now(UTC))
     with stack.engine.begin() as conn:  # a second finish, and an extraction stored after the finish
         conn.execute(text("INSERT INTO events (ticket_id, actor, kind, created_at) VALUES (:t, 'worker', 'routed', "
                           "now())"), {"t": twice})

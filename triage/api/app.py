@@ -1,6 +1,7 @@
 """The HTTP service: webhooks in, dispatch review, health. ``triage serve`` runs it with uvicorn.
 
-Under another ASGI server: ``uvicorn --factory triage.api.app:create_app``.
+Under another ASGI server: ``uvicorn --factory triage.api.app:create_app`` (the app is then built
+from the environment's settings).
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from fastapi.responses import JSONResponse
 from kombu import Connection
 from sqlalchemy import text
 
+from triage import __version__
+from triage.api import errors
 from triage.api.dispatch import dispatch_router
 from triage.api.webhooks import webhook_router
-from triage.components import Components
+from triage.app import App
 from triage.settings import load_settings
 
-HEALTH_TIMEOUT_SECONDS = 3.0
+HEALTH_TIMEOUT_SECONDS = 3
 
 
-def _database_ok(parts: Components) -> str | None:
+def _database_ok(app: App) -> str | None:
     try:
-        with parts.engine.connect() as connection:
+        with app.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means "down"; the reason goes in the answer
         return f"{type(exc).__name__}: {exc}"
@@ -39,25 +42,24 @@ def _broker_ok(broker_url: str) -> str | None:
     return None
 
 
-def create_app(parts: Components | None = None, enqueue: Callable[[int], None] | None = None) -> FastAPI:
-    """The app for ``parts`` (default: from the settings), publishing with ``enqueue``."""
-    if parts is None:
-        parts = Components.build(load_settings())
-    if enqueue is None:
-        from triage.tasks import enqueue_extraction_or_log
+def create_app(app: App | None = None, publish: Callable[[int], None] | None = None) -> FastAPI:
+    """The HTTP service for ``app`` (default: built from the settings), publishing with ``publish``
+    (default: the app's publisher, logging a broker outage for the sweep to repair)."""
+    if app is None:
+        app = App.build(load_settings())
+    publish = publish or app.publisher.extraction_or_log
+    api = FastAPI(title="triage", summary="Customer-service ticket triage: webhooks in, dispatch review out.",
+                  version=__version__)
+    errors.install(api)
+    api.include_router(webhook_router(app, publish))
+    api.include_router(dispatch_router(app, publish))
 
-        enqueue = enqueue_extraction_or_log
-    app = FastAPI(title="triage", summary="Customer-service ticket triage: webhooks in, dispatch review out.",
-                  version="0.1.0")
-    app.include_router(webhook_router(parts, enqueue))
-    app.include_router(dispatch_router(parts, enqueue))
-
-    @app.get("/healthz", tags=["health"], summary="200 when the database and the broker are reachable")
+    @api.get("/healthz", tags=["health"], summary="200 when the database and the broker are reachable")
     def healthz() -> Any:
-        problems = {name: reason for name, reason in (("database", _database_ok(parts)),
-                                                      ("broker", _broker_ok(parts.settings.broker_url))) if reason}
+        problems = {name: reason for name, reason in (("database", _database_ok(app)),
+                                                      ("broker", _broker_ok(app.settings.broker_url))) if reason}
         if problems:
             return JSONResponse({"status": "down", "down": problems}, status_code=503)
         return {"status": "ok"}
 
-    return app
+    return api

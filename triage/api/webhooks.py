@@ -16,9 +16,9 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from triage.components import Components
+from triage.app import App
 from triage.intake.inbound import accept_inbound
-from triage.intake.platforms import PLATFORMS, Ignored, WebhookError, get_platform
+from triage.intake.platforms import PLATFORMS, Ignored, get_platform
 
 JSON_TYPES = ("application/json",)
 
@@ -42,9 +42,9 @@ async def read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def webhook_router(parts: Components, enqueue: Callable[[int], None]) -> APIRouter:
+def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     router = APIRouter(tags=["webhooks"])
-    hooks = parts.settings.webhooks
+    hooks = app.settings.webhooks
 
     def platform_for(source: str) -> tuple[Any, str | None]:
         if source not in PLATFORMS:
@@ -68,13 +68,10 @@ def webhook_router(parts: Components, enqueue: Callable[[int], None]) -> APIRout
         if not _is_json(request.headers.get("content-type")):
             raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
         body = await read_capped(request, hooks.max_body_bytes)
-        try:
-            result = platform.receive(dict(request.headers), body, secret, now=time.time())
-        except WebhookError as exc:
-            raise HTTPException(exc.status, exc.reason) from None
+        result = platform.receive(dict(request.headers), body, secret, now=time.time())
         if isinstance(result, Ignored):
             return JSONResponse({"ignored": result.reason}, status_code=status.HTTP_200_OK)
-        received = await run_in_threadpool(accept_inbound, parts.sessions, result, enqueue)
+        received = await run_in_threadpool(accept_inbound, app.sessions, result, publish, app.clock.now())
         return {"ticket_id": received.ticket_id, "status": received.status, "duplicate": received.duplicate}
 
     return router

@@ -25,13 +25,12 @@ from triage.extraction.parse import ParseError, is_truncated, parse_json_object
 from triage.extraction.prompt import ChatMessage, TicketPrompt
 from triage.extraction.redact import redact_conversation
 from triage.extraction.trim import Trimmed, trim
-from triage.extraction.types import APIError, Attempt, ExtractionResult, Outcome, RateLimitedError
+from triage.extraction.types import APIError, Attempt, ExtractionFailure, ExtractionResult, Outcome, RateLimitedError
 from triage.schema import TicketSchema
 from triage.settings import ExtractionSettings, PrivacySettings
 
 logger = logging.getLogger(__name__)
 
-FAILURE_INVALID = "invalid_after_attempts"
 BUDGET_GROWTH = 2
 #: A rate limiter's ``acquire(model, tokens) -> seconds to wait`` (0: go), e.g. triage.ratelimit's.
 Acquire = Callable[[str, int], float]
@@ -115,7 +114,7 @@ class LLMExtractor:
             if ticket is not None:
                 return self._result(made, ticket, model)
         result = self._result(made, None, made[-1].model if made else self.models.pick())
-        result.failure_reason = FAILURE_INVALID
+        result.failure_reason = ExtractionFailure.INVALID_AFTER_ATTEMPTS
         result.failure_detail = last_error([*prior, *made])
         return result
 

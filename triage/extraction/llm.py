@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any
 
 import openai
@@ -29,8 +30,6 @@ from triage.extraction.types import APIError, Attempt, FatalAPIError, RetryableA
 from triage.settings import ExtractionSettings, Settings, SettingsError
 
 JSON_OBJECT = {"type": "json_object"}
-RATE_LIMITED = 429
-SERVER_ERROR = 500
 MILLISECONDS = 1000
 
 
@@ -168,7 +167,8 @@ def classify_error(exc: openai.APIError, attempt: Attempt) -> APIError:
         return RetryableAPIError(message, [attempt])
     status = exc.status_code
     retry_after = parse_retry_after(exc.response.headers)
-    error_class = RetryableAPIError if status == RATE_LIMITED or status >= SERVER_ERROR else FatalAPIError
+    retryable = status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR
+    error_class = RetryableAPIError if retryable else FatalAPIError
     return error_class(message, [attempt], status_code=status, retry_after=retry_after)
 
 

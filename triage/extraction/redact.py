@@ -45,7 +45,7 @@ PLACEHOLDERS = {"email": "[EMAIL]", "id_number": "[ID_NUMBER]", "phone": "[PHONE
 
 #: One-to-one character folding used for *matching only* (positions stay aligned with the
 #: original): full-width digits, letters, at, plus, minus, parentheses, full stop, and wide spaces become ASCII.
-_FOLD = {
+_FOLD: dict[int, int | str] = {
     **{0xFF10 + i: ord("0") + i for i in range(10)},
     **{0xFF21 + i: ord("A") + i for i in range(26)},
     **{0xFF41 + i: ord("a") + i for i in range(26)},

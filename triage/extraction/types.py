@@ -7,7 +7,10 @@ and decide what to do with an :class:`ExtractionResult` or an :class:`APIError`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
+
+from triage.errors import ExtractionError
 
 Outcome = Literal["valid", "invalid", "unparseable", "truncated", "api_error"]
 
@@ -30,18 +33,25 @@ class Attempt:
     status_code: int | None = None
 
 
+class ExtractionFailure(StrEnum):
+    """Why an extractor returned no ticket (ticket statuses and fallback reasons: :mod:`triage.tickets.states`)."""
+
+    INVALID_AFTER_ATTEMPTS = "invalid_after_attempts"  # every answer was unparseable, invalid or cut off
+    RULES_INVALID = "rules_invalid"                    # the rules extractor could not fill the schema
+
+
 @dataclass
 class ExtractionResult:
     """What an extractor produced for one conversation.
 
     ``ticket`` holds only schema fields and is valid, or is ``None`` with ``failure_reason``
-    saying why (e.g. ``invalid_after_attempts``). ``attempts`` are the calls made in this run.
+    saying why. ``attempts`` are the calls made in this run.
     """
 
     extractor: Literal["llm", "rules"]
     ticket: dict[str, Any] | None
     attempts: list[Attempt] = field(default_factory=list)
-    failure_reason: str | None = None
+    failure_reason: ExtractionFailure | None = None
     failure_detail: str | None = None
     model: str | None = None
     schema_version: str | None = None
@@ -54,7 +64,7 @@ class ExtractionResult:
         return self.ticket is not None
 
 
-class APIError(Exception):
+class APIError(ExtractionError):
     """The API call failed.
 
     ``attempts`` are the calls made by the raising ``extract()`` (or ``complete()``) call, the
@@ -78,7 +88,7 @@ class RetryableAPIError(APIError):
     retryable = True
 
 
-class RateLimitedError(Exception):
+class RateLimitedError(ExtractionError):
     """The fleet's rate limiter has no budget now: try again in ``wait_seconds`` (nothing was sent).
 
     ``attempts`` are the calls this ``extract()`` made before it had to stop.

@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.intake.platforms import InboundMessage
-from triage.store.intake import Received, receive
+from triage.intake.receive import Received, receive
 
 
 def intake_keys(message: InboundMessage) -> list[str]:
@@ -21,11 +22,11 @@ def intake_keys(message: InboundMessage) -> list[str]:
     return [*keys, f"message:{message.conversation_key}:{message.message_key}"]
 
 
-def accept_inbound(sessions: sessionmaker[Session], message: InboundMessage,
-                   enqueue: Callable[[int], None]) -> Received:
+def accept_inbound(sessions: sessionmaker[Session], message: InboundMessage, enqueue: Callable[[int], None],
+                   now: datetime) -> Received:
     """Store ``message`` durably; enqueue its ticket when it needs (re-)triage."""
     received = receive(sessions, message.source, message.conversation_key, message.conversation,
-                       intake_keys(message), customer=message.customer, raw=message.raw)
+                       intake_keys(message), now, customer=message.customer, raw=message.raw)
     if received.enqueue:
         enqueue(received.ticket_id)
     return received

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.conversation import ROLES, Conversation, Message
-from triage.store.service import SubmitOutcome, submit_conversation
+from triage.conversation import Conversation, Message
+from triage.errors import InputError
+from triage.intake.messages import parse_messages
+from triage.intake.receive import Received, submit
 
 
-class SubmissionError(ValueError):
+class SubmissionError(InputError):
     """The submission is malformed; the message says which field and why."""
 
 
@@ -41,23 +44,10 @@ def _required_string(data: dict[str, Any], key: str) -> str:
 
 
 def _messages(data: dict[str, Any]) -> tuple[Message, ...]:
-    if "text" in data and "messages" in data:
-        raise SubmissionError('give either "text" or "messages", not both')
-    if "text" in data:
-        if not isinstance(data["text"], str):
-            raise SubmissionError('"text" must be a string')
-        return (Message("customer", data["text"]),)
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise SubmissionError('"text" (a string) or "messages" (a non-empty list) is required')
-    parsed = []
-    for i, item in enumerate(messages):
-        if not isinstance(item, dict) or item.get("role") not in ROLES or not isinstance(item.get("text"), str):
-            raise SubmissionError(f'messages[{i}] must be {{"role": "customer"|"agent", "text": str}}')
-        parsed.append(Message(item["role"], item["text"]))
+    parsed = parse_messages(data, SubmissionError)
     if not any(m.role == "customer" for m in parsed):
         raise SubmissionError('"messages" has no customer message')
-    return tuple(parsed)
+    return parsed
 
 
 def parse_submission(data: object) -> Submission:
@@ -72,11 +62,11 @@ def parse_submission(data: object) -> Submission:
     return Submission(source, external_id, Conversation(_messages(data)), customer)
 
 
-def accept(sessions: sessionmaker[Session], submission: Submission,
-           enqueue: Callable[[int], None]) -> SubmitOutcome:
+def accept(sessions: sessionmaker[Session], submission: Submission, enqueue: Callable[[int], None],
+           now: datetime) -> Received:
     """Store the submission, then (after the commit) enqueue its ticket unless it already existed."""
-    outcome = submit_conversation(sessions, submission.source, submission.external_id, submission.conversation,
-                                  customer=submission.customer)  # the line is the conversation: no raw copy
-    if outcome.created:
-        enqueue(outcome.ticket_id)
-    return outcome
+    received = submit(sessions, submission.source, submission.external_id, submission.conversation, now,
+                      customer=submission.customer)
+    if received.enqueue:
+        enqueue(received.ticket_id)
+    return received

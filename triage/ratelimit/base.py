@@ -13,6 +13,22 @@ wait before trying again. ``penalize`` records a 429: every caller of that model
 True
 >>> wait_and_acquire(Always(), "mimo-v2-flash", 1200, max_wait=5)
 0.0
+
+MiMo allows 100 requests and 10M tokens per minute per model, summed over every key of the
+account, so all workers share one limiter. Before each call a worker asks for the request and
+its estimated tokens (prompt + ``max_completion_tokens``); on a 429 it tells the whole fleet to
+back off for the server's ``Retry-After``::
+
+    limiter = make_rate_limiter(settings.rate_limit, settings.broker_url, engine)
+    wait = limiter.acquire(model, tokens=estimate)
+    if wait:
+        raise task.retry(countdown=wait)      # nothing was taken from the budget
+    ...                                       # call the API
+    limiter.penalize(model, retry_after)      # when it answered 429
+
+Modules: :mod:`~triage.ratelimit.base` (the protocol), :mod:`~triage.ratelimit.window` (the
+sliding-window log), :mod:`~triage.ratelimit.redis_backend`, :mod:`~triage.ratelimit.db_backend`,
+:mod:`~triage.ratelimit.factory`; the settings are :class:`triage.settings.RateLimitSettings`.
 """
 
 from __future__ import annotations

@@ -24,20 +24,19 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Connection, Engine, String, inspect, select, text, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import BigInteger, Connection, Engine, String, Table, inspect, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from triage.errors import DatabaseNotReadyError
 from triage.ratelimit import window
 from triage.ratelimit.base import check_penalty, check_request
 from triage.settings import RateLimitSettings
-from triage.store.db import DatabaseNotReadyError
+from triage.store.db import insert_if_absent
 from triage.store.models import Base
 
-INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+DIALECTS = ("sqlite", "postgresql")
 
 
 class RateLimitState(Base):
@@ -50,14 +49,14 @@ class RateLimitState(Base):
     grants: Mapped[list[Any]]  # JSON [[granted_at_us, tokens], ...]
 
 
-_TABLE = RateLimitState.__table__
+_TABLE = cast(Table, RateLimitState.__table__)
 
 
 class DatabaseRateLimiter:
     """:class:`~triage.ratelimit.base.RateLimiter` shared by every process using the same database."""
 
     def __init__(self, engine: Engine, settings: RateLimitSettings, *, window_seconds: float = 60.0) -> None:
-        if engine.dialect.name not in INSERTS:
+        if engine.dialect.name not in DIALECTS:
             raise ValueError(f"the database rate limiter supports SQLite and PostgreSQL, not {engine.dialect.name}")
         if window_seconds <= 0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds!r}")
@@ -97,8 +96,7 @@ class DatabaseRateLimiter:
                 conn.execute(update(_TABLE).where(_TABLE.c.key == key).values(blocked_until_us=until))
 
     def _lock(self, conn: Connection, key: str) -> tuple[int, list[Any]]:
-        insert = INSERTS[conn.dialect.name](_TABLE).values(key=key, blocked_until_us=0, grants=[])
-        conn.execute(insert.on_conflict_do_nothing(index_elements=[_TABLE.c.key]))
+        conn.execute(insert_if_absent(conn.dialect.name, _TABLE, "key", key=key, blocked_until_us=0, grants=[]))
         row = conn.execute(select(_TABLE.c.blocked_until_us, _TABLE.c.grants)
                            .where(_TABLE.c.key == key).with_for_update()).one()
         return row.blocked_until_us, row.grants
@@ -106,5 +104,7 @@ class DatabaseRateLimiter:
     @staticmethod
     def _now_us(conn: Connection) -> int:
         if conn.dialect.name == "postgresql":
-            return conn.execute(text("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint")).scalar_one()
+            now_us: int = conn.execute(
+                text("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint")).scalar_one()
+            return now_us
         return time.time_ns() // 1000

@@ -81,7 +81,8 @@ return until_us
 class RedisRateLimiter:
     """:class:`~triage.ratelimit.base.RateLimiter` shared by every process using the same Redis and prefix."""
 
-    def __init__(self, client: redis.Redis, settings: RateLimitSettings, *, window_seconds: float = 60.0) -> None:
+    def __init__(self, client: redis.Redis[bytes], settings: RateLimitSettings, *,
+                 window_seconds: float = 60.0) -> None:
         if window_seconds <= 0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds!r}")
         self._settings = settings

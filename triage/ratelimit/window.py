@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from triage.ratelimit.base import Budget
+from triage.settings import Budget
 
 Grant = tuple[int, int]
 

@@ -17,16 +17,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import CursorResult, Engine, Executable, Table, create_engine, event, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+from triage.errors import DatabaseNotReadyError
+from triage.resources import MIGRATIONS_DIR
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-class DatabaseNotReadyError(RuntimeError):
-    """The database has no tables yet (or is behind the migrations)."""
 
 
 def _json_dumps(value: Any) -> str:
@@ -73,7 +72,19 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker:
+def insert_if_absent(dialect: str, table: Table, unique_column: str, /, **values: Any) -> Executable:
+    """``INSERT ... ON CONFLICT (unique_column) DO NOTHING`` for SQLite or PostgreSQL: a row the first time only."""
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return insert.values(**values).on_conflict_do_nothing(index_elements=[unique_column])
+
+
+def changed_rows(result: object) -> int:
+    """How many rows an UPDATE or DELETE changed."""
+    assert isinstance(result, CursorResult), "rowcount exists only on the result of a DML statement"
+    return result.rowcount
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 

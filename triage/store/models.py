@@ -1,7 +1,10 @@
 """SQLAlchemy models: conversations, tickets, attempts (every LLM call) and audit events.
 
 Alembic owns the tables (``migrations/``); ``alembic check`` must find nothing to generate
-from these models.
+from these models. A ticket's extracted fields are the whole validated ticket, stored as JSON in
+``fields``: whatever the schema file defines, no column is named after a schema field. Statuses
+and their transitions belong to :mod:`triage.tickets.states`; only :mod:`triage.tickets.lifecycle`
+writes them.
 """
 
 from __future__ import annotations
@@ -33,14 +36,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-# Ticket statuses. ``fallback`` means "waiting for the fallback queue's task"; ``corrected``
-# means a person set the fields (no automatic step touches it again).
-QUEUED, PROCESSING, ROUTED, FALLBACK, NEEDS_REVIEW = "queued", "processing", "routed", "fallback", "needs_review"
-CORRECTED = "corrected"
-FINISHED_STATUSES = (ROUTED, NEEDS_REVIEW, CORRECTED)
-STATUSES = (QUEUED, PROCESSING, ROUTED, FALLBACK, NEEDS_REVIEW, CORRECTED)
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -94,10 +89,9 @@ class Ticket(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), unique=True)
-    status: Mapped[str] = mapped_column(String(20), default=QUEUED)
+    status: Mapped[str] = mapped_column(String(20))
+    #: The whole validated ticket (every schema field), or None before the first extraction.
     fields: Mapped[dict[str, Any] | None]
-    problem_type: Mapped[str | None] = mapped_column(String(64), index=True)
-    urgent_level: Mapped[str | None] = mapped_column(String(32))
     route: Mapped[str | None] = mapped_column(String(64), index=True)
     priority: Mapped[str | None] = mapped_column(String(16))
     sla_due_at: Mapped[datetime | None]
@@ -116,6 +110,7 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
     assigned_to: Mapped[str | None] = mapped_column(String(64))
     assigned_at: Mapped[datetime | None]
     #: The conversation was cut to fit the model (see ``extraction.max_input_chars``).

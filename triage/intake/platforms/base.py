@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from triage.conversation import Conversation
+from triage.errors import AuthError, ConfigError, InputError, TriageError
 
 DEFAULT_TOLERANCE_SECONDS = 300.0
 
@@ -49,7 +50,7 @@ class Ignored:
     reason: str
 
 
-class WebhookError(Exception):
+class WebhookError(TriageError):
     """Base of the adapter errors; ``status`` is the HTTP answer, ``reason`` says why."""
 
     status: ClassVar[int] = 400
@@ -59,19 +60,19 @@ class WebhookError(Exception):
         self.reason = reason
 
 
-class WebhookAuthError(WebhookError):
+class WebhookAuthError(WebhookError, AuthError):
     """Missing or wrong signature / shared secret, or a timestamp outside the window: 401."""
 
     status = 401
 
 
-class WebhookPayloadError(WebhookError):
+class WebhookPayloadError(WebhookError, InputError):
     """The body is not JSON, or lacks a field the platform always sends: 400."""
 
     status = 400
 
 
-class WebhookConfigError(WebhookError):
+class WebhookConfigError(WebhookError, ConfigError):
     """Our side is misconfigured (no secret, malformed secret): 500, so the sender retries later."""
 
     status = 500
@@ -81,7 +82,9 @@ class Platform(Protocol):
     """One support platform's webhook dialect."""
 
     name: ClassVar[str]
-    tolerance: float
+
+    @property
+    def tolerance(self) -> float: ...
 
     def check_secret(self, secret: str | None) -> None: ...
 
@@ -108,11 +111,20 @@ class BasePlatform:
         if not secret:
             raise WebhookConfigError(f"no webhook secret configured for {self.name}")
 
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None,
+               now: float | None = None) -> None:
+        """Check the signature over the raw bytes (each platform its own way)."""
+        raise NotImplementedError
+
+    def parse(self, headers: Mapping[str, str], body: bytes) -> InboundMessage | Ignored:
+        """Normalise the payload (each platform its own way)."""
+        raise NotImplementedError
+
     def receive(self, headers: Mapping[str, str], body: bytes, secret: str | None,
                 now: float | None = None) -> InboundMessage | Ignored:
         """Verify the raw bytes, then parse them."""
-        self.verify(headers, body, secret, now)  # type: ignore[attr-defined]
-        return self.parse(headers, body)  # type: ignore[attr-defined]
+        self.verify(headers, body, secret, now)
+        return self.parse(headers, body)
 
 
 # ---- helpers shared by the adapters -------------------------------------------------------------
@@ -178,6 +190,11 @@ def obj(data: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
     return value
 
 
+def object_or_empty(value: object) -> dict[str, Any]:
+    """An optional object field: the object, or ``{}`` when it is absent or not an object."""
+    return value if isinstance(value, dict) else {}
+
+
 def ident(data: Mapping[str, Any], key: str, where: str = "") -> str:
     """An id field (non-empty string or integer) as a string, else :class:`WebhookPayloadError`."""
     value = data.get(key)
@@ -207,9 +224,12 @@ def join_text(subject: str, body: str) -> str:
 
 def customer_of(**fields: object) -> dict[str, Any] | None:
     """A customer dict of the given non-empty fields (ids as strings); None when none is set."""
-    out = {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v.strip())
-           for k, v in fields.items()
-           if (isinstance(v, str) and v.strip()) or (isinstance(v, int) and not isinstance(v, bool))}
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, str) and value.strip():
+            out[key] = value.strip()
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out[key] = str(value)
     return out or None
 
 

@@ -43,6 +43,7 @@ from .base import (
     ident,
     load_json,
     obj,
+    object_or_empty,
     require_header,
     same,
     text_of,
@@ -119,7 +120,7 @@ class Chatwoot(BasePlatform):
         text = text_of(data.get("content"))
         if not text:
             return Ignored("no customer text")
-        sender = data.get("sender") if isinstance(data.get("sender"), dict) else {}
+        sender = object_or_empty(data.get("sender"))
         return InboundMessage(
             source=self.name, conversation_key=_key(_account_id(data, conversation), conversation_id),
             message_key=message_id,
@@ -138,8 +139,8 @@ class Chatwoot(BasePlatform):
                     and m.get("private") is not True and text_of(m.get("content"))]
         if not incoming:
             return Ignored("no customer text")
-        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
-        sender = meta.get("sender") if isinstance(meta.get("sender"), dict) else {}
+        meta = object_or_empty(data.get("meta"))
+        sender = object_or_empty(meta.get("sender"))
         last = incoming[-1]
         message_key = str(last["id"]) if last.get("id") is not None else derived_id("sha256:", str(last).encode())
         return InboundMessage(

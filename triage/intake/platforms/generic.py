@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from triage.conversation import ROLES, Conversation, Message
+from triage.conversation import Conversation
+from triage.intake.messages import parse_messages
 
 from .base import (
     BasePlatform,
@@ -104,7 +105,7 @@ class Generic(BasePlatform):
         message_id = data.get("message_id")
         if message_id is not None and (not isinstance(message_id, str) or not message_id.strip()):
             raise WebhookPayloadError('"message_id" must be a non-empty string when given')
-        messages = _messages(data)
+        messages = parse_messages(data, WebhookPayloadError)
         if not any(m.role == "customer" and m.text.strip() for m in messages):
             return Ignored("no customer text")
         delivery_id = header(headers, "webhook-id") or None
@@ -124,24 +125,6 @@ class Generic(BasePlatform):
         timestamp = str(int(now))
         return {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": timestamp,
                 "webhook-signature": signature(secret, msg_id, timestamp, body)}
-
-
-def _messages(data: dict[str, Any]) -> tuple[Message, ...]:
-    if "text" in data and "messages" in data:
-        raise WebhookPayloadError('give either "text" or "messages", not both')
-    if "text" in data:
-        if not isinstance(data["text"], str):
-            raise WebhookPayloadError('"text" must be a string')
-        return (Message("customer", data["text"]),)
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise WebhookPayloadError('"text" (a string) or "messages" (a non-empty list) is required')
-    parsed = []
-    for i, item in enumerate(messages):
-        if not isinstance(item, dict) or item.get("role") not in ROLES or not isinstance(item.get("text"), str):
-            raise WebhookPayloadError(f'messages[{i}] must be {{"role": "customer"|"agent", "text": str}}')
-        parsed.append(Message(item["role"], item["text"]))
-    return tuple(parsed)
 
 
 GENERIC = Generic()

@@ -130,7 +130,9 @@ def _latest_customer_part(item: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(listed, list):
         return None
     for part in reversed(listed):
-        author = part.get("author") if isinstance(part, dict) else None
+        if not isinstance(part, dict):
+            continue
+        author = part.get("author")
         if (isinstance(author, dict) and author.get("type") in CUSTOMER_AUTHORS
                 and html_to_text(text_of(part.get("body")))):
             return part

@@ -13,14 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .chatwoot import CHATWOOT
-from .freshdesk import FRESHDESK
-from .generic import GENERIC
-from .intercom import INTERCOM
-from .zammad import ZAMMAD
-from .zendesk import ZENDESK
-
-_SIGNERS = {p.name: p for p in (GENERIC, ZENDESK, INTERCOM, CHATWOOT, ZAMMAD, FRESHDESK)}
+from .registry import PLATFORMS
 
 
 def sign(platform: str, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
@@ -29,7 +22,7 @@ def sign(platform: str, body: bytes, secret: str, now: float, delivery_id: str |
     ``delivery_id`` sets the delivery header where the vendor sends one (generic, chatwoot,
     zammad; derived from the body when omitted) and is ignored elsewhere.
     """
-    return _SIGNERS[platform].sign(body, secret, now, delivery_id)
+    return PLATFORMS[platform].sign(body, secret, now, delivery_id)
 
 
 def signed_request(platform: str, payload: dict[str, Any], secret: str, now: float,

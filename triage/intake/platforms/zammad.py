@@ -39,6 +39,7 @@ from .base import (
     join_text,
     load_json,
     obj,
+    object_or_empty,
     require_header,
     same,
     text_of,
@@ -109,7 +110,7 @@ class Zammad(BasePlatform):
         if not body_text:
             return Ignored("no customer text")
         text = join_text(text_of(ticket.get("title")), body_text)
-        person = ticket.get("customer") if isinstance(ticket.get("customer"), dict) else {}
+        person = object_or_empty(ticket.get("customer"))
         name = " ".join(text_of(person.get(k)) for k in ("firstname", "lastname")).strip()
         return InboundMessage(
             source=self.name, conversation_key=ticket_id, message_key=article_id,

@@ -6,28 +6,40 @@ new ones arrive::
     page = list_tickets(sessions, TicketFilter(status="routed"), order="newest", limit=50)
     more = list_tickets(sessions, TicketFilter(status="routed"), order="newest", limit=50,
                         cursor=page.next_cursor)
+
+A ticket's extracted fields are listed as they are stored (the whole validated ticket), whatever
+the schema defines; ``TicketFilter.fields`` filters on any of them.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.store.models import CORRECTED, NEEDS_REVIEW, ROUTED, Attempt, Conversation, Event, Ticket, utcnow
+from triage.errors import InputError, NotFoundError
+from triage.store.models import Attempt, Conversation, Event, Ticket
+from triage.tickets.states import OPEN, Action, Status, sources
 
 Order = Literal["newest", "oldest", "sla"]
-#: Tickets a team still has to handle (their SLA clock runs).
-OPEN_STATUSES = (ROUTED, NEEDS_REVIEW, CORRECTED)
 
 
-class CursorError(ValueError):
+class TicketNotFoundError(NotFoundError):
+    """No ticket has this id."""
+
+    def __init__(self, ticket_id: int) -> None:
+        super().__init__(f"no ticket {ticket_id}")
+        self.ticket_id = ticket_id
+
+
+class CursorError(InputError):
     """The cursor is not one this query handed out."""
 
 
@@ -35,8 +47,9 @@ class CursorError(ValueError):
 class TicketFilter:
     status: str | None = None
     route: str | None = None
-    problem_type: str | None = None
-    urgent_level: str | None = None
+    priority: str | None = None
+    #: Extracted field -> the value it must have (string comparison of the stored JSON value).
+    fields: Mapping[str, str] = field(default_factory=dict)
     since: datetime | None = None
     ids: Sequence[int] | None = None
 
@@ -49,10 +62,8 @@ class TicketView:
     source: str
     external_id: str
     status: str
-    problem_type: str | None
-    device_model: str | None
-    urgent_level: str | None
-    user_requirements: list[str] | None
+    #: The extracted ticket: every schema field (empty before the first extraction).
+    fields: dict[str, Any]
     route: str | None
     priority: str | None
     sla_due_at: datetime | None
@@ -63,10 +74,17 @@ class TicketView:
     created_at: datetime
 
     def to_json(self) -> dict[str, Any]:
+        """The listing's JSON: the ticket's own keys with the extracted fields among them, top level."""
         data = asdict(self)
+        fields = data.pop("fields")
         for key in ("sla_due_at", "created_at"):
             data[key] = data[key].isoformat() if data[key] else None
-        return data
+        head = {key: data.pop(key) for key in ("id", "source", "external_id", "status")}
+        return {**head, **fields, **data}
+
+
+#: The keys a listed ticket has besides its fields; a schema field may not take one of these names.
+VIEW_KEYS = frozenset(f.name for f in dataclasses.fields(TicketView)) - {"fields"}
 
 
 @dataclass(frozen=True)
@@ -91,9 +109,11 @@ def _decode(cursor: str) -> dict[str, Any]:
 
 def _filtered(query: Select[Any], filters: TicketFilter) -> Select[Any]:
     for column, value in ((Ticket.status, filters.status), (Ticket.route, filters.route),
-                          (Ticket.problem_type, filters.problem_type), (Ticket.urgent_level, filters.urgent_level)):
+                          (Ticket.priority, filters.priority)):
         if value is not None:
             query = query.where(column == value)
+    for name, wanted in filters.fields.items():
+        query = query.where(Ticket.fields[name].as_string() == wanted)
     if filters.since is not None:
         query = query.where(Ticket.created_at >= filters.since)
     if filters.ids is not None:
@@ -122,12 +142,10 @@ def _ordered(query: Select[Any], order: Order, cursor: dict[str, Any] | None) ->
 
 
 def _view(ticket: Ticket, source: str, external_id: str, attempts: int) -> TicketView:
-    fields = ticket.fields or {}
     return TicketView(
         id=ticket.id, source=source, external_id=external_id, status=ticket.status,
-        problem_type=ticket.problem_type, device_model=fields.get("device_model"),
-        urgent_level=ticket.urgent_level, user_requirements=fields.get("user_requirements"),
-        route=ticket.route, priority=ticket.priority, sla_due_at=ticket.sla_due_at, extractor=ticket.extractor,
+        fields=dict(ticket.fields or {}), route=ticket.route, priority=ticket.priority,
+        sla_due_at=ticket.sla_due_at, extractor=ticket.extractor,
         attempts=attempts, fallback_reason=ticket.fallback_reason, assigned_to=ticket.assigned_to,
         created_at=ticket.created_at)
 
@@ -165,7 +183,8 @@ def ticket_detail(sessions: sessionmaker[Session], ticket_id: int) -> dict[str, 
             "ticket": {**page.items[0].to_json(), "fields": ticket.fields, "model": ticket.model,
                        "schema_version": ticket.schema_version, "prompt_version": ticket.prompt_version,
                        "fallback_detail": ticket.fallback_detail, "fallback_raw_output": ticket.fallback_raw_output,
-                       "run": ticket.run, "finished_at": _iso(ticket.finished_at)},
+                       "run": ticket.run, "finished_at": _iso(ticket.finished_at),
+                       "resolved_at": _iso(ticket.resolved_at), "trimmed": ticket.trimmed},
             "conversation": {"id": conversation.id, "source": conversation.source,
                              "external_id": conversation.external_id, "customer": conversation.customer,
                              "messages": conversation.messages, "received_at": _iso(conversation.received_at)},
@@ -192,7 +211,7 @@ def _event_json(event: Event) -> dict[str, Any]:
             "created_at": _iso(event.created_at)}
 
 
-def queue_stats(sessions: sessionmaker[Session]) -> dict[str, Any]:
+def queue_stats(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any]:
     """Counts per route and status, and the oldest SLA due time per route (open tickets only)."""
     with sessions() as session:
         counts = session.execute(
@@ -200,16 +219,51 @@ def queue_stats(sessions: sessionmaker[Session]) -> dict[str, Any]:
         ).all()
         due = session.execute(
             select(Ticket.route, func.min(Ticket.sla_due_at))
-            .where(Ticket.sla_due_at.is_not(None), Ticket.status.in_(OPEN_STATUSES))
+            .where(Ticket.sla_due_at.is_not(None), Ticket.status.in_(OPEN))
             .group_by(Ticket.route)
         ).all()
-    now = utcnow()
     routes: dict[str, dict[str, Any]] = {}
     for route, status, count in counts:
         entry = routes.setdefault(route or "(unrouted)", {"counts": {}, "oldest_sla_due_at": None, "breached": False})
         entry["counts"][status] = count
     for route, oldest in due:
-        entry = routes.setdefault(route, {"counts": {}, "oldest_sla_due_at": None, "breached": False})
+        entry = routes.setdefault(route or "(unrouted)", {"counts": {}, "oldest_sla_due_at": None, "breached": False})
         entry["oldest_sla_due_at"] = _iso(oldest)
         entry["breached"] = oldest is not None and oldest < now
     return {"routes": routes}
+
+
+def select_for_reprocess(sessions: sessionmaker[Session], *, schema_version: str | None = None,
+                         prompt_version: str | None = None, status: str | None = None,
+                         since: datetime | None = None) -> list[int]:
+    """Ids of finished tickets a job may re-extract matching every given filter (never a corrected one)."""
+    query = select(Ticket.id).where(Ticket.status.in_(sources(Action.REEXTRACT))).order_by(Ticket.id)
+    if schema_version is not None:
+        query = query.where(Ticket.schema_version == schema_version)
+    if prompt_version is not None:
+        query = query.where(Ticket.prompt_version == prompt_version)
+    if status is not None:
+        query = query.where(Ticket.status == status)
+    if since is not None:
+        query = query.where(Ticket.created_at >= since)
+    with sessions() as session:
+        return list(session.scalars(query))
+
+
+def transient_failures(sessions: sessionmaker[Session], reasons: Sequence[str], finished_before: datetime) -> list[int]:
+    """``needs_review`` tickets that failed for one of ``reasons`` before ``finished_before`` and have not had
+    their fresh pass."""
+    with sessions() as session:
+        return list(session.scalars(
+            select(Ticket.id).where(Ticket.status == Status.NEEDS_REVIEW, Ticket.fallback_reason.in_(reasons),
+                                    Ticket.fallback_retried.is_(False), Ticket.finished_at <= finished_before)
+            .order_by(Ticket.id)))
+
+
+def current_fields(sessions: sessionmaker[Session], ticket_id: int) -> dict[str, Any]:
+    """The ticket's fields (``{}`` before extraction); :class:`~triage.errors.NotFoundError` when there is none."""
+    with sessions() as session:
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise TicketNotFoundError(ticket_id)
+        return dict(ticket.fields or {})

@@ -1,0 +1,1 @@
+"""The Alembic migrations, packaged as ``triage._migrations`` (``triage db``, or ``alembic`` with alembic.ini)."""

@@ -1,0 +1,270 @@
+"""The ticket state machine: the transition table walked whole, the lease, the audit trail, reopening.
+
+Every (action, status) pair is tried against a real database (SQLite and PostgreSQL): the pairs
+the table holds must move the ticket where the table says, the others must raise (or, for the
+lease-conditional steps a worker takes, change nothing). Time moves with the app's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.factories import ManualClock, build_app, finish_with_rules, submit
+from triage.app import App
+from triage.conversation import Conversation
+from triage.extraction.types import Attempt as AttemptRecord
+from triage.intake.receive import receive
+from triage.store.models import Event, Ticket
+from triage.store.queries import TicketNotFoundError
+from triage.tickets import lifecycle
+from triage.tickets.states import (
+    TRANSITIONS,
+    Action,
+    EventKind,
+    FallbackReason,
+    Status,
+    TransitionError,
+    transition,
+)
+
+LEASE = 60
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def app(database_url: str, clock: ManualClock) -> Iterator[App]:
+    built = build_app(database_url, clock=clock)
+    yield built
+    built.close()
+
+
+def _force(app: App, ticket_id: int, status: Status) -> None:
+    """Put a ticket in ``status`` the way the pipeline leaves it there (a lease only while it is held)."""
+    with app.sessions.begin() as session:
+        session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
+            status=status, lease_token=None, lease_until=None, fields={"problem_type": "consult"}))
+
+
+def _status(app: App, ticket_id: int) -> str:
+    with app.sessions() as session:
+        return session.get_one(Ticket, ticket_id).status
+
+
+def _events(app: App, ticket_id: int) -> list[Event]:
+    with app.sessions() as session:
+        return list(session.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(Event.id)))
+
+
+def _held_claim(app: App, ticket_id: int, status: Status) -> lifecycle.Claim:
+    """A live claim on a ticket that is ``status`` (a worker's steps need their lease)."""
+    with app.sessions.begin() as session:
+        session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
+            status=status, lease_token="token-1", lease_until=app.clock.now() + timedelta(seconds=LEASE)))
+        run = session.get_one(Ticket, ticket_id).run
+    return lifecycle.Claim(ticket_id, "token-1", run, Conversation.from_text("x"), [])
+
+
+def _result(app: App) -> tuple[object, object]:
+    result = app.rules.extract(Conversation.from_text("My router is broken, urgent"))
+    return result, app.router.route(result.ticket or {}, app.clock.now())
+
+
+def _person(app: App, action: Action) -> Callable[[int], object]:
+    now = app.clock.now
+    fields = {"problem_type": "consult", "device_model": None, "urgent_level": "low", "user_requirements": []}
+    return {
+        Action.CORRECT: lambda t: lifecycle.correct(app.sessions, t, "alice", fields,
+                                                    app.router.route(fields, now()), now()),
+        Action.ASSIGN: lambda t: lifecycle.assign(app.sessions, t, "alice", now()),
+        Action.REPROCESS: lambda t: lifecycle.reprocess(app.sessions, t, "alice", now()),
+        Action.RESOLVE: lambda t: lifecycle.resolve(app.sessions, t, "alice", now()),
+    }[action]
+
+
+PERSON_ACTIONS = (Action.CORRECT, Action.ASSIGN, Action.REPROCESS, Action.RESOLVE)
+
+
+@pytest.mark.parametrize("action", PERSON_ACTIONS)
+@pytest.mark.parametrize("status", list(Status))
+def test_a_persons_action_follows_the_table(app: App, action: Action, status: Status) -> None:
+    ticket_id = submit(app, f"{action}-{status}")
+    _force(app, ticket_id, status)
+    allowed = TRANSITIONS[action].get(status)
+    if allowed is None:
+        with pytest.raises(TransitionError):
+            _person(app, action)(ticket_id)
+        assert _status(app, ticket_id) == status, "a refused transition changes nothing"
+    else:
+        _person(app, action)(ticket_id)
+        assert _status(app, ticket_id) == allowed.target
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_releasing_a_claim_follows_the_table(app: App, status: Status) -> None:
+    ticket_id = submit(app, f"release-{status}")
+    _force(app, ticket_id, status)
+    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())
+    lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
+    assert _status(app, ticket_id) == TRANSITIONS[Action.UNASSIGN][status].target
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_a_new_customer_message_follows_the_table(app: App, status: Status) -> None:
+    ticket_id = submit(app, f"append-{status}")
+    _force(app, ticket_id, status)
+    received = receive(app.sessions, "shop", f"append-{status}", Conversation.from_text("any news?"),
+                       [f"message:{status}"], app.clock.now())
+    step = TRANSITIONS[Action.APPEND_MESSAGE][status]
+    assert (received.status, received.enqueue) == (step.target, step.new_run)
+
+
+WORKER_STEPS: dict[Action, Callable[[App, lifecycle.Claim], bool]] = {
+    Action.FINISH: lambda app, c: lifecycle.finish(app.sessions, c, *_result(app), app.clock.now()),  # type: ignore[arg-type]
+    Action.FINISH_FALLBACK: lambda app, c: lifecycle.finish_fallback(app.sessions, c, *_result(app),  # type: ignore[arg-type]
+                                                                    app.clock.now()),
+    Action.SEND_TO_FALLBACK: lambda app, c: lifecycle.send_to_fallback(
+        app.sessions, c, [], FallbackReason.INVALID_AFTER_ATTEMPTS, "bad", app.clock.now()),
+    Action.RELEASE_FOR_RETRY: lambda app, c: lifecycle.release_for_retry(app.sessions, c, [], 5, app.clock.now()),
+    Action.RENEW: lambda app, c: lifecycle.renew(app.sessions, c, app.clock.now(), LEASE),
+}
+
+
+@pytest.mark.parametrize("action", list(WORKER_STEPS))
+@pytest.mark.parametrize("status", list(Status))
+def test_a_workers_step_follows_the_table(app: App, action: Action, status: Status) -> None:
+    ticket_id = submit(app, f"{action}-{status}")
+    claim = _held_claim(app, ticket_id, status)
+    allowed = TRANSITIONS[action].get(status)
+    if allowed is None:
+        with pytest.raises(TransitionError) if action != Action.RENEW else _no_change():
+            assert not WORKER_STEPS[action](app, claim)
+        assert _status(app, ticket_id) == status
+    else:
+        assert WORKER_STEPS[action](app, claim)
+        assert _status(app, ticket_id) == allowed.target
+
+
+class _no_change:  # noqa: N801 (used like pytest.raises)
+    """A renewal the table refuses is a lost claim: it returns False instead of raising."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("action", [Action.CLAIM, Action.CLAIM_FALLBACK])
+@pytest.mark.parametrize("status", list(Status))
+def test_claims_follow_the_table_and_never_raise(app: App, action: Action, status: Status) -> None:
+    ticket_id = submit(app, f"{action}-{status}")
+    _force(app, ticket_id, status)
+    take = lifecycle.claim if action == Action.CLAIM else lifecycle.claim_fallback
+    claim = take(app.sessions, ticket_id, app.clock.now(), LEASE)
+    allowed = TRANSITIONS[action].get(status)
+    assert (claim is not None) == (allowed is not None)
+    assert _status(app, ticket_id) == (allowed.target if allowed else status)
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_the_sweep_poisons_only_where_the_table_allows(app: App, clock: ManualClock, status: Status) -> None:
+    ticket_id = submit(app, f"poison-{status}")
+    _force(app, ticket_id, status)
+    dead_lease = {"lease_token": "dead", "lease_until": clock.now()} if status == Status.PROCESSING else {}
+    with app.sessions.begin() as session:  # a worker died holding it (processing), or it waits
+        session.execute(update(Ticket).where(Ticket.id == ticket_id).values(requeue_count=5, **dead_lease))
+    clock.advance(hours=1)
+    result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
+    expected = TRANSITIONS[Action.POISON].get(status)
+    assert (ticket_id in result.poisoned) == (expected is not None)
+    assert _status(app, ticket_id) == (expected.target if expected else status)
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_jobs_reextract_only_where_the_table_allows(app: App, status: Status) -> None:
+    ticket_id = submit(app, f"reextract-{status}")
+    _force(app, ticket_id, status)
+    moved = lifecycle.reextract(app.sessions, ticket_id, EventKind.REPROCESS, app.clock.now(), only_from=list(Status))
+    assert moved == (status in TRANSITIONS[Action.REEXTRACT])
+
+
+def test_every_action_and_status_is_in_the_pure_table() -> None:
+    for action in Action:
+        for status in Status:
+            allowed = TRANSITIONS[action].get(status)
+            if allowed is None:
+                with pytest.raises(TransitionError, match=status.value):
+                    transition(action, status)
+            else:
+                assert transition(action, status) == allowed
+
+
+def test_a_lease_lasts_until_the_clock_passes_it_and_renewing_extends_it(app: App, clock: ManualClock) -> None:
+    ticket_id = submit(app, "lease")
+    claim = lifecycle.claim(app.sessions, ticket_id, clock.now(), LEASE)
+    assert claim is not None
+    assert lifecycle.claim(app.sessions, ticket_id, clock.advance(seconds=LEASE - 1), LEASE) is None
+    assert lifecycle.renew(app.sessions, claim, clock.now(), LEASE)
+    assert lifecycle.claim(app.sessions, ticket_id, clock.advance(seconds=LEASE - 1), LEASE) is None, "renewed"
+    takeover = lifecycle.claim(app.sessions, ticket_id, clock.advance(seconds=2), LEASE)
+    assert takeover is not None and takeover.run == claim.run
+    assert not lifecycle.renew(app.sessions, claim, clock.now(), LEASE), "the old holder lost its lease"
+    assert not lifecycle.release_for_retry(app.sessions, claim, [AttemptRecord(1, "m", "api_error")], 1, clock.now())
+
+
+def test_every_audit_event_records_the_same_fields_before_and_after(app: App) -> None:
+    ticket_id = submit(app, "audit")
+    finish_with_rules(app, ticket_id)
+    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())
+    fields = {"problem_type": "complaint", "device_model": None, "urgent_level": "high", "user_requirements": []}
+    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.router.route(fields, app.clock.now()),
+                      app.clock.now())
+    lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
+    lifecycle.resolve(app.sessions, ticket_id, "bob", app.clock.now())
+    events = _events(app, ticket_id)
+    assert [e.kind for e in events] == ["routed", "claimed", "corrected", "released", "resolved"]
+    keys = {frozenset(e.before or {}) for e in events} | {frozenset(e.after or {}) for e in events}
+    assert len(keys) == 1, "one snapshot for every event"
+    assert events[2].before["route"] != events[2].after["route"] == "customer-relations"
+
+
+def test_someone_elses_claim_is_a_conflict_and_only_the_holder_releases(app: App) -> None:
+    ticket_id = submit(app, "claims")
+    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())
+    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())  # twice is fine
+    with pytest.raises(lifecycle.ClaimConflictError, match="claimed by alice"):
+        lifecycle.assign(app.sessions, ticket_id, "bob", app.clock.now())
+    with pytest.raises(lifecycle.ClaimConflictError, match="only the holder"):
+        lifecycle.unassign(app.sessions, ticket_id, "bob", app.clock.now())
+    lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
+    with pytest.raises(lifecycle.ClaimConflictError, match="not claimed"):
+        lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
+    with pytest.raises(TicketNotFoundError):
+        lifecycle.assign(app.sessions, 9999, "alice", app.clock.now())
+
+
+def test_a_resolved_ticket_reopens_on_a_new_message_even_after_a_correction(app: App) -> None:
+    ticket_id = submit(app, "reopen")
+    finish_with_rules(app, ticket_id)
+    fields = {"problem_type": "consult", "device_model": None, "urgent_level": "low", "user_requirements": []}
+    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.router.route(fields, app.clock.now()),
+                      app.clock.now())
+    again = receive(app.sessions, "shop", "reopen", Conversation.from_text("still broken"), ["message:2"],
+                    app.clock.now())
+    assert (again.status, again.enqueue) == ("corrected", False), "open and corrected: appended only"
+    lifecycle.resolve(app.sessions, ticket_id, "alice", app.clock.now())
+    reopened = receive(app.sessions, "shop", "reopen", Conversation.from_text("broken again"), ["message:3"],
+                       app.clock.now())
+    assert (reopened.status, reopened.enqueue) == ("queued", True)
+    with app.sessions() as session:
+        ticket = session.get_one(Ticket, ticket_id)
+        assert (ticket.run, ticket.resolved_at) == (2, None)
+    assert _events(app, ticket_id)[-1].kind == EventKind.REOPENED

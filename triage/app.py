@@ -1,0 +1,110 @@
+"""The application object: everything a process needs, built once from the settings and handed around.
+
+The HTTP app, the CLI, the demo and the Celery tasks receive an :class:`App` instead of reading
+module globals; only the Celery entry module (:mod:`triage.worker`) builds one at import. The
+app carries the clock, so leases, SLAs, countdowns and jobs are tested by moving it.
+
+Building checks what every process relies on before it takes any work: the schema file, every
+routing rule against the schema, and the fields the listings filter on; each failure is a
+:class:`~triage.errors.ConfigError` naming the key.
+
+>>> from triage.conversation import Conversation
+>>> from triage.settings import load_settings
+>>> app = App.build(load_settings({"TRIAGE_DATABASE_URL": "sqlite://", "TRIAGE_BROKER_URL": "memory://"}))
+>>> app.rules.extract(Conversation.from_text("How do I set an alarm?")).extractor
+'rules'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from celery import Celery
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.clock import Clock, SystemClock
+from triage.errors import ConfigError
+from triage.extraction.extractor import LLMExtractor
+from triage.extraction.llm import LLMClient
+from triage.extraction.model_chain import ModelChain
+from triage.extraction.rules import RulesExtractor
+from triage.queues import Publisher, create_celery
+from triage.ratelimit import RateLimiter, make_rate_limiter
+from triage.routing import Router
+from triage.schema import TicketSchema
+from triage.settings import Settings
+from triage.store.db import make_engine, make_sessionmaker
+from triage.store.queries import VIEW_KEYS
+
+
+def check_fields(settings: Settings, schema: TicketSchema) -> None:
+    """The listings' filter fields exist in the schema, and no schema field takes a name a listed ticket uses."""
+    missing = [name for name in settings.api.filter_fields if name not in schema.properties]
+    if missing:
+        raise ConfigError(f"api.filter_fields: {missing} not in the ticket schema {settings.schema_path} "
+                          f"(its fields: {', '.join(schema.properties)})")
+    clashing = sorted(VIEW_KEYS & set(schema.properties))
+    if clashing:
+        raise ConfigError(f"{settings.schema_path}: field name(s) {clashing} are reserved for the ticket's own "
+                          "columns in listings; rename them in the schema")
+
+
+@dataclass
+class App:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    sessions: sessionmaker[Session]
+    schema: TicketSchema
+    router: Router
+    celery: Celery
+    publisher: Publisher
+    rules: RulesExtractor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rules = RulesExtractor(self.schema)
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Clock | None = None) -> App:
+        """The app for ``settings``; raises :class:`~triage.errors.ConfigError` for a bad schema or rule."""
+        schema = TicketSchema.load(settings.schema_path)
+        router = Router(settings.routing, schema)
+        check_fields(settings, schema)
+        engine = make_engine(settings.database_url)
+        celery = create_celery(settings)
+        return cls(settings=settings, clock=clock or SystemClock(), engine=engine,
+                   sessions=make_sessionmaker(engine), schema=schema, router=router, celery=celery,
+                   publisher=Publisher(celery))
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a worker's claim on a ticket lasts."""
+        return self.settings.worker.stuck_after_seconds
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        """The fleet's shared rate limiter (Redis when the broker is Redis, else the database)."""
+        limits = self.settings.rate_limit
+        return make_rate_limiter(limits, self.settings.broker_url, self.engine, window_seconds=limits.window_seconds)
+
+    @cached_property
+    def llm(self) -> LLMExtractor:
+        """The MiMo extractor; raises :class:`~triage.settings.SettingsError` without a key."""
+        self.settings.require_llm_ready()
+        client = LLMClient.from_settings(self.settings)
+        options = self.settings.extraction
+        chain = ModelChain([self.settings.model, *options.fallback_models], failures_to_open=options.circuit_failures,
+                           open_seconds=options.circuit_open_seconds, retired_seconds=options.retired_model_seconds)
+        return LLMExtractor(client, self.schema, chain, options, today=lambda: self.clock.now().date(),
+                            acquire=self.limiter.acquire, privacy=self.settings.privacy)
+
+    @property
+    def extractor(self) -> LLMExtractor | RulesExtractor:
+        """The primary extractor chosen by ``TRIAGE_EXTRACTOR``."""
+        return self.llm if self.settings.extractor == "llm" else self.rules
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()

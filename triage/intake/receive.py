@@ -1,0 +1,130 @@
+"""Taking in a conversation durably and exactly once: a ``triage submit`` line or a platform's message.
+
+A platform message arrives with its *intake keys* (the platform's delivery or event id, and the
+source + conversation + message id). A key seen before means a redelivery: the existing ticket
+is returned and nothing is enqueued. A new message on a known conversation is appended to it and
+handed to :func:`triage.tickets.lifecycle.append_message`, which decides whether a new
+extraction starts. Two identical deliveries at once still make one ticket: the unique keys
+decide, and the loser reads the winner's row::
+
+    received = receive(sessions, "zendesk", "35436", Conversation.from_text("..."), ["event:01HN"], now)
+    if received.enqueue:
+        publish(received.ticket_id)   # after the commit, never before
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.conversation import Conversation
+from triage.errors import ConflictError
+from triage.store.models import Conversation as ConversationRow
+from triage.store.models import IntakeKey, Ticket
+from triage.tickets import lifecycle
+
+RACE_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Received:
+    """Where a conversation ended: its ticket, the ticket's status, and whether to publish it now."""
+
+    ticket_id: int
+    status: str
+    duplicate: bool
+    enqueue: bool
+
+
+def content_hash(conversation: Conversation) -> str:
+    canonical = json.dumps(conversation.to_dicts(), ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _new_conversation(session: Session, source: str, external_id: str, conversation: Conversation,
+                      customer: dict[str, Any] | None, raw: dict[str, Any] | None,
+                      now: datetime) -> tuple[ConversationRow, Received]:
+    row = ConversationRow(source=source, external_id=external_id, customer=customer,
+                          messages=conversation.to_dicts(), text=conversation.transcript(), raw_payload=raw,
+                          content_hash=content_hash(conversation), received_at=now)
+    session.add(row)
+    ticket = lifecycle.open_ticket(session, row, now)
+    session.flush()
+    return row, Received(ticket.id, ticket.status, duplicate=False, enqueue=True)
+
+
+def _append(session: Session, row: ConversationRow, conversation: Conversation, now: datetime) -> Received:
+    merged = Conversation.from_dicts([*row.messages, *conversation.to_dicts()])
+    row.messages, row.text, row.content_hash = merged.to_dicts(), merged.transcript(), content_hash(merged)
+    ticket = session.execute(select(Ticket).where(Ticket.conversation_id == row.id).with_for_update()).scalar_one()
+    enqueue = lifecycle.append_message(session, ticket, now)
+    return Received(ticket.id, ticket.status, duplicate=False, enqueue=enqueue)
+
+
+def _receive_once(session: Session, source: str, external_id: str, conversation: Conversation,
+                  keys: Sequence[str], customer: dict[str, Any] | None, raw: dict[str, Any] | None,
+                  now: datetime) -> Received:
+    seen = session.execute(
+        select(Ticket).join(IntakeKey, IntakeKey.conversation_id == Ticket.conversation_id)
+        .where(IntakeKey.source == source, IntakeKey.key.in_(keys))
+    ).scalars().first()
+    if seen is not None:
+        return Received(seen.id, seen.status, duplicate=True, enqueue=False)
+    row = session.execute(
+        select(ConversationRow).where(ConversationRow.source == source, ConversationRow.external_id == external_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if row is None:
+        row, received = _new_conversation(session, source, external_id, conversation, customer, raw, now)
+    else:
+        received = _append(session, row, conversation, now)
+    session.add_all(IntakeKey(source=source, key=key, conversation_id=row.id, created_at=now) for key in keys)
+    session.flush()
+    return received
+
+
+def receive(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
+            keys: Sequence[str], now: datetime, *, customer: dict[str, Any] | None = None,
+            raw: dict[str, Any] | None = None) -> Received:
+    """Store ``conversation`` (new messages) under ``source`` + ``external_id``, exactly once per key."""
+    for _ in range(RACE_RETRIES):
+        try:
+            with sessions.begin() as session:
+                return _receive_once(session, source, external_id, conversation, keys, customer, raw, now)
+        except IntegrityError:  # a concurrent delivery inserted the same row first: read its result
+            continue
+    raise ConflictError(f"{source}/{external_id}: could not store the message after {RACE_RETRIES} tries")
+
+
+def submit(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
+           now: datetime, *, customer: dict[str, Any] | None = None) -> Received:
+    """Store a submitted conversation and its ``queued`` ticket; the same source + id returns the existing one
+    (``duplicate``) and enqueues nothing."""
+    existing = _find(sessions, source, external_id)
+    if existing is not None:
+        return existing
+    try:
+        with sessions.begin() as session:  # the line is the conversation: no raw copy
+            return _new_conversation(session, source, external_id, conversation, customer, None, now)[1]
+    except IntegrityError:  # a concurrent submit of the same conversation won the race
+        found = _find(sessions, source, external_id)
+        if found is None:
+            raise
+        return found
+
+
+def _find(sessions: sessionmaker[Session], source: str, external_id: str) -> Received | None:
+    with sessions() as session:
+        found = session.execute(
+            select(Ticket.id, Ticket.status).join(Ticket.conversation)
+            .where(ConversationRow.source == source, ConversationRow.external_id == external_id)
+        ).first()
+    return None if found is None else Received(found.id, found.status, duplicate=True, enqueue=False)

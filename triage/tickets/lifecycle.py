@@ -1,0 +1,421 @@
+"""Every change of a ticket's status, its lease and its audit trail: the only writer of ``tickets.status``.
+
+Each public function is one short transaction and takes ``now`` from the application's clock.
+Automatic steps hold a *lease*: :func:`claim` hands a worker a token with a deadline, and every
+later write of that run is conditional on the token, so a redelivered message, a duplicate, or a
+worker whose lease ran out cannot overwrite a finished ticket. A person's actions lock the row
+and check :data:`~triage.tickets.states.TRANSITIONS`; a transition the table does not hold raises
+:class:`~triage.tickets.states.TransitionError`. Every change that matters to people writes an
+audit :class:`~triage.store.models.Event` whose before and after come from :func:`snapshot`::
+
+    claim = lifecycle.claim(sessions, ticket_id, now, lease_seconds=60)
+    if claim is not None:  # None: finished, or another worker holds it
+        ...
+        lifecycle.finish(sessions, claim, result, decision, now)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.conversation import Conversation
+from triage.errors import ConflictError
+from triage.extraction.types import Attempt as AttemptRecord
+from triage.extraction.types import ExtractionResult
+from triage.routing import RouteDecision
+from triage.store.db import changed_rows
+from triage.store.models import Attempt, Event, Ticket
+from triage.store.models import Conversation as ConversationRow
+from triage.store.queries import TicketNotFoundError
+from triage.tickets.states import (
+    Action,
+    EventKind,
+    FallbackReason,
+    Status,
+    Transition,
+    single_target,
+    sources,
+    transition,
+)
+
+WORKER_ACTOR = "worker"
+INTAKE_ACTOR = "intake"
+#: The extractor recorded when a person set the fields.
+HUMAN_EXTRACTOR = "human"
+
+
+class ClaimConflictError(ConflictError):
+    """Someone else holds the ticket (or nobody does, for a release)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on a ticket for one extraction run: its conversation and the run's earlier attempts."""
+
+    ticket_id: int
+    token: str
+    run: int
+    conversation: Conversation
+    prior_attempts: list[AttemptRecord]
+
+
+def snapshot(ticket: Ticket) -> dict[str, Any]:
+    """What every audit event records, before and after the change."""
+    return {"status": ticket.status, "fields": ticket.fields, "route": ticket.route, "priority": ticket.priority,
+            "sla_due_at": ticket.sla_due_at.isoformat() if ticket.sla_due_at else None,
+            "extractor": ticket.extractor, "assigned_to": ticket.assigned_to,
+            "fallback_reason": ticket.fallback_reason}
+
+
+# ---- the lease ----------------------------------------------------------------------------------
+
+def _grant_lease(now: datetime, seconds: float) -> dict[str, Any]:
+    """The column values of a new lease (for a conditional UPDATE)."""
+    return {"lease_token": str(uuid.uuid4()), "lease_until": now + timedelta(seconds=seconds)}
+
+
+def _drop_lease(ticket: Ticket) -> None:
+    """End the current run's hold and any scheduled retry."""
+    ticket.lease_token = ticket.lease_until = ticket.next_attempt_at = None
+
+
+def _lease_free(now: datetime) -> ColumnElement[bool]:
+    """Nobody holds a live lease on the ticket."""
+    return or_(Ticket.lease_until.is_(None), Ticket.lease_until < now)
+
+
+# ---- shared steps -------------------------------------------------------------------------------
+
+def _apply(ticket: Ticket, action: Action, now: datetime) -> Transition:
+    """Move ``ticket`` as the table says (raising when it may not); a new run drops the old run's lease."""
+    step = transition(action, ticket.status)
+    ticket.status = step.target
+    ticket.updated_at = now
+    if step.new_run:
+        ticket.run += 1
+        _drop_lease(ticket)
+        ticket.fallback_reason = ticket.fallback_detail = ticket.fallback_raw_output = None
+    return step
+
+
+def _audit(session: Session, ticket: Ticket, actor: str, kind: EventKind, before: dict[str, Any],
+           now: datetime) -> None:
+    session.add(Event(ticket=ticket, actor=actor, kind=kind, before=before, after=snapshot(ticket), created_at=now))
+
+
+def _locked(session: Session, ticket_id: int) -> Ticket:
+    ticket = session.execute(select(Ticket).where(Ticket.id == ticket_id).with_for_update()).scalar_one_or_none()
+    if ticket is None:
+        raise TicketNotFoundError(ticket_id)
+    return ticket
+
+
+def _held(session: Session, claim: Claim) -> Ticket | None:
+    """The claimed ticket, locked, if this claim still holds it."""
+    return session.execute(
+        select(Ticket).where(Ticket.id == claim.ticket_id, Ticket.lease_token == claim.token).with_for_update()
+    ).scalar_one_or_none()
+
+
+def _add_attempts(session: Session, ticket_id: int, run: int, attempts: Sequence[AttemptRecord],
+                  now: datetime) -> None:
+    session.add_all(
+        Attempt(ticket_id=ticket_id, run=run, n=a.n, model=a.model, outcome=a.outcome, raw_output=a.raw_output,
+                finish_reason=a.finish_reason, error=a.error, status_code=a.status_code,
+                prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens,
+                reasoning_tokens=a.reasoning_tokens, latency_ms=a.latency_ms,
+                max_completion_tokens=a.max_completion_tokens, created_at=now)
+        for a in attempts
+    )
+
+
+def _to_record(row: Attempt) -> AttemptRecord:
+    return AttemptRecord(n=row.n, model=row.model, outcome=row.outcome,  # type: ignore[arg-type]
+                         raw_output=row.raw_output, finish_reason=row.finish_reason, error=row.error,
+                         prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens,
+                         reasoning_tokens=row.reasoning_tokens, latency_ms=row.latency_ms,
+                         max_completion_tokens=row.max_completion_tokens, status_code=row.status_code)
+
+
+def _store_result(ticket: Ticket, result: ExtractionResult, decision: RouteDecision, now: datetime) -> None:
+    ticket.fields = result.ticket or {}
+    ticket.route, ticket.priority, ticket.sla_due_at = decision.route, decision.priority, decision.sla_due_at
+    ticket.extractor = result.extractor
+    ticket.model = result.model or ticket.model
+    ticket.schema_version, ticket.prompt_version = result.schema_version, result.prompt_version
+    ticket.trimmed = ticket.trimmed or result.trimmed
+    _drop_lease(ticket)
+    ticket.finished_at = now
+
+
+# ---- birth and new messages (in the intake's transaction) ----------------------------------------
+
+def open_ticket(session: Session, conversation: ConversationRow, now: datetime) -> Ticket:
+    """A new ``queued`` ticket for a new conversation (the caller publishes it after the commit)."""
+    ticket = Ticket(conversation=conversation, status=Status.QUEUED, run=1, created_at=now, updated_at=now)
+    session.add(ticket)
+    return ticket
+
+
+def append_message(session: Session, ticket: Ticket, now: datetime) -> bool:
+    """The customer wrote again (the caller already stored the text): ``True`` when a new extraction
+    run starts and must be published after the commit.
+
+    A ``resolved`` ticket reopens; an open ``corrected`` one keeps the person's fields; a ``queued``
+    one's coming extraction reads the new text anyway.
+    """
+    before = snapshot(ticket)
+    reopening = ticket.status == Status.RESOLVED
+    step = _apply(ticket, Action.APPEND_MESSAGE, now)
+    if not step.new_run:
+        return False
+    if reopening:
+        ticket.resolved_at = None
+    _audit(session, ticket, INTAKE_ACTOR, EventKind.REOPENED if reopening else EventKind.NEW_MESSAGE, before, now)
+    return True
+
+
+# ---- a worker's run -------------------------------------------------------------------------------
+
+def _claim(sessions: sessionmaker[Session], ticket_id: int, action: Action, now: datetime,
+           lease_seconds: float) -> Claim | None:
+    with sessions.begin() as session:
+        changed = session.execute(
+            update(Ticket)
+            .where(Ticket.id == ticket_id, Ticket.status.in_(sources(action)), _lease_free(now))
+            .values(status=single_target(action), updated_at=now, **_grant_lease(now, lease_seconds))
+            .returning(Ticket.lease_token, Ticket.run)
+        ).first()
+        if changed is None:
+            return None
+        ticket = session.get_one(Ticket, ticket_id)
+        attempts = session.scalars(
+            select(Attempt).where(Attempt.ticket_id == ticket_id, Attempt.run == changed.run).order_by(Attempt.id)
+        ).all()
+        conversation = Conversation.from_dicts(ticket.conversation.messages)
+        return Claim(ticket_id, str(changed.lease_token), changed.run, conversation, [_to_record(a) for a in attempts])
+
+
+def claim(sessions: sessionmaker[Session], ticket_id: int, now: datetime, lease_seconds: float) -> Claim | None:
+    """Move a ``queued`` ticket (or a ``processing`` one whose lease ran out) to ``processing`` under a
+    new lease; ``None`` when it is finished or held (a redelivered message then changes nothing)."""
+    return _claim(sessions, ticket_id, Action.CLAIM, now, lease_seconds)
+
+
+def claim_fallback(sessions: sessionmaker[Session], ticket_id: int, now: datetime,
+                   lease_seconds: float) -> Claim | None:
+    """Hold a ``fallback`` ticket for the fallback task (it stays ``fallback`` until finished)."""
+    return _claim(sessions, ticket_id, Action.CLAIM_FALLBACK, now, lease_seconds)
+
+
+def renew(sessions: sessionmaker[Session], claim: Claim, now: datetime, lease_seconds: float) -> bool:
+    """Extend the lease while the worker still works on the ticket; ``False`` when the claim was lost."""
+    with sessions.begin() as session:
+        changed = changed_rows(session.execute(
+            update(Ticket)
+            .where(Ticket.id == claim.ticket_id, Ticket.lease_token == claim.token,
+                   Ticket.status.in_(sources(Action.RENEW)))
+            .values(lease_until=now + timedelta(seconds=lease_seconds))
+        ))
+    return bool(changed)
+
+
+def finish(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
+           now: datetime) -> bool:
+    """Store a valid extraction, its attempts and its route (``routed``); ``False`` when the claim was lost."""
+    return _finish(sessions, claim, result, decision, now, Action.FINISH, EventKind.ROUTED)
+
+
+def finish_fallback(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult,
+                    decision: RouteDecision, now: datetime) -> bool:
+    """Store the fallback queue's rules ticket for a person (``needs_review`` on the fallback route)."""
+    return _finish(sessions, claim, result, decision, now, Action.FINISH_FALLBACK, EventKind.NEEDS_REVIEW)
+
+
+def _finish(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
+            now: datetime, action: Action, kind: EventKind) -> bool:
+    with sessions.begin() as session:
+        ticket = _held(session, claim)
+        if ticket is None:
+            return False
+        _add_attempts(session, claim.ticket_id, claim.run, result.attempts, now)
+        before = snapshot(ticket)
+        _apply(ticket, action, now)
+        _store_result(ticket, result, decision, now)
+        _audit(session, ticket, WORKER_ACTOR, kind, before, now)
+        return True
+
+
+def send_to_fallback(sessions: sessionmaker[Session], claim: Claim, attempts: Sequence[AttemptRecord],
+                     reason: FallbackReason, detail: str | None, now: datetime, *, trimmed: bool = False) -> bool:
+    """Record the failed attempts and mark the ticket ``fallback`` (the caller then publishes the fallback task)."""
+    raw = next((a.raw_output for a in reversed([*claim.prior_attempts, *attempts]) if a.raw_output), None)
+    with sessions.begin() as session:
+        ticket = _held(session, claim)
+        if ticket is None:
+            return False
+        _add_attempts(session, claim.ticket_id, claim.run, attempts, now)
+        before = snapshot(ticket)
+        _apply(ticket, Action.SEND_TO_FALLBACK, now)
+        ticket.fallback_reason, ticket.fallback_detail, ticket.fallback_raw_output = reason, detail, raw
+        ticket.trimmed = ticket.trimmed or trimmed
+        _drop_lease(ticket)
+        _audit(session, ticket, WORKER_ACTOR, EventKind.FALLBACK, before, now)
+        return True
+
+
+def release_for_retry(sessions: sessionmaker[Session], claim: Claim, attempts: Sequence[AttemptRecord],
+                      countdown: float, now: datetime) -> bool:
+    """Record the attempts and put the ticket back to ``queued`` until its retry is due."""
+    with sessions.begin() as session:
+        ticket = _held(session, claim)
+        if ticket is None:
+            return False
+        _add_attempts(session, claim.ticket_id, claim.run, attempts, now)
+        _apply(ticket, Action.RELEASE_FOR_RETRY, now)
+        _drop_lease(ticket)
+        ticket.next_attempt_at = now + timedelta(seconds=countdown)
+        return True
+
+
+# ---- the sweep ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StuckTicket:
+    ticket_id: int
+    status: Status
+
+
+@dataclass(frozen=True)
+class Sweep:
+    requeued: list[StuckTicket]
+    poisoned: list[int]
+
+
+def sweep(sessions: sessionmaker[Session], now: datetime, older_than: timedelta, max_requeues: int,
+          poison_route: RouteDecision) -> Sweep:
+    """Tickets waiting in ``queued``/``fallback``, or ``processing``/``fallback`` with a dead lease, for
+    longer than ``older_than``.
+
+    Each one's ``updated_at`` is bumped and ``requeue_count`` incremented in the same transaction,
+    so it is handed out once per threshold; the caller re-publishes them. A ticket already
+    re-enqueued ``max_requeues`` times goes to ``needs_review`` on ``poison_route`` with reason
+    ``poison`` instead.
+    """
+    cutoff = now - older_than
+    due = or_(Ticket.next_attempt_at.is_(None), Ticket.next_attempt_at < cutoff)
+    waiting = and_(Ticket.status.in_((Status.QUEUED, Status.FALLBACK)), Ticket.lease_token.is_(None), due)
+    abandoned = and_(Ticket.status.in_((Status.PROCESSING, Status.FALLBACK)), Ticket.lease_until < now)
+    with sessions.begin() as session:
+        rows = session.scalars(
+            select(Ticket).where(Ticket.updated_at < cutoff, or_(waiting, abandoned)).with_for_update(skip_locked=True)
+        ).all()
+        requeued, poisoned = [], []
+        for ticket in rows:
+            if ticket.requeue_count >= max_requeues:
+                _poison(session, ticket, poison_route, now)
+                poisoned.append(ticket.id)
+            else:
+                requeued.append(StuckTicket(ticket.id, Status(ticket.status)))
+                ticket.updated_at, ticket.requeue_count = now, ticket.requeue_count + 1
+    return Sweep(requeued, poisoned)
+
+
+def _poison(session: Session, ticket: Ticket, decision: RouteDecision, now: datetime) -> None:
+    before = snapshot(ticket)
+    _apply(ticket, Action.POISON, now)
+    ticket.fallback_reason = FallbackReason.POISON
+    ticket.fallback_detail = f"re-enqueued {ticket.requeue_count} times without finishing"
+    ticket.route, ticket.priority, ticket.sla_due_at = decision.route, decision.priority, decision.sla_due_at
+    _drop_lease(ticket)
+    ticket.finished_at = now
+    _audit(session, ticket, WORKER_ACTOR, EventKind.NEEDS_REVIEW, before, now)
+
+
+# ---- a person's actions ---------------------------------------------------------------------------
+
+def correct(sessions: sessionmaker[Session], ticket_id: int, actor: str, fields: dict[str, Any],
+            decision: RouteDecision, now: datetime) -> None:
+    """Store a person's (already validated) fields and their route; status ``corrected``."""
+    with sessions.begin() as session:
+        ticket = _locked(session, ticket_id)
+        before = snapshot(ticket)
+        _apply(ticket, Action.CORRECT, now)
+        ticket.fields = fields
+        ticket.route, ticket.priority, ticket.sla_due_at = decision.route, decision.priority, decision.sla_due_at
+        ticket.extractor = HUMAN_EXTRACTOR
+        _drop_lease(ticket)
+        ticket.finished_at = now
+        _audit(session, ticket, actor, EventKind.CORRECTED, before, now)
+
+
+def assign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+    """Give the ticket to ``actor`` (claiming it twice is fine); someone else's claim is a conflict."""
+    with sessions.begin() as session:
+        ticket = _locked(session, ticket_id)
+        if ticket.assigned_to == actor:
+            return
+        if ticket.assigned_to is not None:
+            raise ClaimConflictError(f"ticket {ticket_id} is claimed by {ticket.assigned_to}")
+        before = snapshot(ticket)
+        _apply(ticket, Action.ASSIGN, now)
+        ticket.assigned_to, ticket.assigned_at = actor, now
+        _audit(session, ticket, actor, EventKind.CLAIMED, before, now)
+
+
+def unassign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+    """Release ``actor``'s claim; only the holder may release it."""
+    with sessions.begin() as session:
+        ticket = _locked(session, ticket_id)
+        if ticket.assigned_to != actor:
+            holder = f"claimed by {ticket.assigned_to}" if ticket.assigned_to else "not claimed"
+            raise ClaimConflictError(f"ticket {ticket_id} is {holder}; only the holder can release it")
+        before = snapshot(ticket)
+        _apply(ticket, Action.UNASSIGN, now)
+        ticket.assigned_to = ticket.assigned_at = None
+        _audit(session, ticket, actor, EventKind.RELEASED, before, now)
+
+
+def reprocess(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+    """A person sends the ticket through extraction again (the caller publishes it after this returns).
+
+    A worker still holding the previous run loses its lease, so its late result is discarded.
+    """
+    with sessions.begin() as session:
+        ticket = _locked(session, ticket_id)
+        before = snapshot(ticket)
+        _apply(ticket, Action.REPROCESS, now)
+        _audit(session, ticket, actor, EventKind.REPROCESS, before, now)
+
+
+def reextract(sessions: sessionmaker[Session], ticket_id: int, kind: EventKind, now: datetime, *,
+              only_from: Collection[Status] = (Status.ROUTED, Status.NEEDS_REVIEW),
+              fallback_retry: bool = False) -> bool:
+    """A job's new extraction run, if the ticket is still in ``only_from`` (checked under lock);
+    ``fallback_retry`` marks the one fresh pass retry-fallback gives."""
+    with sessions.begin() as session:
+        ticket = session.execute(select(Ticket).where(Ticket.id == ticket_id).with_for_update()).scalar_one_or_none()
+        if ticket is None or ticket.status not in only_from or ticket.status not in sources(Action.REEXTRACT):
+            return False
+        before = snapshot(ticket)
+        _apply(ticket, Action.REEXTRACT, now)
+        ticket.fallback_retried = ticket.fallback_retried or fallback_retry
+        _audit(session, ticket, kind.value, kind, before, now)
+        return True
+
+
+def resolve(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+    """Close the ticket (``resolved``); a new customer message reopens it as a new extraction."""
+    with sessions.begin() as session:
+        ticket = _locked(session, ticket_id)
+        before = snapshot(ticket)
+        _apply(ticket, Action.RESOLVE, now)
+        ticket.resolved_at = now
+        _audit(session, ticket, actor, EventKind.RESOLVED, before, now)
