@@ -470,14 +470,14 @@ def fmt_share(value: float | None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def scenario_backlog(ctx: Context, divisor: float, tickets: int | None = None) -> ScenarioResult:
+def scenario_backlog(ctx: Context, divisor: float) -> ScenarioResult:
     """(c) a backlog at 100 requests per window per model: one model, then with one overflow model.
 
     ``divisor`` shortens the API's window (60 s) and the backlog (5,000 tickets) alike; the limiter's
     window stays a second longer than the API's. 1 is the issue's full scenario.
     """
     plan = ctx.plan
-    count = tickets or round(FULL_BACKLOG / divisor)
+    count = round(FULL_BACKLOG / divisor)
     api_window = API_WINDOW_SECONDS / divisor
     limiter_window = api_window + LIMITER_SLACK_SECONDS
     one_call_seconds = count / API_RPM * limiter_window
