@@ -5,10 +5,14 @@
 #   make wheel-test
 # And the fault suite (kills workers, restarts Redis and PostgreSQL: run it on a CI machine):
 #   make faults
+# And the benchmarks (PostgreSQL + Redis, about 6 minutes; README "Benchmarks"):
+#   make bench                         # results in benchmarks/results/<date>.md and .png
+#   make bench BENCH_ARGS=--quick      # seconds per scenario, for development
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: demo test wheel-test faults
+.PHONY: demo test wheel-test faults bench
+BENCH_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -28,3 +32,10 @@ wheel-test: $(VENV)/.installed
 
 faults: $(VENV)/.installed
 	TRIAGE_FAULTS=1 $(VENV)/bin/pytest tests/faults
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)

@@ -14,19 +14,32 @@ faults (429, 500, 503, hangs, non-JSON, truncated and schema-invalid answers, br
     with FakeMiMo(chaos=Chaos(seed=7, weights={"ok": 6, "500": 1, "hang": 1})) as api:
         ...
         api.kinds()   # {"ok": 812, "500": 130, "hang": 141}
+
+For benchmarks it also plays the API's limits and costs: ``latency`` plus a seeded ``jitter``,
+a per-model ``rpm`` per ``window_seconds`` (beyond it: 429 with ``Retry-After``, counted),
+token usage counted by ``count_tokens`` (e.g. a cl100k_base tokenizer), keep-alive
+connections, and counters in :meth:`FakeMiMo.stats` (also served as JSON at ``GET /_stats``).
+A batch request, whose user message holds several blocks opened by
+``<<<CONVERSATION id="KEY">>>`` and closed by ``<<<END CONVERSATION>>>``, gets one JSON object
+keyed by those KEYs, a valid ticket each::
+
+    with FakeMiMo(latency=0.5, jitter=0.05, rpm=100, count_tokens=count) as api:
+        ...
+        api.stats()   # {"calls": 240, "answered": 200, "rate_limited": 40, "prompt_tokens": ...}
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -75,8 +88,11 @@ def raw(body: str, status: int = 200, content_type: str = "application/json") ->
     return Reply(status=status, raw=body, content_type=content_type)
 
 
-VALID_TICKET = {"problem_type": "other", "device_model": None, "urgent_level": "normal",
-                "user_requirements": []}
+VALID_TICKET: dict[str, Any] = {"problem_type": "other", "device_model": None, "urgent_level": "normal",
+                                 "user_requirements": []}
+#: The counters of :meth:`FakeMiMo.stats`.
+STAT_COUNTERS = ("calls", "answered", "rate_limited", "batch_calls", "batch_conversations", "prompt_tokens",
+                 "completion_tokens", "peak_in_flight")
 
 #: What chaos mode can answer, by name. ``hang`` waits ``Chaos.hang_seconds`` (set it above the
 #: client's timeout); the ``body_*`` kinds break the HTTP body itself, the others the model's answer.
@@ -135,6 +151,50 @@ class Chaos:
         return replies[kind]()
 
 
+#: A batch request's conversation blocks: the KEY and the text of each.
+BATCH_BLOCK = re.compile(r'<<<CONVERSATION id="([^"]+)">>>(.*?)<<<END CONVERSATION>>>', re.DOTALL)
+
+
+def batch_keys(messages: list[dict[str, Any]]) -> list[str]:
+    """The KEYs of a batch request's conversation blocks, in order (empty for a single ticket).
+
+    >>> batch_keys([{"role": "user", "content": '<<<CONVERSATION id="7">>>\\nhi\\n<<<END CONVERSATION>>>'}])
+    ['7']
+    """
+    return [key for message in messages if message.get("role") == "user"
+            for key, _ in BATCH_BLOCK.findall(str(message.get("content") or ""))]
+
+
+class RequestWindow:
+    """Per-model sliding window of answered requests: at most ``rpm`` per ``window_seconds``.
+
+    >>> now = [0.0]
+    >>> window = RequestWindow(rpm=2, window_seconds=60, clock=lambda: now[0])
+    >>> window.admit("m"), window.admit("m"), window.admit("m"), window.admit("other")
+    (0.0, 0.0, 60.0, 0.0)
+    >>> now[0] = 60.0
+    >>> window.admit("m")
+    0.0
+    """
+
+    def __init__(self, rpm: int, window_seconds: float, clock: Callable[[], float]) -> None:
+        self.rpm = rpm
+        self.window_seconds = window_seconds
+        self.clock = clock
+        self._answered: dict[str, deque[float]] = {}
+
+    def admit(self, model: str) -> float:
+        """0 when the request may go through (and counts it), else the seconds until it could."""
+        now = self.clock()
+        log = self._answered.setdefault(model, deque())
+        while log and log[0] <= now - self.window_seconds:
+            log.popleft()
+        if len(log) >= self.rpm:
+            return log[0] + self.window_seconds - now
+        log.append(now)
+        return 0.0
+
+
 class _Server(ThreadingHTTPServer):
     """Many clients at once (a deep listen backlog); a client that hung up is not an error."""
 
@@ -147,17 +207,35 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeMiMo:
-    """The loopback server. Unscripted requests get ``default`` (a valid ticket), or a draw from
-    ``chaos`` when given; ``latency`` seconds are added to every answer."""
+    """The loopback server. Unscripted requests get ``default`` (a valid ticket; a batch request
+    one per KEY), or a draw from ``chaos`` when given; ``latency`` seconds, give or take a
+    uniform ``jitter``, are added to every answer.
 
-    def __init__(self, default: Reply | None = None, *, chaos: Chaos | None = None, latency: float = 0.0) -> None:
+    ``rpm`` limits answered requests per model and ``window_seconds`` (on ``clock``);
+    ``count_tokens`` counts the usage it reports (else the fixed :data:`USAGE`);
+    ``keep_alive`` serves HTTP/1.1 persistent connections; ``record=False`` keeps no request log.
+    """
+
+    def __init__(self, default: Reply | None = None, *, chaos: Chaos | None = None, latency: float = 0.0,
+                 jitter: float = 0.0, rpm: int | None = None, window_seconds: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, count_tokens: Callable[[str], int] | None = None,
+                 keep_alive: bool = False, record: bool = True, seed: int = 0, port: int = 0) -> None:
         self.default = default or ok(VALID_TICKET)
         self.chaos = chaos
         self.latency = latency
+        self.jitter = jitter
+        self.window = RequestWindow(rpm, window_seconds, clock) if rpm is not None else None
+        self.count_tokens = count_tokens
+        self.keep_alive = keep_alive
+        self.record = record
+        self._rng = random.Random(seed)
         self._scripts: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
-        self._server = _Server(("127.0.0.1", 0), self._handler())
+        self._counters: Counter[str] = Counter()
+        self._calls_by_model: Counter[str] = Counter()
+        self._in_flight = 0
+        self._server = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -182,6 +260,14 @@ class FakeMiMo:
         with self._lock:
             return [r for r in self.requests if key in json.dumps(r["body"]["messages"], ensure_ascii=False)]
 
+    def stats(self) -> dict[str, Any]:
+        """Counters since start: ``calls`` (chat requests), ``answered`` (200), ``rate_limited``
+        (429 from ``rpm``), ``batch_calls``, ``batch_conversations``, ``prompt_tokens``,
+        ``completion_tokens``, ``peak_in_flight``, and ``calls_by_model``."""
+        with self._lock:
+            counters = {name: self._counters[name] for name in STAT_COUNTERS}
+            return {**counters, "calls_by_model": dict(self._calls_by_model)}
+
     def kinds(self) -> Counter[str]:
         """How many requests got each chaos kind (``scripted``/``default`` for the others)."""
         with self._lock:
@@ -203,16 +289,70 @@ class FakeMiMo:
         return found
 
     def _next_reply(self, body: dict[str, Any]) -> tuple[str, Reply]:
-        text = json.dumps(body.get("messages", []), ensure_ascii=False)
+        messages = body.get("messages", [])
         with self._lock:
-            for key, replies in self._scripts.items():
-                if key in text:
-                    return "scripted", replies.pop(0) if len(replies) > 1 else replies[0]
+            if self._scripts:
+                text = json.dumps(messages, ensure_ascii=False)
+                for key, replies in self._scripts.items():
+                    if key in text:
+                        return "scripted", replies.pop(0) if len(replies) > 1 else replies[0]
+            if self.window is not None and (wait := self.window.admit(str(body.get("model")))):
+                self._counters["rate_limited"] += 1
+                return "rate_limited", error(429, "too many requests", {"Retry-After": str(math.ceil(wait))})
             if self.chaos is not None:
                 return self.chaos.draw()
+        keys = batch_keys(messages)
+        if keys:
+            return "batch", self._batch_reply(keys)
         return "default", self.default
 
+    def _batch_reply(self, keys: list[str]) -> Reply:
+        """One JSON object keyed by the batch's KEYs, the default ticket for each."""
+        try:
+            ticket = json.loads(self.default.content or "")
+        except json.JSONDecodeError:
+            ticket = None
+        ticket = ticket if isinstance(ticket, dict) else dict(VALID_TICKET)
+        return ok({key: ticket for key in keys})
+
+    def _delay(self, reply: Reply) -> float:
+        with self._lock:
+            jitter = self._rng.uniform(-self.jitter, self.jitter) if self.jitter else 0.0
+        return max(0.0, reply.delay + self.latency + jitter)
+
+    def _usage(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        if self.count_tokens is None:
+            return reply.usage
+        prompt = sum(self.count_tokens(str(m.get("content") or "")) for m in body.get("messages", []))
+        completion = self.count_tokens(reply.content or "")
+        return {**reply.usage, "prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}
+
+    def _count(self, body: dict[str, Any], kind: str, usage: dict[str, Any] | None) -> None:
+        with self._lock:
+            self._counters["calls"] += 1
+            self._calls_by_model[str(body.get("model"))] += 1
+            if usage is None:
+                return
+            self._counters["answered"] += 1
+            self._counters["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
+            self._counters["completion_tokens"] += int(usage.get("completion_tokens") or 0)
+            if kind == "batch":
+                self._counters["batch_calls"] += 1
+                self._counters["batch_conversations"] += len(batch_keys(body.get("messages", [])))
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._counters["peak_in_flight"] = max(self._counters["peak_in_flight"], self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
     def _record(self, request: dict[str, Any]) -> None:
+        if not self.record:
+            return
         with self._lock:
             self.requests.append(request)
 
@@ -220,8 +360,19 @@ class FakeMiMo:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if fake.keep_alive else "HTTP/1.0"
+            #: Headers and body go out in two writes: without TCP_NODELAY the body waits for the client's
+            #: delayed ACK (about 40 ms on Linux) on every answer.
+            disable_nagle_algorithm = True
+
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
                 return
+
+            def do_GET(self) -> None:
+                if self.path.endswith("/_stats"):
+                    self._send(200, json.dumps(fake.stats()), {})
+                else:
+                    self._send(404, json.dumps({"error": {"message": "no such route"}}), {})
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
@@ -231,9 +382,21 @@ class FakeMiMo:
                 if not self.path.endswith("/chat/completions"):
                     self._send(404, json.dumps({"error": {"message": "no such route"}}), {})
                     return
+                fake._enter()
+                try:
+                    self._answer(body, record)
+                finally:
+                    fake._leave()
+
+            def _answer(self, body: dict[str, Any], record: dict[str, Any]) -> None:
                 record["kind"], reply = fake._next_reply(body)
-                if reply.delay or fake.latency:
-                    time.sleep(reply.delay + fake.latency)
+                ok_answer = reply.status == 200 and reply.raw is None
+                usage = fake._usage(body, reply) if ok_answer else None
+                fake._count(body, record["kind"], usage)
+                if record["kind"] != "rate_limited" and (delay := fake._delay(reply)):
+                    time.sleep(delay)
+                if usage is not None:
+                    reply = replace(reply, usage=usage)
                 if reply.raw is not None:
                     self._send(reply.status, reply.raw, reply.headers, reply.content_type)
                 elif reply.status != 200:
@@ -257,6 +420,8 @@ class FakeMiMo:
             def _stream(self, body: dict[str, Any], reply: Reply) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")  # the end of the body is the end of the stream
+                self.close_connection = True
                 self.end_headers()
                 for chunk in _chunks(body, reply):
                     self.wfile.write(b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n")

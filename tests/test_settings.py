@@ -61,3 +61,10 @@ def test_llm_extractor_without_key_is_refused_with_what_to_do() -> None:
     with pytest.raises(SettingsError, match=r"MIMO_API_KEY is not set.*TRIAGE_EXTRACTOR=rules"):
         settings.require_llm_ready()
     load_settings({"TRIAGE_CONFIG": CONFIG, "TRIAGE_EXTRACTOR": "rules"}).require_llm_ready()
+
+
+def test_list_settings_come_from_the_environment_as_json() -> None:
+    settings = load_settings({"TRIAGE__EXTRACTION__FALLBACK_MODELS": '["mimo-v2.5", "mimo-v2-pro"]'})
+    assert settings.extraction.fallback_models == ["mimo-v2.5", "mimo-v2-pro"]
+    with pytest.raises(SettingsError, match="TRIAGE__EXTRACTION__FALLBACK_MODELS: not a JSON list"):
+        load_settings({"TRIAGE__EXTRACTION__FALLBACK_MODELS": '["mimo-v2.5",'})

@@ -18,6 +18,7 @@ Any bad value stops start-up with :class:`SettingsError`, naming the key and the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -667,6 +668,21 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: object, env_name: str)
     node[leaf] = value
 
 
+def _structured(value: str, env_name: str) -> object:
+    """A ``TRIAGE__SECTION__KEY`` value: a JSON list or table when it looks like one (``["mimo-v2.5"]``),
+    else the string as it is (pydantic converts numbers and booleans).
+
+    >>> _structured('["mimo-v2.5", "mimo-v2-pro"]', "TRIAGE__EXTRACTION__FALLBACK_MODELS"), _structured("3", "X")
+    (['mimo-v2.5', 'mimo-v2-pro'], '3')
+    """
+    if not value.lstrip().startswith(("[", "{")):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{env_name}: not a JSON list or table: {exc.msg} at column {exc.colno}") from None
+
+
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     for section, key in (("schema", "path"), ("evaluation", "data")):
         table = data.get(section)
@@ -722,7 +738,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                   for name in env if name.startswith(WEBHOOK_SECRET_PREFIX)}
     for env_name, key in {**overrides, **ENV_KEYS}.items():
         if env_name in env:
-            _set_dotted(data, key, env[env_name], env_name)
+            value = _structured(env[env_name], env_name) if env_name in overrides else env[env_name]
+            _set_dotted(data, key, value, env_name)
             used[env_name] = key
     try:
         return Settings.model_validate(data)
