@@ -8,6 +8,7 @@ a database created for this session and dropped afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -17,9 +18,10 @@ from pathlib import Path
 import pytest
 import redis
 from kombu import Connection
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine, text
 
 from tests.harness import fresh_database
+from triage.store.db import upgrade
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("TRIAGE_REQUIRE_SERVICES") == "1"
@@ -115,4 +117,52 @@ def sqlite_url(tmp_path: Path) -> str:
 def database_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs on SQLite and on PostgreSQL."""
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return request.getfixturevalue(fixture)
+
+
+# ---- migrated databases, fast: migrate once per session, then copy (SQLite) or truncate (PostgreSQL) ----
+
+@pytest.fixture(scope="session")
+def _migrated_postgres(postgres_server: str) -> Iterator[tuple[str, Engine]]:
+    """One PostgreSQL database migrated to head for the whole session, and an engine to empty it."""
+    with fresh_database(postgres_server) as url:
+        upgrade(url)
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        yield url, engine
+        engine.dispose()
+
+
+@pytest.fixture
+def migrated_postgres_url(_migrated_postgres: tuple[str, Engine]) -> str:
+    """The session's migrated PostgreSQL database with every table emptied and every id sequence reset."""
+    url, engine = _migrated_postgres
+    with engine.connect() as conn:
+        tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                   "AND tablename != 'alembic_version'")).scalars().all()
+        conn.execute(text("SET lock_timeout = '10s'"))
+        conn.execute(text(f"TRUNCATE {', '.join(f'{t!r}'.replace(chr(39), chr(34)) for t in tables)} "
+                          "RESTART IDENTITY CASCADE"))
+    return url
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("migrated") / "triage.sqlite3"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def migrated_sqlite_url(_migrated_sqlite: Path, tmp_path: Path) -> str:
+    """A copy of a SQLite database migrated to head."""
+    target = tmp_path / "triage.sqlite3"
+    shutil.copyfile(_migrated_sqlite, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_database_url(request: pytest.FixtureRequest) -> str:
+    """An empty database at the latest migration, on SQLite and on PostgreSQL (for tests of the app, not
+    of the migrations: those take ``database_url``)."""
+    fixture = "migrated_sqlite_url" if request.param == "sqlite" else "migrated_postgres_url"
     return request.getfixturevalue(fixture)

@@ -1,7 +1,7 @@
 """Shared test factories: the repository's config and schema, apps on a test database, a clock to move,
 and the few steps tests take a ticket through (submit, finish with the rules extractor).
 
-    app = build_app(database_url, TRIAGE__JOBS__MAX_REQUEUES="2")
+    app = build_app(migrated_database_url, TRIAGE__JOBS__MAX_REQUEUES="2")
     ticket_id = submit(app, "A-1", "My router is broken")
     finish_with_rules(app, ticket_id)
 """
@@ -17,7 +17,6 @@ from triage.intake.receive import submit as store_submission
 from triage.queues import Publisher
 from triage.schema import TicketSchema
 from triage.settings import Settings, load_settings
-from triage.store.db import upgrade
 from triage.tickets import lifecycle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,10 +47,8 @@ def settings_for(database_url: str, **env: str) -> Settings:
                           "TRIAGE_BROKER_URL": "memory://", "TRIAGE_EXTRACTOR": "rules", **env})
 
 
-def build_app(database_url: str, *, clock: ManualClock | None = None, migrate: bool = True, **env: str) -> App:
-    """An app on ``database_url`` (migrated to head unless ``migrate=False``)."""
-    if migrate:
-        upgrade(database_url)
+def build_app(database_url: str, *, clock: ManualClock | None = None, **env: str) -> App:
+    """An app on ``database_url`` (a migrated one: the ``migrated_database_url`` fixture)."""
     return App.build(settings_for(database_url, **env), clock=clock)
 
 

@@ -22,7 +22,6 @@ from triage.api.app import create_app
 from triage.app import App
 from triage.intake.platforms import sample_payloads, signed_request
 from triage.settings import load_settings
-from triage.store.db import upgrade
 from triage.store.models import Conversation, Event, IntakeKey, Ticket
 
 SECRETS = {
@@ -60,9 +59,8 @@ def _environment(database_url: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def api(database_url: str) -> Iterator[Service]:
-    upgrade(database_url)
-    parts = App.build(load_settings(_environment(database_url)))
+def api(migrated_database_url: str) -> Iterator[Service]:
+    parts = App.build(load_settings(_environment(migrated_database_url)))
     enqueued: list[int] = []
     with TestClient(create_app(parts, publish=enqueued.append)) as client:
         yield Service(client, parts, enqueued)
@@ -141,9 +139,8 @@ def test_signed_but_malformed_bodies_are_400_with_a_reason(api: Service) -> None
     assert api.count(Conversation) == 0
 
 
-def test_source_without_a_secret_is_refused(database_url: str) -> None:
-    upgrade(database_url)
-    env = _environment(database_url)
+def test_source_without_a_secret_is_refused(migrated_database_url: str) -> None:
+    env = _environment(migrated_database_url)
     del env["TRIAGE_WEBHOOK_SECRET_ZENDESK"]
     parts = App.build(load_settings(env))
     with TestClient(create_app(parts, publish=lambda _: None)) as client:
@@ -305,9 +302,9 @@ def test_queues_counts_per_route_and_status(api: Service) -> None:
     assert routes["(unrouted)"]["counts"] == {"queued": 1}
 
 
-def test_health_names_what_is_down(api: Service, database_url: str) -> None:
+def test_health_names_what_is_down(api: Service, migrated_database_url: str) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
-    env = _environment(database_url, TRIAGE_BROKER_URL="redis://127.0.0.1:1/0")
+    env = _environment(migrated_database_url, TRIAGE_BROKER_URL="redis://127.0.0.1:1/0")
     parts = App.build(load_settings(env))
     with TestClient(create_app(parts, publish=lambda _: None)) as client:
         response = client.get("/healthz")

@@ -22,8 +22,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def parts(database_url: str, clock: ManualClock) -> Iterator[App]:
-    built = build_app(database_url, clock=clock, TRIAGE__JOBS__MAX_REQUEUES="2",
+def parts(migrated_database_url: str, clock: ManualClock) -> Iterator[App]:
+    built = build_app(migrated_database_url, clock=clock, TRIAGE__JOBS__MAX_REQUEUES="2",
                       TRIAGE__JOBS__RETRY_FALLBACK_AFTER_SECONDS="60")
     yield built
     built.close()

@@ -41,8 +41,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def app(database_url: str, clock: ManualClock) -> Iterator[App]:
-    built = build_app(database_url, clock=clock)
+def app(migrated_database_url: str, clock: ManualClock) -> Iterator[App]:
+    built = build_app(migrated_database_url, clock=clock)
     yield built
     built.close()
 

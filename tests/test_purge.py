@@ -16,7 +16,7 @@ from triage.conversation import Conversation as ConversationValue
 from triage.intake.receive import submit
 from triage.retention import RETENTION_ACTOR, purge_expired
 from triage.settings import SettingsError, load_settings
-from triage.store.db import make_engine, make_sessionmaker, upgrade
+from triage.store.db import make_engine, make_sessionmaker
 from triage.store.models import Attempt, Conversation, Event, IntakeKey, Ticket
 from triage.store.purge import PurgeCounts, PurgeRecord, purge_before
 from triage.tickets.states import Status
@@ -27,9 +27,8 @@ OLD, RECENT = CUTOFF - timedelta(days=5), CUTOFF + timedelta(days=5)
 
 
 @pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
+def sessions(migrated_database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(migrated_database_url)
     yield make_sessionmaker(engine)
     engine.dispose()
 

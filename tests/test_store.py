@@ -17,7 +17,7 @@ from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.intake.receive import Received, submit
 from triage.routing import RouteDecision
-from triage.store.db import alembic_config, make_engine, make_sessionmaker, upgrade
+from triage.store.db import alembic_config, make_engine, make_sessionmaker
 from triage.store.models import Ticket
 from triage.store.queries import list_tickets
 from triage.tickets import lifecycle
@@ -29,9 +29,8 @@ RESULT = ExtractionResult("llm", {"problem_type": "consult", "device_model": Non
 
 
 @pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
+def sessions(migrated_database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(migrated_database_url)
     yield make_sessionmaker(engine)
     engine.dispose()
 
