@@ -34,14 +34,15 @@ import json
 import math
 import random
 import re
-import sys
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.loopback import Loopback
 
 USAGE = {"prompt_tokens": 161, "completion_tokens": 89, "total_tokens": 250,
          "completion_tokens_details": {"reasoning_tokens": 0}, "prompt_tokens_details": {}}
@@ -195,18 +196,7 @@ class RequestWindow:
         return 0.0
 
 
-class _Server(ThreadingHTTPServer):
-    """Many clients at once (a deep listen backlog); a client that hung up is not an error."""
-
-    request_queue_size = 256
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class FakeMiMo:
+class FakeMiMo(Loopback):
     """The loopback server. Unscripted requests get ``default`` (a valid ticket; a batch request
     one per KEY), or a draw from ``chaos`` when given; ``latency`` seconds, give or take a
     uniform ``jitter``, are added to every answer.
@@ -235,21 +225,11 @@ class FakeMiMo:
         self._counters: Counter[str] = Counter()
         self._calls_by_model: Counter[str] = Counter()
         self._in_flight = 0
-        self._server = _Server(("127.0.0.1", port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler(), port)
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> FakeMiMo:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.address}/v1"
 
     def script(self, key: str, *replies: Reply) -> None:
         """Answer requests mentioning ``key`` with ``replies`` in order; the last one repeats."""

@@ -27,12 +27,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.fakeapi import _Server as LoopbackServer
+from tests.loopback import Loopback
 
 
 @dataclass
@@ -86,12 +86,9 @@ class Scripted:
 
 
 Handler = Callable[[re.Match[str], Any, dict[str, list[str]]], Answer]
-#: How often the server loop looks for shutdown (the stdlib's 0.5 s makes every test half a second longer).
-POLL_SECONDS = 0.02
-LOOPBACK = "127.0.0.1"
 
 
-class FakeHelpdesk:
+class FakeHelpdesk(Loopback):
     """The shared server: routing, recording, scripting, auth. Subclasses add the platform's routes."""
 
     def __init__(self) -> None:
@@ -100,22 +97,13 @@ class FakeHelpdesk:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._script: list[Scripted] = []
         self._lock = threading.RLock()
-        self._server = LoopbackServer((LOOPBACK, 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_SECONDS,), daemon=True)
+        super().__init__(self._handler())
 
     # ---- for tests ------------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.address
 
     def ticket(self, ticket_id: str, **state: Any) -> FakeTicket:
         with self._lock:
