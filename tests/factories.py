@@ -48,6 +48,15 @@ def settings_for(database_url: str, **env: str) -> Settings:
                           "TRIAGE_BROKER_URL": "memory://", "TRIAGE_EXTRACTOR": "rules", **env})
 
 
+def ready_environ(folder: Path) -> dict[str, str]:
+    """Settings a worker, beat or serve starts with (every start-up check passes): the repository's config, a
+    migrated SQLite database in ``folder``, the in-memory broker, the rules extractor."""
+    database_url = f"sqlite:///{folder / 'triage.sqlite3'}"
+    upgrade(database_url)
+    return {"TRIAGE_CONFIG": str(CONFIG_PATH), "TRIAGE_DATABASE_URL": database_url, "TRIAGE_BROKER_URL": "memory://",
+            "TRIAGE_EXTRACTOR": "rules"}
+
+
 def build_app(database_url: str, *, clock: ManualClock | None = None, migrate: bool = True, **env: str) -> App:
     """An app on ``database_url`` (migrated to head unless ``migrate=False``)."""
     if migrate:
