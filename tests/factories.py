@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from triage.app import App
 from triage.conversation import Conversation
 from triage.intake.receive import submit as store_submission
@@ -77,6 +79,24 @@ def finish_with_rules(app: App, ticket_id: int) -> lifecycle.Claim:
     decision = app.router.route(result.ticket or {}, app.clock.now())
     assert lifecycle.finish(app.sessions, claim, result, decision, app.clock.now())
     return claim
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_metrics(exposition: str) -> Samples:
+    """A Prometheus text exposition as ``{(sample name, labels): value}``, parsed by prometheus_client."""
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(exposition) for sample in family.samples}
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float | None:
+    """The value of sample ``name`` with exactly ``labels``, or ``None``."""
+    return samples.get((name, frozenset(labels.items())))
+
+
+def sample_names(samples: Samples) -> set[str]:
+    return {name for name, _ in samples}
 
 
 class RecordingPublisher(Publisher):

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import signals
+from celery.apps import worker as celery_worker
 from kombu.utils.url import url_to_parts
 from pydantic import BaseModel, SecretStr
 from sqlalchemy.engine import make_url
@@ -42,6 +43,7 @@ REDACTED = "<redacted>"
 MIN_SCRUBBED_CHARS = 6
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 HANDLER_NAME = "triage"
+CELERY_CONSOLE_LOGGER = "celery.apps.worker"
 #: Tasks whose first argument is a ticket id.
 TICKET_TASKS = frozenset({EXTRACT_TASK, FALLBACK_TASK})
 
@@ -165,10 +167,18 @@ def _unbind_task(**_: Any) -> None:
     _task_context.set(None)
 
 
+def _say_as_log(message: str, *_: Any) -> None:
+    """Celery's console notices ("worker: Warm shutdown (MainProcess)"), as log records."""
+    logging.getLogger(CELERY_CONSOLE_LOGGER).warning("%s", message.strip())
+
+
 def celery_logging(settings: Settings) -> list[str]:
     """Let :func:`configure` set up logging when Celery would (worker and beat), and add each task's
-    context to its lines; the extra arguments for Celery's command line (``--quiet`` drops the
-    banner, which is not a log line, in JSON)."""
+    context to its lines; the extra arguments for Celery's command line.
+
+    In JSON, ``--quiet`` drops the start-up banner, and the worker's console notices (written
+    straight to the terminal by ``celery.apps.worker.safe_say``, not logged) become log records.
+    """
 
     def setup(loglevel: int | str = logging.INFO, **_: Any) -> None:
         configure(settings, loglevel)
@@ -176,4 +186,7 @@ def celery_logging(settings: Settings) -> list[str]:
     signals.setup_logging.connect(setup, weak=False, dispatch_uid="triage.logs.setup")
     signals.task_prerun.connect(_bind_task, weak=False, dispatch_uid="triage.logs.bind")
     signals.task_postrun.connect(_unbind_task, weak=False, dispatch_uid="triage.logs.unbind")
-    return ["--quiet"] if settings.log_format == "json" else []
+    if settings.log_format != "json":
+        return []
+    celery_worker.safe_say = _say_as_log  # Celery offers no hook for these few lines
+    return ["--quiet"]

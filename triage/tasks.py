@@ -52,7 +52,9 @@ def apply_step(app: App, task: Task[Any, Any], claim: lifecycle.Claim, step: Ste
     if isinstance(step, Retry):
         if step.penalty is not None:  # someone else shares the account: the whole fleet waits
             app.limiter.penalize(step.penalty.model, step.penalty.seconds)
-        log.warning("ticket %s: %s; retry in %.1fs", claim.ticket_id, step.attempts[-1].error, step.seconds)
+        failed = step.attempts[-1]
+        log.warning("ticket %s: %s; retry in %.1fs", claim.ticket_id, failed.error, step.seconds,
+                    extra={"model": failed.model, "attempt": failed.n})
     lifecycle.release_for_retry(app.sessions, claim, step.attempts, step.seconds, now)
     _retry(task, step)
 
