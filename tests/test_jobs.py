@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from tests.factories import CONFIG_PATH, ManualClock, RecordingPublisher, build_app, finish_with_rules, recording, submit
+from tests.factories import (
+    CONFIG_PATH,
+    ManualClock,
+    RecordingPublisher,
+    build_app,
+    finish_with_rules,
+    recording,
+    submit,
+)
 from triage import cli, jobs
 from triage.app import App
 from triage.clock import SystemClock
