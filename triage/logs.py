@@ -188,5 +188,5 @@ def celery_logging(settings: Settings) -> list[str]:
     signals.task_postrun.connect(_unbind_task, weak=False, dispatch_uid="triage.logs.unbind")
     if settings.log_format != "json":
         return []
-    celery_worker.safe_say = _say_as_log  # Celery offers no hook for these few lines
+    celery_worker.safe_say = _say_as_log  # type: ignore[attr-defined]  # no hook for these lines (not in the stubs)
     return ["--quiet"]
