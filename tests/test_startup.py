@@ -125,3 +125,12 @@ def test_worker_options_are_checked_before_it_starts(argv: list[str], expected: 
         assert cli.main([part.replace("{busy}", port) for part in argv]) == cli.EXIT_FIX_SETUP
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
+
+
+def test_db_commands_refuse_a_database_url_with_the_same_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", "postgres://triage:hunter2-secret@db.internal/triage")
+    assert cli.main(["db", "upgrade"]) == cli.EXIT_FIX_SETUP
+    err = capsys.readouterr().err
+    assert err.startswith("triage: TRIAGE_DATABASE_URL='postgres://triage:***@db.internal/triage'") and \
+        err.count("\n") == 1

@@ -8,7 +8,7 @@ failure is one :class:`~triage.errors.ConfigError` or :class:`~triage.errors.Dat
 naming the key or URL (passwords hidden) and what to do; ``triage.cli.main`` prints it as one line
 and exits with status 2.
 
->>> check_urls_of("postgres://triage:secret@db/triage", "redis://localhost:6379/0")
+>>> check_database_url("postgres://triage:secret@db/triage")
 Traceback (most recent call last):
 ...
 triage.settings.SettingsError: TRIAGE_DATABASE_URL='postgres://triage:***@db/triage': SQLAlchemy has no database \
@@ -80,19 +80,24 @@ def shown_broker_url(url: str) -> str:
     return maybe_sanitize_url(url) if "@" in url else url
 
 
-def check_urls_of(database_url: str, broker_url: str) -> None:
-    """Refuse a database or broker URL nothing installed can use, naming the variable (no connection is made)."""
-    problem = _database_url_problem(database_url)
+def check_database_url(url: str) -> None:
+    """Refuse a database URL nothing installed can use, naming the variable (no connection is made)."""
+    problem = _database_url_problem(url)
     if problem:
-        raise SettingsError(f"TRIAGE_DATABASE_URL={shown_database_url(database_url)!r}: {problem}")
-    problem = _broker_url_problem(broker_url)
+        raise SettingsError(f"TRIAGE_DATABASE_URL={shown_database_url(url)!r}: {problem}")
+
+
+def check_broker_url(url: str) -> None:
+    """Refuse a broker URL no installed transport takes, naming the variable (no connection is made)."""
+    problem = _broker_url_problem(url)
     if problem:
-        raise SettingsError(f"TRIAGE_BROKER_URL={shown_broker_url(broker_url)!r}: {problem}")
+        raise SettingsError(f"TRIAGE_BROKER_URL={shown_broker_url(url)!r}: {problem}")
 
 
 def check_urls(settings: Settings) -> None:
-    """:func:`check_urls_of` for the settings' URLs."""
-    check_urls_of(settings.database_url, settings.broker_url)
+    """The settings' database and broker URLs name something installed."""
+    check_database_url(settings.database_url)
+    check_broker_url(settings.broker_url)
 
 
 def broker_problem(url: str) -> str | None:
