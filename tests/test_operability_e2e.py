@@ -107,8 +107,8 @@ def test_the_worker_counts_tickets_llm_calls_tokens_and_waits(run: Run) -> None:
     assert sample(worker, "triage_llm_tokens_total", model=MODEL, kind="reasoning") == 12
     assert sample(worker, "triage_llm_api_errors_total", model=MODEL, status_code="429") == 1
     assert sample(worker, "triage_llm_api_errors_total", model=MODEL, status_code="401") == 1
-    waited = sample(worker, "triage_ratelimit_wait_seconds_total", model=MODEL) or 0
-    assert 0 < waited < run.api_requests * 2, "3 calls per 2 s: some extractions had to wait"
+    assert (sample(worker, "triage_ratelimit_wait_seconds_total", model=MODEL) or 0) > 0, \
+        "3 calls per 2 s for 7 tickets: some extractions had to wait (each deferral adds its wait)"
 
 
 def test_serve_counts_webhooks_and_reads_the_gauges_from_the_database(run: Run) -> None:

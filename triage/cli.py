@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from triage.app import App
+    from triage.jobs import JobReport
     from triage.schema import TicketSchema
 
 #: The table's columns around the ticket's scalar fields (which come from the schema).
@@ -226,7 +227,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hint_force(report: Any, forced: bool) -> None:
+def _hint_force(report: JobReport, forced: bool) -> None:
+    """Say how to run a job that beat's run is holding."""
     if not report.ran and not forced:
         print("(beat ran it moments ago; --force runs it anyway)", file=sys.stderr)
 
