@@ -11,12 +11,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from triage.app import App
 from triage.conversation import Conversation
 from triage.intake.receive import submit as store_submission
 from triage.queues import Publisher
 from triage.schema import TicketSchema
 from triage.settings import Settings, load_settings
+from triage.store.db import upgrade
 from triage.tickets import lifecycle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,6 +50,15 @@ def settings_for(database_url: str, **env: str) -> Settings:
                           "TRIAGE_BROKER_URL": "memory://", "TRIAGE_EXTRACTOR": "rules", **env})
 
 
+def ready_environ(folder: Path) -> dict[str, str]:
+    """Settings a worker, beat or serve starts with (every start-up check passes): the repository's config, a
+    migrated SQLite database in ``folder``, the in-memory broker, the rules extractor."""
+    database_url = f"sqlite:///{folder / 'triage.sqlite3'}"
+    upgrade(database_url)
+    return {"TRIAGE_CONFIG": str(CONFIG_PATH), "TRIAGE_DATABASE_URL": database_url, "TRIAGE_BROKER_URL": "memory://",
+            "TRIAGE_EXTRACTOR": "rules"}
+
+
 def build_app(database_url: str, *, clock: ManualClock | None = None, **env: str) -> App:
     """An app on ``database_url`` (a migrated one: the ``migrated_database_url`` fixture)."""
     return App.build(settings_for(database_url, **env), clock=clock)
@@ -65,6 +77,24 @@ def finish_with_rules(app: App, ticket_id: int) -> lifecycle.Claim:
     decision = app.router.route(result.ticket or {}, app.clock.now())
     assert lifecycle.finish(app.sessions, claim, result, decision, app.clock.now())
     return claim
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_metrics(exposition: str) -> Samples:
+    """A Prometheus text exposition as ``{(sample name, labels): value}``, parsed by prometheus_client."""
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(exposition) for sample in family.samples}
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float | None:
+    """The value of sample ``name`` with exactly ``labels``, or ``None``."""
+    return samples.get((name, frozenset(labels.items())))
+
+
+def sample_names(samples: Samples) -> set[str]:
+    return {name for name, _ in samples}
 
 
 class RecordingPublisher(Publisher):

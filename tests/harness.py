@@ -110,10 +110,10 @@ class Stack:
         return self.process("worker", "--loglevel", "INFO", *args)
 
     @contextmanager
-    def server(self, port: int) -> Iterator[str]:
+    def server(self, port: int, loglevel: str = "WARNING") -> Iterator[str]:
         """``triage serve`` on ``port``; yields its base URL once /healthz answers 200."""
         base = f"http://127.0.0.1:{port}"
-        with self.process("serve", "--port", str(port), "--loglevel", "WARNING") as process:
+        with self.process("serve", "--port", str(port), "--loglevel", loglevel) as process:
             deadline = time.monotonic() + 30
             while True:
                 try:

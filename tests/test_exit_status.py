@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from tests.factories import ready_environ
 from triage import cli
 
 CELERY_FAILURE = 1
@@ -22,7 +23,8 @@ CELERY_FAILURE = 1
 @pytest.mark.parametrize("command", ["worker", "beat"])
 def test_celery_failure_is_the_commands_exit_status(command: str, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRIAGE_EXTRACTOR", "rules")
+    for name, value in ready_environ(tmp_path).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setattr(Celery, "start", lambda self, argv=None: CELERY_FAILURE)  # Celery ran and failed
     argv = [command] + (["--schedule", str(tmp_path / "schedule")] if command == "beat" else [])
     assert cli.main(argv) == CELERY_FAILURE

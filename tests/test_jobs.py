@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import update
 
-from tests.factories import ManualClock, RecordingPublisher, build_app, finish_with_rules, recording, submit
-from triage import jobs
+from tests.factories import (
+    CONFIG_PATH,
+    ManualClock,
+    RecordingPublisher,
+    build_app,
+    finish_with_rules,
+    recording,
+    submit,
+)
+from triage import cli, jobs
 from triage.app import App
-from triage.store.jobs import try_lock
+from triage.clock import SystemClock
+from triage.store.jobs import forced_name, try_lock
 from triage.store.models import JobLock, Ticket
 from triage.tickets import lifecycle
 
@@ -114,3 +124,40 @@ def test_reprocess_selects_by_version_and_never_touches_corrections(parts: App, 
     assert report.requeued == published.extractions == [ids[0]] and seen == [(1, 1)]
     since = jobs.Selection(status="routed", since=clock.now() - timedelta(hours=1))
     assert jobs.reprocess(parts, since, dry_run=True).selected == [ids[2]]
+
+
+@pytest.mark.parametrize("job", [jobs.sweep, jobs.retry_fallback], ids=["sweep", "retry-fallback"])
+def test_a_forced_run_goes_while_beat_holds_the_lock(parts: App, clock: ManualClock, published: RecordingPublisher,
+                                                     job: Any) -> None:
+    name = jobs.SWEEP if job is jobs.sweep else jobs.RETRY_FALLBACK
+    assert job(parts, holder="beat").ran  # beat's run: the lock is held for most of the interval
+    skipped = job(parts, holder="cli")
+    assert not skipped.ran and skipped.summary() == f"{name}: skipped, another run holds the lock"
+    assert job(parts, holder="cli", force=True).ran
+    assert job(parts, holder="cli", force=True).ran, "a forced run gives its lock back when it ends"
+    assert not job(parts, holder="cli").ran, "forcing leaves beat's lock alone"
+
+
+def test_two_forced_runs_never_overlap(parts: App, clock: ManualClock, published: RecordingPublisher) -> None:
+    ticket_id = _ticket(parts, "F-1")
+    clock.advance(hours=1)
+    assert try_lock(parts.sessions, forced_name(jobs.SWEEP), "cli-other:1234", hold_seconds=60, now=clock.now())
+    report = jobs.sweep(parts, holder="cli", force=True)
+    assert not report.ran and report.summary() == "sweep-stuck: skipped, another forced run holds the lock"
+    assert published.extractions == []
+    clock.advance(seconds=61)  # that run died: its forced lock lapses after one interval
+    assert jobs.sweep(parts, holder="cli", force=True).requeued == [ticket_id]
+
+
+def test_cli_force_flag_runs_the_job_and_the_hint_names_it(parts: App, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TRIAGE_CONFIG", str(CONFIG_PATH))
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", parts.settings.database_url)
+    monkeypatch.setenv("TRIAGE_BROKER_URL", "memory://")
+    monkeypatch.setenv("TRIAGE_EXTRACTOR", "rules")
+    assert try_lock(parts.sessions, jobs.SWEEP, "beat", hold_seconds=3600, now=SystemClock().now())
+    assert cli.main(["sweep"]) == 0
+    out, err = capsys.readouterr()
+    assert "skipped, another run holds the lock" in out and "--force" in err
+    assert cli.main(["sweep", "--force"]) == 0
+    assert capsys.readouterr().out.startswith("sweep-stuck: 0 selected")

@@ -38,6 +38,8 @@ def test_contract_environment_variables_override_the_file() -> None:
     ({"TRIAGE__EXTRACTION__ATTEMPTS": "0"}, "TRIAGE__EXTRACTION__ATTEMPTS='0'"),
     ({"TRIAGE__RETRY__NO_SUCH_KEY": "1"}, "TRIAGE__RETRY__NO_SUCH_KEY"),
     ({"TRIAGE_CONFIG": "/nonexistent/triage.toml"}, "TRIAGE_CONFIG='/nonexistent/triage.toml'"),
+    ({"TRIAGE_LOG_FORMAT": "xml"}, "TRIAGE_LOG_FORMAT='xml': Input should be 'text' or 'json'"),
+    ({"TRIAGE__WORKER__METRICS_PORT": "70000"}, "TRIAGE__WORKER__METRICS_PORT='70000'"),
 ])
 def test_bad_values_name_the_key_and_value(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named.replace("*", r"\*")):

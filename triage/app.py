@@ -4,9 +4,10 @@ The HTTP app, the CLI, the demo and the Celery tasks receive an :class:`App` ins
 module globals; only the Celery entry module (:mod:`triage.worker`) builds one at import. The
 app carries the clock, so leases, SLAs, countdowns and jobs are tested by moving it.
 
-Building checks what every process relies on before it takes any work: the schema file, every
-routing rule against the schema, and the fields the listings filter on; each failure is a
-:class:`~triage.errors.ConfigError` naming the key.
+Building checks what every process relies on before it takes any work: the database and broker
+URLs (:func:`triage.startup.check_urls`), the schema file, every routing rule against the schema,
+and the fields the listings filter on; each failure is a :class:`~triage.errors.ConfigError`
+naming the key.
 
 >>> from triage.conversation import Conversation
 >>> from triage.settings import load_settings
@@ -35,6 +36,7 @@ from triage.ratelimit import RateLimiter, make_rate_limiter
 from triage.routing import Router
 from triage.schema import TicketSchema
 from triage.settings import Settings
+from triage.startup import check_urls
 from triage.store.db import make_engine, make_sessionmaker
 from triage.store.queries import VIEW_KEYS
 
@@ -68,7 +70,8 @@ class App:
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> App:
-        """The app for ``settings``; raises :class:`~triage.errors.ConfigError` for a bad schema or rule."""
+        """The app for ``settings``; raises :class:`~triage.errors.ConfigError` for a bad URL, schema or rule."""
+        check_urls(settings)
         schema = TicketSchema.load(settings.schema_path)
         router = Router(settings.routing, schema)
         check_fields(settings, schema)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from triage.app import App
+    from triage.jobs import JobReport
     from triage.schema import TicketSchema
 
 #: The table's columns around the ticket's scalar fields (which come from the schema).
@@ -35,13 +36,29 @@ EXIT_FIX_SETUP, EXIT_FAILED = 2, 1
 
 
 def _app(*, migrated: bool = True) -> App:
-    """The app for this process's settings; with ``migrated``, refuse a database without tables."""
+    """The app for this process's settings; with ``migrated``, refuse a database that does not answer or is
+    not at the latest migration."""
     from triage.app import App
     from triage.store.db import ensure_migrated
 
     app = App.build(load_settings())
     if migrated:
         ensure_migrated(app.engine)
+    return app
+
+
+def _service_app(loglevel: str, *, extracts: bool = False) -> App:
+    """The app of a long-running process (worker, beat, serve) once everything it needs checks out
+    (:mod:`triage.startup`; ``extracts``: the extractor's key too), logging as ``TRIAGE_LOG_FORMAT`` says."""
+    from triage import logs
+    from triage.startup import check_services
+
+    logs.check_level(loglevel)
+    app = _app(migrated=False)
+    if extracts:
+        app.settings.require_llm_ready()
+    check_services(app)
+    logs.configure(app.settings, loglevel)
     return app
 
 
@@ -67,25 +84,28 @@ def start_celery(celery: Celery, argv: list[str]) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    from triage import logs, metrics
     from triage.queues import QUEUES
     from triage.tasks import celery_for
 
     unknown = set(args.queues.split(",")) - set(QUEUES)
     if unknown:
         raise SettingsError(f"--queues: unknown queue(s) {sorted(unknown)}; known: {', '.join(QUEUES)}")
-    app = _app(migrated=False)
-    app.settings.require_llm_ready()
+    app = _service_app(args.loglevel, extracts=True)
+    metrics.serve_worker_metrics(app.settings.worker.metrics_port if args.metrics_port is None else args.metrics_port)
     argv = _worker_argv(args.concurrency, args.queues, args.loglevel, args.hostname)
-    return start_celery(celery_for(app), argv)
+    return start_celery(celery_for(app), logs.celery_logging(app.settings) + argv)
 
 
 def _cmd_beat(args: argparse.Namespace) -> int:
+    from triage import logs
     from triage.tasks import celery_for
 
+    app = _service_app(args.loglevel)
     schedule = Path(args.schedule)
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    return start_celery(celery_for(_app(migrated=False)),
-                        ["beat", f"--schedule={schedule}", f"--loglevel={args.loglevel}"])
+    return start_celery(celery_for(app), [*logs.celery_logging(app.settings), "beat", f"--schedule={schedule}",
+                                          f"--loglevel={args.loglevel}"])
 
 
 def _open_input(name: str) -> IO[str]:
@@ -166,10 +186,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from triage.api.app import create_app
 
-    app = _app()
+    app = _service_app(args.loglevel)
     settings = app.settings
     where = {"host": args.host or settings.api.host, "port": args.port or settings.api.port,
-             "log_level": args.loglevel.lower()}
+             "log_level": args.loglevel.lower(), "log_config": None}  # our handler (logs.configure) writes the lines
     if args.workers > 1:  # each worker process builds its own app from the same settings
         uvicorn.run("triage.api.app:create_app", factory=True, workers=args.workers, **where)
     else:
@@ -201,15 +221,24 @@ def progress_bar(label: str, stream: IO[str] = sys.stderr) -> Callable[[int, int
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from triage import jobs
 
-    print(jobs.sweep(_app(), holder="cli").summary())
+    report = jobs.sweep(_app(), holder="cli", force=args.force)
+    print(report.summary())
+    _hint_force(report, args.force)
     return 0
+
+
+def _hint_force(report: JobReport, forced: bool) -> None:
+    """Say how to run a job that beat's run is holding."""
+    if not report.ran and not forced:
+        print("(beat ran it moments ago; --force runs it anyway)", file=sys.stderr)
 
 
 def _cmd_retry_fallback(args: argparse.Namespace) -> int:
     from triage import jobs
 
-    report = jobs.retry_fallback(_app(), holder="cli", progress=progress_bar("retry"))
+    report = jobs.retry_fallback(_app(), holder="cli", progress=progress_bar("retry"), force=args.force)
     print(report.summary())
+    _hint_force(report, args.force)
     return 0
 
 
@@ -282,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", default="INFO", help="default: %(default)s")
     worker.add_argument("--hostname", help="Celery node name, e.g. worker1@%%h (%%h: this host's name); "
                         "default: triage-<pid>@<host>, unique per process")
+    worker.add_argument("--metrics-port", type=int, metavar="PORT", help="serve this worker's Prometheus "
+                        "metrics on PORT (all interfaces); 0 turns them off (default: worker.metrics_port, 0)")
     worker.set_defaults(func=_cmd_worker)
 
     beat = sub.add_parser("beat", help="run the scheduler", description="Run Celery beat: the scheduled "
@@ -318,11 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "(beat runs it every worker.sweep_interval_seconds): re-enqueue tickets stuck in queued, "
                            "processing or fallback; a ticket re-enqueued jobs.max_requeues times goes to "
                            "needs_review with reason poison.")
+    sweep.add_argument("--force", action="store_true", help="run even while beat's run holds the job's lock (two "
+                       "forced runs still never overlap)")
     sweep.set_defaults(func=_cmd_sweep)
 
     retry = sub.add_parser("retry-fallback", help="one fresh LLM pass for transient failures", description="Run "
                            "the retry-fallback job now: needs_review tickets whose reason was transient (API down, "
                            "rate limited, timeouts) get one fresh LLM pass after jobs.retry_fallback_after_seconds.")
+    retry.add_argument("--force", action="store_true", help="run even while beat's run holds the job's lock (two "
+                       "forced runs still never overlap)")
     retry.set_defaults(func=_cmd_retry_fallback)
 
     reprocess = sub.add_parser("reprocess", help="re-extract tickets after a schema or prompt change",

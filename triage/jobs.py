@@ -9,22 +9,26 @@
 - :func:`purge_expired`: the retention purge (``privacy.retention_days``), when it is on.
 
 Each job takes its lock first (:func:`triage.store.jobs.try_lock`), so two beats never run it
-twice, and publishes each ticket after its commit::
+twice, and publishes each ticket after its commit. ``force=True`` (``triage sweep --force``) runs
+even while beat holds that lock: a forced run holds the job's forced lock for as long as it runs,
+so two forced runs never overlap::
 
-    report = sweep(app, holder="cli")
+    report = sweep(app, holder="cli", force=True)
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from triage import retention
+from triage import metrics, retention
 from triage.app import App
 from triage.store import queries
-from triage.store.jobs import try_lock
+from triage.store.jobs import forced_name, release, try_lock
 from triage.tickets import lifecycle
 from triage.tickets.states import EventKind, Status
 
@@ -39,17 +43,18 @@ def default_holder() -> str:
 
 @dataclass
 class JobReport:
-    """What a job did; ``ran`` is false when another run held the lock."""
+    """What a job did; ``ran`` is false when another run held the lock (another forced run, when ``forced``)."""
 
     job: str
     ran: bool = True
     selected: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
     poisoned: list[int] = field(default_factory=list)
+    forced: bool = False
 
     def summary(self) -> str:
         if not self.ran:
-            return f"{self.job}: skipped, another run holds the lock"
+            return f"{self.job}: skipped, another {'forced ' if self.forced else ''}run holds the lock"
         text = f"{self.job}: {len(self.selected)} selected, {len(self.requeued)} re-enqueued"
         return text + (f", {len(self.poisoned)} poisoned" if self.poisoned else "")
 
@@ -59,14 +64,37 @@ def _locked(app: App, job: str, holder: str | None, interval: float) -> bool:
                     app.clock.now())
 
 
-def sweep(app: App, *, holder: str | None = None) -> JobReport:
+@contextmanager
+def _job_lock(app: App, job: str, holder: str | None, interval: float, force: bool) -> Iterator[bool]:
+    """Whether this run may go: the scheduled lock, or with ``force`` the forced lock, given back at the end
+    (held at most ``interval``, should the run die)."""
+    if not force:
+        yield _locked(app, job, holder, interval)
+        return
+    # a holder of its own, so a run whose lock ran out cannot give back a later run's lock
+    name, holder = forced_name(job), f"{(holder or default_holder())[:HOLDER_MAX_CHARS]}:{uuid.uuid4().hex[:8]}"
+    taken = try_lock(app.sessions, name, holder, interval, app.clock.now())
+    try:
+        yield taken
+    finally:
+        if taken:
+            release(app.sessions, name, holder)
+
+
+def sweep(app: App, *, holder: str | None = None, force: bool = False) -> JobReport:
     """Re-publish stuck tickets (once per threshold); poison those past ``jobs.max_requeues``."""
+    with _job_lock(app, SWEEP, holder, app.settings.worker.sweep_interval_seconds, force) as taken:
+        return _sweep(app) if taken else JobReport(SWEEP, ran=False, forced=force)
+
+
+def _sweep(app: App) -> JobReport:
     worker = app.settings.worker
-    if not _locked(app, SWEEP, holder, worker.sweep_interval_seconds):
-        return JobReport(SWEEP, ran=False)
     now = app.clock.now()
+    poison_route = app.router.fallback(now)
     result = lifecycle.sweep(app.sessions, now, timedelta(seconds=worker.stuck_after_seconds),
-                             app.settings.jobs.max_requeues, app.router.fallback(now))
+                             app.settings.jobs.max_requeues, poison_route)
+    for _ in result.poisoned:
+        metrics.ticket_finished(Status.NEEDS_REVIEW, poison_route.route, None)
     for ticket in result.requeued:
         publish = app.publisher.fallback if ticket.status == Status.FALLBACK else app.publisher.extraction
         publish(ticket.ticket_id)
@@ -87,11 +115,16 @@ def _reextract_each(app: App, report: JobReport, progress: Progress | None, kind
     return report
 
 
-def retry_fallback(app: App, *, holder: str | None = None, progress: Progress | None = None) -> JobReport:
+def retry_fallback(app: App, *, holder: str | None = None, progress: Progress | None = None,
+                   force: bool = False) -> JobReport:
     """One fresh LLM pass for transient failures older than ``jobs.retry_fallback_after_seconds``."""
     jobs = app.settings.jobs
-    if not _locked(app, RETRY_FALLBACK, holder, jobs.retry_fallback_interval_seconds):
-        return JobReport(RETRY_FALLBACK, ran=False)
+    with _job_lock(app, RETRY_FALLBACK, holder, jobs.retry_fallback_interval_seconds, force) as taken:
+        return _retry_fallback(app, progress) if taken else JobReport(RETRY_FALLBACK, ran=False, forced=force)
+
+
+def _retry_fallback(app: App, progress: Progress | None) -> JobReport:
+    jobs = app.settings.jobs
     cutoff = app.clock.now() - timedelta(seconds=jobs.retry_fallback_after_seconds)
     ids = queries.transient_failures(app.sessions, jobs.transient_reasons, cutoff)
     return _reextract_each(app, JobReport(RETRY_FALLBACK, selected=ids), progress, EventKind.RETRY_FALLBACK,

@@ -131,6 +131,8 @@ class WorkerSettings(_Section):
     stuck_after_seconds: float = Field(900, gt=0)
     sweep_interval_seconds: float = Field(60, gt=0)
     visibility_timeout_seconds: int = Field(3600, gt=0)
+    #: Port of the worker's Prometheus endpoint (``triage worker --metrics-port``); 0 turns it off.
+    metrics_port: int = Field(0, ge=0, le=65535)
 
 
 class JobSettings(_Section):
@@ -562,6 +564,8 @@ class Settings(_Section):
     mimo_base_url: str = "https://api.xiaomimimo.com/v1"
     model: str = "mimo-v2-flash"
     extractor: Literal["llm", "rules"] = "llm"
+    #: ``json``: every log line of serve, worker and beat is one JSON object (``TRIAGE_LOG_FORMAT``).
+    log_format: Literal["text", "json"] = "text"
     config_path: Path = DEFAULT_CONFIG_PATH
     schema_: SchemaSettings = Field(default_factory=SchemaSettings, alias="schema")
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
@@ -629,6 +633,7 @@ ENV_KEYS: dict[str, str] = {
     "MIMO_BASE_URL": "mimo_base_url",
     "TRIAGE_MODEL": "model",
     "TRIAGE_EXTRACTOR": "extractor",
+    "TRIAGE_LOG_FORMAT": "log_format",
     "TRIAGE_CONCURRENCY": "worker.concurrency",
     "TRIAGE_API_TOKENS": "api.tokens",
     "TRIAGE_RATE_LIMIT_RPM": "rate_limit.rpm_override",

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from celery import Celery, Task, signals
 
-from triage import jobs
+from triage import jobs, metrics
 from triage.app import App
 from triage.policy import Defer, Finish, Retry, SendToFallback, Step, attempt_extraction, decide
 from triage.queues import EXTRACT_TASK, FALLBACK_TASK, PURGE_TASK, RETRY_FALLBACK_TASK, SWEEP_TASK
@@ -41,7 +41,8 @@ def apply_step(app: App, task: Task[Any, Any], claim: lifecycle.Claim, step: Ste
     """Carry out the policy's ``step`` for ``claim``; a retry or deferral raises Celery's ``Retry``."""
     now = app.clock.now()
     if isinstance(step, Finish):
-        lifecycle.finish(app.sessions, claim, step.result, step.decision, now)
+        if lifecycle.finish(app.sessions, claim, step.result, step.decision, now):
+            metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor)
         return step.decision.route
     if isinstance(step, SendToFallback):
         lifecycle.send_to_fallback(app.sessions, claim, step.attempts, step.reason, step.detail, now,
@@ -51,7 +52,9 @@ def apply_step(app: App, task: Task[Any, Any], claim: lifecycle.Claim, step: Ste
     if isinstance(step, Retry):
         if step.penalty is not None:  # someone else shares the account: the whole fleet waits
             app.limiter.penalize(step.penalty.model, step.penalty.seconds)
-        log.warning("ticket %s: %s; retry in %.1fs", claim.ticket_id, step.attempts[-1].error, step.seconds)
+        failed = step.attempts[-1]
+        log.warning("ticket %s: %s; retry in %.1fs", claim.ticket_id, failed.error, step.seconds,
+                    extra={"model": failed.model, "attempt": failed.n})
     lifecycle.release_for_retry(app.sessions, claim, step.attempts, step.seconds, now)
     _retry(task, step)
 
@@ -68,7 +71,9 @@ def fallback(app: App, ticket_id: int) -> str:
         log.info("ticket %s: not waiting for the fallback queue, nothing to do", ticket_id)
         return SKIPPED
     result = app.rules.extract(claim.conversation)
-    lifecycle.finish_fallback(app.sessions, claim, result, app.router.fallback(app.clock.now()), app.clock.now())
+    decision = app.router.fallback(app.clock.now())
+    if lifecycle.finish_fallback(app.sessions, claim, result, decision, app.clock.now()):
+        metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, result.extractor)
     return Status.NEEDS_REVIEW
 
 

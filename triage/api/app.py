@@ -1,4 +1,4 @@
-"""The HTTP service: webhooks in, dispatch review, health. ``triage serve`` runs it with uvicorn.
+"""The HTTP service: webhooks in, dispatch review, health, metrics. ``triage serve`` runs it with uvicorn.
 
 Under another ASGI server: ``uvicorn --factory triage.api.app:create_app`` (the app is then built
 from the environment's settings).
@@ -6,22 +6,25 @@ from the environment's settings).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from kombu import Connection
 from sqlalchemy import text
 
-from triage import __version__
+from triage import __version__, logs
 from triage.api import errors
 from triage.api.dispatch import dispatch_router
+from triage.api.metrics import install_metrics
 from triage.api.webhooks import webhook_router
 from triage.app import App
 from triage.settings import load_settings
+from triage.startup import broker_problem
 
-HEALTH_TIMEOUT_SECONDS = 3
+#: uvicorn sets this logger's level from its --log-level before it builds the app.
+UVICORN_LOGGER = "uvicorn.error"
 
 
 def _database_ok(app: App) -> str | None:
@@ -33,31 +36,25 @@ def _database_ok(app: App) -> str | None:
     return None
 
 
-def _broker_ok(broker_url: str) -> str | None:
-    try:
-        with Connection(broker_url, connect_timeout=HEALTH_TIMEOUT_SECONDS) as connection:
-            connection.ensure_connection(max_retries=1, timeout=HEALTH_TIMEOUT_SECONDS)
-    except Exception as exc:  # any failure means "down"; the reason goes in the answer
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 def create_app(app: App | None = None, publish: Callable[[int], None] | None = None) -> FastAPI:
     """The HTTP service for ``app`` (default: built from the settings), publishing with ``publish``
     (default: the app's publisher, logging a broker outage for the sweep to repair)."""
-    if app is None:
-        app = App.build(load_settings())
+    if app is None:  # a server process of its own (uvicorn --factory, serve --workers): log as triage serve does
+        settings = load_settings()
+        logs.configure(settings, logging.getLogger(UVICORN_LOGGER).getEffectiveLevel())
+        app = App.build(settings)
     publish = publish or app.publisher.extraction_or_log
     api = FastAPI(title="triage", summary="Customer-service ticket triage: webhooks in, dispatch review out.",
                   version=__version__)
     errors.install(api)
+    install_metrics(api, app)
     api.include_router(webhook_router(app, publish))
     api.include_router(dispatch_router(app, publish))
 
     @api.get("/healthz", tags=["health"], summary="200 when the database and the broker are reachable")
     def healthz() -> Any:
         problems = {name: reason for name, reason in (("database", _database_ok(app)),
-                                                      ("broker", _broker_ok(app.settings.broker_url))) if reason}
+                                                      ("broker", broker_problem(app.settings.broker_url))) if reason}
         if problems:
             return JSONResponse({"status": "down", "down": problems}, status_code=503)
         return {"status": "ok"}

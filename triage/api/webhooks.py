@@ -8,6 +8,7 @@ message is committed, or 200 for an event without customer text.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,8 @@ from fastapi.responses import JSONResponse
 from triage.app import App
 from triage.intake.inbound import accept_inbound
 from triage.intake.platforms import PLATFORMS, Ignored, get_platform
+
+log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json",)
 
@@ -72,6 +75,8 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
         if isinstance(result, Ignored):
             return JSONResponse({"ignored": result.reason}, status_code=status.HTTP_200_OK)
         received = await run_in_threadpool(accept_inbound, app.sessions, result, publish, app.clock.now())
+        log.info("webhook: ticket %s %s", received.ticket_id, "(duplicate)" if received.duplicate else received.status,
+                 extra={"ticket_id": received.ticket_id, "source": source, "external_id": result.conversation_key})
         return {"ticket_id": received.ticket_id, "status": received.status, "duplicate": received.duplicate}
 
     return router

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
+from triage import metrics
 from triage.conversation import Conversation
 from triage.extraction.llm import Completion, LLMClient
 from triage.extraction.model_chain import NOT_FOUND, ModelChain
@@ -98,10 +99,13 @@ class LLMExtractor:
             if self.acquire is not None:
                 wait = self.acquire(model, estimate_tokens(messages, budget))
                 if wait > 0:
+                    metrics.ratelimit_wait(model, wait)
                     raise RateLimitedError(wait, made)
             try:
                 completion = self.client.complete(model, messages, budget, n)
             except APIError as exc:
+                for failed in exc.attempts:
+                    metrics.llm_attempt(failed)
                 self.models.failed(model, exc.status_code)
                 if exc.status_code == NOT_FOUND and self.models.has_alternative(model):
                     made.extend(exc.attempts)  # a retired model id: ask the next model now
@@ -110,6 +114,7 @@ class LLMExtractor:
                 raise
             self.models.succeeded(model)
             attempt, ticket = self._judge(completion, model, n, budget)
+            metrics.llm_attempt(attempt)
             made.append(attempt)
             if ticket is not None:
                 return self._result(made, ticket, model)

@@ -12,14 +12,19 @@ failing with "database is locked" half-way through a read-then-write transaction
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import CursorResult, Engine, Executable, Table, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.errors import DatabaseNotReadyError
@@ -104,10 +109,40 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+@cache
+def script_heads() -> frozenset[str]:
+    """The latest migration(s) of this release."""
+    return frozenset(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+
+
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 def ensure_migrated(engine: Engine) -> None:
-    """Raise :class:`DatabaseNotReadyError` with the command to run when tables are missing."""
-    if not inspect(engine).has_table("tickets"):
+    """Raise :class:`DatabaseNotReadyError`, naming the database and what to do, when it does not answer, has
+    no tables, or is not at this release's latest migration."""
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as connection:
+            current = frozenset(MigrationContext.configure(connection).get_current_heads())
+            has_tables = inspect(connection).has_table("tickets")
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise DatabaseNotReadyError(f"cannot reach the database {where} ({reason}): check TRIAGE_DATABASE_URL "
+                                    "and that the server is up") from None
+    if not has_tables:
+        raise DatabaseNotReadyError(f"the database {where} has no tables: run `triage db upgrade` first")
+    if current == script_heads():
+        return
+    at = ", ".join(sorted(current)) or "none"
+    unknown = sorted(revision for revision in current if not _known(revision))
+    if unknown:
         raise DatabaseNotReadyError(
-            f"the database {engine.url.render_as_string(hide_password=True)} has no tables: "
-            "run `triage db upgrade` first"
-        )
+            f"the database {where} is at migration {at}, which this release of triage does not have (a newer "
+            "release migrated it): run that release, or downgrade with it first (`triage db downgrade REVISION`)")
+    raise DatabaseNotReadyError(f"the database {where} is at migration {at}, this release needs "
+                                f"{', '.join(sorted(script_heads()))}: run `triage db upgrade`")

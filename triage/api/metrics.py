@@ -1,0 +1,122 @@
+"""``GET /metrics`` of ``triage serve`` (public, no token) and the webhook counter.
+
+``/metrics`` shows this process's counters (:mod:`triage.metrics`: ``triage_webhooks_total`` here)
+and the gauges read from the database at each scrape (:class:`DatabaseGauges`), which only
+``triage serve`` exports: one process, so a fleet of workers does not multiply them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from triage.app import App
+from triage.intake.platforms import PLATFORMS
+from triage.metrics import WEBHOOKS
+from triage.queues import FALLBACK_QUEUE, TRIAGE_QUEUE
+from triage.store.gauges import read_gauges
+from triage.tickets.states import OPEN, Status
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PREFIX = "/webhooks/"
+UNKNOWN_SOURCE = "unknown"
+#: The status a webhook request is counted with when the app raised before answering.
+UNANSWERED = 500
+#: Each queue's gauges count the tickets waiting in the status that queue's workers take.
+WAITING_STATUS = {TRIAGE_QUEUE: Status.QUEUED, FALLBACK_QUEUE: Status.FALLBACK}
+
+
+def _gauge(name: str, documentation: str, label: str, values: Mapping[str, float]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+class DatabaseGauges(Collector):
+    """Queue depth and age, open tickets per status and SLA breaches per route, read at each scrape.
+
+    Every configured route is shown (0 when none of its tickets is breached), so alerts have a
+    series to watch. A database that does not answer leaves the gauges out of that scrape
+    (``/metrics`` still answers) and logs why.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        rules = [*app.settings.routing.rules, app.settings.routing.fallback]
+        self.routes = sorted({rule.route for rule in rules})
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families({}, {}, {}, {}))
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.app.clock.now()
+        try:
+            gauges = read_gauges(self.app.sessions, now)
+        except SQLAlchemyError as exc:
+            log.warning("metrics: database gauges left out of this scrape: %s", type(exc).__name__)
+            return
+        yield from self._families(
+            {queue: gauges.by_status.get(status, 0) for queue, status in WAITING_STATUS.items()},
+            {queue: gauges.waiting_seconds(status, now) for queue, status in WAITING_STATUS.items()},
+            {status: gauges.by_status.get(status, 0) for status in OPEN},
+            {route: 0 for route in self.routes} | gauges.breached_by_route)
+
+    @staticmethod
+    def _families(depth: Mapping[str, float], age: Mapping[str, float], open_tickets: Mapping[str, float],
+                  breached: Mapping[str, float]) -> Iterator[GaugeMetricFamily]:
+        yield _gauge("triage_queue_depth", "Tickets waiting for each queue's workers (triage: queued, "
+                     "fallback: fallback)", "queue", depth)
+        yield _gauge("triage_queue_oldest_seconds", "Seconds since the longest-waiting ticket of each queue "
+                     "last moved (entered the queue, or was re-published by the sweep)", "queue", age)
+        yield _gauge("triage_tickets_open", "Tickets a team still has to handle, per status", "status",
+                     open_tickets)
+        yield _gauge("triage_sla_breached", "Tickets past their SLA due time and not resolved, per route",
+                     "route", breached)
+
+
+class CountWebhooks:
+    """ASGI middleware: count every answer under ``/webhooks/`` by source and status code."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(WEBHOOK_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        source = path[len(WEBHOOK_PREFIX):]
+        answered = {"status": UNANSWERED}
+
+        async def noting_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_status)
+        finally:
+            WEBHOOKS.labels(source if source in PLATFORMS else UNKNOWN_SOURCE, str(answered["status"])).inc()
+
+
+def install_metrics(api: FastAPI, app: App) -> None:
+    """Add ``GET /metrics`` and the webhook counter to ``api``."""
+    gauges = CollectorRegistry()
+    gauges.register(DatabaseGauges(app))
+    api.add_middleware(CountWebhooks)
+
+    @api.get("/metrics", tags=["health"], summary="Prometheus metrics (text exposition format)",
+             response_class=Response)
+    def metrics() -> Any:
+        body = generate_latest(REGISTRY) + generate_latest(gauges)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
