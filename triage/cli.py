@@ -315,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     sweep = sub.add_parser("sweep", help="re-enqueue stuck tickets now", description="Run the sweep job now "
-                           "(beat runs it every worker.sweep_interval_seconds): re-enqueue tickets stuck in queued, "
-                           "processing or fallback; a ticket re-enqueued jobs.max_requeues times goes to "
+                           "(beat runs it every worker.sweep_interval_seconds): take back tickets whose worker's "
+                           "lease ran out, and re-enqueue tickets left queued or fallback for "
+                           "worker.stuck_after_seconds; a ticket re-enqueued jobs.max_requeues times goes to "
                            "needs_review with reason poison.")
     sweep.set_defaults(func=_cmd_sweep)
 
