@@ -32,8 +32,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def app(sqlite_url: str, clock: ManualClock) -> Iterator[App]:
-    built = build_app(sqlite_url, clock=clock)
+def app(migrated_sqlite_url: str, clock: ManualClock) -> Iterator[App]:
+    built = build_app(migrated_sqlite_url, clock=clock)
     yield built
     built.close()
 
@@ -64,7 +64,7 @@ def test_the_settings_default_to_a_minute_renewed_every_twenty_seconds(app: App)
 def test_a_heartbeat_not_shorter_than_the_lease_stops_start_up(sqlite_url: str, heartbeat: str, lease: str) -> None:
     with pytest.raises(SettingsError, match=r"worker\.heartbeat_seconds=\d+ must be shorter than "
                                             r"worker\.lease_seconds=60"):
-        build_app(sqlite_url, migrate=False, TRIAGE__WORKER__HEARTBEAT_SECONDS=heartbeat,
+        build_app(sqlite_url, TRIAGE__WORKER__HEARTBEAT_SECONDS=heartbeat,
                   TRIAGE__WORKER__LEASE_SECONDS=lease)
 
 

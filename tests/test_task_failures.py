@@ -45,8 +45,8 @@ def _llm_env(api: FakeMiMo) -> dict[str, str]:
 
 
 @pytest.fixture
-def app(database_url: str, api: FakeMiMo) -> Iterator[App]:
-    built = build_app(database_url, clock=ManualClock(), **_llm_env(api))
+def app(migrated_database_url: str, api: FakeMiMo) -> Iterator[App]:
+    built = build_app(migrated_database_url, clock=ManualClock(), **_llm_env(api))
     celery_for(built)
     recording(built)
     yield built

@@ -184,7 +184,9 @@ MAX_ERROR_CHARS = 2000
 def describe_error(exc: BaseException) -> str:
     """``Type: message``, storable and bounded (what ``fallback_detail`` keeps of an unexpected error).
 
-    >>> describe_error(KeyError("problem_type" + chr(0)))
+    >>> describe_error(ValueError("bad answer" + chr(0)))
+    'ValueError: bad answer'
+    >>> describe_error(KeyError("problem_type"))
     "KeyError: 'problem_type'"
     """
     return repair_text(f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]).text

@@ -163,7 +163,7 @@ def celery_for(app: App) -> Celery:
 
     @celery.task(name=SWEEP_TASK, shared=False)
     def sweep_stuck() -> str:
-        """Re-publish tickets stuck in ``queued``, ``processing`` or ``fallback`` past the threshold."""
+        """Take back tickets whose lease ran out; re-publish those left ``queued``/``fallback`` past the threshold."""
         report = jobs.sweep(app)
         if report.requeued or report.poisoned:
             log.warning("%s", report.summary())
