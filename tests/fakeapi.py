@@ -384,7 +384,7 @@ class FakeMiMo(Loopback):
                 elif body.get("stream"):
                     self._stream(body, reply)
                 else:
-                    self._send(200, json.dumps(_completion(body, reply), ensure_ascii=False), reply.headers)
+                    self._send(200, wire_json(_completion(body, reply)), reply.headers)
 
             def _send(self, status: int, text: str, headers: dict[str, str],
                       content_type: str = "application/json") -> None:
@@ -404,11 +404,22 @@ class FakeMiMo(Loopback):
                 self.close_connection = True
                 self.end_headers()
                 for chunk in _chunks(body, reply):
-                    self.wfile.write(b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n")
+                    self.wfile.write(b"data: " + wire_json(chunk).encode() + b"\n\n")
                     self.wfile.flush()
                 self.wfile.write(b"data: [DONE]\n\n")
 
         return Handler
+
+
+def wire_json(value: Any) -> str:
+    """JSON as an API sends it: UTF-8 text as is, but a lone surrogate (which UTF-8 cannot carry) as its
+    ``\\u`` escape, which the client decodes back into the lone surrogate."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
 
 
 def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:

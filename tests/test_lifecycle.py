@@ -11,12 +11,14 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from tests.factories import ManualClock, build_app, finish_with_rules, submit
 from triage.app import App
 from triage.conversation import Conversation
+from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import Attempt as AttemptRecord
+from triage.extraction.types import ExtractionResult
 from triage.intake.receive import receive
 from triage.store.models import Event, Ticket
 from triage.store.queries import TicketNotFoundError, ticket_detail
@@ -133,6 +135,9 @@ WORKER_STEPS: dict[Action, Callable[[App, lifecycle.Claim], bool]] = {
                                                                     app.clock.now()),
     Action.SEND_TO_FALLBACK: lambda app, c: lifecycle.send_to_fallback(
         app.sessions, c, [], FallbackReason.INVALID_AFTER_ATTEMPTS, "bad", app.clock.now()),
+    Action.HOLD_FOR_REVIEW: lambda app, c: lifecycle.hold_for_review(
+        app.sessions, c, _result(app)[0], app.router.fallback(app.clock.now()),  # type: ignore[arg-type]
+        FallbackReason.INJECTION_SUSPECTED, "suspected injection", app.clock.now()),
     Action.RELEASE_FOR_RETRY: lambda app, c: lifecycle.release_for_retry(app.sessions, c, [], 5, app.clock.now()),
     Action.RENEW: lambda app, c: lifecycle.renew(app.sessions, c, app.clock.now(), LEASE),
 }
@@ -187,6 +192,20 @@ def test_the_sweep_poisons_only_where_the_table_allows(app: App, clock: ManualCl
     expected = TRANSITIONS[Action.POISON].get(status)
     assert (ticket_id in result.poisoned) == (expected is not None)
     assert _status(app, ticket_id) == (expected.target if expected else status)
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_the_sweep_takes_back_a_dead_workers_ticket_only_where_the_table_allows(app: App, clock: ManualClock,
+                                                                                status: Status) -> None:
+    ticket_id = submit(app, f"requeue-{status}")
+    claim = _held_claim(app, ticket_id, status)
+    clock.advance(seconds=LEASE + 1)  # its worker died: nobody renewed the lease
+    result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
+    expected = TRANSITIONS[Action.REQUEUE].get(status)
+    assert (ticket_id in [t.ticket_id for t in result.requeued]) == (expected is not None)
+    assert _status(app, ticket_id) == (expected.target if expected else status)
+    if expected is not None:
+        assert not lifecycle.renew(app.sessions, claim, clock.now(), LEASE), "the dead worker's lease is gone"
 
 
 @pytest.mark.parametrize("status", list(Status))
@@ -280,3 +299,81 @@ def test_a_flag_is_stored_with_its_detail_and_shown_in_the_ticket_detail(app: Ap
     detail = ticket_detail(app.sessions, ticket_id)
     assert detail is not None
     assert detail["ticket"]["flags"] == {"injection_suspected": {"pattern": "ignore_previous"}, "text_repaired": {}}
+
+
+def test_a_killed_workers_ticket_is_back_once_its_lease_ends_not_after_the_queued_threshold(
+        app: App, clock: ManualClock) -> None:
+    ticket_id = submit(app, "killed")
+    assert lifecycle.claim(app.sessions, ticket_id, clock.now(), LEASE) is not None  # then kill -9: no renewals
+    threshold = timedelta(minutes=15)  # worker.stuck_after_seconds: for queued tickets only
+
+    def sweep() -> lifecycle.Sweep:
+        return lifecycle.sweep(app.sessions, clock.now(), threshold, 5, app.router.fallback(clock.now()))
+
+    assert sweep().requeued == [], "the lease is still running"
+    clock.advance(seconds=LEASE + 1)
+    assert sweep().requeued == [lifecycle.StuckTicket(ticket_id, Status.QUEUED)]
+    assert sweep().requeued == [], "published once; now it waits in the queue like any other"
+    again = lifecycle.claim(app.sessions, ticket_id, clock.now(), LEASE)
+    assert again is not None and again.run == 1
+    with app.sessions() as session:
+        assert session.get_one(Ticket, ticket_id).requeue_count == 1
+
+
+def test_a_queued_backlog_is_not_republished_before_the_threshold(app: App, clock: ManualClock) -> None:
+    ids = [submit(app, f"backlog-{n}") for n in range(3)]
+    clock.advance(minutes=14)
+    sweep = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
+    assert sweep.requeued == [] and sweep.poisoned == []
+    clock.advance(minutes=2)
+    sweep = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
+    assert sorted(t.ticket_id for t in sweep.requeued) == ids
+
+
+def test_a_sweep_that_finds_nothing_is_one_query(app: App, clock: ManualClock) -> None:
+    for n in range(3):
+        submit(app, f"fresh-{n}")
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(app.engine, "before_cursor_execute", count)
+    try:
+        result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
+    finally:
+        event.remove(app.engine, "before_cursor_execute", count)
+    assert result.requeued == [] and result.poisoned == []
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1, statements
+
+
+def test_holding_for_review_keeps_the_models_fields_and_records_the_flag(app: App) -> None:
+    ticket_id = submit(app, "held")
+    claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), LEASE)
+    assert claim is not None
+    fields = {"problem_type": "complaint", "device_model": None, "urgent_level": "high", "user_requirements": []}
+    attempt = AttemptRecord(1, "mimo-v2-flash", "valid", raw_output="{...}", parse_path="tolerant",
+                            repairs=("fence", "last_of_2"))
+    result = ExtractionResult("llm", fields, [attempt], injection=InjectionMatch("ignore-instructions", "ignore all"))
+    assert lifecycle.hold_for_review(app.sessions, claim, result, app.router.fallback(app.clock.now()),
+                                     FallbackReason.INJECTION_SUSPECTED, "held: P1", app.clock.now())
+    detail = ticket_detail(app.sessions, ticket_id)
+    assert detail is not None
+    ticket = detail["ticket"]
+    assert (ticket["status"], ticket["route"], ticket["fallback_reason"], ticket["extractor"]) == (
+        "needs_review", "manual-review", "injection_suspected", "llm")
+    assert ticket["fields"] == fields
+    assert ticket["flags"] == {"injection_suspected": {"pattern": "ignore-instructions", "text": "ignore all"}}
+    assert [(a["parse_path"], a["repairs"]) for a in detail["attempts"]] == [("tolerant", ["fence", "last_of_2"])]
+    assert [e["kind"] for e in detail["events"]] == ["needs_review"]
+
+
+def test_attempts_keep_their_parse_path_and_repairs_across_a_retry(app: App) -> None:
+    ticket_id = submit(app, "retried")
+    claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), LEASE)
+    assert claim is not None
+    made = [AttemptRecord(1, "m", "ambiguous", raw_output="{} {}", parse_path="tolerant", repairs=("prose",)),
+            AttemptRecord(2, "m", "api_error", status_code=503)]
+    assert lifecycle.release_for_retry(app.sessions, claim, made, 0, app.clock.now())
+    again = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), LEASE)
+    assert again is not None and again.prior_attempts == made

@@ -62,6 +62,14 @@ CASES = [
     Case("unauthorized", [error(401, "invalid api key")]),
     Case("always-overloaded", [error(503, "overloaded")]),
     Case("extra-fields", [ok({**CONSULT, "route": "vip-team", "priority": "P0"})]),
+    Case("draft-then-final", [ok("<think>" + json.dumps(CONSULT) + "</think>\nDraft: "
+                                 + json.dumps({**CONSULT, "urgent_level": "soon"})
+                                 + "\nFinal:\n```json\n" + json.dumps(FAULT) + "\n```")]),
+    Case("ambiguous-twice", [ok(json.dumps(CONSULT) + "\n" + json.dumps(FAULT))]),
+    Case("raw-nul", [ok(json.dumps(FAULT).replace('"AX3000"', '"AX\x003000"'))]),
+    Case("surrogate-escape", [ok(json.dumps(FAULT).replace('"AX3000"', '"AX3000\\ud800"'))]),
+    Case("nul-escape", [ok(json.dumps(FAULT).replace('"AX3000"', '"AX3000\\u0000"'))]),
+    Case("only-a-nul-string", [ok('"\\u0000"')]),
     Case("chinese", [ok(ZH_TICKET)], messages=[
         {"role": "customer", "text": ZH_TEXT + " [chinese]"},
         {"role": "agent", "text": "请问您试过重启吗？"},
@@ -203,6 +211,36 @@ def test_fields_outside_the_schema_never_reach_storage(run: Run) -> None:
     assert set(run.ticket("extra-fields").fields or {}) == set(CONSULT)
 
 
+def test_a_draft_before_the_final_answer_is_not_what_routes(run: Run) -> None:
+    view = run.view("draft-then-final")
+    assert (view.status, view.route, view.attempts) == ("routed", "hardware-escalation", 1)
+    [attempt] = run.attempts("draft-then-final")
+    assert (attempt.parse_path, attempt.repairs) == ("tolerant", ["fence", "last_of_2", "prose", "think_block"])
+
+
+def test_an_answer_still_ambiguous_after_the_reask_ends_in_review(run: Run) -> None:
+    view = run.view("ambiguous-twice")
+    assert (view.status, view.fallback_reason, view.route) == ("needs_review", "ambiguous_answer", "manual-review")
+    assert [a.outcome for a in run.attempts("ambiguous-twice")] == ["ambiguous", "ambiguous"]
+    reask = run.api.requests_for("[ambiguous-twice]")[1]["body"]["messages"][-1]["content"]
+    assert reask.startswith("Your answer held 2 JSON objects; answer with exactly one JSON object")
+
+
+@pytest.mark.parametrize(("key", "device_model"), [("raw-nul", "AX3000"), ("surrogate-escape", "AX3000\ufffd"),
+                                                   ("nul-escape", "AX3000")])
+def test_hostile_answers_are_stored_sanitised_and_routed(run: Run, key: str, device_model: str) -> None:
+    view = run.view(key)
+    assert (view.status, view.route, view.fields["device_model"]) == ("routed", "hardware-escalation", device_model)
+    [attempt] = run.attempts(key)
+    assert "sanitised" in (attempt.repairs or []) and "\x00" not in (attempt.raw_output or "")
+
+
+def test_an_answer_of_only_a_nul_string_ends_in_review_not_processing(run: Run) -> None:
+    view = run.view("only-a-nul-string")
+    assert (view.status, view.fallback_reason) == ("needs_review", "invalid_after_attempts")
+    assert [a.outcome for a in run.attempts("only-a-nul-string")] == ["unparseable"] * 3
+
+
 def test_chinese_conversation_is_stored_and_returned_intact(run: Run) -> None:
     view = run.view("chinese")
     assert view.fields["device_model"] == "小米手环8" and view.fields["user_requirements"] == ["尽快处理充电问题"]
@@ -234,7 +272,8 @@ def test_tickets_command_filters_and_prints_a_table(run: Run) -> None:
     assert table.returncode == 0
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["id", "external_id", "status"]
-    assert sorted(line.split()[1] for line in lines[1:]) == ["always-invalid", "always-overloaded", "unauthorized"]
+    assert sorted(line.split()[1] for line in lines[1:]) == ["always-invalid", "always-overloaded", "ambiguous-twice",
+                                                             "only-a-nul-string", "unauthorized"]
     listed = run.stack.cli("tickets", "--route", "manual-review", "--json")
     as_json = [json.loads(line) for line in listed.stdout.splitlines()]
     assert {"id", "source", "external_id", "status", "problem_type", "device_model", "urgent_level",

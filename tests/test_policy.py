@@ -5,9 +5,14 @@ from __future__ import annotations
 import random
 
 import pytest
+import redis.exceptions
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError
+from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 
 from tests.factories import CONFIG_PATH, EPOCH, SCHEMA
 from triage.conversation import Conversation
+from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import (
     Attempt,
     ExtractionFailure,
@@ -16,9 +21,22 @@ from triage.extraction.types import (
     RateLimitedError,
     RetryableAPIError,
 )
-from triage.policy import Defer, Finish, Retry, SendToFallback, api_failures, attempt_extraction, decide
+from triage.policy import (
+    Defer,
+    Finish,
+    HoldForReview,
+    Outage,
+    Retry,
+    SendToFallback,
+    api_failures,
+    attempt_extraction,
+    decide,
+    describe_error,
+    is_outage,
+    on_exception,
+)
 from triage.routing import Router
-from triage.settings import RetrySettings, load_settings
+from triage.settings import ExtractionSettings, RetrySettings, load_settings
 from triage.tickets.states import FallbackReason
 
 RETRY = RetrySettings(max_retries=2, backoff_base_seconds=2, backoff_max_seconds=60, retry_after_max_seconds=120)
@@ -96,3 +114,78 @@ def test_attempt_extraction_turns_the_raised_refusals_into_outcomes() -> None:
 
     assert attempt_extraction(refuse, Conversation.from_text("hi"), []) is refusal
     assert api_failures([_api_error(), Attempt(2, "m", "valid"), _api_error(3)]) == 2
+
+
+# ---- a suspected injection ----------------------------------------------------------------------------
+
+SUSPECT = InjectionMatch("ignore-instructions", "ignore all previous instructions")
+CONSULT = {"problem_type": "consult", "device_model": None, "urgent_level": "low", "user_requirements": []}
+
+
+def test_a_suspected_injection_on_a_p1_route_is_held_for_review_with_the_models_fields() -> None:
+    result = ExtractionResult("llm", FAULT, [Attempt(1, "m", "valid")], injection=SUSPECT)
+    step = _decide(result)
+    assert isinstance(step, HoldForReview) and step.result is result
+    assert (step.decision.route, step.decision.priority) == ("manual-review", "P2")
+    assert step.reason == FallbackReason.INJECTION_SUSPECTED == "injection_suspected"
+    assert "ignore-instructions" in step.detail and "hardware-escalation (P1)" in step.detail
+
+
+def test_a_suspected_injection_below_p1_is_routed_and_without_the_switch_too() -> None:
+    below = ExtractionResult("llm", CONSULT, [Attempt(1, "m", "valid")], injection=SUSPECT)
+    step = _decide(below)
+    assert isinstance(step, Finish) and step.decision.route == "general-inquiries"
+    p1 = ExtractionResult("llm", FAULT, [Attempt(1, "m", "valid")], injection=SUSPECT)
+    off = decide(p1, [], RETRY, ROUTER, EPOCH, extraction=ExtractionSettings(injection_review=False))
+    assert isinstance(off, Finish) and off.decision.priority == "P1"
+
+
+def test_a_failed_run_carries_its_injection_match_to_the_fallback_queue() -> None:
+    result = ExtractionResult("llm", None, [Attempt(1, "m", "ambiguous")], injection=SUSPECT,
+                              failure_reason=ExtractionFailure.AMBIGUOUS_ANSWER, failure_detail="two objects")
+    step = _decide(result)
+    assert isinstance(step, SendToFallback)
+    assert (step.reason, step.injection) == (FallbackReason.AMBIGUOUS_ANSWER, SUSPECT)
+
+
+# ---- the unexpected: outages wait, everything else is internal_error -------------------------------------
+
+OUTAGES = [
+    DatabaseOperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused")),
+    InterfaceError("SELECT 1", {}, Exception("connection already closed")),
+    DBAPIError("SELECT 1", {}, Exception("server closed the connection"), connection_invalidated=True),
+    BrokerError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+    redis.exceptions.ConnectionError("Connection refused"),
+    redis.exceptions.TimeoutError("Timeout reading from socket"),
+]
+
+
+@pytest.mark.parametrize("exc", OUTAGES, ids=lambda exc: type(exc).__name__)
+def test_a_database_or_broker_outage_is_retried_with_nothing_recorded(exc: Exception) -> None:
+    step = on_exception(exc, 0, RETRY, random.Random(7))
+    assert isinstance(step, Outage) and is_outage(exc)
+    assert 1.0 <= step.seconds <= 2.0, "the retry backoff"
+    assert step.error.startswith(type(exc).__name__)
+    later = on_exception(exc, 10, RETRY, random.Random(7))
+    assert isinstance(later, Outage) and later.seconds <= RETRY.backoff_max_seconds
+
+
+@pytest.mark.parametrize("exc", [
+    DataError("INSERT INTO attempts ...", {}, ValueError("PostgreSQL text fields cannot contain NUL (0x00) bytes")),
+    DBAPIError("SELECT 1", {}, Exception("syntax error"), connection_invalidated=False),
+    KeyError("problem_type"),
+    UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"),
+    RecursionError("maximum recursion depth exceeded"),
+], ids=lambda exc: type(exc).__name__)
+def test_any_other_exception_ends_in_the_fallback_queue_as_internal_error(exc: Exception) -> None:
+    step = on_exception(exc, 0, RETRY)
+    assert isinstance(step, SendToFallback) and not is_outage(exc)
+    assert step.reason == FallbackReason.INTERNAL_ERROR == "internal_error"
+    assert step.detail == describe_error(exc) and step.detail.startswith(f"{type(exc).__name__}: ")
+    assert step.attempts == []
+
+
+def test_the_stored_error_is_storable_and_bounded() -> None:
+    detail = describe_error(ValueError("\x00bad \ud800" + "x" * 10_000))
+    assert detail.startswith("ValueError: bad \ufffd") and len(detail) <= 2000
+    detail.encode("utf-8")

@@ -48,8 +48,9 @@ def write_config(folder: Path, rule: str = SENTIMENT_RULE) -> Path:
     return config
 
 
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[tuple[Stack, dict[str, int], FakeMiMo]]:
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, int], FakeMiMo]]:
+    tmp_path = tmp_path_factory.mktemp("schema-driven")
     with FakeMiMo() as api:
         api.script("[angry]", ok(ANGRY))
         api.script("[calm]", ok(CALM))

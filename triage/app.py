@@ -83,8 +83,8 @@ class App:
 
     @property
     def lease_seconds(self) -> float:
-        """How long a worker's claim on a ticket lasts."""
-        return self.settings.worker.stuck_after_seconds
+        """How long a worker's claim on a ticket lasts between two renewals (``worker.lease_seconds``)."""
+        return self.settings.worker.lease_seconds
 
     @cached_property
     def limiter(self) -> RateLimiter:
@@ -101,7 +101,8 @@ class App:
         chain = ModelChain([self.settings.model, *options.fallback_models], failures_to_open=options.circuit_failures,
                            open_seconds=options.circuit_open_seconds, retired_seconds=options.retired_model_seconds)
         return LLMExtractor(client, self.schema, chain, options, today=lambda: self.clock.now().date(),
-                            acquire=self.limiter.acquire, privacy=self.settings.privacy)
+                            acquire=self.limiter.acquire, privacy=self.settings.privacy,
+                            routing_fields=self.router.fields)
 
     @property
     def extractor(self) -> LLMExtractor | RulesExtractor:

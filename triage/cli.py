@@ -346,8 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     sweep = sub.add_parser("sweep", help="re-enqueue stuck tickets now", description="Run the sweep job now "
-                           "(beat runs it every worker.sweep_interval_seconds): re-enqueue tickets stuck in queued, "
-                           "processing or fallback; a ticket re-enqueued jobs.max_requeues times goes to "
+                           "(beat runs it every worker.sweep_interval_seconds): take back tickets whose worker's "
+                           "lease ran out, and re-enqueue tickets left queued or fallback for "
+                           "worker.stuck_after_seconds; a ticket re-enqueued jobs.max_requeues times goes to "
                            "needs_review with reason poison.")
     sweep.add_argument("--force", action="store_true", help="run even while beat's run holds the job's lock (two "
                        "forced runs still never overlap)")

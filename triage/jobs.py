@@ -1,7 +1,8 @@
 """Jobs over many tickets, run by ``triage beat`` on a schedule and by hand from the CLI.
 
-- :func:`sweep`: re-publish tickets stuck in ``queued``, ``processing`` or ``fallback``; a ticket
-  that keeps coming back goes to ``needs_review`` with reason ``poison``.
+- :func:`sweep`: take back tickets whose worker's lease ran out (a dead worker) and re-publish
+  tickets left ``queued`` or ``fallback`` for ``worker.stuck_after_seconds`` (a lost message); a
+  ticket that keeps coming back goes to ``needs_review`` with reason ``poison``.
 - :func:`retry_fallback`: one fresh LLM pass for ``needs_review`` tickets whose failure was
   transient (API down, rate limited, timing out), after a delay.
 - :func:`reprocess`: a new extraction for tickets made with a given schema or prompt version,
@@ -82,7 +83,8 @@ def _job_lock(app: App, job: str, holder: str | None, interval: float, force: bo
 
 
 def sweep(app: App, *, holder: str | None = None, force: bool = False) -> JobReport:
-    """Re-publish stuck tickets (once per threshold); poison those past ``jobs.max_requeues``."""
+    """Take back expired leases and re-publish stuck tickets (once per threshold); poison those past
+    ``jobs.max_requeues``."""
     with _job_lock(app, SWEEP, holder, app.settings.worker.sweep_interval_seconds, force) as taken:
         return _sweep(app) if taken else JobReport(SWEEP, ran=False, forced=force)
 

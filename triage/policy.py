@@ -2,12 +2,18 @@
 
 Given the outcome (a result, or the API error or rate-limit refusal it raised), the attempts of
 the run so far and the retry settings, :func:`decide` returns one :data:`Step`: finish with a
-route, defer without spending a retry, retry after a backoff (penalising the model for the
-whole fleet on a 429), or send the ticket to the fallback queue with a reason. It touches no
-database, broker or clock of its own, so every branch is a unit test::
+route, hold a suspected injection for review instead of its P1 route, defer without spending a
+retry, retry after a backoff (penalising the model for the whole fleet on a 429), or send the
+ticket to the fallback queue with a reason. It touches no database, broker or clock of its own,
+so every branch is a unit test::
 
     step = decide(attempt_extraction(extractor.extract, claim.conversation, claim.prior_attempts),
-                  claim.prior_attempts, settings.retry, router, now)
+                  claim.prior_attempts, settings.retry, router, now, extraction=settings.extraction)
+
+Anything else a task raises goes through :func:`on_exception`, the one rule for the unexpected:
+a database or broker outage (:func:`is_outage`) is retried later with nothing recorded; any
+other exception ends the ticket in the fallback queue with reason ``internal_error`` and the
+exception's type and message, so no answer can leave a ticket ``processing``.
 """
 
 from __future__ import annotations
@@ -18,11 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 
+import redis.exceptions
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import OperationalError as DatabaseOperationalError
+
 from triage.backoff import retry_countdown
 from triage.conversation import Conversation
+from triage.extraction.injection import InjectionMatch, holds_for_review
 from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError, RetryableAPIError
 from triage.routing import RouteDecision, Router
-from triage.settings import RetrySettings
+from triage.settings import ExtractionSettings, RetrySettings
+from triage.text import repair_text
 from triage.tickets.states import FallbackReason
 
 #: What an extraction run can end with: a result, or the refusal or API error it raised.
@@ -35,6 +48,17 @@ class Finish:
 
     result: ExtractionResult
     decision: RouteDecision
+
+
+@dataclass(frozen=True)
+class HoldForReview:
+    """Store the model's valid ticket for a person instead of on ``route`` (a suspected injection on a
+    P1 route): ``needs_review`` on ``decision`` (the fallback route) with ``reason`` and ``detail``."""
+
+    result: ExtractionResult
+    decision: RouteDecision
+    reason: FallbackReason
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -70,9 +94,19 @@ class SendToFallback:
     detail: str | None
     attempts: list[Attempt]
     trimmed: bool = False
+    injection: InjectionMatch | None = None
 
 
-Step = Finish | Defer | Retry | SendToFallback
+@dataclass(frozen=True)
+class Outage:
+    """The database or the broker is unreachable: record nothing, try the message again in ``seconds``
+    (a ticket whose lease is still held comes back through the sweep once the lease runs out)."""
+
+    seconds: float
+    error: str
+
+
+Step = Finish | HoldForReview | Defer | Retry | SendToFallback | Outage
 
 
 def attempt_extraction(extract: Callable[[Conversation, Sequence[Attempt]], ExtractionResult],
@@ -94,8 +128,11 @@ def api_failures(attempts: Sequence[Attempt]) -> int:
 
 
 def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, router: Router, now: datetime,
-           rng: random.Random | None = None) -> Step:
-    """The next step after ``outcome``; ``prior`` are the run's attempts before this extraction call."""
+           rng: random.Random | None = None, *, extraction: ExtractionSettings | None = None) -> Step:
+    """The next step after ``outcome``; ``prior`` are the run's attempts before this extraction call.
+
+    ``extraction`` holds ``injection_review`` (default: the default settings, review on).
+    """
     if isinstance(outcome, RateLimitedError):
         return Defer(outcome.wait_seconds, outcome.attempts)
     if isinstance(outcome, RetryableAPIError):
@@ -110,5 +147,56 @@ def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, rou
         return SendToFallback(FallbackReason.for_api_status(outcome.status_code), str(outcome), outcome.attempts)
     if not outcome.ok:
         reason = FallbackReason(outcome.failure_reason or FallbackReason.INVALID_AFTER_ATTEMPTS)
-        return SendToFallback(reason, outcome.failure_detail, outcome.attempts, outcome.trimmed)
-    return Finish(outcome, router.route(outcome.ticket or {}, now))
+        return SendToFallback(reason, outcome.failure_detail, outcome.attempts, outcome.trimmed, outcome.injection)
+    decision = router.route(outcome.ticket or {}, now)
+    match = outcome.injection
+    if match is not None and holds_for_review(match, decision.priority, extraction or ExtractionSettings()):
+        detail = (f"suspected injection (pattern {match.pattern!r} matched {match.text!r}): the answer's route "
+                  f"{decision.route} ({decision.priority}) was not used")
+        return HoldForReview(outcome, router.fallback(now), FallbackReason.INJECTION_SUSPECTED, detail)
+    return Finish(outcome, decision)
+
+
+#: The database's and the broker's ways of saying they are unreachable (SQLAlchemy wraps the driver's
+#: errors; kombu the broker's; the rate limiter talks to the broker's Redis directly).
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (DatabaseOperationalError, InterfaceError, BrokerError,
+                                               redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True for a database or broker outage (worth retrying as it is), false for anything else.
+
+    >>> from sqlalchemy.exc import DataError
+    >>> is_outage(DatabaseOperationalError("SELECT 1", {}, ConnectionRefusedError("refused")))
+    True
+    >>> is_outage(DataError("INSERT ...", {}, ValueError("NUL")))
+    False
+    """
+    if isinstance(exc, OUTAGE_ERRORS):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+#: Longest exception message kept in ``fallback_detail``.
+MAX_ERROR_CHARS = 2000
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message``, storable and bounded (what ``fallback_detail`` keeps of an unexpected error).
+
+    >>> describe_error(ValueError("bad answer" + chr(0)))
+    'ValueError: bad answer'
+    >>> describe_error(KeyError("problem_type"))
+    "KeyError: 'problem_type'"
+    """
+    return repair_text(f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]).text
+
+
+def on_exception(exc: Exception, retries: int, retry: RetrySettings,
+                 rng: random.Random | None = None) -> Outage | SendToFallback:
+    """What a task does with an exception nothing else handled: an outage waits and tries again
+    (``retries``: the message's retries so far, for the backoff); anything else is the fallback queue
+    with ``internal_error`` and the exception's type and message."""
+    if is_outage(exc):
+        return Outage(retry_countdown(retry, retries, None, rng), describe_error(exc))
+    return SendToFallback(FallbackReason.INTERNAL_ERROR, describe_error(exc), [])

@@ -21,6 +21,8 @@ start-up with :class:`RuleError` naming the rule.
 ('general-inquiries', 'P3', '2026-01-02T00:00:00+00:00')
 >>> router.route({"problem_type": "device_fault"}, now).matched
 False
+>>> sorted(router.fields)
+['problem_type']
 >>> Router(RoutingSettings(rules=[RouteRule(when={"sentiment": "negative"}, route="care", priority="P2",
 ...                                          sla_hours=8)]), schema)
 Traceback (most recent call last):
@@ -91,6 +93,8 @@ class Router:
     def __init__(self, settings: RoutingSettings, schema: TicketSchema) -> None:
         check_rules(settings, schema)
         self.settings = settings
+        #: The fields some rule reads (what an answer must not be ambiguous about).
+        self.fields = frozenset(name for rule in settings.rules for name in rule.when)
 
     def route(self, fields: dict[str, Any], now: datetime) -> RouteDecision:
         """The first matching rule's decision, or the fallback target (``matched=False``)."""

@@ -128,8 +128,13 @@ class RetrySettings(_Section):
 
 class WorkerSettings(_Section):
     concurrency: int = Field(4, ge=1)
+    #: How long a worker's claim on a ticket lasts without a renewal: a killed worker's tickets come back after it.
+    lease_seconds: float = Field(60, gt=0)
+    #: How often a working worker renews the lease of each ticket it holds (shorter than the lease).
+    heartbeat_seconds: float = Field(20, gt=0)
+    #: A ``queued``/``fallback`` ticket nobody holds is published again after waiting this long.
     stuck_after_seconds: float = Field(900, gt=0)
-    sweep_interval_seconds: float = Field(60, gt=0)
+    sweep_interval_seconds: float = Field(15, gt=0)
     visibility_timeout_seconds: int = Field(3600, gt=0)
     #: Port of the worker's Prometheus endpoint (``triage worker --metrics-port``); 0 turns it off.
     metrics_port: int = Field(0, ge=0, le=65535)
@@ -598,6 +603,17 @@ class Settings(_Section):
                 f"worker.visibility_timeout_seconds={self.worker.visibility_timeout_seconds} must be above the "
                 f"longest retry wait plus the longest task ({longest_wait + longest_task:.0f}s), or Redis "
                 "redelivers messages that are still waiting"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        worker = self.worker
+        if worker.heartbeat_seconds >= worker.lease_seconds:
+            raise ValueError(
+                f"worker.heartbeat_seconds={worker.heartbeat_seconds:g} must be shorter than "
+                f"worker.lease_seconds={worker.lease_seconds:g}, or a working worker's lease runs out between "
+                "two renewals (a third of the lease leaves room for two missed ones)"
             )
         return self
 

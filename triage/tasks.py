@@ -2,7 +2,11 @@
 
 Every task is idempotent: it first claims the ticket (:func:`triage.tickets.lifecycle.claim`), so
 a redelivered message for a finished (or currently held) ticket changes nothing. Messages are
-published only after the database transaction that makes them necessary has committed.
+published only after the database transaction that makes them necessary has committed. While
+a task works on a ticket it renews the ticket's lease (:class:`triage.heartbeat.Heartbeat`), so a
+long LLM call keeps it and a killed worker's tickets come back as soon as the lease runs out. An
+exception nothing else handles is the policy's to decide (:func:`triage.policy.on_exception`):
+an outage is retried, anything else ends the ticket in the fallback queue as ``internal_error``.
 :func:`celery_for` registers the tasks on an :class:`~triage.app.App`'s Celery app.
 """
 
@@ -12,10 +16,23 @@ import logging
 from typing import Any, NoReturn
 
 from celery import Celery, Task, signals
+from celery.exceptions import Retry as CeleryRetry
 
 from triage import jobs, metrics
 from triage.app import App
-from triage.policy import Defer, Finish, Retry, SendToFallback, Step, attempt_extraction, decide
+from triage.heartbeat import Heartbeat
+from triage.policy import (
+    Defer,
+    Finish,
+    HoldForReview,
+    Outage,
+    Retry,
+    SendToFallback,
+    Step,
+    attempt_extraction,
+    decide,
+    on_exception,
+)
 from triage.queues import EXTRACT_TASK, FALLBACK_TASK, PURGE_TASK, RETRY_FALLBACK_TASK, SWEEP_TASK
 from triage.settings import SettingsError
 from triage.tickets import lifecycle
@@ -27,28 +44,72 @@ SKIPPED = "skipped"
 
 
 def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
-    """Claim, extract, ask the policy, apply its step."""
-    claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
+    """Claim, extract (renewing the lease meanwhile), ask the policy, apply its step.
+
+    Whatever else goes wrong is the policy's to decide too (:func:`triage.policy.on_exception`): an
+    outage is retried, anything else ends the ticket in the fallback queue with ``internal_error``.
+    """
+    try:
+        claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
+    except Exception as exc:
+        _unclaimed_failure(app, task, ticket_id, exc)
     if claim is None:
         log.info("ticket %s: not claimable (finished or held elsewhere), nothing to do", ticket_id)
         return SKIPPED
-    outcome = attempt_extraction(app.extractor.extract, claim.conversation, claim.prior_attempts)
-    step = decide(outcome, claim.prior_attempts, app.settings.retry, app.router, app.clock.now())
-    return apply_step(app, task, claim, step)
+    try:
+        with _heartbeat(app, claim):
+            outcome = attempt_extraction(app.extractor.extract, claim.conversation, claim.prior_attempts)
+        step = decide(outcome, claim.prior_attempts, app.settings.retry, app.router, app.clock.now(),
+                      extraction=app.settings.extraction)
+        return apply_step(app, task, claim, step)
+    except CeleryRetry:
+        raise
+    except Exception as exc:
+        return apply_step(app, task, claim, _unexpected(app, task, ticket_id, exc))
+
+
+def _unexpected(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) -> Outage | SendToFallback:
+    """The policy's step for an exception nothing else handled, logged."""
+    step = on_exception(exc, task.request.retries or 0, app.settings.retry)
+    if isinstance(step, Outage):
+        log.warning("ticket %s: %s; trying again in %.1fs", ticket_id, step.error, step.seconds)
+    else:
+        log.error("ticket %s: unexpected error, to the fallback queue as %s", ticket_id, step.reason, exc_info=exc)
+    return step
+
+
+def _unclaimed_failure(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) -> NoReturn:
+    """Claiming failed, so there is no ticket to end: an outage is retried, anything else raised."""
+    step = _unexpected(app, task, ticket_id, exc)
+    if isinstance(step, Outage):
+        _retry(task, step)
+    raise exc
+
+
+def _heartbeat(app: App, claim: lifecycle.Claim) -> Heartbeat:
+    """Renew ``claim``'s lease every ``worker.heartbeat_seconds`` while the worker works on it."""
+    return Heartbeat(lambda: lifecycle.renew(app.sessions, claim, app.clock.now(), app.lease_seconds),
+                     app.settings.worker.heartbeat_seconds, name=f"heartbeat-{claim.ticket_id}")
 
 
 def apply_step(app: App, task: Task[Any, Any], claim: lifecycle.Claim, step: Step) -> str:
-    """Carry out the policy's ``step`` for ``claim``; a retry or deferral raises Celery's ``Retry``."""
+    """Carry out the policy's ``step`` for ``claim``; a retry, deferral or outage raises Celery's ``Retry``."""
     now = app.clock.now()
     if isinstance(step, Finish):
         if lifecycle.finish(app.sessions, claim, step.result, step.decision, now):
             metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor)
         return step.decision.route
+    if isinstance(step, HoldForReview):
+        if lifecycle.hold_for_review(app.sessions, claim, step.result, step.decision, step.reason, step.detail, now):
+            metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor)
+        return Status.NEEDS_REVIEW
     if isinstance(step, SendToFallback):
         lifecycle.send_to_fallback(app.sessions, claim, step.attempts, step.reason, step.detail, now,
-                                   trimmed=step.trimmed)
+                                   trimmed=step.trimmed, injection=step.injection)
         app.publisher.fallback_or_log(claim.ticket_id)
         return Status.FALLBACK
+    if isinstance(step, Outage):
+        _retry(task, step)  # nothing can be recorded: the message (or, once the lease ran out, the sweep) returns
     if isinstance(step, Retry):
         if step.penalty is not None:  # someone else shares the account: the whole fleet waits
             app.limiter.penalize(step.penalty.model, step.penalty.seconds)
@@ -59,21 +120,37 @@ def apply_step(app: App, task: Task[Any, Any], claim: lifecycle.Claim, step: Ste
     _retry(task, step)
 
 
-def _retry(task: Task[Any, Any], step: Defer | Retry) -> NoReturn:
+def _retry(task: Task[Any, Any], step: Defer | Retry | Outage) -> NoReturn:
     # a deferral (no budget) spends no retry and holds no thread; the policy bounds real retries
     raise task.retry(countdown=step.seconds, max_retries=None)
 
 
-def fallback(app: App, ticket_id: int) -> str:
-    """Apply the rules extractor to a failed ticket and leave it ``needs_review`` on the fallback route."""
-    claim = lifecycle.claim_fallback(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
+def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
+    """Apply the rules extractor to a failed ticket and leave it ``needs_review`` on the fallback route.
+
+    An unexpected error leaves it ``needs_review`` as it is, with ``internal_error``; an outage is retried.
+    """
+    try:
+        claim = lifecycle.claim_fallback(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
+    except Exception as exc:
+        _unclaimed_failure(app, task, ticket_id, exc)
     if claim is None:
         log.info("ticket %s: not waiting for the fallback queue, nothing to do", ticket_id)
         return SKIPPED
-    result = app.rules.extract(claim.conversation)
-    decision = app.router.fallback(app.clock.now())
-    if lifecycle.finish_fallback(app.sessions, claim, result, decision, app.clock.now()):
-        metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, result.extractor)
+    try:
+        with _heartbeat(app, claim):
+            result = app.rules.extract(claim.conversation)
+        decision = app.router.fallback(app.clock.now())
+        if lifecycle.finish_fallback(app.sessions, claim, result, decision, app.clock.now()):
+            metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, result.extractor)
+    except Exception as exc:
+        step = _unexpected(app, task, ticket_id, exc)
+        if isinstance(step, Outage):
+            _retry(task, step)
+        now = app.clock.now()
+        decision = app.router.fallback(now)
+        if lifecycle.abandon_fallback(app.sessions, claim, step.reason, step.detail or "", decision, now):
+            metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, None)
     return Status.NEEDS_REVIEW
 
 
@@ -87,13 +164,14 @@ def celery_for(app: App) -> Celery:
         """Extract, validate and route one ticket; failures go to the fallback queue."""
         return extract(app, task, ticket_id)
 
-    @celery.task(name=FALLBACK_TASK, shared=False)
-    def fallback_ticket(ticket_id: int) -> str:
-        return fallback(app, ticket_id)
+    @celery.task(bind=True, name=FALLBACK_TASK, max_retries=None, shared=False)
+    def fallback_ticket(task: Task[Any, Any], ticket_id: int) -> str:
+        """Fill a failed ticket in with the rules extractor and leave it for a person."""
+        return fallback(app, task, ticket_id)
 
     @celery.task(name=SWEEP_TASK, shared=False)
     def sweep_stuck() -> str:
-        """Re-publish tickets stuck in ``queued``, ``processing`` or ``fallback`` past the threshold."""
+        """Take back tickets whose lease ran out; re-publish those left ``queued``/``fallback`` past the threshold."""
         report = jobs.sweep(app)
         if report.requeued or report.poisoned:
             log.warning("%s", report.summary())

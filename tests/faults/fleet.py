@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -40,7 +40,9 @@ SOURCE = "faults"
 MARKER = re.compile(r"\[FLT-\d{5}\]")
 FINISHED = ("routed", "needs_review")
 #: Small, mutually consistent timings (the settings check wants visibility > longest wait + longest task:
-#: 20 > max(2, 5) + 3 * 2). ``stuck_after`` is also a worker's lease on a ticket.
+#: 20 > max(2, 5) + 3 * 2). The lease and its heartbeat keep their defaults (60 s, renewed every 20 s), so
+#: the recovery time measured after a kill is the one a deployment gets; a kill test also runs the sweep
+#: at its default interval (:data:`DEFAULT_SWEEP`).
 FAULT_SETTINGS = {
     "TRIAGE__EXTRACTION__TIMEOUT_SECONDS": "2",
     "TRIAGE__RETRY__BACKOFF_BASE_SECONDS": "0.2",
@@ -54,6 +56,8 @@ FAULT_SETTINGS = {
     "TRIAGE_RATE_LIMIT_TPM": "1000000000",
     "TRIAGE_CONCURRENCY": "8",
 }
+#: The shipped sweep interval, for the faults whose recovery goes through an expired lease.
+DEFAULT_SWEEP = {"TRIAGE__WORKER__SWEEP_INTERVAL_SECONDS": "15"}
 TEXTS = (
     "My router keeps rebooting every hour, please help",
     "How do I set a timer on my Watch S1?",
@@ -340,7 +344,8 @@ class Ledger:
     @staticmethod
     def format_row(row: Mapping[str, Any]) -> str:
         details = row.get("details", {})
-        extra = ", ".join(f"{k}={details[k]}" for k in ("requeued", "api_requests", "injected") if k in details)
+        extra = ", ".join(f"{k}={details[k]}" for k in ("recovery_max_seconds", "requeued", "api_requests", "injected")
+                          if k in details)
         verdict = "OK" if not row.get("problems") else "FAILED: " + "; ".join(row["problems"])
         return (f"{row['fault']}: submitted={row['submitted']} routed={row['routed']} "
                 f"needs_review={row['needs_review']} lost={row['lost']} duplicated={row['duplicated']} "
@@ -426,6 +431,27 @@ def _epoch(moment: datetime | None) -> float:
     return moment.timestamp() if moment is not None else float("inf")
 
 
+@dataclass(frozen=True)
+class FaultMark:
+    """A fault's moment and the tickets a worker held then (``processing`` under a live lease)."""
+
+    at: datetime
+    held: tuple[int, ...]
+
+
+def recovery_seconds(stack: Stack, marks: Sequence[FaultMark]) -> float | None:
+    """The longest time from a fault to the final status of a ticket held at that moment (``None``: no
+    ticket was held at any fault). A ticket never finished counts as infinite: the ledger reports it lost."""
+    ids = sorted({ticket_id for mark in marks for ticket_id in mark.held})
+    if not ids:
+        return None
+    with stack.engine.connect() as conn:
+        finished = dict(conn.execute(text("SELECT id, finished_at FROM tickets WHERE id = ANY(:ids)"),
+                                     {"ids": ids}).all())
+    return round(max(_epoch(finished.get(ticket_id)) - mark.at.timestamp()
+                     for mark in marks for ticket_id in mark.held), 1)
+
+
 class Fleet:
     """One fault run: database, private Redis, processes, submission, the wait and the ledger."""
 
@@ -441,6 +467,7 @@ class Fleet:
         self.stack: Stack
         self.submitter: Submitter | None = None
         self.started_at = 0.0
+        self.faults: list[FaultMark] = []
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -514,6 +541,23 @@ class Fleet:
         except SQLAlchemyError:
             return 0
 
+    def held(self) -> tuple[int, ...]:
+        """Tickets in a worker's hands right now: ``processing`` under a lease that has not run out."""
+        try:
+            with self.stack.engine.connect() as conn:
+                return tuple(conn.execute(text(
+                    "SELECT t.id FROM tickets t JOIN conversations c ON c.id = t.conversation_id "
+                    "WHERE c.source = :source AND t.status = 'processing' AND t.lease_until > now()"),
+                    {"source": SOURCE}).scalars())
+        except SQLAlchemyError:
+            return ()
+
+    def mark_fault(self) -> FaultMark:
+        """Note a fault about to be injected now, with the tickets held at this moment (for the recovery time)."""
+        mark = FaultMark(datetime.now(UTC), self.held())
+        self.faults.append(mark)
+        return mark
+
     def finished(self) -> int:
         counts = self.counts()
         return -1 if counts is None else sum(counts[s] for s in FINISHED)
@@ -540,8 +584,12 @@ class Fleet:
         if self.submitter is not None:
             injected |= {"submit_retries": len(self.submitter.failures),
                          "stored_not_enqueued": self.submitter.unpublished}
-        return compute_ledger(self.name, self.stack, [row["external_id"] for row in rows], wall_seconds, api,
-                              injected)
+        ledger = compute_ledger(self.name, self.stack, [row["external_id"] for row in rows], wall_seconds, api,
+                                injected)
+        if self.faults:
+            ledger.details["recovery_max_seconds"] = recovery_seconds(self.stack, self.faults)
+            ledger.details["held_at_faults"] = [len(mark.held) for mark in self.faults]
+        return ledger
 
     def logs_tail(self, lines: int = 40) -> str:
         """The end of every process's log, for an assertion message."""

@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from tests.fakeapi import CHAOS_KINDS, Chaos, FakeMiMo, raw
 from tests.faults.fleet import (
+    DEFAULT_SWEEP,
     MARKER,
     SOURCE,
     Fleet,
@@ -43,10 +44,19 @@ SEED = int(os.environ.get("TRIAGE_FAULTS_SEED", "20261125"))
 KILLS = 5
 #: Seconds the fake API takes per answer in the kill tests, so that a kill lands mid-task.
 LATENCY = 0.05
+#: A killed worker's tickets are extracted again within this long (the issue's contract): the lease (60 s)
+#: runs out, the next sweep (every 15 s) takes them back, a worker extracts them.
+RECOVERY_BOUND_SECONDS = 90
 
 
 def _assert_ledger(ledger: Ledger, run: Fleet) -> None:
     assert not ledger.problems, f"{ledger.line()}\n{run.logs_tail()}"
+
+
+def _assert_recovered_in_time(ledger: Ledger) -> None:
+    recovery = ledger.details.get("recovery_max_seconds")
+    assert recovery is not None, f"no ticket was held at any kill: {ledger.details.get('held_at_faults')}"
+    assert recovery <= RECOVERY_BOUND_SECONDS, f"a killed worker's ticket took {recovery}s to finish: {ledger.line()}"
 
 
 def _kill_loop(run: Fleet, kill: Callable[[], None], n: int, kills: int, rng: random.Random) -> int:
@@ -61,6 +71,7 @@ def _kill_loop(run: Fleet, kill: Callable[[], None], n: int, kills: int, rng: ra
             break
         if not wait_until(lambda: run.claimed_since(datetime.now(UTC) - timedelta(seconds=0.3)) > 0, 30, 0.02):
             break
+        run.mark_fault()
         kill()
         done += 1
     return done
@@ -70,7 +81,7 @@ def test_worker_process_killed_with_sigkill_repeatedly(fleet: FleetFactory, reco
     """kill -9 of the threads-pool worker process mid-task, again and again, restarting it each time."""
     n, rows, rng = fault_count(), conversation_rows(fault_count()), random.Random(SEED)
     with FakeMiMo(latency=LATENCY) as api:
-        run = fleet("kill -9 worker process", api.base_url)
+        run = fleet("kill -9 worker process", api.base_url, **DEFAULT_SWEEP)
         worker = run.worker()
         run.beat()
         run.submit(rows)
@@ -81,13 +92,14 @@ def test_worker_process_killed_with_sigkill_repeatedly(fleet: FleetFactory, reco
     record_ledger(ledger)
     assert kills == KILLS, f"only {kills} kills landed mid-task: the run finished too fast for the fault"
     _assert_ledger(ledger, run)
+    _assert_recovered_in_time(ledger)
 
 
 def test_pool_child_killed_with_sigkill_repeatedly(fleet: FleetFactory, record_ledger: Any) -> None:
     """kill -9 of a prefork pool child mid-task, again and again (Celery replaces the child)."""
     n, rows, rng = fault_count(), conversation_rows(fault_count()), random.Random(SEED + 1)
     with FakeMiMo(latency=LATENCY) as api:
-        run = fleet("kill -9 pool child (prefork)", api.base_url)
+        run = fleet("kill -9 pool child (prefork)", api.base_url, **DEFAULT_SWEEP)
         pool = run.prefork_worker(concurrency=2)
         run.beat()
         run.submit(rows)
@@ -106,6 +118,7 @@ def test_pool_child_killed_with_sigkill_repeatedly(fleet: FleetFactory, record_l
     record_ledger(ledger)
     assert kills == KILLS + 3, f"only {kills} kills landed mid-task: the run finished too fast for the fault"
     _assert_ledger(ledger, run)
+    _assert_recovered_in_time(ledger)
 
 
 def test_redis_restarted_mid_run(fleet: FleetFactory, record_ledger: Any) -> None:
@@ -124,9 +137,11 @@ def test_redis_restarted_mid_run(fleet: FleetFactory, record_ledger: Any) -> Non
         injected: dict[str, Any] = {}
         if wait_until(lambda: run.stored() >= n // 4, 60):
             injected["restart_1_at_stored"] = run.stored()
+            run.mark_fault()
             run.redis.restart(down_seconds=3)
         if wait_until(lambda: run.finished() >= n // 2, 120):
             injected["restart_2_at_finished"] = run.finished()
+            run.mark_fault()
             run.redis.restart(crash=True, down_seconds=3)
         injected["redis_restarts"] = run.redis.restarts
         wall = run.wait_all_finished(n)
@@ -152,6 +167,7 @@ def test_postgres_restarted_mid_run(fleet: FleetFactory, record_ledger: Any) -> 
             if not wait_until(lambda target=target: run.finished() >= target, 120):
                 break
             injected[f"restart_{mode}_at_finished"] = run.finished()
+            run.mark_fault()
             done = pg_ctlcluster("restart", "--mode", mode)
             assert done.returncode == 0, done.stderr
             injected["postgres_restarts"] += 1

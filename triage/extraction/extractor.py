@@ -1,34 +1,51 @@
-"""The attempt loop: call the LLM, parse, validate, re-ask with the errors, bounded.
+"""The attempt loop: call the LLM, parse, choose, validate, re-ask with the problems, bounded.
 
 One :meth:`LLMExtractor.extract` call makes at most ``settings.attempts`` answers (attempts
-from an earlier part of the same run, passed as ``prior``, count too). An unparseable or
-invalid answer is sent back once, with its problems, in a re-ask whose size does not grow; a
-truncated answer (``finish_reason == "length"``) is retried with twice the token budget, up to
-``settings.max_completion_tokens_cap``. API errors propagate with every attempt of this call.
+from an earlier part of the same run, passed as ``prior``, count too). Each answer is judged in
+this order:
+
+1. **cut off** (``finish_reason == "length"``, or an object that never closes:
+   :class:`~triage.extraction.parse.TruncatedError`): ``truncated``, retried with twice the token
+   budget, up to ``settings.max_completion_tokens_cap``; never completed by a repair;
+2. **no usable object** (:func:`~triage.extraction.parse.parse_answer` raises): ``unparseable``;
+3. :func:`~triage.extraction.choose.choose` over every object, with the fields the routing rules
+   read (``routing_fields``, passed in: this room does not know the rules): the last valid one is
+   ``valid``; valid ones that disagree on a routing field are ``ambiguous`` (re-asked once with
+   "answer with exactly one"; a second ambiguous answer fails the run with ``ambiguous_answer``);
+   none valid is ``invalid`` (re-asked with the schema's issues).
+
+A re-ask's size does not grow: it is always system + conversation + the last bad answer + its
+problems. Every attempt records its parse path and repairs, and its raw output made storable
+(:func:`triage.text.repair_text`). What was sent is scanned for instruction-like text
+(:class:`~triage.extraction.injection.InjectionDetector`): the match is the result's ``injection``.
+API errors propagate with every attempt of this call.
 
     extractor = LLMExtractor(LLMClient.from_settings(settings), schema, settings.model,
-                             settings.extraction)
+                             settings.extraction, routing_fields={"problem_type", "urgent_level"})
     result = extractor.extract(Conversation.from_text("My speaker can't connect Wi-Fi"))
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date
 from typing import Any
 
 from triage import metrics
 from triage.conversation import Conversation
+from triage.extraction.choose import Ambiguous, Chosen, choose
+from triage.extraction.injection import InjectionDetector
 from triage.extraction.llm import Completion, LLMClient
 from triage.extraction.model_chain import NOT_FOUND, ModelChain
-from triage.extraction.parse import ParseError, is_truncated, parse_json_object
+from triage.extraction.parse import ParseError, TruncatedError, is_truncated, parse_answer
 from triage.extraction.prompt import ChatMessage, TicketPrompt
 from triage.extraction.redact import redact_conversation
 from triage.extraction.trim import Trimmed, trim
 from triage.extraction.types import APIError, Attempt, ExtractionFailure, ExtractionResult, Outcome, RateLimitedError
 from triage.schema import TicketSchema
 from triage.settings import ExtractionSettings, PrivacySettings
+from triage.text import repair_text
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +55,9 @@ Acquire = Callable[[str, int], float]
 #: Conservative characters per token for the budget estimate (Chinese runs near 1, English near 4).
 CHARS_PER_TOKEN = 2
 #: Outcomes whose answer is sent back, with its problems, in the next re-ask.
-REASK_OUTCOMES: tuple[Outcome, ...] = ("invalid", "unparseable")
+REASK_OUTCOMES: tuple[Outcome, ...] = ("invalid", "unparseable", "ambiguous")
+#: Ambiguous answers in one run that fail it with ``ambiguous_answer``: the first one is re-asked once.
+AMBIGUOUS_LIMIT = 2
 
 
 class LLMExtractor:
@@ -46,16 +65,25 @@ class LLMExtractor:
 
     ::
 
-        extractor = LLMExtractor(client, TicketSchema.load(path), "mimo-v2-flash", ExtractionSettings())
+        extractor = LLMExtractor(client, TicketSchema.load(path), "mimo-v2-flash", ExtractionSettings(),
+                                 routing_fields=router.fields)
         result = extractor.extract(conversation)
         result.ticket        # {"problem_type": "device_fault", ...} or None
         result.attempts      # every call made by this extract(), in order
+        result.injection     # InjectionMatch(pattern=..., text=...) or None
+
+    ``routing_fields`` are the fields the routing rules read: two valid objects in one answer that
+    disagree on one of them make it ambiguous (none given: the last valid object always wins).
+    ``detector`` defaults to the one ``settings.injection_patterns`` configures.
     """
 
     def __init__(self, client: LLMClient, schema: TicketSchema, model: str | ModelChain,
                  settings: ExtractionSettings, today: Callable[[], date] = date.today,
-                 acquire: Acquire | None = None, privacy: PrivacySettings | None = None) -> None:
+                 acquire: Acquire | None = None, privacy: PrivacySettings | None = None, *,
+                 routing_fields: Collection[str] = (), detector: InjectionDetector | None = None) -> None:
         self.client = client
+        self.routing_fields = frozenset(routing_fields)
+        self.detector = detector or InjectionDetector.from_settings(settings)
         self.privacy = privacy or PrivacySettings()
         self.acquire = acquire
         self.schema = schema
@@ -86,6 +114,7 @@ class LLMExtractor:
                         self.settings.max_input_chars, outgoing.omitted)
         result = self._attempt_loop(outgoing.conversation, prior)
         result.trimmed = outgoing.trimmed
+        result.injection = self.detector.scan(outgoing.conversation)
         return result
 
     def _attempt_loop(self, conversation: Conversation, prior: Sequence[Attempt]) -> ExtractionResult:
@@ -118,9 +147,12 @@ class LLMExtractor:
             made.append(attempt)
             if ticket is not None:
                 return self._result(made, ticket, model)
+            if ambiguous_count([*prior, *made]) >= AMBIGUOUS_LIMIT:
+                break
+        history = [*prior, *made]
         result = self._result(made, None, made[-1].model if made else self.models.pick())
-        result.failure_reason = ExtractionFailure.INVALID_AFTER_ATTEMPTS
-        result.failure_detail = last_error([*prior, *made])
+        result.failure_reason = failure_reason(history)
+        result.failure_detail = last_error(history)
         return result
 
     def _messages(self, conversation: Conversation, today: date,
@@ -128,25 +160,36 @@ class LLMExtractor:
         bad = next((a for a in reversed(history) if a.outcome in REASK_OUTCOMES), None)
         if bad is None:
             return self.prompt.messages(conversation, today)
+        if bad.outcome == "ambiguous":
+            return self.prompt.ambiguous_reask_messages(conversation, today, bad.raw_output or "",
+                                                        object_count(bad.raw_output))
         return self.prompt.reask_messages(conversation, today, bad.raw_output or "",
                                           (bad.error or "").splitlines())
 
     def _judge(self, completion: Completion, model: str, n: int,
                budget: int) -> tuple[Attempt, dict[str, Any] | None]:
         """The attempt record for ``completion`` and, when it is valid, the projected ticket."""
+        def record(outcome: Outcome, error: str | None, path: str | None = None,
+                   repairs: tuple[str, ...] = ()) -> Attempt:
+            return _attempt(completion, model, n, budget, outcome, error, path, repairs)
+
         if is_truncated(completion.finish_reason):
-            error = f"the answer was cut off at max_completion_tokens={budget} (finish_reason=length)"
-            return _attempt(completion, model, n, budget, "truncated", error), None
+            return record("truncated", f"the answer was cut off at max_completion_tokens={budget} "
+                                       "(finish_reason=length)"), None
         try:
-            parsed = parse_json_object(completion.text)
+            answer = parse_answer(completion.text)
+        except TruncatedError as exc:
+            return record("truncated", f"the answer was cut off at max_completion_tokens={budget}: {exc}"), None
         except ParseError as exc:
-            error = f"the answer is not usable JSON: {exc}"
-            return _attempt(completion, model, n, budget, "unparseable", error), None
-        logger.debug("attempt %d parsed on the %s path", n, parsed.path)
-        issues = self.schema.validate(parsed.value)
-        if issues:
-            return _attempt(completion, model, n, budget, "invalid", "\n".join(map(str, issues))), None
-        return _attempt(completion, model, n, budget, "valid", None), self.schema.project(parsed.value)
+            return record("unparseable", f"the answer is not usable JSON: {exc}"), None
+        choice = choose(answer.candidates, self.schema.validate, self.routing_fields)
+        if isinstance(choice, Chosen):
+            return record("valid", None, answer.path, choice.repairs), self.schema.project(choice.value)
+        if isinstance(choice, Ambiguous):
+            error = f"{choice.reask} (the objects disagree on {', '.join(choice.fields)})"
+            return record("ambiguous", error, answer.path, answer.repairs), None
+        issues = "\n".join(map(str, choice.issues))
+        return record("invalid", issues, answer.path, choice.candidate.repairs), None
 
     def _result(self, made: list[Attempt], ticket: dict[str, Any] | None, model: str) -> ExtractionResult:
         return ExtractionResult(extractor="llm", ticket=ticket, attempts=made, model=model,
@@ -154,12 +197,13 @@ class LLMExtractor:
 
 
 def _attempt(completion: Completion, model: str, n: int, budget: int, outcome: Outcome,
-             error: str | None) -> Attempt:
-    return Attempt(n=n, model=model, outcome=outcome, raw_output=completion.text,
-                   finish_reason=completion.finish_reason, error=error,
+             error: str | None, parse_path: str | None, repairs: tuple[str, ...]) -> Attempt:
+    """The record of one answer; its raw text and error made storable (no NUL, no lone surrogate)."""
+    return Attempt(n=n, model=model, outcome=outcome, raw_output=repair_text(completion.text).text,
+                   finish_reason=completion.finish_reason, error=repair_text(error).text if error else None,
                    prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                    reasoning_tokens=completion.reasoning_tokens, latency_ms=completion.latency_ms,
-                   max_completion_tokens=budget)
+                   max_completion_tokens=budget, parse_path=parse_path, repairs=repairs)
 
 
 def estimate_tokens(messages: Sequence[ChatMessage], max_completion_tokens: int) -> int:
@@ -205,6 +249,37 @@ def next_budget(attempts: Sequence[Attempt], settings: ExtractionSettings) -> in
         if attempt.outcome == "truncated":
             budget = max(budget, min(budget * BUDGET_GROWTH, settings.max_completion_tokens_cap))
     return budget
+
+
+def ambiguous_count(attempts: Sequence[Attempt]) -> int:
+    """How many answers of the run were ambiguous.
+
+    >>> ambiguous_count([Attempt(1, "m", "ambiguous"), Attempt(2, "m", "invalid")])
+    1
+    """
+    return sum(attempt.outcome == "ambiguous" for attempt in attempts)
+
+
+def object_count(answer: str | None) -> int:
+    """How many JSON objects an (ambiguous) answer holds: it is read again, the count is not stored.
+
+    >>> object_count('{"a": 1} or rather {"a": 2}')
+    2
+    """
+    return len(parse_answer(answer).candidates)
+
+
+def failure_reason(attempts: Sequence[Attempt]) -> ExtractionFailure:
+    """Why a run without a valid answer failed: ``ambiguous_answer`` when its last answer was
+    ambiguous, else ``invalid_after_attempts``.
+
+    >>> failure_reason([Attempt(1, "m", "ambiguous"), Attempt(2, "m", "api_error")]).value
+    'ambiguous_answer'
+    """
+    last = next((a for a in reversed(attempts) if a.outcome != "api_error"), None)
+    if last is not None and last.outcome == "ambiguous":
+        return ExtractionFailure.AMBIGUOUS_ANSWER
+    return ExtractionFailure.INVALID_AFTER_ATTEMPTS
 
 
 def last_error(attempts: Sequence[Attempt]) -> str | None:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from triage.errors import ExtractionError
 
-Outcome = Literal["valid", "invalid", "unparseable", "truncated", "api_error"]
+if TYPE_CHECKING:
+    from triage.extraction.injection import InjectionMatch
+
+#: ``ambiguous``: objects that validate disagree on a routing field (re-asked once for one object).
+Outcome = Literal["valid", "invalid", "unparseable", "truncated", "ambiguous", "api_error"]
 
 
 @dataclass
@@ -31,6 +35,10 @@ class Attempt:
     latency_ms: int | None = None
     max_completion_tokens: int | None = None
     status_code: int | None = None
+    #: Which parser path read the answer (``strict`` or ``tolerant``); None when nothing was read.
+    parse_path: str | None = None
+    #: Every repair the answer needed, sorted, e.g. ``("fence", "last_of_2", "trailing_comma")``.
+    repairs: tuple[str, ...] = ()
 
 
 class ExtractionFailure(StrEnum):
@@ -38,6 +46,7 @@ class ExtractionFailure(StrEnum):
 
     INVALID_AFTER_ATTEMPTS = "invalid_after_attempts"  # every answer was unparseable, invalid or cut off
     RULES_INVALID = "rules_invalid"                    # the rules extractor could not fill the schema
+    AMBIGUOUS_ANSWER = "ambiguous_answer"              # still several objects that route differently after the re-ask
 
 
 @dataclass
@@ -58,6 +67,8 @@ class ExtractionResult:
     prompt_version: str | None = None
     #: The conversation was cut to fit the model before it was sent.
     trimmed: bool = False
+    #: Instruction-like text aimed at the model in what was sent (see triage.extraction.injection).
+    injection: InjectionMatch | None = None
 
     @property
     def ok(self) -> bool:

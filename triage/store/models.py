@@ -85,7 +85,9 @@ class Conversation(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
-    __table_args__ = (Index("ix_tickets_status_updated_at", "status", "updated_at"),)
+    #: The sweep's two questions: what waits (status, updated_at) and whose lease ran out (status, lease_until).
+    __table_args__ = (Index("ix_tickets_status_updated_at", "status", "updated_at"),
+                      Index("ix_tickets_status_lease_until", "status", "lease_until"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), unique=True)
@@ -169,6 +171,9 @@ class Attempt(Base):
     reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     max_completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    #: Which parser path read the answer (``strict``/``tolerant``), and every repair it needed.
+    parse_path: Mapped[str | None] = mapped_column(String(16))
+    repairs: Mapped[list[Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="attempts")

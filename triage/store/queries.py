@@ -204,6 +204,7 @@ def _attempt_json(attempt: Attempt) -> dict[str, Any]:
             "status_code": attempt.status_code, "prompt_tokens": attempt.prompt_tokens,
             "completion_tokens": attempt.completion_tokens, "reasoning_tokens": attempt.reasoning_tokens,
             "latency_ms": attempt.latency_ms, "max_completion_tokens": attempt.max_completion_tokens,
+            "parse_path": attempt.parse_path, "repairs": list(attempt.repairs or []),
             "created_at": _iso(attempt.created_at)}
 
 

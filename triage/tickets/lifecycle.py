@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.conversation import Conversation
 from triage.errors import ConflictError
+from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.routing import RouteDecision
@@ -132,7 +133,8 @@ def _add_attempts(session: Session, ticket_id: int, run: int, attempts: Sequence
                 finish_reason=a.finish_reason, error=a.error, status_code=a.status_code,
                 prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens,
                 reasoning_tokens=a.reasoning_tokens, latency_ms=a.latency_ms,
-                max_completion_tokens=a.max_completion_tokens, created_at=now)
+                max_completion_tokens=a.max_completion_tokens, parse_path=a.parse_path, repairs=list(a.repairs),
+                created_at=now)
         for a in attempts
     )
 
@@ -142,7 +144,8 @@ def _to_record(row: Attempt) -> AttemptRecord:
                          raw_output=row.raw_output, finish_reason=row.finish_reason, error=row.error,
                          prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens,
                          reasoning_tokens=row.reasoning_tokens, latency_ms=row.latency_ms,
-                         max_completion_tokens=row.max_completion_tokens, status_code=row.status_code)
+                         max_completion_tokens=row.max_completion_tokens, status_code=row.status_code,
+                         parse_path=row.parse_path, repairs=tuple(row.repairs or ()))
 
 
 def _store_result(ticket: Ticket, result: ExtractionResult, decision: RouteDecision, now: datetime) -> None:
@@ -152,6 +155,7 @@ def _store_result(ticket: Ticket, result: ExtractionResult, decision: RouteDecis
     ticket.model = result.model or ticket.model
     ticket.schema_version, ticket.prompt_version = result.schema_version, result.prompt_version
     ticket.trimmed = ticket.trimmed or result.trimmed
+    flag_injection(ticket, result.injection)
     _drop_lease(ticket)
     ticket.finished_at = now
 
@@ -159,6 +163,12 @@ def _store_result(ticket: Ticket, result: ExtractionResult, decision: RouteDecis
 def flag(ticket: Ticket, name: Flag, detail: dict[str, Any] | None = None) -> None:
     """Record ``name`` on the ticket with its ``detail`` (a flag stays once set)."""
     ticket.flags = {**(ticket.flags or {}), name.value: detail or {}}
+
+
+def flag_injection(ticket: Ticket, match: InjectionMatch | None) -> None:
+    """Record ``injection_suspected`` with the matched pattern and text, when there is a match."""
+    if match is not None:
+        flag(ticket, Flag.INJECTION_SUSPECTED, match.to_dict())
 
 
 # ---- birth and new messages (in the intake's transaction) ----------------------------------------
@@ -259,8 +269,26 @@ def _finish(sessions: sessionmaker[Session], claim: Claim, result: ExtractionRes
         return True
 
 
+def hold_for_review(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
+                    reason: FallbackReason, detail: str, now: datetime) -> bool:
+    """Store the model's valid ticket, fields and all, but for a person: ``needs_review`` on ``decision``
+    (the fallback route) with ``reason``, instead of the route the fields give; ``False`` when the claim was lost."""
+    with sessions.begin() as session:
+        ticket = _held(session, claim)
+        if ticket is None:
+            return False
+        _add_attempts(session, claim.ticket_id, claim.run, result.attempts, now)
+        before = snapshot(ticket)
+        _apply(ticket, Action.HOLD_FOR_REVIEW, now)
+        _store_result(ticket, result, decision, now)
+        ticket.fallback_reason, ticket.fallback_detail = reason, detail
+        _audit(session, ticket, WORKER_ACTOR, EventKind.NEEDS_REVIEW, before, now)
+        return True
+
+
 def send_to_fallback(sessions: sessionmaker[Session], claim: Claim, attempts: Sequence[AttemptRecord],
-                     reason: FallbackReason, detail: str | None, now: datetime, *, trimmed: bool = False) -> bool:
+                     reason: FallbackReason, detail: str | None, now: datetime, *, trimmed: bool = False,
+                     injection: InjectionMatch | None = None) -> bool:
     """Record the failed attempts and mark the ticket ``fallback`` (the caller then publishes the fallback task)."""
     raw = next((a.raw_output for a in reversed([*claim.prior_attempts, *attempts]) if a.raw_output), None)
     with sessions.begin() as session:
@@ -272,8 +300,27 @@ def send_to_fallback(sessions: sessionmaker[Session], claim: Claim, attempts: Se
         _apply(ticket, Action.SEND_TO_FALLBACK, now)
         ticket.fallback_reason, ticket.fallback_detail, ticket.fallback_raw_output = reason, detail, raw
         ticket.trimmed = ticket.trimmed or trimmed
+        flag_injection(ticket, injection)
         _drop_lease(ticket)
         _audit(session, ticket, WORKER_ACTOR, EventKind.FALLBACK, before, now)
+        return True
+
+
+def abandon_fallback(sessions: sessionmaker[Session], claim: Claim, reason: FallbackReason, detail: str,
+                     decision: RouteDecision, now: datetime) -> bool:
+    """The fallback task itself failed: the ticket goes to a person as it is (``needs_review`` on
+    ``decision``'s route, its fields unchanged) with ``reason`` and ``detail``."""
+    with sessions.begin() as session:
+        ticket = _held(session, claim)
+        if ticket is None:
+            return False
+        before = snapshot(ticket)
+        _apply(ticket, Action.FINISH_FALLBACK, now)
+        ticket.fallback_reason, ticket.fallback_detail = reason, detail
+        ticket.route, ticket.priority, ticket.sla_due_at = decision.route, decision.priority, decision.sla_due_at
+        _drop_lease(ticket)
+        ticket.finished_at = now
+        _audit(session, ticket, WORKER_ACTOR, EventKind.NEEDS_REVIEW, before, now)
         return True
 
 
@@ -307,30 +354,35 @@ class Sweep:
 
 def sweep(sessions: sessionmaker[Session], now: datetime, older_than: timedelta, max_requeues: int,
           poison_route: RouteDecision) -> Sweep:
-    """Tickets waiting in ``queued``/``fallback``, or ``processing``/``fallback`` with a dead lease, for
-    longer than ``older_than``.
+    """Tickets to publish again: ``processing``/``fallback`` ones whose worker's lease ran out (its
+    worker died: they are taken back at once), and ``queued``/``fallback`` ones nobody holds that have
+    waited longer than ``older_than`` (a lost message; a long backlog is younger than that).
 
-    Each one's ``updated_at`` is bumped and ``requeue_count`` incremented in the same transaction,
-    so it is handed out once per threshold; the caller re-publishes them. A ticket already
-    re-enqueued ``max_requeues`` times goes to ``needs_review`` on ``poison_route`` with reason
-    ``poison`` instead.
+    One query over two indexes ((status, lease_until) and (status, updated_at)), so a sweep that
+    finds nothing is cheap. A ticket whose lease ran out loses it (``processing`` goes back to
+    ``queued``); each one's ``updated_at`` is bumped and ``requeue_count`` incremented in the same
+    transaction, so it is handed out once per threshold; the caller re-publishes them. A ticket
+    already re-enqueued ``max_requeues`` times goes to ``needs_review`` on ``poison_route`` with
+    reason ``poison`` instead.
     """
     cutoff = now - older_than
     due = or_(Ticket.next_attempt_at.is_(None), Ticket.next_attempt_at < cutoff)
-    waiting = and_(Ticket.status.in_((Status.QUEUED, Status.FALLBACK)), Ticket.lease_token.is_(None), due)
-    abandoned = and_(Ticket.status.in_((Status.PROCESSING, Status.FALLBACK)), Ticket.lease_until < now)
+    waiting = and_(Ticket.status.in_((Status.QUEUED, Status.FALLBACK)), Ticket.lease_token.is_(None),
+                   Ticket.updated_at < cutoff, due)
+    abandoned = and_(Ticket.status.in_(sources(Action.REQUEUE)), Ticket.lease_until < now)
     with sessions.begin() as session:
-        rows = session.scalars(
-            select(Ticket).where(Ticket.updated_at < cutoff, or_(waiting, abandoned)).with_for_update(skip_locked=True)
-        ).all()
+        rows = session.scalars(select(Ticket).where(or_(waiting, abandoned)).with_for_update(skip_locked=True)).all()
         requeued, poisoned = [], []
         for ticket in rows:
             if ticket.requeue_count >= max_requeues:
                 _poison(session, ticket, poison_route, now)
                 poisoned.append(ticket.id)
-            else:
-                requeued.append(StuckTicket(ticket.id, Status(ticket.status)))
-                ticket.updated_at, ticket.requeue_count = now, ticket.requeue_count + 1
+                continue
+            if ticket.lease_token is not None:  # its worker's lease ran out
+                _apply(ticket, Action.REQUEUE, now)
+                _drop_lease(ticket)
+            requeued.append(StuckTicket(ticket.id, Status(ticket.status)))
+            ticket.updated_at, ticket.requeue_count = now, ticket.requeue_count + 1
     return Sweep(requeued, poisoned)
 
 

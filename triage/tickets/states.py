@@ -5,8 +5,9 @@ it may start from and where each one goes. :mod:`triage.tickets.lifecycle` appli
 status change; a transition the table does not hold raises :class:`TransitionError`::
 
     queued ──claim──▶ processing ──finish──▶ routed ──resolve──▶ resolved
-      ▲                 │  │                  │                    │
-      │ release_for_retry  └─send_to_fallback─▶ fallback ──finish_fallback──▶ needs_review
+      ▲                 │  │  │               │                    │
+      │ release_for_retry  │  └─send_to_fallback─▶ fallback ──finish_fallback──▶ needs_review
+      │ / requeue          └──hold_for_review (a suspected injection on a P1 route) ──▶ needs_review
       └──────── reprocess / reextract / a new customer message (a new extraction run) ◀┘
 
 Reopening: a new customer message on a ``resolved`` ticket reopens it (``queued``, a new run),
@@ -55,6 +56,9 @@ class FallbackReason(StrEnum):
 
     INVALID_AFTER_ATTEMPTS = ExtractionFailure.INVALID_AFTER_ATTEMPTS.value
     RULES_INVALID = ExtractionFailure.RULES_INVALID.value
+    AMBIGUOUS_ANSWER = ExtractionFailure.AMBIGUOUS_ANSWER.value
+    INJECTION_SUSPECTED = "injection_suspected"        # the model's answer would put a flagged ticket on a P1 route
+    INTERNAL_ERROR = "internal_error"                  # an unexpected exception in a task (its type and message kept)
     RETRIES_EXHAUSTED = "retries_exhausted"            # 429/5xx/timeouts past retry.max_retries
     POISON = "poison"                                  # re-enqueued jobs.max_requeues times without finishing
     API_ERROR = "api_error"                            # a non-retryable API error of another status
@@ -113,7 +117,9 @@ class Action(StrEnum):
     FINISH = "finish"                        # a valid extraction is stored with its route
     SEND_TO_FALLBACK = "send_to_fallback"    # extraction failed for good
     FINISH_FALLBACK = "finish_fallback"      # the rules ticket is stored for a person
+    HOLD_FOR_REVIEW = "hold_for_review"      # the model's ticket is stored, but for a person (a suspected injection)
     RELEASE_FOR_RETRY = "release_for_retry"  # back to the queue until a retry is due
+    REQUEUE = "requeue"                      # the sweep takes back a ticket whose worker's lease ran out
     POISON = "poison"                        # the sweep gives up on a ticket that never finishes
     CORRECT = "correct"                      # a person sets the fields
     ASSIGN = "assign"                        # a person claims the ticket
@@ -146,7 +152,9 @@ TRANSITIONS: dict[Action, dict[Status, Transition]] = {
     Action.FINISH: {P: Transition(R)},
     Action.SEND_TO_FALLBACK: {P: Transition(F)},
     Action.FINISH_FALLBACK: {F: Transition(N)},
+    Action.HOLD_FOR_REVIEW: {P: Transition(N)},
     Action.RELEASE_FOR_RETRY: {P: Transition(Q)},
+    Action.REQUEUE: {P: Transition(Q), F: Transition(F)},
     Action.POISON: {Q: Transition(N), P: Transition(N), F: Transition(N)},
     Action.CORRECT: {status: Transition(C) for status in _NOT_RESOLVED},
     Action.ASSIGN: {status: Transition(status) for status in Status},
