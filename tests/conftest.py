@@ -19,6 +19,7 @@ import redis
 from kombu import Connection
 from sqlalchemy import create_engine
 
+from tests.factories import Service, serve
 from tests.harness import fresh_database
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,3 +117,10 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs on SQLite and on PostgreSQL."""
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     return request.getfixturevalue(fixture)
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[Service]:
+    """The HTTP service on SQLite and on PostgreSQL (see :func:`tests.factories.serve`)."""
+    with serve(database_url) as service:
+        yield service
