@@ -122,10 +122,9 @@ BOB = {"Authorization": "Bearer bob-token"}
 
 def api_environment(database_url: str, **extra: str) -> dict[str, str]:
     """The repository's config on ``database_url`` with every webhook secret and the two API tokens set."""
-    env = {"TRIAGE_CONFIG": str(CONFIG_PATH), "TRIAGE_DATABASE_URL": database_url,
-           "TRIAGE_BROKER_URL": "memory://", "TRIAGE_EXTRACTOR": "rules", "TRIAGE_API_TOKENS": TOKENS, **extra}
-    env |= {f"TRIAGE_WEBHOOK_SECRET_{name.upper()}": secret for name, secret in SECRETS.items()}
-    return env
+    secrets = {f"TRIAGE_WEBHOOK_SECRET_{name.upper()}": secret for name, secret in SECRETS.items()}
+    return {"TRIAGE_CONFIG": str(CONFIG_PATH), "TRIAGE_DATABASE_URL": database_url, "TRIAGE_BROKER_URL": "memory://",
+            "TRIAGE_EXTRACTOR": "rules", "TRIAGE_API_TOKENS": TOKENS, **secrets, **extra}
 
 
 @dataclass

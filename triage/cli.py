@@ -166,10 +166,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = app.settings
     where = {"host": args.host or settings.api.host, "port": args.port or settings.api.port,
              "log_level": args.loglevel.lower()}
+    api = create_app(app)  # refuses unusable settings (a webhook secret) before anything listens
     if args.workers > 1:  # each worker process builds its own app from the same settings
         uvicorn.run("triage.api.app:create_app", factory=True, workers=args.workers, **where)
     else:
-        uvicorn.run(create_app(app), **where)
+        uvicorn.run(api, **where)
     return 0
 
 

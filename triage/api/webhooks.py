@@ -20,7 +20,8 @@ from triage.api.responses import SafeJSONResponse, WebhookAccepted, WebhookIgnor
 from triage.app import App
 from triage.intake.inbound import accept_inbound
 from triage.intake.normalise import normalise_inbound
-from triage.intake.platforms import PLATFORMS, Ignored, Platform, get_platform
+from triage.intake.platforms import PLATFORMS, Ignored, Platform, WebhookConfigError, get_platform
+from triage.settings import WEBHOOK_SECRET_PREFIX, Settings, SettingsError
 
 JSON_TYPES = ("application/json",)
 #: What the OpenAPI document says of a webhook's body: the platform's JSON event, signed (see the README).
@@ -47,7 +48,22 @@ async def read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def check_secrets(settings: Settings) -> None:
+    """Refuse (at start-up) a configured webhook secret its platform cannot use, naming the variable
+    (never the secret): an undecodable ``whsec_`` secret was a 500 on every delivery."""
+    for source, secret in sorted(settings.webhooks.secrets.items()):
+        platform = PLATFORMS.get(source)
+        if platform is None:
+            continue
+        try:
+            platform.check_secret(secret.get_secret_value())
+        except WebhookConfigError as exc:
+            raise SettingsError(f"{WEBHOOK_SECRET_PREFIX}{source.upper()} (webhooks.secrets.{source}): "
+                                f"{exc.reason}") from None
+
+
 def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
+    check_secrets(app.settings)
     router = APIRouter(tags=["webhooks"])
     hooks = app.settings.webhooks
 
