@@ -1,7 +1,7 @@
 """Request parameters every dispatch route reads the same way.
 
 A ticket id is any integer in the path; one no ticket can have (zero, negative, or beyond what
-the ``tickets.id`` column holds, 2^31 - 1 on PostgreSQL) is simply no ticket: 404, as for an id
+the ``tickets.id`` column holds, :data:`~triage.store.models.MAX_ID`) is simply no ticket: 404, as for an id
 not taken yet, never a database error. Query values may not hold NUL or other control
 characters (PostgreSQL refuses NUL in text): such a value is a 400 naming the parameter.
 
@@ -21,10 +21,9 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from triage.errors import InputError
+from triage.store.models import MAX_ID
 from triage.store.queries import TicketNotFoundError
 
-#: The largest id the ``tickets.id`` column (an SQL INTEGER) holds on PostgreSQL; SQLite holds more.
-MAX_TICKET_ID = 2**31 - 1
 CONTROL = "Cc"
 
 
@@ -34,7 +33,7 @@ class QueryValueError(InputError):
 
 def ticket_in_range(ticket_id: Annotated[int, Path(description="the ticket's id")]) -> int:
     """The path's ticket id; an id no ticket can have is :class:`TicketNotFoundError` (404)."""
-    if not 1 <= ticket_id <= MAX_TICKET_ID:
+    if not 1 <= ticket_id <= MAX_ID:
         raise TicketNotFoundError(ticket_id)
     return ticket_id
 
