@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from tests.factories import SECRETS, Service
@@ -127,3 +129,20 @@ def test_the_same_body_under_a_new_webhook_id_appends_nothing(api: Service) -> N
                     delivery_id="msg_4")
     assert more.json()["duplicate"] is False
     assert [m["text"] for m in _only_conversation(api).messages][-2:] == [body["messages"][-1]["text"], "Any news?"]
+
+
+HOSTILE_TEXT = st.text(st.characters(exclude_categories=()), max_size=20) | st.text(min_size=240, max_size=300)
+GENERIC_BODIES = st.fixed_dictionaries(
+    {"external_id": HOSTILE_TEXT},
+    optional={"text": HOSTILE_TEXT, "message_id": HOSTILE_TEXT | st.integers(),
+              "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["customer", "agent", "x"]),
+                                                          "text": HOSTILE_TEXT}), max_size=3),
+              "customer": st.dictionaries(HOSTILE_TEXT, HOSTILE_TEXT | st.integers(), max_size=2)})
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=GENERIC_BODIES, delivery_id=HOSTILE_TEXT.filter(lambda s: s.isprintable() and s.isascii() and s))
+def test_any_signed_generic_body_is_a_ticket_or_a_400(api: Service, payload: dict[str, Any], delivery_id: str) -> None:
+    response = _post_escaped(api, "generic", payload, delivery_id=delivery_id)
+    assert response.status_code in (200, 202, 400), response.text
+    assert response.json()
