@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -152,18 +153,13 @@ def test_the_public_list_is_one_constant_holding_what_issue_8_names() -> None:
     assert not is_public("/tickets") and not is_public("/queues") and not is_public("/tickets/{ticket_id}/claim")
 
 
-def _each_get(api: Service, paths: list[str]) -> Callable[[], list[int]]:
-    return lambda: [api.client.get(path).status_code for path in paths]
-
-
 def test_docs_load_nothing_from_elsewhere(seeded: Service) -> None:
     page = seeded.client.get("/docs")
     assert page.status_code == 200 and "swagger-ui" in page.text
-    import re
-
     assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
     urls = re.findall(r"""url:\s*['"]([^'"]+)['"]""", page.text)
     assert assets and all(asset.startswith("/docs/static/") for asset in assets), assets
     assert all(not url.startswith(("http:", "https:", "//")) for url in [*assets, *urls])
-    assert _each_get(seeded, [*assets, *urls, "/docs/oauth2-redirect"])() == [200] * (len(assets) + len(urls) + 1)
+    fetched = [*assets, *urls, "/docs/oauth2-redirect"]
+    assert [seeded.client.get(path).status_code for path in fetched] == [200] * len(fetched)
     assert seeded.client.get("/redoc").status_code == 404  # ReDoc loads from a CDN: not served
