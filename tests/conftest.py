@@ -20,6 +20,7 @@ import redis
 from kombu import Connection
 from sqlalchemy import Engine, create_engine, text
 
+from tests.factories import Service, serve
 from tests.harness import fresh_database
 from triage.store.db import upgrade
 
@@ -166,3 +167,10 @@ def migrated_database_url(request: pytest.FixtureRequest) -> str:
     of the migrations: those take ``database_url``)."""
     fixture = "migrated_sqlite_url" if request.param == "sqlite" else "migrated_postgres_url"
     return request.getfixturevalue(fixture)
+
+
+@pytest.fixture
+def api(migrated_database_url: str) -> Iterator[Service]:
+    """The HTTP service on SQLite and on PostgreSQL (see :func:`tests.factories.serve`)."""
+    with serve(migrated_database_url) as service:
+        yield service

@@ -4,17 +4,33 @@ and the few steps tests take a ticket through (submit, finish with the rules ext
     app = build_app(migrated_database_url, TRIAGE__JOBS__MAX_REQUEUES="2")
     ticket_id = submit(app, "A-1", "My router is broken")
     finish_with_rules(app, ticket_id)
+
+The HTTP service on a test database (the ``api`` fixture in conftest.py serves one)::
+
+    with serve(migrated_database_url) as api:
+        api.post("generic", {"external_id": "A-1", "text": "hi"})
+        api.client.get("/tickets", headers=ALICE)
 """
 
 from __future__ import annotations
 
+import base64
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 
+from triage.api.app import create_app
 from triage.app import App
 from triage.conversation import Conversation
+from triage.intake.platforms import sample_payloads, signed_request
 from triage.intake.receive import submit as store_submission
 from triage.queues import Publisher
 from triage.schema import TicketSchema
@@ -115,3 +131,52 @@ def recording(app: App) -> RecordingPublisher:
     """Make ``app`` publish into a :class:`RecordingPublisher` and return it."""
     app.publisher = publisher = RecordingPublisher()
     return publisher
+
+
+# ---- the HTTP service ------------------------------------------------------------------------------
+
+#: Each webhook source's secret in the test environments.
+SECRETS = {
+    "generic": "whsec_" + base64.b64encode(b"generic-test-secret-32-bytes!!!!").decode(),
+    "zendesk": "zendesk-signing-secret", "intercom": "intercom-client-secret", "chatwoot": "chatwoot-token",
+    "zammad": "zammad-hmac-token", "freshdesk": "freshdesk-shared-secret",
+}
+TOKENS = "alice:alice-token,bob:bob-token"
+ALICE = {"Authorization": "Bearer alice-token"}
+BOB = {"Authorization": "Bearer bob-token"}
+
+
+def api_environment(database_url: str, **extra: str) -> dict[str, str]:
+    """The repository's config on ``database_url`` with every webhook secret and the two API tokens set."""
+    secrets = {f"TRIAGE_WEBHOOK_SECRET_{name.upper()}": secret for name, secret in SECRETS.items()}
+    return {"TRIAGE_CONFIG": str(CONFIG_PATH), "TRIAGE_DATABASE_URL": database_url, "TRIAGE_BROKER_URL": "memory://",
+            "TRIAGE_EXTRACTOR": "rules", "TRIAGE_API_TOKENS": TOKENS, **secrets, **extra}
+
+
+@dataclass
+class Service:
+    """The real HTTP app in a test client; publishing is recorded in ``enqueued``."""
+
+    client: TestClient
+    parts: App
+    enqueued: list[int] = field(default_factory=list)
+
+    def post(self, source: str, payload: dict[str, Any] | None = None, *, now: float | None = None,
+             delivery_id: str | None = None, secret: str | None = None) -> Any:
+        body, headers = signed_request(source, payload or sample_payloads()[source], secret or SECRETS[source],
+                                       now=time.time() if now is None else now, delivery_id=delivery_id)
+        return self.client.post(f"/webhooks/{source}", content=body, headers=headers)
+
+    def count(self, model: type) -> int:
+        with self.parts.sessions() as session:
+            return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+@contextmanager
+def serve(database_url: str, **env: str) -> Iterator[Service]:
+    """The HTTP service on ``database_url`` (a migrated one), with :func:`api_environment` plus ``env``."""
+    parts = App.build(load_settings(api_environment(database_url, **env)))
+    enqueued: list[int] = []
+    with TestClient(create_app(parts, publish=enqueued.append)) as client:
+        yield Service(client, parts, enqueued)
+    parts.close()

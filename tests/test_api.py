@@ -6,66 +6,20 @@ test_serve_e2e.py runs the real `triage serve` and worker); everything else is t
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.factories import CONFIG_PATH, finish_with_rules
+from tests.factories import ALICE, BOB, SECRETS, Service, api_environment, finish_with_rules
 from triage.api.app import create_app
 from triage.app import App
 from triage.intake.platforms import sample_payloads, signed_request
 from triage.settings import load_settings
 from triage.store.models import Conversation, Event, IntakeKey, Ticket
-
-SECRETS = {
-    "generic": "whsec_" + base64.b64encode(b"generic-test-secret-32-bytes!!!!").decode(),
-    "zendesk": "zendesk-signing-secret", "intercom": "intercom-client-secret", "chatwoot": "chatwoot-token",
-    "zammad": "zammad-hmac-token", "freshdesk": "freshdesk-shared-secret",
-}
-TOKENS = "alice:alice-token,bob:bob-token"
-ALICE = {"Authorization": "Bearer alice-token"}
-BOB = {"Authorization": "Bearer bob-token"}
-
-
-@dataclass
-class Service:
-    client: TestClient
-    parts: App
-    enqueued: list[int] = field(default_factory=list)
-
-    def post(self, source: str, payload: dict[str, Any] | None = None, *, now: float | None = None,
-             delivery_id: str | None = None, secret: str | None = None) -> Any:
-        body, headers = signed_request(source, payload or sample_payloads()[source], secret or SECRETS[source],
-                                       now=time.time() if now is None else now, delivery_id=delivery_id)
-        return self.client.post(f"/webhooks/{source}", content=body, headers=headers)
-
-    def count(self, model: type) -> int:
-        with self.parts.sessions() as session:
-            return session.scalar(select(func.count()).select_from(model)) or 0
-
-
-def _environment(database_url: str, **extra: str) -> dict[str, str]:
-    env = {"TRIAGE_CONFIG": str(CONFIG_PATH), "TRIAGE_DATABASE_URL": database_url,
-           "TRIAGE_BROKER_URL": "memory://", "TRIAGE_EXTRACTOR": "rules", "TRIAGE_API_TOKENS": TOKENS, **extra}
-    env |= {f"TRIAGE_WEBHOOK_SECRET_{name.upper()}": secret for name, secret in SECRETS.items()}
-    return env
-
-
-@pytest.fixture
-def api(migrated_database_url: str) -> Iterator[Service]:
-    parts = App.build(load_settings(_environment(migrated_database_url)))
-    enqueued: list[int] = []
-    with TestClient(create_app(parts, publish=enqueued.append)) as client:
-        yield Service(client, parts, enqueued)
-    parts.close()
-
 
 # ---- webhooks ------------------------------------------------------------------------------------
 
@@ -140,7 +94,7 @@ def test_signed_but_malformed_bodies_are_400_with_a_reason(api: Service) -> None
 
 
 def test_source_without_a_secret_is_refused(migrated_database_url: str) -> None:
-    env = _environment(migrated_database_url)
+    env = api_environment(migrated_database_url)
     del env["TRIAGE_WEBHOOK_SECRET_ZENDESK"]
     parts = App.build(load_settings(env))
     with TestClient(create_app(parts, publish=lambda _: None)) as client:
@@ -304,7 +258,7 @@ def test_queues_counts_per_route_and_status(api: Service) -> None:
 
 def test_health_names_what_is_down(api: Service, migrated_database_url: str) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
-    env = _environment(migrated_database_url, TRIAGE_BROKER_URL="redis://127.0.0.1:1/0")
+    env = api_environment(migrated_database_url, TRIAGE_BROKER_URL="redis://127.0.0.1:1/0")
     parts = App.build(load_settings(env))
     with TestClient(create_app(parts, publish=lambda _: None)) as client:
         response = client.get("/healthz")

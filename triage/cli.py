@@ -108,31 +108,27 @@ def _cmd_beat(args: argparse.Namespace) -> int:
                                           f"--loglevel={args.loglevel}"])
 
 
-def _open_input(name: str) -> IO[str]:
-    return sys.stdin if name == "-" else open(name, encoding="utf-8")
+def _open_input(name: str) -> IO[bytes]:
+    """The input as bytes, so that each line is decoded on its own."""
+    return sys.stdin.buffer if name == "-" else open(name, "rb")
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from triage.intake.submission import SubmissionError, accept, parse_submission
+    from triage.intake.jsonlines import Refused, submit_lines
 
     app = _app()
     bad = 0
     stream = _open_input(args.file)
     try:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                submission = parse_submission(json.loads(line))
-            except (json.JSONDecodeError, SubmissionError) as exc:
-                print(f"line {number}: {exc}", file=sys.stderr)
+        for outcome in submit_lines(app.sessions, stream, app.publisher.extraction_or_log, app.clock.now):
+            if isinstance(outcome, Refused):
+                print(f"line {outcome.number}: {outcome.reason}", file=sys.stderr, flush=True)
                 bad += 1
                 continue
-            received = accept(app.sessions, submission, app.publisher.extraction_or_log, app.clock.now())
-            print(json.dumps({"external_id": submission.external_id, "ticket_id": received.ticket_id,
-                              "status": received.status}, ensure_ascii=False), flush=True)
+            print(json.dumps({"external_id": outcome.external_id, "ticket_id": outcome.received.ticket_id,
+                              "status": outcome.received.status}, ensure_ascii=False), flush=True)
     finally:
-        if stream is not sys.stdin:
+        if stream is not sys.stdin.buffer:
             stream.close()
     return 1 if bad else 0
 
@@ -190,10 +186,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = app.settings
     where = {"host": args.host or settings.api.host, "port": args.port or settings.api.port,
              "log_level": args.loglevel.lower(), "log_config": None}  # our handler (logs.configure) writes the lines
+    api = create_app(app)  # refuses unusable settings (a webhook secret) before anything listens
     if args.workers > 1:  # each worker process builds its own app from the same settings
         uvicorn.run("triage.api.app:create_app", factory=True, workers=args.workers, **where)
     else:
-        uvicorn.run(create_app(app), **where)
+        uvicorn.run(api, **where)
     return 0
 
 

@@ -76,6 +76,7 @@ def _wait(app: App, ticket_ids: list[int], timeout: float, worker: subprocess.Po
 def run_demo(timeout: float) -> int:
     """Run the demo; 0 when every sample was triaged in time."""
     from triage.cli import print_tickets
+    from triage.intake.normalise import normalise_submission
     from triage.intake.submission import accept, parse_submission
     from triage.store.db import upgrade
     from triage.store.queries import TicketFilter, list_tickets
@@ -86,8 +87,8 @@ def run_demo(timeout: float) -> int:
     upgrade(app.settings.database_url)
     with _worker(env) as worker:
         stamp = app.clock.now().strftime("%Y%m%dT%H%M%S")
-        ids = [accept(app.sessions, parse_submission(row), app.publisher.extraction, app.clock.now()).ticket_id
-               for row in _samples(stamp)]
+        ids = [accept(app.sessions, normalise_submission(parse_submission(row)), app.publisher.extraction,
+                      app.clock.now()).ticket_id for row in _samples(stamp)]
         print(f"submitted {len(ids)} conversations; waiting for the worker", file=sys.stderr)
         finished = _wait(app, ids, timeout, worker)
     print_tickets(list_tickets(app.sessions, TicketFilter(ids=ids)).items, app.schema, as_json=False)

@@ -11,6 +11,12 @@ keyed by the base64-decoded part of the ``whsec_...`` secret. The spec's publish
 Traceback (most recent call last):
 ...
 triage.standard_webhooks.SecretFormatError: a Standard Webhooks secret must be whsec_<base64>
+
+Unpadded base64 is padded first, as the reference library does (``whsec_c2VjcmV0`` and
+``whsec_c2VjcmV0LQ`` are both keys):
+
+>>> secret_key("whsec_c2VjcmV0LQ")
+b'secret-'
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ SECRET_PREFIX = "whsec_"
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
+#: Base64 comes in groups of four characters, the last one padded with "=".
+BASE64_QUANTUM, BASE64_PAD = 4, "="
 
 
 class SecretFormatError(ValueError):
@@ -31,9 +39,10 @@ class SecretFormatError(ValueError):
 
 
 def secret_key(secret: str) -> bytes:
-    """The HMAC key: the base64-decoded part after ``whsec_`` (the prefix is optional)."""
+    """The HMAC key: the base64-decoded part after ``whsec_`` (the prefix is optional, padding too)."""
+    encoded = secret.removeprefix(SECRET_PREFIX)
     try:
-        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+        key = base64.b64decode(encoded + BASE64_PAD * (-len(encoded) % BASE64_QUANTUM), validate=True)
     except (binascii.Error, ValueError):
         raise SecretFormatError("a Standard Webhooks secret must be whsec_<base64>") from None
     if not key:

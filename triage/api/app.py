@@ -11,13 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from triage import __version__, logs
 from triage.api import errors
 from triage.api.dispatch import dispatch_router
+from triage.api.docs import install_docs
 from triage.api.metrics import install_metrics
+from triage.api.responses import Health, SafeJSONResponse, documented
 from triage.api.webhooks import webhook_router
 from triage.app import App
 from triage.settings import load_settings
@@ -45,18 +46,21 @@ def create_app(app: App | None = None, publish: Callable[[int], None] | None = N
         app = App.build(settings)
     publish = publish or app.publisher.extraction_or_log
     api = FastAPI(title="triage", summary="Customer-service ticket triage: webhooks in, dispatch review out.",
-                  version=__version__)
+                  version=__version__, default_response_class=SafeJSONResponse, docs_url=None, redoc_url=None)
     errors.install(api)
     install_metrics(api, app)
+    install_docs(api)
     api.include_router(webhook_router(app, publish))
     api.include_router(dispatch_router(app, publish))
 
-    @api.get("/healthz", tags=["health"], summary="200 when the database and the broker are reachable")
+    @api.get("/healthz", tags=["health"], summary="200 when the database and the broker are reachable",
+             response_model=Health, response_model_exclude_none=True,
+             responses={503: {"model": Health, "description": documented(503)[503]["description"]}})
     def healthz() -> Any:
         problems = {name: reason for name, reason in (("database", _database_ok(app)),
                                                       ("broker", broker_problem(app.settings.broker_url))) if reason}
         if problems:
-            return JSONResponse({"status": "down", "down": problems}, status_code=503)
+            return SafeJSONResponse({"status": "down", "down": problems}, status_code=503)
         return {"status": "ok"}
 
     return api

@@ -6,6 +6,7 @@ every configured token is compared, so timing tells nothing about which one near
 
 from __future__ import annotations
 
+import fnmatch
 import hmac
 from collections.abc import Callable, Mapping
 
@@ -14,6 +15,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 _bearer = HTTPBearer(auto_error=False, description="a token from TRIAGE_API_TOKENS")
+
+#: The routes anyone may call without a bearer token (``fnmatch`` patterns over the path): the root,
+#: health and metrics, the webhooks (each checks its platform's signature instead) and the API docs.
+#: The dispatch desk adds its sign-in page and static files here. Every other route needs a token:
+#: ``tests/test_api_fuzz.py`` calls each route the OpenAPI document lists without one and expects 401.
+PUBLIC_ROUTES: tuple[str, ...] = ("/", "/healthz", "/metrics", "/webhooks/*", "/docs", "/docs/*", "/openapi.json")
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` (a route's path, parameters as ``{name}``) may be called without a token.
+
+    >>> is_public("/webhooks/{source}"), is_public("/tickets/{ticket_id}")
+    (True, False)
+    """
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in PUBLIC_ROUTES)
 
 
 def actor_for(token: str, tokens: Mapping[str, SecretStr]) -> str | None:

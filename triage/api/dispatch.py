@@ -8,20 +8,33 @@
     GET  /queues                                     counts per route and status, oldest SLA due
 
 Views are thin: the queries are :mod:`triage.store.queries`, every change :mod:`triage.tickets.lifecycle`,
-and errors become answers in :mod:`triage.api.errors`.
+and errors become answers in :mod:`triage.api.errors`. Every answer has its model in
+:mod:`triage.api.responses` and every status a route can give is documented there.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the local `authenticated` dependency
 # and the field-filter model in the endpoint signatures, which string annotations would hide.
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field, create_model
 
 from triage.api.auth import require_actor
+from triage.api.params import TicketId, plain_query
+from triage.api.responses import (
+    Claimed,
+    CorrectionRejected,
+    QueueStats,
+    RequestInvalid,
+    Requeued,
+    TicketDetail,
+    TicketPage,
+    documented,
+)
 from triage.app import App
+from triage.errors import InputError
 from triage.store.queries import (
     Order,
     TicketFilter,
@@ -41,13 +54,32 @@ def _field_filters(names: list[str]) -> type[BaseModel]:
     return create_model("FieldFilters", **fields)
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """``moment`` in UTC (a time without an offset is taken as UTC); 400 when it has no UTC equivalent."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InputError(f"since={moment.isoformat()} is out of range") from None
+
+
+#: The 422 of a correction: the schema's refusal, or FastAPI's for a body that is not an object.
+CORRECTION_422 = {"model": CorrectionRejected | RequestInvalid,
+                  "description": "fields not in the ticket schema, required fields missing, or schema errors "
+                                 "(each with its path); or a body that is not a JSON object"}
+
+
 def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     authenticated = require_actor(app.settings.api.tokens)
-    router = APIRouter(tags=["dispatch review"], dependencies=[Depends(authenticated)])
+    router = APIRouter(tags=["dispatch review"], dependencies=[Depends(authenticated), Depends(plain_query)],
+                       responses=documented(400, 401))
     page_max = app.settings.api.page_size_max
     FieldFilters = _field_filters(app.settings.api.filter_fields)  # noqa: N806 (a class)
 
-    @router.get("/tickets", summary="List tickets")
+    @router.get("/tickets", summary="List tickets", response_model=TicketPage, responses=documented(422))
     def get_tickets(
         by_field: Annotated[FieldFilters, Query()],  # type: ignore[valid-type]
         status_: Annotated[str | None, Query(alias="status")] = None,
@@ -59,19 +91,21 @@ def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     ) -> dict[str, Any]:
         values = cast(BaseModel, by_field).model_dump()
         wanted = {name: value for name, value in values.items() if value is not None}
-        filters = TicketFilter(status=status_, route=route, fields=wanted, since=since)
+        filters = TicketFilter(status=status_, route=route, fields=wanted, since=_utc(since))
         page = list_tickets(app.sessions, filters, order=order, limit=limit, cursor=cursor)
         return {"items": [view.to_json() for view in page.items], "next_cursor": page.next_cursor}
 
-    @router.get("/tickets/{ticket_id}", summary="One ticket with its conversation, attempts and audit trail")
-    def get_ticket(ticket_id: int) -> dict[str, Any]:
+    @router.get("/tickets/{ticket_id}", summary="One ticket with its conversation, attempts and audit trail",
+                response_model=TicketDetail, responses=documented(404, 422))
+    def get_ticket(ticket_id: TicketId) -> dict[str, Any]:
         detail = ticket_detail(app.sessions, ticket_id)
         if detail is None:
             raise TicketNotFoundError(ticket_id)
         return detail
 
-    @router.patch("/tickets/{ticket_id}", summary="Correct a ticket's fields (re-routes it)")
-    def patch_ticket(ticket_id: int, actor: Annotated[str, Depends(authenticated)],
+    @router.patch("/tickets/{ticket_id}", summary="Correct a ticket's fields (re-routes it)",
+                  response_model=TicketDetail, responses={**documented(404, 409), 422: CORRECTION_422})
+    def patch_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)],
                      changes: Annotated[dict[str, Any], Body(examples=[{"urgent_level": "high"}])]) -> dict[str, Any]:
         current = current_fields(app.sessions, ticket_id)
         unknown = sorted(set(changes) - set(app.schema.properties))
@@ -81,26 +115,32 @@ def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
         fields = app.schema.project({**current, **changes})
         issues = app.schema.validate(fields)
         if issues:
+            missing = [name for name in app.schema.required if name not in fields]
+            message = (f"the corrected ticket lacks required fields: {', '.join(missing)} (a ticket not extracted "
+                       "yet has none: give them all)" if missing else "the corrected ticket does not match the schema")
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                {"message": "the corrected ticket does not match the schema",
+                                {"message": message, **({"missing": missing} if missing else {}),
                                  "errors": [{"path": i.path, "message": i.message} for i in issues]})
         now = app.clock.now()
         lifecycle.correct(app.sessions, ticket_id, actor, fields, app.router.route(fields, now), now)
         return get_ticket(ticket_id)
 
-    @router.post("/tickets/{ticket_id}/claim", summary="Assign the ticket to the caller")
-    def claim_ticket(ticket_id: int, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
+    @router.post("/tickets/{ticket_id}/claim", summary="Assign the ticket to the caller", response_model=Claimed,
+                 responses=documented(404, 409, 422))
+    def claim_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
         lifecycle.assign(app.sessions, ticket_id, actor, app.clock.now())
         return {"ticket_id": ticket_id, "assigned_to": actor}
 
     @router.post("/tickets/{ticket_id}/reprocess", status_code=status.HTTP_202_ACCEPTED,
-                 summary="Send the ticket through extraction again")
-    def reprocess_ticket(ticket_id: int, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
+                 summary="Send the ticket through extraction again", response_model=Requeued,
+                 responses=documented(404, 409, 422))
+    def reprocess_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
         lifecycle.reprocess(app.sessions, ticket_id, actor, app.clock.now())
         publish(ticket_id)
         return {"ticket_id": ticket_id, "status": "queued"}
 
-    @router.get("/queues", summary="Counts per route and status, oldest SLA due time per route")
+    @router.get("/queues", summary="Counts per route and status, oldest SLA due time per route",
+                response_model=QueueStats)
     def get_queues() -> dict[str, Any]:
         return queue_stats(app.sessions, app.clock.now())
 

@@ -2,8 +2,9 @@
 
 Checks run cheapest first and nothing is stored on any 4xx: unknown source (404), no secret
 configured (401), content type (415), size (413, from Content-Length before reading, and while
-reading), signature and timestamp over the raw bytes (401), payload (400). Then 202 once the
-message is committed, or 200 for an event without customer text.
+reading), signature and timestamp over the raw bytes (401), payload (400), then the one intake
+normaliser (:mod:`triage.intake.normalise`: ids too long or with control characters, 400). Then
+202 once the message is committed, or 200 for an event without customer text.
 """
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
+from triage.api.responses import SafeJSONResponse, WebhookAccepted, WebhookIgnored, documented
 from triage.app import App
 from triage.intake.inbound import accept_inbound
-from triage.intake.platforms import PLATFORMS, Ignored, get_platform
+from triage.intake.normalise import normalise_inbound
+from triage.intake.platforms import PLATFORMS, Ignored, Platform, WebhookConfigError, get_platform
+from triage.settings import WEBHOOK_SECRET_PREFIX, Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json",)
+#: What the OpenAPI document says of a webhook's body: the platform's JSON event, signed (see the README).
+WEBHOOK_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "description": "the platform's event; verified over the raw bytes with the source's secret"}}}}
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -45,11 +51,26 @@ async def read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def check_secrets(settings: Settings) -> None:
+    """Refuse (at start-up) a configured webhook secret its platform cannot use, naming the variable
+    (never the secret): an undecodable ``whsec_`` secret was a 500 on every delivery."""
+    for source, secret in sorted(settings.webhooks.secrets.items()):
+        platform = PLATFORMS.get(source)
+        if platform is None:
+            continue
+        try:
+            platform.check_secret(secret.get_secret_value())
+        except WebhookConfigError as exc:
+            raise SettingsError(f"{WEBHOOK_SECRET_PREFIX}{source.upper()} (webhooks.secrets.{source}): "
+                                f"{exc.reason}") from None
+
+
 def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
+    check_secrets(app.settings)
     router = APIRouter(tags=["webhooks"])
     hooks = app.settings.webhooks
 
-    def platform_for(source: str) -> tuple[Any, str | None]:
+    def platform_for(source: str) -> tuple[Platform, str | None]:
         if source not in PLATFORMS:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown source {source!r}; known: {sorted(PLATFORMS)}")
         secret = hooks.secrets.get(source)
@@ -63,9 +84,11 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
         return get_platform(source, **options), secret.get_secret_value() if secret else None
 
     @router.post("/webhooks/{source}", status_code=status.HTTP_202_ACCEPTED,
-                 summary="Receive a support platform's webhook",
-                 responses={200: {"description": "event without customer text; nothing stored"},
-                            400: {}, 401: {}, 404: {}, 413: {}, 415: {}})
+                 summary="Receive a support platform's webhook", response_model=WebhookAccepted,
+                 responses={200: {"model": WebhookIgnored,
+                                  "description": "event without customer text; nothing stored"},
+                            **documented(400, 401, 404, 413, 415)},
+                 openapi_extra={"requestBody": WEBHOOK_BODY})
     async def receive_webhook(source: str, request: Request) -> Any:
         platform, secret = platform_for(source)
         if not _is_json(request.headers.get("content-type")):
@@ -73,10 +96,12 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
         body = await read_capped(request, hooks.max_body_bytes)
         result = platform.receive(dict(request.headers), body, secret, now=time.time())
         if isinstance(result, Ignored):
-            return JSONResponse({"ignored": result.reason}, status_code=status.HTTP_200_OK)
-        received = await run_in_threadpool(accept_inbound, app.sessions, result, publish, app.clock.now())
+            return SafeJSONResponse({"ignored": result.reason}, status_code=status.HTTP_200_OK)
+        message = normalise_inbound(result, platform.id_fields)
+        received = await run_in_threadpool(accept_inbound, app.sessions, message, publish, app.clock.now())
         log.info("webhook: ticket %s %s", received.ticket_id, "(duplicate)" if received.duplicate else received.status,
-                 extra={"ticket_id": received.ticket_id, "source": source, "external_id": result.conversation_key})
+                 extra={"ticket_id": received.ticket_id, "source": source,
+                        "external_id": message.value.conversation_key})
         return {"ticket_id": received.ticket_id, "status": received.status, "duplicate": received.duplicate}
 
     return router

@@ -4,8 +4,10 @@ A platform message arrives with its *intake keys* (the platform's delivery or ev
 source + conversation + message id). A key seen before means a redelivery: the existing ticket
 is returned and nothing is enqueued. A new message on a known conversation is appended to it and
 handed to :func:`triage.tickets.lifecycle.append_message`, which decides whether a new
-extraction starts. Two identical deliveries at once still make one ticket: the unique keys
-decide, and the loser reads the winner's row::
+extraction starts. Messages the conversation already ends with are not appended again (a
+producer that reposts the same body under a new delivery id, or resends the history with one new
+message): see :func:`new_messages`. Two identical deliveries at once still make one ticket: the
+unique keys decide, and the loser reads the winner's row::
 
     received = receive(sessions, "zendesk", "35436", Conversation.from_text("..."), ["event:01HN"], now)
     if received.enqueue:
@@ -25,11 +27,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.conversation import Conversation
+from triage.conversation import Conversation, Message
 from triage.errors import ConflictError
 from triage.store.models import Conversation as ConversationRow
 from triage.store.models import IntakeKey, Ticket
 from triage.tickets import lifecycle
+from triage.tickets.states import Flag
 
 RACE_RETRIES = 3
 
@@ -49,29 +52,66 @@ def content_hash(conversation: Conversation) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def new_messages(stored: Sequence[Message], incoming: Sequence[Message]) -> list[Message]:
+    """The messages of ``incoming`` to append to a conversation that holds ``stored``.
+
+    What the conversation already ends with is dropped (the longest start of ``incoming`` equal to
+    the end of ``stored``: a repost, or a history resent with new messages after it), and then any
+    message identical to the conversation's last one from the same role:
+
+    >>> hi, ok, more = Message("customer", "hi"), Message("agent", "ok"), Message("customer", "more")
+    >>> new_messages([hi, ok], [hi, ok]), new_messages([hi, ok], [hi, ok, more])
+    ([], [Message(role='customer', text='more')])
+    >>> new_messages([hi, ok], [hi])  # the customer's last message again, under a new delivery id
+    []
+    """
+    overlap = next((k for k in range(min(len(stored), len(incoming)), 0, -1)
+                    if list(stored[-k:]) == list(incoming[:k])), 0)
+    last_by_role = {message.role: message.text for message in stored}
+    fresh = []
+    for message in incoming[overlap:]:
+        if last_by_role.get(message.role) != message.text:
+            fresh.append(message)
+            last_by_role[message.role] = message.text
+    return fresh
+
+
+def _flag_repaired(ticket: Ticket, repaired: Sequence[str]) -> None:
+    if repaired:
+        earlier = (ticket.flags or {}).get(Flag.TEXT_REPAIRED.value, {}).get("fields", [])
+        lifecycle.flag(ticket, Flag.TEXT_REPAIRED, {"fields": sorted({*earlier, *repaired})})
+
+
 def _new_conversation(session: Session, source: str, external_id: str, conversation: Conversation,
                       customer: dict[str, Any] | None, raw: dict[str, Any] | None,
-                      now: datetime) -> tuple[ConversationRow, Received]:
+                      now: datetime, repaired: Sequence[str]) -> tuple[ConversationRow, Received]:
     row = ConversationRow(source=source, external_id=external_id, customer=customer,
                           messages=conversation.to_dicts(), text=conversation.transcript(), raw_payload=raw,
                           content_hash=content_hash(conversation), received_at=now)
     session.add(row)
     ticket = lifecycle.open_ticket(session, row, now)
+    _flag_repaired(ticket, repaired)
     session.flush()
     return row, Received(ticket.id, ticket.status, duplicate=False, enqueue=True)
 
 
-def _append(session: Session, row: ConversationRow, conversation: Conversation, now: datetime) -> Received:
-    merged = Conversation.from_dicts([*row.messages, *conversation.to_dicts()])
-    row.messages, row.text, row.content_hash = merged.to_dicts(), merged.transcript(), content_hash(merged)
+def _append(session: Session, row: ConversationRow, conversation: Conversation, now: datetime,
+            repaired: Sequence[str]) -> Received:
     ticket = session.execute(select(Ticket).where(Ticket.conversation_id == row.id).with_for_update()).scalar_one()
+    stored = Conversation.from_dicts(row.messages)
+    fresh = new_messages(stored.messages, conversation.messages)
+    if not fresh:  # everything in it is there already: a repost
+        return Received(ticket.id, ticket.status, duplicate=True, enqueue=False)
+    merged = Conversation((*stored.messages, *fresh))
+    row.messages, row.text, row.content_hash = merged.to_dicts(), merged.transcript(), content_hash(merged)
+    _flag_repaired(ticket, repaired)
     enqueue = lifecycle.append_message(session, ticket, now)
     return Received(ticket.id, ticket.status, duplicate=False, enqueue=enqueue)
 
 
 def _receive_once(session: Session, source: str, external_id: str, conversation: Conversation,
                   keys: Sequence[str], customer: dict[str, Any] | None, raw: dict[str, Any] | None,
-                  now: datetime) -> Received:
+                  now: datetime, repaired: Sequence[str]) -> Received:
     seen = session.execute(
         select(Ticket).join(IntakeKey, IntakeKey.conversation_id == Ticket.conversation_id)
         .where(IntakeKey.source == source, IntakeKey.key.in_(keys))
@@ -83,9 +123,9 @@ def _receive_once(session: Session, source: str, external_id: str, conversation:
         .with_for_update()
     ).scalar_one_or_none()
     if row is None:
-        row, received = _new_conversation(session, source, external_id, conversation, customer, raw, now)
+        row, received = _new_conversation(session, source, external_id, conversation, customer, raw, now, repaired)
     else:
-        received = _append(session, row, conversation, now)
+        received = _append(session, row, conversation, now, repaired)
     session.add_all(IntakeKey(source=source, key=key, conversation_id=row.id, created_at=now) for key in keys)
     session.flush()
     return received
@@ -93,27 +133,28 @@ def _receive_once(session: Session, source: str, external_id: str, conversation:
 
 def receive(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
             keys: Sequence[str], now: datetime, *, customer: dict[str, Any] | None = None,
-            raw: dict[str, Any] | None = None) -> Received:
-    """Store ``conversation`` (new messages) under ``source`` + ``external_id``, exactly once per key."""
+            raw: dict[str, Any] | None = None, repaired: Sequence[str] = ()) -> Received:
+    """Store ``conversation`` (new messages) under ``source`` + ``external_id``, exactly once per key;
+    ``repaired`` names the fields intake had to repair (the ticket's ``text_repaired`` flag)."""
     for _ in range(RACE_RETRIES):
         try:
             with sessions.begin() as session:
-                return _receive_once(session, source, external_id, conversation, keys, customer, raw, now)
+                return _receive_once(session, source, external_id, conversation, keys, customer, raw, now, repaired)
         except IntegrityError:  # a concurrent delivery inserted the same row first: read its result
             continue
     raise ConflictError(f"{source}/{external_id}: could not store the message after {RACE_RETRIES} tries")
 
 
 def submit(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
-           now: datetime, *, customer: dict[str, Any] | None = None) -> Received:
+           now: datetime, *, customer: dict[str, Any] | None = None, repaired: Sequence[str] = ()) -> Received:
     """Store a submitted conversation and its ``queued`` ticket; the same source + id returns the existing one
-    (``duplicate``) and enqueues nothing."""
+    (``duplicate``) and enqueues nothing. ``repaired`` as for :func:`receive`."""
     existing = _find(sessions, source, external_id)
     if existing is not None:
         return existing
     try:
         with sessions.begin() as session:  # the line is the conversation: no raw copy
-            return _new_conversation(session, source, external_id, conversation, customer, None, now)[1]
+            return _new_conversation(session, source, external_id, conversation, customer, None, now, repaired)[1]
     except IntegrityError:  # a concurrent submit of the same conversation won the race
         found = _find(sessions, source, external_id)
         if found is None:

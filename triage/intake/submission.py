@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +22,9 @@ from triage.conversation import Conversation, Message
 from triage.errors import InputError
 from triage.intake.messages import parse_messages
 from triage.intake.receive import Received, submit
+
+if TYPE_CHECKING:
+    from triage.intake.normalise import Normalised
 
 
 class SubmissionError(InputError):
@@ -62,11 +65,12 @@ def parse_submission(data: object) -> Submission:
     return Submission(source, external_id, Conversation(_messages(data)), customer)
 
 
-def accept(sessions: sessionmaker[Session], submission: Submission, enqueue: Callable[[int], None],
+def accept(sessions: sessionmaker[Session], normalised: Normalised[Submission], enqueue: Callable[[int], None],
            now: datetime) -> Received:
-    """Store the submission, then (after the commit) enqueue its ticket unless it already existed."""
+    """Store the (normalised) submission, then (after the commit) enqueue its ticket unless it already existed."""
+    submission = normalised.value
     received = submit(sessions, submission.source, submission.external_id, submission.conversation, now,
-                      customer=submission.customer)
+                      customer=submission.customer, repaired=normalised.repaired)
     if received.enqueue:
         enqueue(received.ticket_id)
     return received

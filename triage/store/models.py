@@ -37,6 +37,10 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+#: The largest value an ``Integer`` column (every id here) holds on PostgreSQL; SQLite holds more.
+MAX_ID = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.errors import InputError, NotFoundError
-from triage.store.models import Attempt, Conversation, Event, Ticket
+from triage.store.models import MAX_ID, Attempt, Conversation, Event, Ticket
 from triage.tickets.states import OPEN, Action, Status, sources
 
 Order = Literal["newest", "oldest", "sla"]
@@ -98,12 +98,24 @@ def _encode(values: dict[str, Any]) -> str:
 
 
 def _decode(cursor: str) -> dict[str, Any]:
+    """The position a cursor holds; anything this module did not hand out is :class:`CursorError` (400)."""
+    invalid = CursorError("cursor is not valid; use the next_cursor of a previous page")
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError as exc:
-        raise CursorError("cursor is not valid; use the next_cursor of a previous page") from exc
-    if not isinstance(values, dict) or not isinstance(values.get("id"), int):
-        raise CursorError("cursor is not valid; use the next_cursor of a previous page")
+        raise invalid from exc
+    if not isinstance(values, dict):
+        raise invalid
+    position = values.get("id")
+    if type(position) is not int or not 0 <= position <= MAX_ID:
+        raise invalid
+    if values.get("due") is not None:
+        try:
+            due = datetime.fromisoformat(values["due"])
+        except (TypeError, ValueError) as exc:
+            raise invalid from exc
+        if due.tzinfo is None:
+            raise invalid
     return values
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 from triage.conversation import Conversation
 from triage.errors import AuthError, ConfigError, InputError, TriageError
+from triage.intake.jsonbody import load_object
 
 DEFAULT_TOLERANCE_SECONDS = 300.0
 
@@ -47,6 +47,18 @@ class InboundMessage:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     platform_ticket_id: str | None = None
     platform_account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IdFields:
+    """Where a platform's ids come from, in its own terms, so that a refused id is named as the sender knows
+    it (:mod:`triage.intake.normalise`)."""
+
+    conversation_key: str
+    message_key: str
+    delivery_id: str
+    platform_ticket_id: str = "the platform's ticket id"
+    platform_account_id: str = "the platform's account id"
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,7 @@ class Platform(Protocol):
     """One support platform's webhook dialect."""
 
     name: ClassVar[str]
+    id_fields: ClassVar[IdFields]
 
     @property
     def tolerance(self) -> float: ...
@@ -110,6 +123,7 @@ class BasePlatform:
     """Shared behaviour: secret presence check, ``receive`` = verify then parse."""
 
     name: ClassVar[str] = ""
+    id_fields: ClassVar[IdFields]
     tolerance: float = DEFAULT_TOLERANCE_SECONDS
 
     def check_secret(self, secret: str | None) -> None:
@@ -174,18 +188,8 @@ def unix_timestamp(value: str, name: str) -> int:
 
 
 def load_json(body: bytes, *, strict: bool = True) -> dict[str, Any]:
-    """Parse the body as a JSON object or raise :class:`WebhookPayloadError`."""
-    try:
-        data = json.loads(body.decode("utf-8"), strict=strict)
-    except UnicodeDecodeError as exc:
-        raise WebhookPayloadError(f"body is not UTF-8: {exc.reason}") from None
-    except json.JSONDecodeError as exc:
-        raise WebhookPayloadError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except (RecursionError, ValueError) as exc:  # absurd nesting, or an integer beyond Python's digit limit
-        raise WebhookPayloadError(f"body is not usable JSON: {type(exc).__name__}") from None
-    if not isinstance(data, dict):
-        raise WebhookPayloadError("body must be a JSON object")
-    return data
+    """Parse the body as a JSON object or raise :class:`WebhookPayloadError` (see :mod:`triage.intake.jsonbody`)."""
+    return load_object(body, WebhookPayloadError, strict=strict, subject="body")
 
 
 def obj(data: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:

@@ -30,6 +30,7 @@ from triage.conversation import Conversation, Message
 
 from .base import (
     BasePlatform,
+    IdFields,
     Ignored,
     InboundMessage,
     WebhookAuthError,
@@ -82,6 +83,8 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 @dataclass(frozen=True)
 class Chatwoot(BasePlatform):
     name: ClassVar[str] = "chatwoot"
+    id_fields: ClassVar[IdFields] = IdFields('"account.id" with "conversation.id"', '"id" (of the message)',
+                                             "the X-Chatwoot-Delivery header", '"display_id"', '"account.id"')
     allow_unsigned: bool = False
 
     def check_secret(self, secret: str | None) -> None:

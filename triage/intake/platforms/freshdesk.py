@@ -37,6 +37,7 @@ from triage.conversation import Conversation
 
 from .base import (
     BasePlatform,
+    IdFields,
     Ignored,
     InboundMessage,
     WebhookAuthError,
@@ -77,6 +78,7 @@ SAMPLE: dict[str, Any] = {
 @dataclass(frozen=True)
 class Freshdesk(BasePlatform):
     name: ClassVar[str] = "freshdesk"
+    id_fields: ClassVar[IdFields] = IdFields('"ticket_id"', '"event"', "no delivery id", '"ticket_id"')
 
     def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None, now: float | None = None) -> None:
         """Compare the shared-secret header in constant time (nothing is signed, ``now`` is unused)."""

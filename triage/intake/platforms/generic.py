@@ -38,6 +38,7 @@ from triage.standard_webhooks import (
 
 from .base import (
     BasePlatform,
+    IdFields,
     Ignored,
     InboundMessage,
     WebhookAuthError,
@@ -67,6 +68,8 @@ SAMPLE: dict[str, Any] = {
 @dataclass(frozen=True)
 class Generic(BasePlatform):
     name: ClassVar[str] = "generic"
+    id_fields: ClassVar[IdFields] = IdFields('"external_id"', '"message_id" (or the webhook-id header)',
+                                             "the webhook-id header")
 
     def check_secret(self, secret: str | None) -> None:
         super().check_secret(secret)

@@ -26,6 +26,7 @@ from triage.conversation import Conversation
 
 from .base import (
     BasePlatform,
+    IdFields,
     Ignored,
     InboundMessage,
     WebhookAuthError,
@@ -80,6 +81,8 @@ def signature(secret: str, body: bytes) -> str:
 @dataclass(frozen=True)
 class Intercom(BasePlatform):
     name: ClassVar[str] = "intercom"
+    id_fields: ClassVar[IdFields] = IdFields('"data.item.id"', 'the conversation part\'s or source\'s "id"', '"id"',
+                                             platform_account_id='"app_id"')
 
     def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None, now: float | None = None) -> None:
         """Check the body signature (Intercom signs no timestamp, so ``now`` is unused)."""

@@ -27,6 +27,7 @@ from triage.conversation import Conversation
 
 from .base import (
     BasePlatform,
+    IdFields,
     Ignored,
     InboundMessage,
     WebhookAuthError,
@@ -76,6 +77,8 @@ def signature(secret: str, body: bytes) -> str:
 @dataclass(frozen=True)
 class Zammad(BasePlatform):
     name: ClassVar[str] = "zammad"
+    id_fields: ClassVar[IdFields] = IdFields('"ticket.id"', '"article.id"', "the X-Zammad-Delivery header",
+                                             '"ticket.id"')
     allow_unsigned: bool = False
 
     def check_secret(self, secret: str | None) -> None:

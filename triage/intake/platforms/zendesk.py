@@ -30,6 +30,7 @@ from triage.conversation import Conversation
 
 from .base import (
     BasePlatform,
+    IdFields,
     Ignored,
     InboundMessage,
     WebhookAuthError,
@@ -111,6 +112,8 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 @dataclass(frozen=True)
 class Zendesk(BasePlatform):
     name: ClassVar[str] = "zendesk"
+    id_fields: ClassVar[IdFields] = IdFields('"detail.id"', '"event.message.id"', '"id"',
+                                             platform_account_id='"account_id"')
 
     def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None, now: float | None = None) -> None:
         self.check_secret(secret)

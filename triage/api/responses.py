@@ -1,0 +1,223 @@
+"""Every answer the HTTP service gives, typed: one pydantic model per body, and the statuses each route documents.
+
+The models are the OpenAPI document's response schemas (``/openapi.json``), which the fuzzer
+(``tests/test_api_fuzz.py``) holds every answer to. A ticket's extracted fields come from the
+ticket schema, so listed tickets and details allow keys beyond the ones named here.
+
+Answers are rendered by :class:`SafeJSONResponse`: text echoed from a request (an unknown event
+type, a refused field's name) may hold a lone surrogate, which UTF-8 cannot encode; it is
+replaced by U+FFFD rather than failing the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from triage.text import repair_strings
+
+#: An ISO-8601 timestamp with its UTC offset, as the store writes them.
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON whose text is always encodable: lone surrogates in echoed input become U+FFFD."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return super().render(repair_strings(content).value)
+
+
+# ---- errors ----------------------------------------------------------------------------------------
+
+class ErrorAnswer(BaseModel):
+    """Every refusal but a validation error: the reason in words."""
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    """One problem FastAPI found validating the request (its own format)."""
+
+    model_config = ConfigDict(extra="allow")
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class RequestInvalid(BaseModel):
+    """A request that does not match the documented parameters or body (FastAPI's validation answer)."""
+
+    detail: list[FieldProblem]
+
+
+class SchemaIssue(BaseModel):
+    path: str
+    message: str
+
+
+class CorrectionProblem(BaseModel):
+    """Why a correction was refused: fields the schema lacks, required fields the ticket still misses
+    (a ticket not extracted yet has none), and every schema error with its path."""
+
+    message: str
+    fields: list[str] | None = Field(None, description="fields not in the ticket schema")
+    missing: list[str] | None = Field(None, description="required fields the corrected ticket would lack")
+    errors: list[SchemaIssue] | None = None
+
+
+class CorrectionRejected(BaseModel):
+    detail: CorrectionProblem
+
+
+STATUS_DESCRIPTIONS = {
+    400: "malformed input; the reason is in detail",
+    401: "missing or wrong credentials (bearer token, or the webhook's signature)",
+    404: "no such ticket (or webhook source)",
+    409: "the ticket's status or someone else's claim does not allow it",
+    413: "body above webhooks.max_body_bytes",
+    415: "body not sent as application/json",
+    422: "the request does not match the documented parameters or body",
+    503: "the database or the broker is down",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry documenting each error status with its body model.
+
+    >>> sorted(documented(401, 404))
+    [401, 404]
+    """
+    model: dict[int, type[BaseModel]] = {422: RequestInvalid}
+    return {status: {"model": model.get(status, ErrorAnswer), "description": STATUS_DESCRIPTIONS[status]}
+            for status in statuses}
+
+
+# ---- webhooks --------------------------------------------------------------------------------------
+
+class WebhookAccepted(BaseModel):
+    ticket_id: int
+    status: str
+    duplicate: bool = Field(description="the delivery (or its messages) was taken in before; nothing enqueued")
+
+
+class WebhookIgnored(BaseModel):
+    ignored: str = Field(description="why the event carries nothing to triage")
+
+
+# ---- dispatch review -------------------------------------------------------------------------------
+
+class ListedTicket(BaseModel):
+    """A ticket as listed; its extracted fields (the ticket schema's) are keys of their own beside these."""
+
+    model_config = ConfigDict(extra="allow")
+    id: int
+    source: str
+    external_id: str
+    status: str
+    route: str | None
+    priority: str | None
+    sla_due_at: Timestamp | None
+    extractor: str | None
+    attempts: int
+    fallback_reason: str | None
+    assigned_to: str | None
+    created_at: Timestamp
+
+
+class TicketPage(BaseModel):
+    items: list[ListedTicket]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last")
+
+
+class TicketRecord(ListedTicket):
+    """The listed ticket plus what its detail shows."""
+
+    fields: dict[str, Any] | None
+    model: str | None
+    schema_version: str | None
+    prompt_version: str | None
+    fallback_detail: str | None
+    fallback_raw_output: str | None
+    run: int
+    finished_at: Timestamp | None
+    resolved_at: Timestamp | None
+    trimmed: bool
+    flags: dict[str, Any]
+
+
+class StoredMessage(BaseModel):
+    role: str
+    text: str
+
+
+class ConversationRecord(BaseModel):
+    id: int
+    source: str
+    external_id: str
+    customer: dict[str, Any] | None
+    messages: list[StoredMessage]
+    received_at: Timestamp | None
+
+
+class AttemptRecord(BaseModel):
+    run: int
+    n: int
+    model: str
+    outcome: str
+    raw_output: str | None
+    finish_reason: str | None
+    error: str | None
+    status_code: int | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    reasoning_tokens: int | None
+    latency_ms: int | None
+    max_completion_tokens: int | None
+    created_at: Timestamp | None
+
+
+class EventRecord(BaseModel):
+    actor: str
+    kind: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: Timestamp | None
+
+
+class TicketDetail(BaseModel):
+    ticket: TicketRecord
+    conversation: ConversationRecord
+    attempts: list[AttemptRecord]
+    events: list[EventRecord]
+
+
+class Claimed(BaseModel):
+    ticket_id: int
+    assigned_to: str
+
+
+class Requeued(BaseModel):
+    ticket_id: int
+    status: Literal["queued"]
+
+
+class RouteQueue(BaseModel):
+    counts: dict[str, int] = Field(description="tickets per status")
+    oldest_sla_due_at: Timestamp | None
+    breached: bool
+    breached_count: int
+
+
+class QueueStats(BaseModel):
+    routes: dict[str, RouteQueue] = Field(description="per route; tickets without one under (unrouted)")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "down"]
+    down: dict[str, str] | None = Field(None, description="what is down and why")
+
