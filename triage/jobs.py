@@ -66,7 +66,7 @@ def sweep(app: App, *, holder: str | None = None) -> JobReport:
         return JobReport(SWEEP, ran=False)
     now = app.clock.now()
     result = lifecycle.sweep(app.sessions, now, timedelta(seconds=worker.stuck_after_seconds),
-                             app.settings.jobs.max_requeues, app.router.fallback(now))
+                             app.settings.jobs.max_requeues, app.router.fallback)
     for ticket in result.requeued:
         publish = app.publisher.fallback if ticket.status == Status.FALLBACK else app.publisher.extraction
         publish(ticket.ticket_id)

@@ -7,7 +7,7 @@ whole fleet on a 429), or send the ticket to the fallback queue with a reason. I
 database, broker or clock of its own, so every branch is a unit test::
 
     step = decide(attempt_extraction(extractor.extract, claim.conversation, claim.prior_attempts),
-                  claim.prior_attempts, settings.retry, router, now)
+                  claim.prior_attempts, settings.retry, router, claim.sla_started_at)
 """
 
 from __future__ import annotations
@@ -93,9 +93,10 @@ def api_failures(attempts: Sequence[Attempt]) -> int:
     return sum(attempt.outcome == "api_error" for attempt in attempts)
 
 
-def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, router: Router, now: datetime,
+def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, router: Router, sla_start: datetime,
            rng: random.Random | None = None) -> Step:
-    """The next step after ``outcome``; ``prior`` are the run's attempts before this extraction call."""
+    """The next step after ``outcome``; ``prior`` are the run's attempts before this extraction call, and a
+    finished ticket's SLA counts from ``sla_start`` (when the customer's wait began, not now)."""
     if isinstance(outcome, RateLimitedError):
         return Defer(outcome.wait_seconds, outcome.attempts)
     if isinstance(outcome, RetryableAPIError):
@@ -111,4 +112,4 @@ def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, rou
     if not outcome.ok:
         reason = FallbackReason(outcome.failure_reason or FallbackReason.INVALID_AFTER_ATTEMPTS)
         return SendToFallback(reason, outcome.failure_detail, outcome.attempts, outcome.trimmed)
-    return Finish(outcome, router.route(outcome.ticket or {}, now))
+    return Finish(outcome, router.route(outcome.ticket or {}, sla_start))

@@ -33,7 +33,7 @@ def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
         log.info("ticket %s: not claimable (finished or held elsewhere), nothing to do", ticket_id)
         return SKIPPED
     outcome = attempt_extraction(app.extractor.extract, claim.conversation, claim.prior_attempts)
-    step = decide(outcome, claim.prior_attempts, app.settings.retry, app.router, app.clock.now())
+    step = decide(outcome, claim.prior_attempts, app.settings.retry, app.router, claim.sla_started_at)
     return apply_step(app, task, claim, step)
 
 
@@ -68,7 +68,7 @@ def fallback(app: App, ticket_id: int) -> str:
         log.info("ticket %s: not waiting for the fallback queue, nothing to do", ticket_id)
         return SKIPPED
     result = app.rules.extract(claim.conversation)
-    lifecycle.finish_fallback(app.sessions, claim, result, app.router.fallback(app.clock.now()), app.clock.now())
+    lifecycle.finish_fallback(app.sessions, claim, result, app.router.fallback(claim.sla_started_at), app.clock.now())
     return Status.NEEDS_REVIEW
 
 

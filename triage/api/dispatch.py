@@ -84,8 +84,7 @@ def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 {"message": "the corrected ticket does not match the schema",
                                  "errors": [{"path": i.path, "message": i.message} for i in issues]})
-        now = app.clock.now()
-        lifecycle.correct(app.sessions, ticket_id, actor, fields, app.router.route(fields, now), now)
+        lifecycle.correct(app.sessions, ticket_id, actor, fields, app.router, app.clock.now())
         return get_ticket(ticket_id)
 
     @router.post("/tickets/{ticket_id}/claim", summary="Assign the ticket to the caller")

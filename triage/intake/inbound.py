@@ -26,7 +26,7 @@ def accept_inbound(sessions: sessionmaker[Session], message: InboundMessage, enq
                    now: datetime) -> Received:
     """Store ``message`` durably; enqueue its ticket when it needs (re-)triage."""
     received = receive(sessions, message.source, message.conversation_key, message.conversation,
-                       intake_keys(message), now, customer=message.customer, raw=message.raw)
+                       intake_keys(message), now, customer=message.customer, raw=message.raw, sent_at=message.sent_at)
     if received.enqueue:
         enqueue(received.ticket_id)
     return received

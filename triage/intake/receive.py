@@ -51,27 +51,28 @@ def content_hash(conversation: Conversation) -> str:
 
 def _new_conversation(session: Session, source: str, external_id: str, conversation: Conversation,
                       customer: dict[str, Any] | None, raw: dict[str, Any] | None,
-                      now: datetime) -> tuple[ConversationRow, Received]:
+                      now: datetime, sent_at: datetime | None = None) -> tuple[ConversationRow, Received]:
     row = ConversationRow(source=source, external_id=external_id, customer=customer,
                           messages=conversation.to_dicts(), text=conversation.transcript(), raw_payload=raw,
                           content_hash=content_hash(conversation), received_at=now)
     session.add(row)
-    ticket = lifecycle.open_ticket(session, row, now)
+    ticket = lifecycle.open_ticket(session, row, now, sent_at)
     session.flush()
     return row, Received(ticket.id, ticket.status, duplicate=False, enqueue=True)
 
 
-def _append(session: Session, row: ConversationRow, conversation: Conversation, now: datetime) -> Received:
+def _append(session: Session, row: ConversationRow, conversation: Conversation, now: datetime,
+            sent_at: datetime | None) -> Received:
     merged = Conversation.from_dicts([*row.messages, *conversation.to_dicts()])
     row.messages, row.text, row.content_hash = merged.to_dicts(), merged.transcript(), content_hash(merged)
     ticket = session.execute(select(Ticket).where(Ticket.conversation_id == row.id).with_for_update()).scalar_one()
-    enqueue = lifecycle.append_message(session, ticket, now)
+    enqueue = lifecycle.append_message(session, ticket, now, sent_at)
     return Received(ticket.id, ticket.status, duplicate=False, enqueue=enqueue)
 
 
 def _receive_once(session: Session, source: str, external_id: str, conversation: Conversation,
                   keys: Sequence[str], customer: dict[str, Any] | None, raw: dict[str, Any] | None,
-                  now: datetime) -> Received:
+                  now: datetime, sent_at: datetime | None) -> Received:
     seen = session.execute(
         select(Ticket).join(IntakeKey, IntakeKey.conversation_id == Ticket.conversation_id)
         .where(IntakeKey.source == source, IntakeKey.key.in_(keys))
@@ -83,9 +84,9 @@ def _receive_once(session: Session, source: str, external_id: str, conversation:
         .with_for_update()
     ).scalar_one_or_none()
     if row is None:
-        row, received = _new_conversation(session, source, external_id, conversation, customer, raw, now)
+        row, received = _new_conversation(session, source, external_id, conversation, customer, raw, now, sent_at)
     else:
-        received = _append(session, row, conversation, now)
+        received = _append(session, row, conversation, now, sent_at)
     session.add_all(IntakeKey(source=source, key=key, conversation_id=row.id, created_at=now) for key in keys)
     session.flush()
     return received
@@ -93,12 +94,13 @@ def _receive_once(session: Session, source: str, external_id: str, conversation:
 
 def receive(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
             keys: Sequence[str], now: datetime, *, customer: dict[str, Any] | None = None,
-            raw: dict[str, Any] | None = None) -> Received:
-    """Store ``conversation`` (new messages) under ``source`` + ``external_id``, exactly once per key."""
+            raw: dict[str, Any] | None = None, sent_at: datetime | None = None) -> Received:
+    """Store ``conversation`` (new messages) under ``source`` + ``external_id``, exactly once per key;
+    ``sent_at`` is when the platform says the customer wrote them (the SLA's start)."""
     for _ in range(RACE_RETRIES):
         try:
             with sessions.begin() as session:
-                return _receive_once(session, source, external_id, conversation, keys, customer, raw, now)
+                return _receive_once(session, source, external_id, conversation, keys, customer, raw, now, sent_at)
         except IntegrityError:  # a concurrent delivery inserted the same row first: read its result
             continue
     raise ConflictError(f"{source}/{external_id}: could not store the message after {RACE_RETRIES} tries")
