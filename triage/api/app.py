@@ -10,13 +10,16 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi_offline import FastAPIOffline
 from kombu import Connection
 from sqlalchemy import text
 
 from triage import __version__
 from triage.api import errors
+from triage.api.desk import DESK_PATH, install_desk
 from triage.api.dispatch import dispatch_router
+from triage.api.review import review_router
 from triage.api.webhooks import webhook_router
 from triage.app import App
 from triage.settings import load_settings
@@ -48,11 +51,19 @@ def create_app(app: App | None = None, publish: Callable[[int], None] | None = N
     if app is None:
         app = App.build(load_settings())
     publish = publish or app.publisher.extraction_or_log
-    api = FastAPI(title="triage", summary="Customer-service ticket triage: webhooks in, dispatch review out.",
-                  version=__version__)
+    # FastAPIOffline: the /docs page's Swagger UI is served from the package, never from a CDN (no /redoc).
+    api = FastAPIOffline(title="triage", summary="Customer-service ticket triage: webhooks in, dispatch review out.",
+                         version=__version__, redoc_url=None)
     errors.install(api)
     api.include_router(webhook_router(app, publish))
     api.include_router(dispatch_router(app, publish))
+    api.include_router(review_router(app))
+    install_desk(api, app, publish)
+
+    @api.get("/", tags=["desk"], status_code=307, response_class=RedirectResponse,
+             summary="The dispatch desk (public: redirects to it)")
+    def home() -> RedirectResponse:
+        return RedirectResponse(DESK_PATH, status_code=307)
 
     @api.get("/healthz", tags=["health"], summary="200 when the database and the broker are reachable")
     def healthz() -> Any:

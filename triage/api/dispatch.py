@@ -1,6 +1,7 @@
 """The dispatch review API: list, read, correct, claim and reprocess tickets (bearer-token auth).
 
     GET  /tickets?status=routed&order=sla&limit=50   newest first, or SLA-breached first
+         &assigned_to=me&priority=P1&q=wi-fi          held by the caller, of a priority, text search
     GET  /tickets/{id}                               ticket, conversation, attempts, audit events
     PATCH /tickets/{id}  {"urgent_level": "high"}    validated, re-routed, status corrected
     POST /tickets/{id}/claim                         409 when someone else holds it
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field, create_model
 
 from triage.api.auth import require_actor
 from triage.app import App
+from triage.filters import FilterValues, as_utc
 from triage.store.queries import (
     Order,
     TicketFilter,
@@ -32,6 +34,11 @@ from triage.store.queries import (
     ticket_detail,
 )
 from triage.tickets import lifecycle
+
+#: ``assigned_to=me``: the caller's tickets.
+ME = "me"
+#: The longest text search accepted.
+SEARCH_MAX_CHARS = 200
 
 
 def _field_filters(names: list[str]) -> type[BaseModel]:
@@ -46,12 +53,19 @@ def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     router = APIRouter(tags=["dispatch review"], dependencies=[Depends(authenticated)])
     page_max = app.settings.api.page_size_max
     FieldFilters = _field_filters(app.settings.api.filter_fields)  # noqa: N806 (a class)
+    allowed = FilterValues.of(app.settings, app.schema)
 
-    @router.get("/tickets", summary="List tickets")
+    @router.get("/tickets", summary="List tickets",
+                responses={400: {"description": "a filter value no ticket can have (the allowed values are listed)"}})
     def get_tickets(
+        actor: Annotated[str, Depends(authenticated)],
         by_field: Annotated[FieldFilters, Query()],  # type: ignore[valid-type]
         status_: Annotated[str | None, Query(alias="status")] = None,
         route: str | None = None,
+        priority: str | None = None,
+        assigned_to: Annotated[str | None, Query(description="held by this person; `me`: by the caller")] = None,
+        q: Annotated[str | None, Query(max_length=SEARCH_MAX_CHARS,
+                                       description="case-insensitive text in the conversation or the fields")] = None,
         since: datetime | None = None,
         order: Annotated[Order, Query(description="newest (default), oldest, or sla (breached first)")] = "newest",
         limit: Annotated[int, Query(ge=1, le=page_max)] = 50,
@@ -59,7 +73,10 @@ def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     ) -> dict[str, Any]:
         values = cast(BaseModel, by_field).model_dump()
         wanted = {name: value for name, value in values.items() if value is not None}
-        filters = TicketFilter(status=status_, route=route, fields=wanted, since=since)
+        holder = actor if assigned_to == ME else assigned_to
+        filters = TicketFilter(status=status_, route=route, priority=priority, fields=wanted, since=as_utc(since),
+                               assigned_to=holder, search=q)
+        allowed.check(filters)
         page = list_tickets(app.sessions, filters, order=order, limit=limit, cursor=cursor)
         return {"items": [view.to_json() for view in page.items], "next_cursor": page.next_cursor}
 
