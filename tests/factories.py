@@ -26,6 +26,14 @@ SCHEMA_PATH = REPO / "config" / "ticket_schema.json"
 SCHEMA = TicketSchema.load(SCHEMA_PATH)
 #: A fixed moment tests start their clocks at.
 EPOCH = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+#: Dispatch API tokens for tests (``TRIAGE_API_TOKENS``), and each person's bearer header.
+TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+TOKENS_ENV = ",".join(f"{name}:{token}" for name, token in TOKENS.items())
+
+
+def bearer(name: str) -> dict[str, str]:
+    """The ``Authorization`` header of ``name``'s test token."""
+    return {"Authorization": f"Bearer {TOKENS[name]}"}
 
 
 class ManualClock:
@@ -65,7 +73,7 @@ def finish_with_rules(app: App, ticket_id: int) -> lifecycle.Claim:
     claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), lease_seconds=60)
     assert claim is not None, f"ticket {ticket_id} is not claimable"
     result = app.rules.extract(claim.conversation)
-    decision = app.router.route(result.ticket or {}, app.clock.now())
+    decision = app.router.route(result.ticket or {}, claim.sla_started_at)
     assert lifecycle.finish(app.sessions, claim, result, decision, app.clock.now())
     return claim
 
