@@ -3,12 +3,14 @@
 #   make test   - lint, type-check and run the test suite
 # The wheel suite: build the wheel, install it in a fresh venv outside the checkout, migrate, demo:
 #   make wheel-test
+# The browser suite: Chromium (Debian's /usr/bin/chromium) driven by Playwright against the dispatch desk:
+#   make browser       (TRIAGE_DESK_SCREENSHOTS=docs make browser also refreshes the README's screenshots)
 # And the fault suite (kills workers, restarts Redis and PostgreSQL: run it on a CI machine):
 #   make faults
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: demo test wheel-test faults
+.PHONY: demo test wheel-test browser faults
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -25,6 +27,9 @@ test: $(VENV)/.installed
 
 wheel-test: $(VENV)/.installed
 	$(VENV)/bin/pytest -m wheel tests/test_wheel.py
+
+browser: $(VENV)/.installed
+	$(VENV)/bin/pytest -m browser tests/test_desk_browser.py
 
 faults: $(VENV)/.installed
 	TRIAGE_FAULTS=1 $(VENV)/bin/pytest tests/faults

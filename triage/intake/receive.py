@@ -107,15 +107,15 @@ def receive(sessions: sessionmaker[Session], source: str, external_id: str, conv
 
 
 def submit(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
-           now: datetime, *, customer: dict[str, Any] | None = None) -> Received:
-    """Store a submitted conversation and its ``queued`` ticket; the same source + id returns the existing one
-    (``duplicate``) and enqueues nothing."""
+           now: datetime, *, customer: dict[str, Any] | None = None, sent_at: datetime | None = None) -> Received:
+    """Store a submitted conversation and its ``queued`` ticket (its SLA counting from ``sent_at`` when given);
+    the same source + id returns the existing one (``duplicate``) and enqueues nothing."""
     existing = _find(sessions, source, external_id)
     if existing is not None:
         return existing
     try:
         with sessions.begin() as session:  # the line is the conversation: no raw copy
-            return _new_conversation(session, source, external_id, conversation, customer, None, now)[1]
+            return _new_conversation(session, source, external_id, conversation, customer, None, now, sent_at)[1]
     except IntegrityError:  # a concurrent submit of the same conversation won the race
         found = _find(sessions, source, external_id)
         if found is None:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.conversation import Conversation, Message
 from triage.errors import InputError
 from triage.intake.messages import parse_messages
+from triage.intake.platforms.base import platform_time
 from triage.intake.receive import Received, submit
 
 
@@ -34,6 +35,8 @@ class Submission:
     external_id: str
     conversation: Conversation
     customer: dict[str, Any] | None = None
+    #: When the customer wrote (the line's ``created_at``): the SLA counts from it.
+    sent_at: datetime | None = None
 
 
 def _required_string(data: dict[str, Any], key: str) -> str:
@@ -51,7 +54,8 @@ def _messages(data: dict[str, Any]) -> tuple[Message, ...]:
 
 
 def parse_submission(data: object) -> Submission:
-    """Check one ``{"source", "external_id", "text" | "messages", "customer"?}`` object."""
+    """Check one ``{"source", "external_id", "text" | "messages", "customer"?, "created_at"?}`` object
+    (``created_at``: when the customer wrote, ISO 8601 or unix seconds)."""
     if not isinstance(data, dict):
         raise SubmissionError("expected a JSON object")
     source = _required_string(data, "source")
@@ -59,14 +63,18 @@ def parse_submission(data: object) -> Submission:
     customer = data.get("customer")
     if customer is not None and not isinstance(customer, dict):
         raise SubmissionError('"customer" must be an object when given')
-    return Submission(source, external_id, Conversation(_messages(data)), customer)
+    created = data.get("created_at")
+    sent_at = platform_time(created) if created is not None else None
+    if created is not None and sent_at is None:
+        raise SubmissionError('"created_at" must be an ISO 8601 time or unix seconds when given')
+    return Submission(source, external_id, Conversation(_messages(data)), customer, sent_at)
 
 
 def accept(sessions: sessionmaker[Session], submission: Submission, enqueue: Callable[[int], None],
            now: datetime) -> Received:
     """Store the submission, then (after the commit) enqueue its ticket unless it already existed."""
     received = submit(sessions, submission.source, submission.external_id, submission.conversation, now,
-                      customer=submission.customer)
+                      customer=submission.customer, sent_at=submission.sent_at)
     if received.enqueue:
         enqueue(received.ticket_id)
     return received
