@@ -256,3 +256,14 @@ def test_each_platform_dates_the_customer_message_when_its_payload_does(source: 
     message = get_platform(source).parse({}, json.dumps(sample_payloads()[source]).encode())
     assert isinstance(message, InboundMessage)
     assert (message.sent_at.isoformat() if message.sent_at else None) == expected
+
+
+def test_ids_beyond_the_keys_and_nul_in_free_text_filters_are_answers_not_errors(desk: Desk) -> None:
+    for ticket_id in (2**31, 2**63, 2**70):
+        assert desk.client.delete(f"/tickets/{ticket_id}/claim", headers=ALICE).status_code == 404
+        assert desk.client.post(f"/tickets/{ticket_id}/resolve", headers=ALICE).status_code == 404
+    routed = _routed(desk, "N-1", "router broken")
+    response = desk.client.get("/tickets", params={"q": "rou\x00ter", "assigned_to": "x\x00"}, headers=ALICE)
+    assert response.status_code == 200 and response.json()["items"] == []
+    found = desk.client.get("/tickets", params={"q": "rou\x00ter"}, headers=ALICE).json()["items"]
+    assert [t["id"] for t in found] == [routed]

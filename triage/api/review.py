@@ -24,6 +24,7 @@ from triage.api.review_models import (
 from triage.app import App
 from triage.filters import as_utc
 from triage.store.accuracy import Accuracy, FieldAccuracy, accuracy
+from triage.store.queries import known_ticket_id
 from triage.tickets import lifecycle
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
@@ -58,13 +59,13 @@ def review_router(app: App) -> APIRouter:
     @router.delete("/tickets/{ticket_id}/claim", response_model=ReleasedTicket, responses=TICKET_ERRORS,
                    summary="Release your claim on the ticket (only the holder can)")
     def release_ticket(ticket_id: int, actor: Annotated[str, Depends(authenticated)]) -> ReleasedTicket:
-        lifecycle.unassign(app.sessions, ticket_id, actor, app.clock.now())
+        lifecycle.unassign(app.sessions, known_ticket_id(ticket_id), actor, app.clock.now())
         return ReleasedTicket(ticket_id=ticket_id)
 
     @router.post("/tickets/{ticket_id}/resolve", response_model=ResolvedTicket, responses=TICKET_ERRORS,
                  summary="Close the ticket (a new customer message reopens it)")
     def resolve_ticket(ticket_id: int, actor: Annotated[str, Depends(authenticated)]) -> ResolvedTicket:
-        lifecycle.resolve(app.sessions, ticket_id, actor, app.clock.now())
+        lifecycle.resolve(app.sessions, known_ticket_id(ticket_id), actor, app.clock.now())
         return ResolvedTicket(ticket_id=ticket_id, status="resolved")
 
     @router.get("/stats/accuracy", response_model=AccuracyReport, responses=UNAUTHORIZED,

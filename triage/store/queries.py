@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.errors import InputError, NotFoundError
 from triage.store import search
 from triage.store.models import Attempt, Conversation, Event, Ticket
+from triage.text import repair_text
 from triage.tickets.states import OPEN, Action, Status, sources
 
 Order = Literal["newest", "oldest", "sla"]
@@ -38,6 +39,23 @@ class TicketNotFoundError(NotFoundError):
     def __init__(self, ticket_id: int) -> None:
         super().__init__(f"no ticket {ticket_id}")
         self.ticket_id = ticket_id
+
+
+#: Ticket ids are 32-bit integer keys: a larger id names no ticket (and must not reach PostgreSQL).
+MAX_TICKET_ID = 2**31 - 1
+
+
+def known_ticket_id(ticket_id: int) -> int:
+    """``ticket_id`` when a ticket could have it, else :class:`TicketNotFoundError` (never a database error).
+
+    >>> known_ticket_id(2**31)
+    Traceback (most recent call last):
+    ...
+    triage.store.queries.TicketNotFoundError: no ticket 2147483648
+    """
+    if not 0 < ticket_id <= MAX_TICKET_ID:
+        raise TicketNotFoundError(ticket_id)
+    return ticket_id
 
 
 class CursorError(InputError):
@@ -115,10 +133,10 @@ def _decode(cursor: str) -> dict[str, Any]:
 def _filtered(query: Select[Any], filters: TicketFilter) -> Select[Any]:
     for column, value in ((Ticket.status, filters.status), (Ticket.route, filters.route),
                           (Ticket.priority, filters.priority), (Ticket.assigned_to, filters.assigned_to)):
-        if value is not None:
-            query = query.where(column == value)
+        if value is not None:  # repaired: a NUL in a query string must not reach PostgreSQL
+            query = query.where(column == repair_text(value).text)
     for name, wanted in filters.fields.items():
-        query = query.where(Ticket.fields[name].as_string() == wanted)
+        query = query.where(Ticket.fields[name].as_string() == repair_text(wanted).text)
     if filters.since is not None:
         query = query.where(Ticket.created_at >= filters.since)
     if filters.ids is not None:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement
 
 from triage.store.models import Ticket
+from triage.text import repair_text
 
 
 def _values(value: object) -> Iterator[str]:
@@ -37,8 +38,9 @@ def _values(value: object) -> Iterator[str]:
 
 
 def fold(text: str) -> str:
-    """The form both the stored text and a query take: case-folded, outer spaces removed."""
-    return text.strip().casefold()
+    """The form both the stored text and a query take: case-folded, outer spaces removed (and, for a query
+    typed into a URL, no NUL or lone surrogate, which no stored text holds)."""
+    return repair_text(text).text.strip().casefold()
 
 
 def search_text(external_id: str, messages: Sequence[Mapping[str, Any]], fields: Mapping[str, Any] | None) -> str:

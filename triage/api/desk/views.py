@@ -32,11 +32,13 @@ from triage.errors import TriageError
 from triage.filters import FilterValues, UnknownFilterValueError, as_utc
 from triage.store.accuracy import accuracy
 from triage.store.queries import (
+    MAX_TICKET_ID,
     CursorError,
     Order,
     TicketFilter,
     breached_among,
     holder_of,
+    known_ticket_id,
     list_tickets,
     queue_stats,
     ticket_detail,
@@ -53,8 +55,6 @@ STATIC_PATH = "/desk/static"
 DESK_PAGE_SIZE = 50
 #: A message longer than this shows its beginning; the rest starts collapsed.
 LONG_TEXT_CHARS = 3000
-#: The largest ticket id the tables hold (32-bit integer keys): a larger one is simply not found.
-MAX_TICKET_ID = 2**31 - 1
 SESSION_SECRET_BYTES = 32
 #: What the desk's pages may load: only this server's own files, no inline script, no framing.
 SECURITY_HEADERS = {
@@ -236,6 +236,7 @@ class Desk:
             needs_claim: bool = True) -> Response:
         """Run a person's action, then back to the ticket; a refusal re-renders it with the reason."""
         try:
+            known_ticket_id(ticket_id)
             if needs_claim:
                 holder = holder_of(self.app.sessions, ticket_id)
                 if holder not in (None, viewer.actor):
