@@ -121,8 +121,7 @@ class Desk:
 
     # ---- rendering ---------------------------------------------------------------------------------
 
-    def page(self, name: str, request: Request, viewer: Viewer | None, status_code: int = 200,
-             **context: Any) -> HTMLResponse:
+    def page(self, name: str, viewer: Viewer | None, status_code: int = 200, **context: Any) -> HTMLResponse:
         html = self.templates.get_template(name).render(
             static=STATIC_PATH, desk=DESK_PATH, actor=viewer.actor if viewer else None,
             csrf=viewer.csrf if viewer else "", now=self.app.clock.now(), **context)
@@ -141,7 +140,7 @@ class Desk:
     def sign_in_page(self, request: Request, next_path: str, error: str | None = None, status_code: int = 200,
                      notice: str | None = None) -> HTMLResponse:
         sid, cookie = self.keys.new_presession()
-        response = self.page("sign_in.html", request, None, status_code, sign_in_csrf=self.keys.csrf_token(sid),
+        response = self.page("sign_in.html", None, status_code, sign_in_csrf=self.keys.csrf_token(sid),
                              next_path=_safe_next(next_path), error=error, notice=notice)
         _cookie(response, request, PRESESSION_COOKIE, cookie, PRESESSION_SECONDS)
         return response
@@ -160,7 +159,7 @@ class Desk:
 
     # ---- the queue ---------------------------------------------------------------------------------
 
-    def queue(self, request: Request, viewer: Viewer, chosen: dict[str, str], cursor: str | None,
+    def queue(self, viewer: Viewer, chosen: dict[str, str], cursor: str | None,
               order: Order) -> HTMLResponse:
         filters = TicketFilter(route=chosen["route"] or None, status=chosen["status"] or None,
                                priority=chosen["priority"] or None, search=chosen["q"] or None,
@@ -178,7 +177,7 @@ class Desk:
             query["order"] = order
         here = dict(query, cursor=cursor) if cursor else query
         return self.page(
-            "queue.html", request, viewer, status_code, error=error, tickets=items, chosen=chosen, order=order,
+            "queue.html", viewer, status_code, error=error, tickets=items, chosen=chosen, order=order,
             orders=ORDERS, values=self.values, statuses=list(Status), stats=queue_stats(self.app.sessions, now),
             breached=breached_among(self.app.sessions, [t.id for t in items], now),
             columns=self.app.settings.api.filter_fields, refresh=self.app.settings.api.desk_refresh_seconds,
@@ -188,12 +187,12 @@ class Desk:
 
     # ---- a ticket ----------------------------------------------------------------------------------
 
-    def ticket(self, request: Request, viewer: Viewer, ticket_id: int, *, notice: str | None = None,
+    def ticket(self, viewer: Viewer, ticket_id: int, *, notice: str | None = None,
                error: str | None = None, status_code: int = 200, submitted: dict[str, Any] | None = None,
                problems: Mapping[str, str] | None = None) -> HTMLResponse:
         detail = ticket_detail(self.app.sessions, ticket_id) if 0 < ticket_id <= MAX_TICKET_ID else None
         if detail is None:
-            return self.page("error.html", request, viewer, 404, title="Not found",
+            return self.page("error.html", viewer, 404, title="Not found",
                              message=f"There is no ticket {ticket_id}.")
         ticket = detail["ticket"]
         holder = ticket["assigned_to"]
@@ -205,7 +204,7 @@ class Desk:
                    "reprocess": free and status in sources(Action.REPROCESS)}
         fields = submitted if submitted is not None else dict(ticket["fields"] or {})
         return self.page(
-            "ticket.html", request, viewer, status_code, ticket=ticket, conversation=detail["conversation"],
+            "ticket.html", viewer, status_code, ticket=ticket, conversation=detail["conversation"],
             messages=[_message(m) for m in detail["conversation"]["messages"]], attempts=detail["attempts"],
             events=[_event(e) for e in detail["events"]], holder=holder, allowed=allowed,
             breached=bool(breached_among(self.app.sessions, [ticket_id], self.app.clock.now())),
@@ -232,7 +231,7 @@ class Desk:
             return f"No rule matched: the fallback target {settings.fallback.route}."
         return "Routed by an earlier version of the routing rules."
 
-    def act(self, request: Request, viewer: Viewer, ticket_id: int, done: str, action: Callable[[], None], *,
+    def act(self, viewer: Viewer, ticket_id: int, done: str, action: Callable[[], None], *,
             needs_claim: bool = True) -> Response:
         """Run a person's action, then back to the ticket; a refusal re-renders it with the reason."""
         try:
@@ -243,17 +242,17 @@ class Desk:
                     raise lifecycle.ClaimConflictError(f"ticket {ticket_id} is claimed by {holder}")
             action()
         except TriageError as exc:
-            return self.ticket(request, viewer, ticket_id, error=str(exc), status_code=http_status(exc))
+            return self.ticket(viewer, ticket_id, error=str(exc), status_code=http_status(exc))
         return RedirectResponse(f"{DESK_PATH}tickets/{ticket_id}?done={done}", status_code=303)
 
-    def correct(self, request: Request, viewer: Viewer, ticket_id: int, form: forms.Form) -> Response:
+    def correct(self, viewer: Viewer, ticket_id: int, form: forms.Form) -> Response:
         fields, problems = forms.read_form(self.app.schema, form)
         if not problems:
             problems = forms.issues_by_field(self.app.schema.validate(fields), list(self.app.schema.properties))
         if problems:
-            return self.ticket(request, viewer, ticket_id, submitted=fields, problems=problems, status_code=422,
+            return self.ticket(viewer, ticket_id, submitted=fields, problems=problems, status_code=422,
                                error="The correction was not saved: see the fields marked below.")
-        return self.act(request, viewer, ticket_id, "corrected", lambda: lifecycle.correct(
+        return self.act(viewer, ticket_id, "corrected", lambda: lifecycle.correct(
             self.app.sessions, ticket_id, viewer.actor, fields, self.app.router, self.app.clock.now()))
 
     def reprocess(self, ticket_id: int, actor: str) -> None:
@@ -262,7 +261,7 @@ class Desk:
 
     # ---- quality -----------------------------------------------------------------------------------
 
-    def quality(self, request: Request, viewer: Viewer, since_text: str) -> HTMLResponse:
+    def quality(self, viewer: Viewer, since_text: str) -> HTMLResponse:
         since, error = None, None
         if since_text:
             try:
@@ -270,7 +269,7 @@ class Desk:
             except ValueError:
                 error = f"{since_text!r} is not a date (use YYYY-MM-DD)."
         report = accuracy(self.app.sessions, list(self.app.schema.properties), since)
-        return self.page("quality.html", request, viewer, 400 if error else 200, report=report,
+        return self.page("quality.html", viewer, 400 if error else 200, report=report,
                          since_text=since_text, error=error)
 
 
@@ -303,13 +302,13 @@ def _router(desk: Desk) -> APIRouter:
             raise CsrfRefused
 
     @router.get("/", response_class=HTMLResponse, responses=HTML_ANSWERS, summary="The queue")
-    def queue_page(request: Request, viewer: Signed, route: str = "",
+    def queue_page(viewer: Signed, route: str = "",
                    status_: Annotated[str, Query(alias="status")] = "", priority: str = "", mine: str = "",
                    q: Annotated[str, Query(max_length=200)] = "", order: Order = "sla",
                    cursor: str | None = None) -> Response:
         chosen = {"route": route, "status": status_, "priority": priority, "mine": "1" if mine else "",
                   "q": q.strip()}
-        return desk.queue(request, viewer, chosen, cursor, order)
+        return desk.queue(viewer, chosen, cursor, order)
 
     @router.get("/sign-in", response_class=HTMLResponse, responses={200: HTML_ANSWERS[200]},
                 summary="The sign-in page (public)")
@@ -335,16 +334,16 @@ def _router(desk: Desk) -> APIRouter:
 
     @router.get("/tickets/{ticket_id}", response_class=HTMLResponse,
                 responses={**HTML_ANSWERS, 404: FORM_ANSWERS[404]}, summary="One ticket")
-    def ticket_page(request: Request, viewer: Signed, ticket_id: int, done: str = "") -> Response:
-        return desk.ticket(request, viewer, ticket_id, notice=NOTICES.get(done))
+    def ticket_page(viewer: Signed, ticket_id: int, done: str = "") -> Response:
+        return desk.ticket(viewer, ticket_id, notice=NOTICES.get(done))
 
     def action(name: str, done: str, run: Callable[[int, str], None], needs_claim: bool = True) -> None:
         @router.post(f"/tickets/{{ticket_id}}/{name}", response_class=HTMLResponse, responses=FORM_ANSWERS,
                      summary=f"{name.capitalize()} the ticket (desk form)", name=f"desk_{name}")
-        def post(request: Request, viewer: Signed, ticket_id: int,
+        def post(viewer: Signed, ticket_id: int,
                  csrf_token: Annotated[str, Form()] = "") -> Response:
             checked(viewer, csrf_token)
-            return desk.act(request, viewer, ticket_id, done, lambda: run(ticket_id, viewer.actor),
+            return desk.act(viewer, ticket_id, done, lambda: run(ticket_id, viewer.actor),
                             needs_claim=needs_claim)
 
     app = desk.app
@@ -368,12 +367,12 @@ def _router(desk: Desk) -> APIRouter:
         csrf = form.get("csrf_token")
         checked(viewer, csrf if isinstance(csrf, str) else "")
         submitted = {key: [v for v in form.getlist(key) if isinstance(v, str)] for key in form}
-        return desk.correct(request, viewer, ticket_id, submitted)
+        return desk.correct(viewer, ticket_id, submitted)
 
     @router.get("/quality", response_class=HTMLResponse, responses=HTML_ANSWERS,
                 summary="How often the extracted values survived review")
-    def quality_page(request: Request, viewer: Signed, since: str = "") -> Response:
-        return desk.quality(request, viewer, since.strip())
+    def quality_page(viewer: Signed, since: str = "") -> Response:
+        return desk.quality(viewer, since.strip())
 
     return router
 
@@ -400,7 +399,7 @@ def install_desk(api: FastAPI, app: App, publish: Callable[[int], None]) -> None
         return RedirectResponse(target, status_code=303)
 
     async def refuse(request: Request, exc: Exception) -> Response:
-        return desk.page("error.html", request, None, 403, title="Form expired",
+        return desk.page("error.html", None, 403, title="Form expired",
                          message="This form's security token is missing or out of date. Go back, reload the page "
                                  "and try again.")
 
