@@ -3,6 +3,8 @@
 #   make test   - lint, type-check and run the test suite
 # The wheel suite: build the wheel, install it in a fresh venv outside the checkout, migrate, demo:
 #   make wheel-test
+# The browser suite: Chromium (Debian's /usr/bin/chromium) driven by Playwright against the dispatch desk:
+#   make browser       (TRIAGE_DESK_SCREENSHOTS=docs make browser also refreshes the README's screenshots)
 # And the fault suite (kills workers, restarts Redis and PostgreSQL: run it on a CI machine):
 #   make faults
 # And the benchmarks (PostgreSQL + Redis, about 6 minutes; README "Benchmarks"):
@@ -11,7 +13,7 @@
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: demo test wheel-test faults bench
+.PHONY: demo test wheel-test browser faults bench
 BENCH_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +31,9 @@ test: $(VENV)/.installed
 
 wheel-test: $(VENV)/.installed
 	$(VENV)/bin/pytest -m wheel tests/test_wheel.py
+
+browser: $(VENV)/.installed
+	$(VENV)/bin/pytest -m browser tests/test_desk_browser.py
 
 faults: $(VENV)/.installed
 	TRIAGE_FAULTS=1 $(VENV)/bin/pytest tests/faults

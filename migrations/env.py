@@ -10,7 +10,7 @@ import triage.ratelimit.db_backend
 import triage.store.purge  # noqa: F401  (registers the purges table on Base)
 from triage.settings import load_settings
 from triage.store.db import make_engine
-from triage.store.models import Base
+from triage.store.models import POSTGRESQL_ONLY_INDEXES, Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -22,12 +22,18 @@ def _url() -> str:
 
 def _configure(connection: Connection | None = None) -> None:
     is_sqlite = (connection.dialect.name if connection is not None else "") == "sqlite"
+
+    def include_object(item: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+        """Leave the PostgreSQL-only indexes (pg_trgm) out of the comparison on other databases."""
+        return not (is_sqlite and type_ == "index" and name in POSTGRESQL_ONLY_INDEXES)
+
     context.configure(
         connection=connection,
         url=None if connection is not None else _url(),
         target_metadata=target_metadata,
         render_as_batch=is_sqlite,  # SQLite alters tables by copying them
         compare_type=True,
+        include_object=include_object,
     )
 
 

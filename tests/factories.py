@@ -15,6 +15,7 @@ The HTTP service on a test database (the ``api`` fixture in conftest.py serves o
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,14 @@ SCHEMA_PATH = REPO / "config" / "ticket_schema.json"
 SCHEMA = TicketSchema.load(SCHEMA_PATH)
 #: A fixed moment tests start their clocks at.
 EPOCH = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+#: Dispatch API tokens for tests (``TRIAGE_API_TOKENS``), and each person's bearer header.
+TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+TOKENS_ENV = ",".join(f"{name}:{token}" for name, token in TOKENS.items())
+
+
+def bearer(name: str) -> dict[str, str]:
+    """The ``Authorization`` header of ``name``'s test token."""
+    return {"Authorization": f"Bearer {TOKENS[name]}"}
 
 
 class ManualClock:
@@ -90,7 +99,7 @@ def finish_with_rules(app: App, ticket_id: int) -> lifecycle.Claim:
     claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), lease_seconds=60)
     assert claim is not None, f"ticket {ticket_id} is not claimable"
     result = app.rules.extract(claim.conversation)
-    decision = app.router.route(result.ticket or {}, app.clock.now())
+    decision = app.router.route(result.ticket or {}, claim.sla_started_at)
     assert lifecycle.finish(app.sessions, claim, result, decision, app.clock.now())
     return claim
 
@@ -141,16 +150,32 @@ SECRETS = {
     "zendesk": "zendesk-signing-secret", "intercom": "intercom-client-secret", "chatwoot": "chatwoot-token",
     "zammad": "zammad-hmac-token", "freshdesk": "freshdesk-shared-secret",
 }
-TOKENS = "alice:alice-token,bob:bob-token"
-ALICE = {"Authorization": "Bearer alice-token"}
-BOB = {"Authorization": "Bearer bob-token"}
+ALICE, BOB = bearer("alice"), bearer("bob")
+#: The hidden CSRF field of a desk form.
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the (first) desk form on ``html``."""
+    found = CSRF.search(html)
+    assert found, "the page has a form with a CSRF token"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, name: str) -> TestClient:
+    """Sign ``name`` in to the desk on ``client`` (its cookie jar keeps the session)."""
+    form = client.get("/desk/sign-in")
+    response = client.post("/desk/sign-in", data={"token": TOKENS[name], "csrf_token": csrf_of(form.text)},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return client
 
 
 def api_environment(database_url: str, **extra: str) -> dict[str, str]:
     """The repository's config on ``database_url`` with every webhook secret and the two API tokens set."""
     secrets = {f"TRIAGE_WEBHOOK_SECRET_{name.upper()}": secret for name, secret in SECRETS.items()}
     return {"TRIAGE_CONFIG": str(CONFIG_PATH), "TRIAGE_DATABASE_URL": database_url, "TRIAGE_BROKER_URL": "memory://",
-            "TRIAGE_EXTRACTOR": "rules", "TRIAGE_API_TOKENS": TOKENS, **secrets, **extra}
+            "TRIAGE_EXTRACTOR": "rules", "TRIAGE_API_TOKENS": TOKENS_ENV, **secrets, **extra}
 
 
 @dataclass

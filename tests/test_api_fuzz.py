@@ -35,8 +35,9 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.routing import Mount
 
-from tests.factories import ALICE, SECRETS, Service, finish_with_rules, serve, submit
-from triage.api.auth import PUBLIC_ROUTES, is_public
+from tests.factories import ALICE, SECRETS, Service, finish_with_rules, serve, sign_in, submit
+from triage.api.auth import PUBLIC_ROUTES, is_public, is_session_route
+from triage.api.desk.session import SESSION_COOKIE
 from triage.intake.platforms import PLATFORMS, sign
 
 EXAMPLES = int(os.environ.get("TRIAGE_TEST_FUZZ_EXAMPLES", "25"))
@@ -45,6 +46,8 @@ CHECKS = [schemathesis.checks.not_a_server_error, status_code_conformance, conte
 MODES = {GenerationMode.POSITIVE: CHECKS, GenerationMode.NEGATIVE: [*CHECKS, negative_data_rejection]}
 WEBHOOK_PATH = "/webhooks/{source}"
 UNAUTHORIZED = 401
+SEE_OTHER = 303
+SIGN_IN = "/desk/sign-in"
 
 
 @pytest.fixture
@@ -56,6 +59,7 @@ def seeded(migrated_database_url: str) -> Iterator[Service]:
         finish_with_rules(api.parts, 1)
         finish_with_rules(api.parts, 2)
         assert api.client.patch("/tickets/2", json={"urgent_level": "high"}, headers=ALICE).status_code == 200
+        sign_in(api.client, "alice")
         yield api
 
 
@@ -86,6 +90,10 @@ def _fuzz(api: Service, operation: Any, mode: GenerationMode) -> str | None:
     checks = MODES[mode]
     signed = operation.path == WEBHOOK_PATH and mode is GenerationMode.POSITIVE
 
+    # a desk page takes alice's session cookie (as a browser sends it): without one it would only redirect
+    session = {"Cookie": f"{SESSION_COOKIE}={api.client.cookies[SESSION_COOKIE]}"} if is_session_route(
+        operation.path) else {}
+
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(case=_strategy(operation, mode))
@@ -93,7 +101,8 @@ def _fuzz(api: Service, operation: Any, mode: GenerationMode) -> str | None:
         if signed:
             case.validate_response(_send_signed(api, case), checks=checks)
         else:
-            case.call_and_validate(headers=ALICE if mode is GenerationMode.POSITIVE else None, checks=checks)
+            token = ALICE if mode is GenerationMode.POSITIVE else {}
+            case.call_and_validate(headers={**token, **session}, checks=checks)
 
     try:
         run()
@@ -130,6 +139,7 @@ def _routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, set[str]
 
 
 def test_only_the_public_routes_answer_without_a_token(seeded: Service) -> None:
+    seeded.client.cookies.clear()  # no desk session either
     documented = set(_schema(seeded).raw_schema["paths"])
     routes = list(_routes(seeded.client.app.routes))
     undocumented = [path for path, _ in routes if path not in documented and not is_public(path)]
@@ -141,7 +151,11 @@ def test_only_the_public_routes_answer_without_a_token(seeded: Service) -> None:
         concrete = path.replace("{ticket_id}", "1")
         for method in sorted(methods):
             for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic YWxpY2U6eA=="}):
-                response = seeded.client.request(method, concrete, headers=headers, json={})
+                response = seeded.client.request(method, concrete, headers=headers, json={}, follow_redirects=False)
+                if is_session_route(path):  # a desk page: no session (a bearer header is none) is the sign-in page
+                    assert response.status_code == SEE_OTHER, (method, concrete, headers, response.text)
+                    assert response.headers["location"].startswith(SIGN_IN), response.headers
+                    continue
                 assert response.status_code == UNAUTHORIZED, (method, concrete, headers, response.text)
                 assert response.headers["www-authenticate"] == "Bearer"
             asked.append(f"{method} {concrete}")

@@ -13,6 +13,7 @@ import pytest
 from tests.harness import REPO, Stack, clean_environ
 from triage.conversation import Conversation
 from triage.intake.receive import submit
+from triage.tickets import lifecycle
 
 COMMANDS = [[], ["db"], ["db", "upgrade"], ["db", "downgrade"], ["db", "current"], ["db", "history"], ["db", "check"],
             ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
@@ -119,3 +120,27 @@ def test_submit_with_the_broker_down_stores_the_ticket_for_the_sweep(stack: Stac
     assert result.returncode == 0 and json.loads(result.stdout)["status"] == "queued"
     assert "the sweep job will publish it" in result.stderr
     assert [v.status for v in stack.tickets()] == ["queued"]
+
+
+def test_tickets_limits_filters_searches_and_rejects_impossible_values(stack: Stack) -> None:
+    now = datetime.now(UTC)
+    for external_id, text in (("c-1", "My ROUTER is broken"), ("c-2", "the router blinks"), ("c-3", "路由器坏了"),
+                              ("c-4", "How do I set an alarm?")):
+        submit(stack.sessions, "shop", external_id, Conversation.from_text(text), now)
+    lifecycle.assign(stack.sessions, 2, "alice", now)
+
+    def listed(*args: str) -> list[str]:
+        result = stack.cli("tickets", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line)["external_id"] for line in result.stdout.splitlines()]
+
+    assert listed("--search", "router") == ["c-1", "c-2"]
+    assert listed("--search", "路由器") == ["c-3"]
+    assert listed("--assigned-to", "alice") == ["c-2"]
+    assert listed("--limit", "3") == ["c-1", "c-2", "c-3"]
+    assert listed("--status", "queued", "--limit", "1", "--search", "ALARM") == ["c-4"]
+    for option, value in (("--status", "bogus"), ("--route", "nowhere"), ("--priority", "P9")):
+        result = stack.cli("tickets", option, value)
+        assert result.returncode == 1 and "matches no ticket; allowed:" in result.stderr, option
+    assert "allowed: queued, processing, fallback" in stack.cli("tickets", "--status", "bogus").stderr
+    assert stack.cli("tickets", "--limit", "0").returncode == 2

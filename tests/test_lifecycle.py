@@ -72,7 +72,7 @@ def _held_claim(app: App, ticket_id: int, status: Status) -> lifecycle.Claim:
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
             status=status, lease_token="token-1", lease_until=app.clock.now() + timedelta(seconds=LEASE)))
         run = session.get_one(Ticket, ticket_id).run
-    return lifecycle.Claim(ticket_id, "token-1", run, Conversation.from_text("x"), [])
+    return lifecycle.Claim(ticket_id, "token-1", run, Conversation.from_text("x"), [], app.clock.now())
 
 
 def _result(app: App) -> tuple[object, object]:
@@ -84,8 +84,7 @@ def _person(app: App, action: Action) -> Callable[[int], object]:
     now = app.clock.now
     fields = {"problem_type": "consult", "device_model": None, "urgent_level": "low", "user_requirements": []}
     return {
-        Action.CORRECT: lambda t: lifecycle.correct(app.sessions, t, "alice", fields,
-                                                    app.router.route(fields, now()), now()),
+        Action.CORRECT: lambda t: lifecycle.correct(app.sessions, t, "alice", fields, app.router, now()),
         Action.ASSIGN: lambda t: lifecycle.assign(app.sessions, t, "alice", now()),
         Action.REPROCESS: lambda t: lifecycle.reprocess(app.sessions, t, "alice", now()),
         Action.RESOLVE: lambda t: lifecycle.resolve(app.sessions, t, "alice", now()),
@@ -188,7 +187,7 @@ def test_the_sweep_poisons_only_where_the_table_allows(app: App, clock: ManualCl
     with app.sessions.begin() as session:  # a worker died holding it (processing), or it waits
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(requeue_count=5, **dead_lease))
     clock.advance(hours=1)
-    result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
+    result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback)
     expected = TRANSITIONS[Action.POISON].get(status)
     assert (ticket_id in result.poisoned) == (expected is not None)
     assert _status(app, ticket_id) == (expected.target if expected else status)
@@ -245,8 +244,7 @@ def test_every_audit_event_records_the_same_fields_before_and_after(app: App) ->
     finish_with_rules(app, ticket_id)
     lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())
     fields = {"problem_type": "complaint", "device_model": None, "urgent_level": "high", "user_requirements": []}
-    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.router.route(fields, app.clock.now()),
-                      app.clock.now())
+    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.router, app.clock.now())
     lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
     lifecycle.resolve(app.sessions, ticket_id, "bob", app.clock.now())
     events = _events(app, ticket_id)
@@ -275,8 +273,7 @@ def test_a_resolved_ticket_reopens_on_a_new_message_even_after_a_correction(app:
     ticket_id = submit(app, "reopen")
     finish_with_rules(app, ticket_id)
     fields = {"problem_type": "consult", "device_model": None, "urgent_level": "low", "user_requirements": []}
-    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.router.route(fields, app.clock.now()),
-                      app.clock.now())
+    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.router, app.clock.now())
     again = receive(app.sessions, "shop", "reopen", Conversation.from_text("still broken"), ["message:2"],
                     app.clock.now())
     assert (again.status, again.enqueue) == ("corrected", False), "open and corrected: appended only"

@@ -103,9 +103,9 @@ def test_stuck_tickets_are_handed_out_once_per_threshold(sessions: sessionmaker[
     _submit(sessions, "FRESH")
     with sessions.begin() as session:
         session.execute(update(Ticket).where(Ticket.id == stuck_id).values(updated_at=NOW - timedelta(hours=1)))
-    first = lifecycle.sweep(sessions, NOW, timedelta(minutes=10), max_requeues=3, poison_route=DECISION)
+    first = lifecycle.sweep(sessions, NOW, timedelta(minutes=10), max_requeues=3, poison_route=lambda start: DECISION)
     assert [t.ticket_id for t in first.requeued] == [stuck_id] and first.poisoned == []
-    again = lifecycle.sweep(sessions, NOW, timedelta(minutes=10), max_requeues=3, poison_route=DECISION)
+    again = lifecycle.sweep(sessions, NOW, timedelta(minutes=10), max_requeues=3, poison_route=lambda start: DECISION)
     assert again.requeued == [] and again.poisoned == []
     with sessions() as session:
         assert session.get_one(Ticket, stuck_id).requeue_count == 1

@@ -21,6 +21,7 @@ from tests.harness import Stack
 from triage.app import App
 from triage.errors import InputError
 from triage.intake.jsonlines import Refused, Stored, parse_line, submit_lines
+from triage.store.db import upgrade
 from triage.store.models import Conversation, Ticket
 
 
@@ -142,7 +143,9 @@ def test_any_line_parses_or_is_refused_as_input(raw: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    built = build_app(f"sqlite:///{tmp_path_factory.mktemp('lines') / 'triage.sqlite3'}")
+    url = f"sqlite:///{tmp_path_factory.mktemp('lines') / 'triage.sqlite3'}"
+    upgrade(url)
+    built = build_app(url)
     yield built
     built.close()
 

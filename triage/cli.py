@@ -169,12 +169,23 @@ def print_tickets(views: Sequence[Any], schema: TicketSchema, as_json: bool) -> 
 
 
 def _cmd_tickets(args: argparse.Namespace) -> int:
+    from triage.filters import FilterValues
     from triage.store.queries import TicketFilter, list_tickets
 
     app = _app()
-    page = list_tickets(app.sessions, TicketFilter(status=args.status, route=args.route))
+    filters = TicketFilter(status=args.status, route=args.route, priority=args.priority,
+                           assigned_to=args.assigned_to, search=args.search)
+    FilterValues.of(app.settings, app.schema).check(filters)
+    page = list_tickets(app.sessions, filters, order="oldest", limit=args.limit)
     print_tickets(page.items, app.schema, args.json)
     return 0
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -186,6 +197,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = app.settings
     where = {"host": args.host or settings.api.host, "port": args.port or settings.api.port,
              "log_level": args.loglevel.lower(), "log_config": None}  # our handler (logs.configure) writes the lines
+    if args.workers > 1 and settings.api.session_secret is None:
+        print("triage serve: TRIAGE_SESSION_SECRET is not set, so each of the --workers processes signs desk "
+              "sessions with its own random key and a sign-in works on one of them only; set it", file=sys.stderr)
     api = create_app(app)  # refuses unusable settings (a webhook secret) before anything listens
     if args.workers > 1:  # each worker process builds its own app from the same settings
         uvicorn.run("triage.api.app:create_app", factory=True, workers=args.workers, **where)
@@ -328,8 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     tickets = sub.add_parser("tickets", help="list tickets", description="List tickets as a table, or as "
                              "JSON Lines with --json.")
-    tickets.add_argument("--status", help="queued, processing, fallback, routed, needs_review or corrected")
-    tickets.add_argument("--route", help="e.g. hardware-support")
+    tickets.add_argument("--status", help="queued, processing, fallback, routed, needs_review, corrected or resolved")
+    tickets.add_argument("--route", help="e.g. hardware-support (a route of the routing rules)")
+    tickets.add_argument("--priority", help="e.g. P1 (a priority of the routing rules)")
+    tickets.add_argument("--assigned-to", metavar="NAME", help="tickets claimed by this person")
+    tickets.add_argument("--search", metavar="TEXT",
+                         help="case-insensitive text in the conversation or the extracted fields")
+    tickets.add_argument("--limit", type=_positive, metavar="N", help="at most N tickets (oldest first)")
     tickets.add_argument("--json", action="store_true", help="one JSON object per line")
     tickets.set_defaults(func=_cmd_tickets)
 

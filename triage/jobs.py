@@ -92,11 +92,10 @@ def sweep(app: App, *, holder: str | None = None, force: bool = False) -> JobRep
 def _sweep(app: App) -> JobReport:
     worker = app.settings.worker
     now = app.clock.now()
-    poison_route = app.router.fallback(now)
     result = lifecycle.sweep(app.sessions, now, timedelta(seconds=worker.stuck_after_seconds),
-                             app.settings.jobs.max_requeues, poison_route)
+                             app.settings.jobs.max_requeues, app.router.fallback)
     for _ in result.poisoned:
-        metrics.ticket_finished(Status.NEEDS_REVIEW, poison_route.route, None)
+        metrics.ticket_finished(Status.NEEDS_REVIEW, app.settings.routing.fallback.route, None)
     for ticket in result.requeued:
         publish = app.publisher.fallback if ticket.status == Status.FALLBACK else app.publisher.extraction
         publish(ticket.ticket_id)

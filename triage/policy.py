@@ -8,8 +8,10 @@ ticket to the fallback queue with a reason. It touches no database, broker or cl
 so every branch is a unit test::
 
     step = decide(attempt_extraction(extractor.extract, claim.conversation, claim.prior_attempts),
-                  claim.prior_attempts, settings.retry, router, now, extraction=settings.extraction)
+                  claim.prior_attempts, settings.retry, router, claim.sla_started_at,
+                  extraction=settings.extraction)
 
+A finished ticket's SLA counts from ``claim.sla_started_at`` (when the customer's wait began), not now.
 Anything else a task raises goes through :func:`on_exception`, the one rule for the unexpected:
 a database or broker outage (:func:`is_outage`) is retried later with nothing recorded; any
 other exception ends the ticket in the fallback queue with reason ``internal_error`` and the
@@ -127,9 +129,10 @@ def api_failures(attempts: Sequence[Attempt]) -> int:
     return sum(attempt.outcome == "api_error" for attempt in attempts)
 
 
-def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, router: Router, now: datetime,
+def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, router: Router, sla_start: datetime,
            rng: random.Random | None = None, *, extraction: ExtractionSettings | None = None) -> Step:
-    """The next step after ``outcome``; ``prior`` are the run's attempts before this extraction call.
+    """The next step after ``outcome``; ``prior`` are the run's attempts before this extraction call, and a
+    finished ticket's SLA counts from ``sla_start`` (when the customer's wait began, not now).
 
     ``extraction`` holds ``injection_review`` (default: the default settings, review on).
     """
@@ -148,12 +151,12 @@ def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, rou
     if not outcome.ok:
         reason = FallbackReason(outcome.failure_reason or FallbackReason.INVALID_AFTER_ATTEMPTS)
         return SendToFallback(reason, outcome.failure_detail, outcome.attempts, outcome.trimmed, outcome.injection)
-    decision = router.route(outcome.ticket or {}, now)
+    decision = router.route(outcome.ticket or {}, sla_start)
     match = outcome.injection
     if match is not None and holds_for_review(match, decision.priority, extraction or ExtractionSettings()):
         detail = (f"suspected injection (pattern {match.pattern!r} matched {match.text!r}): the answer's route "
                   f"{decision.route} ({decision.priority}) was not used")
-        return HoldForReview(outcome, router.fallback(now), FallbackReason.INJECTION_SUSPECTED, detail)
+        return HoldForReview(outcome, router.fallback(sla_start), FallbackReason.INJECTION_SUSPECTED, detail)
     return Finish(outcome, decision)
 
 

@@ -68,8 +68,8 @@ def _matches(rule: RouteRule, fields: dict[str, Any]) -> bool:
                for key, expected in rule.when.items())
 
 
-def _decide(target: RouteTarget, now: datetime, matched: bool) -> RouteDecision:
-    due = now + timedelta(hours=target.sla_hours)
+def _decide(target: RouteTarget, start: datetime, matched: bool) -> RouteDecision:
+    due = start + timedelta(hours=target.sla_hours)
     return RouteDecision(target.route, target.priority, due, matched)
 
 
@@ -96,13 +96,16 @@ class Router:
         #: The fields some rule reads (what an answer must not be ambiguous about).
         self.fields = frozenset(name for rule in settings.rules for name in rule.when)
 
-    def route(self, fields: dict[str, Any], now: datetime) -> RouteDecision:
-        """The first matching rule's decision, or the fallback target (``matched=False``)."""
-        for rule in self.settings.rules:
-            if _matches(rule, fields):
-                return _decide(rule, now, matched=True)
-        return self.fallback(now)
+    def rule_for(self, fields: dict[str, Any]) -> tuple[int, RouteRule] | None:
+        """The first rule matching ``fields`` and its index in ``routing.rules``; None when none does."""
+        return next(((index, rule) for index, rule in enumerate(self.settings.rules) if _matches(rule, fields)), None)
 
-    def fallback(self, now: datetime) -> RouteDecision:
-        """Where tickets that need a person go (``manual-review`` by default)."""
-        return _decide(self.settings.fallback, now, matched=False)
+    def route(self, fields: dict[str, Any], start: datetime) -> RouteDecision:
+        """The first matching rule's decision, or the fallback target (``matched=False``); the SLA is due
+        its hours after ``start``, when the customer's wait began."""
+        found = self.rule_for(fields)
+        return _decide(found[1], start, matched=True) if found else self.fallback(start)
+
+    def fallback(self, start: datetime) -> RouteDecision:
+        """Where tickets that need a person go (``manual-review`` by default), due its hours after ``start``."""
+        return _decide(self.settings.fallback, start, matched=False)

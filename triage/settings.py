@@ -190,6 +190,10 @@ class WebhookSettings(_Section):
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
 
 
+#: The shortest ``TRIAGE_SESSION_SECRET`` accepted.
+MIN_SESSION_SECRET_CHARS = 32
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -198,6 +202,12 @@ class ApiSettings(_Section):
     page_size_max: int = Field(200, ge=1)
     #: Extracted fields ``GET /tickets`` filters on (each must be a field of the ticket schema).
     filter_fields: list[str] = Field(default_factory=lambda: ["problem_type", "urgent_level"])
+    #: Signs the dispatch desk's session cookies (``TRIAGE_SESSION_SECRET``); unset: a random key per process.
+    session_secret: SecretStr | None = None
+    #: How long a desk sign-in lasts.
+    session_hours: float = Field(12, gt=0)
+    #: How often the desk's queue view refreshes itself.
+    desk_refresh_seconds: float = Field(15, gt=0)
 
     @field_validator("tokens", mode="before")
     @classmethod
@@ -211,6 +221,16 @@ class ApiSettings(_Section):
                 raise ValueError(f"expected name:token pairs separated by commas; check the entry for {name!r}")
             pairs[name.strip()] = token.strip()
         return pairs
+
+    @field_validator("session_secret", mode="before")
+    @classmethod
+    def _session_secret(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None  # TRIAGE_SESSION_SECRET= means unset
+        if isinstance(value, str) and len(value) < MIN_SESSION_SECRET_CHARS:
+            raise ValueError(f"use at least {MIN_SESSION_SECRET_CHARS} random characters "
+                             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return value
 
 
 @dataclass(frozen=True)
@@ -652,6 +672,7 @@ ENV_KEYS: dict[str, str] = {
     "TRIAGE_LOG_FORMAT": "log_format",
     "TRIAGE_CONCURRENCY": "worker.concurrency",
     "TRIAGE_API_TOKENS": "api.tokens",
+    "TRIAGE_SESSION_SECRET": "api.session_secret",
     "TRIAGE_RATE_LIMIT_RPM": "rate_limit.rpm_override",
     "TRIAGE_RATE_LIMIT_TPM": "rate_limit.tpm_override",
     "TRIAGE_EVAL_DATA": "evaluation.data",
@@ -672,7 +693,8 @@ ENV_KEYS: dict[str, str] = {
 WEBHOOK_SECRET_PREFIX = "TRIAGE_WEBHOOK_SECRET_"
 #: Settings whose values are never echoed in an error.
 #: Outbound URLs count: a URL can carry credentials (and a Slack webhook URL is one).
-SECRET_KEYS = ("mimo_api_key", "api.tokens", "webhooks.secrets", "events.endpoints", "alerts.webhook_url",
+SECRET_KEYS = ("mimo_api_key", "api.tokens", "api.session_secret", "webhooks.secrets", "events.endpoints",
+               "alerts.webhook_url",
                *(f"writeback.{name}.{key}" for name in WRITEBACK_PLATFORMS for key in ("token", "url")))
 
 

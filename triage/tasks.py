@@ -59,7 +59,7 @@ def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
     try:
         with _heartbeat(app, claim):
             outcome = attempt_extraction(app.extractor.extract, claim.conversation, claim.prior_attempts)
-        step = decide(outcome, claim.prior_attempts, app.settings.retry, app.router, app.clock.now(),
+        step = decide(outcome, claim.prior_attempts, app.settings.retry, app.router, claim.sla_started_at,
                       extraction=app.settings.extraction)
         return apply_step(app, task, claim, step)
     except CeleryRetry:
@@ -140,7 +140,7 @@ def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
     try:
         with _heartbeat(app, claim):
             result = app.rules.extract(claim.conversation)
-        decision = app.router.fallback(app.clock.now())
+        decision = app.router.fallback(claim.sla_started_at)
         if lifecycle.finish_fallback(app.sessions, claim, result, decision, app.clock.now()):
             metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, result.extractor)
     except Exception as exc:
@@ -148,7 +148,7 @@ def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
         if isinstance(step, Outage):
             _retry(task, step)
         now = app.clock.now()
-        decision = app.router.fallback(now)
+        decision = app.router.fallback(claim.sla_started_at)
         if lifecycle.abandon_fallback(app.sessions, claim, step.reason, step.detail or "", decision, now):
             metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, None)
     return Status.NEEDS_REVIEW

@@ -11,14 +11,17 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
 from triage import __version__, logs
 from triage.api import errors
+from triage.api.desk import DESK_PATH, install_desk
 from triage.api.dispatch import dispatch_router
 from triage.api.docs import install_docs
 from triage.api.metrics import install_metrics
 from triage.api.responses import Health, SafeJSONResponse, documented
+from triage.api.review import review_router
 from triage.api.webhooks import webhook_router
 from triage.app import App
 from triage.settings import load_settings
@@ -52,6 +55,13 @@ def create_app(app: App | None = None, publish: Callable[[int], None] | None = N
     install_docs(api)
     api.include_router(webhook_router(app, publish))
     api.include_router(dispatch_router(app, publish))
+    api.include_router(review_router(app))
+    install_desk(api, app, publish)
+
+    @api.get("/", tags=["desk"], status_code=307, response_class=RedirectResponse,
+             summary="The dispatch desk (public: redirects to it)")
+    def home() -> RedirectResponse:
+        return RedirectResponse(DESK_PATH, status_code=307)
 
     @api.get("/healthz", tags=["health"], summary="200 when the database and the broker are reachable",
              response_model=Health, response_model_exclude_none=True,

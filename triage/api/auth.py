@@ -17,10 +17,24 @@ from pydantic import SecretStr
 _bearer = HTTPBearer(auto_error=False, description="a token from TRIAGE_API_TOKENS")
 
 #: The routes anyone may call without a bearer token (``fnmatch`` patterns over the path): the root,
-#: health and metrics, the webhooks (each checks its platform's signature instead) and the API docs.
-#: The dispatch desk adds its sign-in page and static files here. Every other route needs a token:
-#: ``tests/test_api_fuzz.py`` calls each route the OpenAPI document lists without one and expects 401.
-PUBLIC_ROUTES: tuple[str, ...] = ("/", "/healthz", "/metrics", "/webhooks/*", "/docs", "/docs/*", "/openapi.json")
+#: health and metrics, the webhooks (each checks its platform's signature instead), the API docs, and
+#: the dispatch desk's sign-in page and static files. Every other route needs a token, or is a
+#: :data:`SESSION_ROUTES` page: ``tests/test_api_fuzz.py`` calls each route without one and expects
+#: 401 (a page: a redirect to the sign-in page).
+PUBLIC_ROUTES: tuple[str, ...] = ("/", "/healthz", "/metrics", "/webhooks/*", "/docs", "/docs/*", "/openapi.json",
+                                  "/desk/sign-in", "/desk/static/*")
+#: The dispatch desk's pages: signed in with a session cookie (made from a token), not a bearer header;
+#: without a session they answer 303 to the sign-in page.
+SESSION_ROUTES: tuple[str, ...] = ("/desk/*",)
+
+
+def is_session_route(path: str) -> bool:
+    """Whether ``path`` is a desk page that takes a session cookie instead of a bearer token.
+
+    >>> is_session_route("/desk/tickets/{ticket_id}"), is_session_route("/desk/sign-in")
+    (True, False)
+    """
+    return not is_public(path) and any(fnmatch.fnmatchcase(path, pattern) for pattern in SESSION_ROUTES)
 
 
 def is_public(path: str) -> bool:

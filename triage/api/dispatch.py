@@ -1,6 +1,7 @@
 """The dispatch review API: list, read, correct, claim and reprocess tickets (bearer-token auth).
 
     GET  /tickets?status=routed&order=sla&limit=50   newest first, or SLA-breached first
+         &assigned_to=me&priority=P1&q=wi-fi          held by the caller, of a priority, text search
     GET  /tickets/{id}                               ticket, conversation, attempts, audit events
     PATCH /tickets/{id}  {"urgent_level": "high"}    validated, re-routed, status corrected
     POST /tickets/{id}/claim                         409 when someone else holds it
@@ -15,7 +16,7 @@ and errors become answers in :mod:`triage.api.errors`. Every answer has its mode
 # No `from __future__ import annotations`: FastAPI must see the local `authenticated` dependency
 # and the field-filter model in the endpoint signatures, which string annotations would hide.
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
@@ -34,7 +35,7 @@ from triage.api.responses import (
     documented,
 )
 from triage.app import App
-from triage.errors import InputError
+from triage.filters import FilterValues, as_utc
 from triage.store.queries import (
     Order,
     TicketFilter,
@@ -46,24 +47,17 @@ from triage.store.queries import (
 )
 from triage.tickets import lifecycle
 
+#: ``assigned_to=me``: the caller's tickets.
+ME = "me"
+#: The longest text search accepted.
+SEARCH_MAX_CHARS = 200
+
 
 def _field_filters(names: list[str]) -> type[BaseModel]:
     """A query-parameter model with one optional parameter per filterable ticket field."""
     fields: dict[str, Any] = {name: (str | None, Field(None, description=f"tickets whose {name} is this value"))
                               for name in names}
     return create_model("FieldFilters", **fields)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """``moment`` in UTC (a time without an offset is taken as UTC); 400 when it has no UTC equivalent."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise InputError(f"since={moment.isoformat()} is out of range") from None
 
 
 #: The 422 of a correction: the schema's refusal, or FastAPI's for a body that is not an object.
@@ -78,12 +72,18 @@ def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
                        responses=documented(400, 401))
     page_max = app.settings.api.page_size_max
     FieldFilters = _field_filters(app.settings.api.filter_fields)  # noqa: N806 (a class)
+    allowed = FilterValues.of(app.settings, app.schema)
 
     @router.get("/tickets", summary="List tickets", response_model=TicketPage, responses=documented(422))
     def get_tickets(
+        actor: Annotated[str, Depends(authenticated)],
         by_field: Annotated[FieldFilters, Query()],  # type: ignore[valid-type]
         status_: Annotated[str | None, Query(alias="status")] = None,
         route: str | None = None,
+        priority: str | None = None,
+        assigned_to: Annotated[str | None, Query(description="held by this person; `me`: by the caller")] = None,
+        q: Annotated[str | None, Query(max_length=SEARCH_MAX_CHARS,
+                                       description="case-insensitive text in the conversation or the fields")] = None,
         since: datetime | None = None,
         order: Annotated[Order, Query(description="newest (default), oldest, or sla (breached first)")] = "newest",
         limit: Annotated[int, Query(ge=1, le=page_max)] = 50,
@@ -91,7 +91,10 @@ def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     ) -> dict[str, Any]:
         values = cast(BaseModel, by_field).model_dump()
         wanted = {name: value for name, value in values.items() if value is not None}
-        filters = TicketFilter(status=status_, route=route, fields=wanted, since=_utc(since))
+        holder = actor if assigned_to == ME else assigned_to
+        filters = TicketFilter(status=status_, route=route, priority=priority, fields=wanted, since=as_utc(since),
+                               assigned_to=holder, search=q)
+        allowed.check(filters)
         page = list_tickets(app.sessions, filters, order=order, limit=limit, cursor=cursor)
         return {"items": [view.to_json() for view in page.items], "next_cursor": page.next_cursor}
 
@@ -121,8 +124,7 @@ def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 {"message": message, **({"missing": missing} if missing else {}),
                                  "errors": [{"path": i.path, "message": i.message} for i in issues]})
-        now = app.clock.now()
-        lifecycle.correct(app.sessions, ticket_id, actor, fields, app.router.route(fields, now), now)
+        lifecycle.correct(app.sessions, ticket_id, actor, fields, app.router, app.clock.now())
         return get_ticket(ticket_id)
 
     @router.post("/tickets/{ticket_id}/claim", summary="Assign the ticket to the caller", response_model=Claimed,

@@ -32,7 +32,7 @@ def accept_inbound(sessions: sessionmaker[Session], normalised: Normalised[Inbou
     message = normalised.value
     received = receive(sessions, message.source, message.conversation_key, message.conversation,
                        intake_keys(message), now, customer=message.customer, raw=message.raw,
-                       repaired=normalised.repaired)
+                       repaired=normalised.repaired, sent_at=message.sent_at)
     if received.enqueue:
         enqueue(received.ticket_id)
     return received

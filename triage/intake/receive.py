@@ -84,19 +84,20 @@ def _flag_repaired(ticket: Ticket, repaired: Sequence[str]) -> None:
 
 def _new_conversation(session: Session, source: str, external_id: str, conversation: Conversation,
                       customer: dict[str, Any] | None, raw: dict[str, Any] | None,
-                      now: datetime, repaired: Sequence[str]) -> tuple[ConversationRow, Received]:
+                      now: datetime, repaired: Sequence[str], sent_at: datetime | None = None
+                      ) -> tuple[ConversationRow, Received]:
     row = ConversationRow(source=source, external_id=external_id, customer=customer,
                           messages=conversation.to_dicts(), text=conversation.transcript(), raw_payload=raw,
                           content_hash=content_hash(conversation), received_at=now)
     session.add(row)
-    ticket = lifecycle.open_ticket(session, row, now)
+    ticket = lifecycle.open_ticket(session, row, now, sent_at)
     _flag_repaired(ticket, repaired)
     session.flush()
     return row, Received(ticket.id, ticket.status, duplicate=False, enqueue=True)
 
 
 def _append(session: Session, row: ConversationRow, conversation: Conversation, now: datetime,
-            repaired: Sequence[str]) -> Received:
+            repaired: Sequence[str], sent_at: datetime | None) -> Received:
     ticket = session.execute(select(Ticket).where(Ticket.conversation_id == row.id).with_for_update()).scalar_one()
     stored = Conversation.from_dicts(row.messages)
     fresh = new_messages(stored.messages, conversation.messages)
@@ -105,13 +106,13 @@ def _append(session: Session, row: ConversationRow, conversation: Conversation, 
     merged = Conversation((*stored.messages, *fresh))
     row.messages, row.text, row.content_hash = merged.to_dicts(), merged.transcript(), content_hash(merged)
     _flag_repaired(ticket, repaired)
-    enqueue = lifecycle.append_message(session, ticket, now)
+    enqueue = lifecycle.append_message(session, ticket, now, sent_at)
     return Received(ticket.id, ticket.status, duplicate=False, enqueue=enqueue)
 
 
 def _receive_once(session: Session, source: str, external_id: str, conversation: Conversation,
                   keys: Sequence[str], customer: dict[str, Any] | None, raw: dict[str, Any] | None,
-                  now: datetime, repaired: Sequence[str]) -> Received:
+                  now: datetime, repaired: Sequence[str], sent_at: datetime | None) -> Received:
     seen = session.execute(
         select(Ticket).join(IntakeKey, IntakeKey.conversation_id == Ticket.conversation_id)
         .where(IntakeKey.source == source, IntakeKey.key.in_(keys))
@@ -123,9 +124,10 @@ def _receive_once(session: Session, source: str, external_id: str, conversation:
         .with_for_update()
     ).scalar_one_or_none()
     if row is None:
-        row, received = _new_conversation(session, source, external_id, conversation, customer, raw, now, repaired)
+        row, received = _new_conversation(session, source, external_id, conversation, customer, raw, now, repaired,
+                                          sent_at)
     else:
-        received = _append(session, row, conversation, now, repaired)
+        received = _append(session, row, conversation, now, repaired, sent_at)
     session.add_all(IntakeKey(source=source, key=key, conversation_id=row.id, created_at=now) for key in keys)
     session.flush()
     return received
@@ -133,28 +135,34 @@ def _receive_once(session: Session, source: str, external_id: str, conversation:
 
 def receive(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
             keys: Sequence[str], now: datetime, *, customer: dict[str, Any] | None = None,
-            raw: dict[str, Any] | None = None, repaired: Sequence[str] = ()) -> Received:
+            raw: dict[str, Any] | None = None, repaired: Sequence[str] = (),
+            sent_at: datetime | None = None) -> Received:
     """Store ``conversation`` (new messages) under ``source`` + ``external_id``, exactly once per key;
-    ``repaired`` names the fields intake had to repair (the ticket's ``text_repaired`` flag)."""
+    ``repaired`` names the fields intake had to repair (the ticket's ``text_repaired`` flag), ``sent_at`` is
+    when the platform says the customer wrote them (the SLA's start)."""
     for _ in range(RACE_RETRIES):
         try:
             with sessions.begin() as session:
-                return _receive_once(session, source, external_id, conversation, keys, customer, raw, now, repaired)
+                return _receive_once(session, source, external_id, conversation, keys, customer, raw, now, repaired,
+                                     sent_at)
         except IntegrityError:  # a concurrent delivery inserted the same row first: read its result
             continue
     raise ConflictError(f"{source}/{external_id}: could not store the message after {RACE_RETRIES} tries")
 
 
 def submit(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
-           now: datetime, *, customer: dict[str, Any] | None = None, repaired: Sequence[str] = ()) -> Received:
-    """Store a submitted conversation and its ``queued`` ticket; the same source + id returns the existing one
-    (``duplicate``) and enqueues nothing. ``repaired`` as for :func:`receive`."""
+           now: datetime, *, customer: dict[str, Any] | None = None, repaired: Sequence[str] = (),
+           sent_at: datetime | None = None) -> Received:
+    """Store a submitted conversation and its ``queued`` ticket (its SLA counting from ``sent_at`` when given);
+    the same source + id returns the existing one (``duplicate``) and enqueues nothing. ``repaired`` as for
+    :func:`receive`."""
     existing = _find(sessions, source, external_id)
     if existing is not None:
         return existing
     try:
         with sessions.begin() as session:  # the line is the conversation: no raw copy
-            return _new_conversation(session, source, external_id, conversation, customer, None, now, repaired)[1]
+            return _new_conversation(session, source, external_id, conversation, customer, None, now, repaired,
+                                     sent_at)[1]
     except IntegrityError:  # a concurrent submit of the same conversation won the race
         found = _find(sessions, source, external_id)
         if found is None:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.conversation import Conversation, Message
 from triage.errors import InputError
 from triage.intake.messages import parse_messages
+from triage.intake.platforms.base import platform_time
 from triage.intake.receive import Received, submit
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class Submission:
     external_id: str
     conversation: Conversation
     customer: dict[str, Any] | None = None
+    #: When the customer wrote (the line's ``created_at``): the SLA counts from it.
+    sent_at: datetime | None = None
 
 
 def _required_string(data: dict[str, Any], key: str) -> str:
@@ -54,7 +57,8 @@ def _messages(data: dict[str, Any]) -> tuple[Message, ...]:
 
 
 def parse_submission(data: object) -> Submission:
-    """Check one ``{"source", "external_id", "text" | "messages", "customer"?}`` object."""
+    """Check one ``{"source", "external_id", "text" | "messages", "customer"?, "created_at"?}`` object
+    (``created_at``: when the customer wrote, ISO 8601 or unix seconds)."""
     if not isinstance(data, dict):
         raise SubmissionError("expected a JSON object")
     source = _required_string(data, "source")
@@ -62,7 +66,11 @@ def parse_submission(data: object) -> Submission:
     customer = data.get("customer")
     if customer is not None and not isinstance(customer, dict):
         raise SubmissionError('"customer" must be an object when given')
-    return Submission(source, external_id, Conversation(_messages(data)), customer)
+    created = data.get("created_at")
+    sent_at = platform_time(created) if created is not None else None
+    if created is not None and sent_at is None:
+        raise SubmissionError('"created_at" must be an ISO 8601 time or unix seconds when given')
+    return Submission(source, external_id, Conversation(_messages(data)), customer, sent_at)
 
 
 def accept(sessions: sessionmaker[Session], normalised: Normalised[Submission], enqueue: Callable[[int], None],
@@ -70,7 +78,7 @@ def accept(sessions: sessionmaker[Session], normalised: Normalised[Submission], 
     """Store the (normalised) submission, then (after the commit) enqueue its ticket unless it already existed."""
     submission = normalised.value
     received = submit(sessions, submission.source, submission.external_id, submission.conversation, now,
-                      customer=submission.customer, repaired=normalised.repaired)
+                      customer=submission.customer, repaired=normalised.repaired, sent_at=submission.sent_at)
     if received.enqueue:
         enqueue(received.ticket_id)
     return received

@@ -87,11 +87,20 @@ class Conversation(Base):
     ticket: Mapped[Ticket] = relationship(back_populates="conversation")
 
 
+#: The trigram index behind the desk's search (``pg_trgm``): PostgreSQL only, so SQLite and
+#: ``alembic check`` on it leave it out (``migrations/env.py``).
+SEARCH_INDEX = "ix_tickets_search_text_trgm"
+POSTGRESQL_ONLY_INDEXES = frozenset({SEARCH_INDEX})
+
+
 class Ticket(Base):
     __tablename__ = "tickets"
-    #: The sweep's two questions: what waits (status, updated_at) and whose lease ran out (status, lease_until).
+    #: The sweep's two questions: what waits (status, updated_at) and whose lease ran out (status, lease_until);
+    #: and the search's trigram index (PostgreSQL only).
     __table_args__ = (Index("ix_tickets_status_updated_at", "status", "updated_at"),
-                      Index("ix_tickets_status_lease_until", "status", "lease_until"))
+                      Index("ix_tickets_status_lease_until", "status", "lease_until"),
+                      Index(SEARCH_INDEX, "search_text", postgresql_using="gin",
+                            postgresql_ops={"search_text": "gin_trgm_ops"}).ddl_if(dialect="postgresql"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), unique=True)
@@ -101,6 +110,9 @@ class Ticket(Base):
     route: Mapped[str | None] = mapped_column(String(64), index=True)
     priority: Mapped[str | None] = mapped_column(String(16))
     sla_due_at: Mapped[datetime | None]
+    #: When the customer's wait began, the start of the SLA: the conversation's first customer message as the
+    #: platform dates it, else when triage received it; a reopening message starts it again.
+    sla_started_at: Mapped[datetime]
     extractor: Mapped[str | None] = mapped_column(String(16))
     model: Mapped[str | None] = mapped_column(String(64))
     schema_version: Mapped[str | None] = mapped_column(String(32))
@@ -126,6 +138,9 @@ class Ticket(Base):
     #: What people should know about how this ticket was read, by name (``triage.tickets.states.Flag``),
     #: each with its detail, e.g. ``{"injection_suspected": {"pattern": "...", "text": "..."}}``.
     flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    #: What the desk's search reads: the conversation and the field values, case-folded
+    #: (:mod:`triage.store.search`), so SQLite and PostgreSQL find the same tickets.
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     conversation: Mapped[Conversation] = relationship(back_populates="ticket")
     attempts: Mapped[list[Attempt]] = relationship(back_populates="ticket", order_by="Attempt.id")

@@ -25,7 +25,9 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.errors import InputError, NotFoundError
+from triage.store import search
 from triage.store.models import MAX_ID, Attempt, Conversation, Event, Ticket
+from triage.text import repair_text
 from triage.tickets.states import OPEN, Action, Status, sources
 
 Order = Literal["newest", "oldest", "sla"]
@@ -37,6 +39,23 @@ class TicketNotFoundError(NotFoundError):
     def __init__(self, ticket_id: int) -> None:
         super().__init__(f"no ticket {ticket_id}")
         self.ticket_id = ticket_id
+
+
+#: Ticket ids are 32-bit integer keys: a larger id names no ticket (and must not reach PostgreSQL).
+MAX_TICKET_ID = 2**31 - 1
+
+
+def known_ticket_id(ticket_id: int) -> int:
+    """``ticket_id`` when a ticket could have it, else :class:`TicketNotFoundError` (never a database error).
+
+    >>> known_ticket_id(2**31)
+    Traceback (most recent call last):
+    ...
+    triage.store.queries.TicketNotFoundError: no ticket 2147483648
+    """
+    if not 0 < ticket_id <= MAX_TICKET_ID:
+        raise TicketNotFoundError(ticket_id)
+    return ticket_id
 
 
 class CursorError(InputError):
@@ -52,6 +71,10 @@ class TicketFilter:
     fields: Mapping[str, str] = field(default_factory=dict)
     since: datetime | None = None
     ids: Sequence[int] | None = None
+    #: The person holding the ticket (its ``assigned_to``).
+    assigned_to: str | None = None
+    #: Case-insensitive substring of the conversation or the field values (:mod:`triage.store.search`).
+    search: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,15 +144,17 @@ def _decode(cursor: str) -> dict[str, Any]:
 
 def _filtered(query: Select[Any], filters: TicketFilter) -> Select[Any]:
     for column, value in ((Ticket.status, filters.status), (Ticket.route, filters.route),
-                          (Ticket.priority, filters.priority)):
-        if value is not None:
-            query = query.where(column == value)
+                          (Ticket.priority, filters.priority), (Ticket.assigned_to, filters.assigned_to)):
+        if value is not None:  # repaired: a NUL in a query string must not reach PostgreSQL
+            query = query.where(column == repair_text(value).text)
     for name, wanted in filters.fields.items():
-        query = query.where(Ticket.fields[name].as_string() == wanted)
+        query = query.where(Ticket.fields[name].as_string() == repair_text(wanted).text)
     if filters.since is not None:
         query = query.where(Ticket.created_at >= filters.since)
     if filters.ids is not None:
         query = query.where(Ticket.id.in_(filters.ids))
+    if filters.search and filters.search.strip():
+        query = query.where(search.matches(filters.search))
     return query
 
 
@@ -197,6 +222,7 @@ def ticket_detail(sessions: sessionmaker[Session], ticket_id: int) -> dict[str, 
                        "fallback_detail": ticket.fallback_detail, "fallback_raw_output": ticket.fallback_raw_output,
                        "run": ticket.run, "finished_at": _iso(ticket.finished_at),
                        "resolved_at": _iso(ticket.resolved_at), "trimmed": ticket.trimmed,
+                       "sla_started_at": _iso(ticket.sla_started_at),
                        "flags": dict(ticket.flags or {})},
             "conversation": {"id": conversation.id, "source": conversation.source,
                              "external_id": conversation.external_id, "customer": conversation.customer,
@@ -229,6 +255,14 @@ def sla_breached(now: datetime) -> ColumnElement[bool]:
     """The one definition of an SLA breach, for the desk, ``/queues``, alerts and metrics: the clock is
     past the ticket's ``sla_due_at`` and the ticket is not ``resolved``."""
     return and_(Ticket.sla_due_at.is_not(None), Ticket.sla_due_at < now, Ticket.status != Status.RESOLVED)
+
+
+def breached_among(sessions: sessionmaker[Session], ids: Sequence[int], now: datetime) -> set[int]:
+    """Which of the tickets ``ids`` are breached (:func:`sla_breached`)."""
+    if not ids:
+        return set()
+    with sessions() as session:
+        return set(session.scalars(select(Ticket.id).where(Ticket.id.in_(ids), sla_breached(now))))
 
 
 def queue_stats(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any]:
@@ -286,6 +320,15 @@ def transient_failures(sessions: sessionmaker[Session], reasons: Sequence[str], 
             select(Ticket.id).where(Ticket.status == Status.NEEDS_REVIEW, Ticket.fallback_reason.in_(reasons),
                                     Ticket.fallback_retried.is_(False), Ticket.finished_at <= finished_before)
             .order_by(Ticket.id)))
+
+
+def holder_of(sessions: sessionmaker[Session], ticket_id: int) -> str | None:
+    """Who holds the ticket (``assigned_to``); :class:`TicketNotFoundError` when there is no such ticket."""
+    with sessions() as session:
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise TicketNotFoundError(ticket_id)
+        return ticket.assigned_to
 
 
 def current_fields(sessions: sessionmaker[Session], ticket_id: int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ audit :class:`~triage.store.models.Event` whose before and after come from :func
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,8 @@ from triage.errors import ConflictError
 from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
-from triage.routing import RouteDecision
+from triage.routing import RouteDecision, Router
+from triage.store import search
 from triage.store.db import changed_rows
 from triage.store.models import Attempt, Event, Ticket
 from triage.store.models import Conversation as ConversationRow
@@ -66,13 +67,16 @@ class Claim:
     run: int
     conversation: Conversation
     prior_attempts: list[AttemptRecord]
+    #: The start of the ticket's SLA: routing counts the due time from here, not from when the run ends.
+    sla_started_at: datetime
 
 
 def snapshot(ticket: Ticket) -> dict[str, Any]:
     """What every audit event records, before and after the change."""
     return {"status": ticket.status, "fields": ticket.fields, "route": ticket.route, "priority": ticket.priority,
             "sla_due_at": ticket.sla_due_at.isoformat() if ticket.sla_due_at else None,
-            "extractor": ticket.extractor, "assigned_to": ticket.assigned_to,
+            "extractor": ticket.extractor, "model": ticket.model, "schema_version": ticket.schema_version,
+            "prompt_version": ticket.prompt_version, "assigned_to": ticket.assigned_to,
             "fallback_reason": ticket.fallback_reason}
 
 
@@ -156,6 +160,7 @@ def _store_result(ticket: Ticket, result: ExtractionResult, decision: RouteDecis
     ticket.schema_version, ticket.prompt_version = result.schema_version, result.prompt_version
     ticket.trimmed = ticket.trimmed or result.trimmed
     flag_injection(ticket, result.injection)
+    search.refresh(ticket)
     _drop_lease(ticket)
     ticket.finished_at = now
 
@@ -173,20 +178,32 @@ def flag_injection(ticket: Ticket, match: InjectionMatch | None) -> None:
 
 # ---- birth and new messages (in the intake's transaction) ----------------------------------------
 
-def open_ticket(session: Session, conversation: ConversationRow, now: datetime) -> Ticket:
-    """A new ``queued`` ticket for a new conversation (the caller publishes it after the commit)."""
-    ticket = Ticket(conversation=conversation, status=Status.QUEUED, run=1, created_at=now, updated_at=now, flags={})
+def wait_began(sent_at: datetime | None, now: datetime) -> datetime:
+    """When the customer started waiting: the platform's time for the message, never later than ``now``
+    (a sender's clock may run ahead), else ``now``."""
+    return min(sent_at, now) if sent_at is not None else now
+
+
+def open_ticket(session: Session, conversation: ConversationRow, now: datetime,
+                sent_at: datetime | None = None) -> Ticket:
+    """A new ``queued`` ticket for a new conversation (the caller publishes it after the commit); its SLA
+    counts from ``sent_at``, the platform's time for the first customer message, when given."""
+    ticket = Ticket(conversation=conversation, status=Status.QUEUED, run=1, created_at=now, updated_at=now, flags={},
+                    sla_started_at=wait_began(sent_at, now))
+    search.refresh(ticket)
     session.add(ticket)
     return ticket
 
 
-def append_message(session: Session, ticket: Ticket, now: datetime) -> bool:
+def append_message(session: Session, ticket: Ticket, now: datetime, sent_at: datetime | None = None) -> bool:
     """The customer wrote again (the caller already stored the text): ``True`` when a new extraction
     run starts and must be published after the commit.
 
-    A ``resolved`` ticket reopens; an open ``corrected`` one keeps the person's fields; a ``queued``
-    one's coming extraction reads the new text anyway.
+    A ``resolved`` ticket reopens, its SLA counting again from this message (``sent_at``, else ``now``);
+    an open ``corrected`` one keeps the person's fields; a ``queued`` one's coming extraction reads the
+    new text anyway.
     """
+    search.refresh(ticket)
     before = snapshot(ticket)
     reopening = ticket.status == Status.RESOLVED
     step = _apply(ticket, Action.APPEND_MESSAGE, now)
@@ -194,6 +211,7 @@ def append_message(session: Session, ticket: Ticket, now: datetime) -> bool:
         return False
     if reopening:
         ticket.resolved_at = None
+        ticket.sla_started_at = wait_began(sent_at, now)
     _audit(session, ticket, INTAKE_ACTOR, EventKind.REOPENED if reopening else EventKind.NEW_MESSAGE, before, now)
     return True
 
@@ -216,7 +234,8 @@ def _claim(sessions: sessionmaker[Session], ticket_id: int, action: Action, now:
             select(Attempt).where(Attempt.ticket_id == ticket_id, Attempt.run == changed.run).order_by(Attempt.id)
         ).all()
         conversation = Conversation.from_dicts(ticket.conversation.messages)
-        return Claim(ticket_id, str(changed.lease_token), changed.run, conversation, [_to_record(a) for a in attempts])
+        return Claim(ticket_id, str(changed.lease_token), changed.run, conversation, [_to_record(a) for a in attempts],
+                     ticket.sla_started_at)
 
 
 def claim(sessions: sessionmaker[Session], ticket_id: int, now: datetime, lease_seconds: float) -> Claim | None:
@@ -353,7 +372,7 @@ class Sweep:
 
 
 def sweep(sessions: sessionmaker[Session], now: datetime, older_than: timedelta, max_requeues: int,
-          poison_route: RouteDecision) -> Sweep:
+          poison_route: Callable[[datetime], RouteDecision]) -> Sweep:
     """Tickets to publish again: ``processing``/``fallback`` ones whose worker's lease ran out (its
     worker died: they are taken back at once), and ``queued``/``fallback`` ones nobody holds that have
     waited longer than ``older_than`` (a lost message; a long backlog is younger than that).
@@ -362,8 +381,8 @@ def sweep(sessions: sessionmaker[Session], now: datetime, older_than: timedelta,
     finds nothing is cheap. A ticket whose lease ran out loses it (``processing`` goes back to
     ``queued``); each one's ``updated_at`` is bumped and ``requeue_count`` incremented in the same
     transaction, so it is handed out once per threshold; the caller re-publishes them. A ticket
-    already re-enqueued ``max_requeues`` times goes to ``needs_review`` on ``poison_route`` with
-    reason ``poison`` instead.
+    already re-enqueued ``max_requeues`` times goes to ``needs_review`` with reason ``poison`` instead,
+    on the route ``poison_route`` gives for the ticket's SLA start (``router.fallback``).
     """
     cutoff = now - older_than
     due = or_(Ticket.next_attempt_at.is_(None), Ticket.next_attempt_at < cutoff)
@@ -386,7 +405,8 @@ def sweep(sessions: sessionmaker[Session], now: datetime, older_than: timedelta,
     return Sweep(requeued, poisoned)
 
 
-def _poison(session: Session, ticket: Ticket, decision: RouteDecision, now: datetime) -> None:
+def _poison(session: Session, ticket: Ticket, route: Callable[[datetime], RouteDecision], now: datetime) -> None:
+    decision = route(ticket.sla_started_at)
     before = snapshot(ticket)
     _apply(ticket, Action.POISON, now)
     ticket.fallback_reason = FallbackReason.POISON
@@ -399,15 +419,23 @@ def _poison(session: Session, ticket: Ticket, decision: RouteDecision, now: date
 
 # ---- a person's actions ---------------------------------------------------------------------------
 
-def correct(sessions: sessionmaker[Session], ticket_id: int, actor: str, fields: dict[str, Any],
-            decision: RouteDecision, now: datetime) -> None:
-    """Store a person's (already validated) fields and their route; status ``corrected``."""
+def correct(sessions: sessionmaker[Session], ticket_id: int, actor: str, fields: dict[str, Any], router: Router,
+            now: datetime) -> None:
+    """Store a person's (already validated) fields and their route; status ``corrected``.
+
+    The SLA is the route's, counted from the ticket's SLA start (not from the correction): a correction
+    that leaves the route and priority as they were leaves the due time alone.
+    """
     with sessions.begin() as session:
         ticket = _locked(session, ticket_id)
         before = snapshot(ticket)
         _apply(ticket, Action.CORRECT, now)
+        decision = router.route(fields, ticket.sla_started_at)
+        if (decision.route, decision.priority) != (ticket.route, ticket.priority) or ticket.sla_due_at is None:
+            ticket.sla_due_at = decision.sla_due_at
         ticket.fields = fields
-        ticket.route, ticket.priority, ticket.sla_due_at = decision.route, decision.priority, decision.sla_due_at
+        ticket.route, ticket.priority = decision.route, decision.priority
+        search.refresh(ticket)
         ticket.extractor = HUMAN_EXTRACTOR
         _drop_lease(ticket)
         ticket.finished_at = now

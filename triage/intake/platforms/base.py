@@ -16,6 +16,7 @@ import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 from triage.conversation import Conversation
@@ -47,6 +48,9 @@ class InboundMessage:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     platform_ticket_id: str | None = None
     platform_account_id: str | None = None
+    #: When the customer wrote this delivery's (first) message, as the platform dates it; the SLA counts
+    #: from it. None when the payload does not say.
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,30 @@ def optional_ident(data: Mapping[str, Any], key: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
         return None
     return str(value).strip()
+
+
+def platform_time(value: object) -> datetime | None:
+    """A payload's timestamp (unix seconds, or ISO-8601 with any number of fractional digits; naive means
+    UTC) as an aware datetime; None for anything else: a bad date never refuses a webhook.
+
+    >>> platform_time(1700000000).isoformat(), platform_time("2024-07-23T18:02:49.353123456Z").isoformat()
+    ('2023-11-14T22:13:20+00:00', '2024-07-23T18:02:49.353123+00:00')
+    >>> platform_time("soon"), platform_time(True)
+    (None, None)
+    """
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str) and value.strip():
+            head, dot, rest = value.strip().partition(".")
+            if dot:  # Python parses at most 6 fractional digits: trim the rest, keep the zone suffix
+                digits = len(rest) - len(rest.lstrip("0123456789"))
+                head = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
+            moment = datetime.fromisoformat(head)
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
 
 
 def text_of(value: object) -> str:

@@ -46,6 +46,7 @@ from .base import (
     obj,
     object_or_empty,
     optional_ident,
+    platform_time,
     require_header,
     same,
     text_of,
@@ -134,7 +135,7 @@ class Chatwoot(BasePlatform):
             customer=customer_of(id=sender.get("id"), name=sender.get("name"), email=sender.get("email"),
                                  phone=sender.get("phone_number")),
             raw=data, platform_ticket_id=optional_ident(conversation, "display_id") or conversation_id,
-            platform_account_id=account_id)
+            platform_account_id=account_id, sent_at=platform_time(data.get("created_at")))
 
     def _conversation_created(self, headers: Mapping[str, str], data: dict[str, Any]) -> InboundMessage | Ignored:
         conversation_id = ident(data, "id")
@@ -158,7 +159,7 @@ class Chatwoot(BasePlatform):
             customer=customer_of(id=sender.get("id"), name=sender.get("name"), email=sender.get("email"),
                                  phone=sender.get("phone_number")),
             raw=data, platform_ticket_id=optional_ident(data, "display_id") or conversation_id,
-            platform_account_id=account_id)
+            platform_account_id=account_id, sent_at=platform_time(incoming[0].get("created_at")))
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
         """Headers a signing Chatwoot sends (``delivery_id`` defaults to one derived from the body)."""

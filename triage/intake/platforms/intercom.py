@@ -39,6 +39,7 @@ from .base import (
     load_json,
     obj,
     optional_ident,
+    platform_time,
     require_header,
     same,
     text_of,
@@ -104,7 +105,7 @@ class Intercom(BasePlatform):
         conversation_id = ident(item, "id", "data.item.")
         part = _latest_customer_part(item) if topic == USER_REPLIED else None
         if part is not None:
-            text, author = html_to_text(text_of(part.get("body"))), part.get("author")
+            text, author, sent = html_to_text(text_of(part.get("body"))), part.get("author"), part.get("created_at")
             key = f"part:{part['id']}" if part.get("id") else derived_id("sha256:", text.encode())
         else:
             source = item.get("source") or item.get("conversation_message")
@@ -112,6 +113,7 @@ class Intercom(BasePlatform):
                 raise WebhookPayloadError('"data.item.source" is required and must be an object')
             text = join_text(html_to_text(text_of(source.get("subject"))), html_to_text(text_of(source.get("body"))))
             key, author = f"source:{source['id']}" if source.get("id") else "source", source.get("author")
+            sent = item.get("created_at")
         if not text:
             return Ignored("no customer text")
         author = author if isinstance(author, dict) else {}
@@ -121,7 +123,8 @@ class Intercom(BasePlatform):
             delivery_id=notification_id if isinstance(notification_id, str) and notification_id else None,
             conversation=Conversation.from_text(text),
             customer=customer_of(id=author.get("id"), name=author.get("name"), email=author.get("email")),
-            raw=data, platform_ticket_id=conversation_id, platform_account_id=optional_ident(data, "app_id"))
+            raw=data, platform_ticket_id=conversation_id, platform_account_id=optional_ident(data, "app_id"),
+            sent_at=platform_time(sent))
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
         """Headers Intercom sends; ``now`` and ``delivery_id`` are unused (the notification id is in the body)."""

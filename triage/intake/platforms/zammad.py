@@ -41,6 +41,7 @@ from .base import (
     load_json,
     obj,
     object_or_empty,
+    platform_time,
     require_header,
     same,
     text_of,
@@ -121,7 +122,7 @@ class Zammad(BasePlatform):
             conversation=Conversation.from_text(text),
             customer=customer_of(id=person.get("id", ticket.get("customer_id")), name=name,
                                  email=person.get("email")),
-            raw=data, platform_ticket_id=ticket_id)
+            raw=data, platform_ticket_id=ticket_id, sent_at=platform_time(article.get("created_at")))
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
         """Headers Zammad sends with a token set (``delivery_id`` defaults to one derived from the body)."""

@@ -43,6 +43,7 @@ from .base import (
     load_json,
     obj,
     optional_ident,
+    platform_time,
     require_header,
     same,
     text_of,
@@ -90,17 +91,9 @@ MESSAGING_SAMPLE: dict[str, Any] = {
 
 def parse_timestamp(value: str) -> float:
     """Unix seconds of an ISO-8601 timestamp (naive means UTC; >6 fractional digits allowed)."""
-    text = value.strip()
-    head, dot, rest = text.partition(".")
-    if dot:  # Python parses at most 6 fractional digits: trim the rest, keep the zone suffix
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise WebhookAuthError(f"{TIMESTAMP_HEADER} is not ISO-8601: {value[:40]!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+    moment = platform_time(value)
+    if moment is None:
+        raise WebhookAuthError(f"{TIMESTAMP_HEADER} is not ISO-8601: {value[:40]!r}")
     return moment.timestamp()
 
 
@@ -140,7 +133,8 @@ class Zendesk(BasePlatform):
         text = join_text(text_of(detail.get("subject")), text_of(detail.get("description")))
         if not text:
             return Ignored("no customer text")
-        return self._message(data, ticket_id, "ticket.created", text, customer_of(id=detail.get("requester_id")))
+        return self._message(data, ticket_id, "ticket.created", text, customer_of(id=detail.get("requester_id")),
+                             detail.get("created_at"))
 
     def _message_added(self, data: dict[str, Any]) -> InboundMessage | Ignored:
         event = obj(data, "event")
@@ -156,13 +150,15 @@ class Zendesk(BasePlatform):
         return self._message(data, ticket_id, ident(message, "id", "event.message."), text, customer)
 
     def _message(self, data: dict[str, Any], ticket_id: str, message_key: str, text: str,
-                 customer: dict[str, Any] | None) -> InboundMessage:
+                 customer: dict[str, Any] | None, sent: object = None) -> InboundMessage:
+        """The message; it was written at ``sent`` when the payload says, else at the event's ``time``."""
         event_id = data.get("id")
         return InboundMessage(
             source=self.name, conversation_key=ticket_id, message_key=message_key,
             delivery_id=str(event_id) if isinstance(event_id, str | int) and str(event_id) else None,
             conversation=Conversation.from_text(text), customer=customer, raw=data,
-            platform_ticket_id=ticket_id, platform_account_id=optional_ident(data, "account_id"))
+            platform_ticket_id=ticket_id, platform_account_id=optional_ident(data, "account_id"),
+            sent_at=platform_time(sent) or platform_time(data.get("time")))
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]:
         """Headers Zendesk sends; ``delivery_id`` is unused (Zendesk's event id is in the body)."""
