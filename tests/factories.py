@@ -4,6 +4,8 @@ and the few steps tests take a ticket through (submit, finish with the rules ext
     app = build_app(migrated_database_url, TRIAGE__JOBS__MAX_REQUEUES="2")
     ticket_id = submit(app, "A-1", "My router is broken")
     finish_with_rules(app, ticket_id)
+    ticket_id = receive_from(app, "zendesk", "35436", "22129848", "My watch is dead")   # with the platform's ids
+    outcomes = run_deliveries(app, recording(app))     # the outbox's deliveries, one attempt each
 
 The HTTP service on a test database (the ``api`` fixture in conftest.py serves one)::
 
@@ -32,7 +34,10 @@ from triage.api.app import create_app
 from triage.app import App
 from triage.conversation import Conversation
 from triage.intake.platforms import sample_payloads, signed_request
+from triage.intake.receive import PlatformIds, receive
 from triage.intake.receive import submit as store_submission
+from triage.outbox import send
+from triage.outbox.outbox import Wait
 from triage.queues import Publisher
 from triage.schema import TicketSchema
 from triage.settings import Settings, load_settings
@@ -94,6 +99,15 @@ def submit(app: App, external_id: str, text: str = "My router is broken", source
     return store_submission(app.sessions, source, external_id, Conversation.from_text(text), app.clock.now()).ticket_id
 
 
+def receive_from(app: App, platform: str, platform_ticket_id: str, account_id: str | None = None,
+                 text: str = "My router is broken", message: str = "m1") -> int:
+    """Store a message as a platform's webhook does (its own ticket id and account kept for write-back),
+    without publishing; its ticket id."""
+    return receive(app.sessions, platform, platform_ticket_id, Conversation.from_text(text),
+                   [f"message:{platform_ticket_id}:{message}"], app.clock.now(),
+                   platform=PlatformIds(platform_ticket_id, account_id)).ticket_id
+
+
 def finish_with_rules(app: App, ticket_id: int) -> lifecycle.Claim:
     """Claim the ticket and finish it with the rules extractor's ticket on its route (``routed``)."""
     claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), lease_seconds=60)
@@ -128,12 +142,16 @@ class RecordingPublisher(Publisher):
     def __init__(self) -> None:  # no Celery app: nothing is sent
         self.extractions: list[int] = []
         self.fallbacks: list[int] = []
+        self.deliveries: list[str] = []
 
     def extraction(self, ticket_id: int) -> None:
         self.extractions.append(ticket_id)
 
     def fallback(self, ticket_id: int) -> None:
         self.fallbacks.append(ticket_id)
+
+    def delivery(self, delivery_id: str) -> None:
+        self.deliveries.append(delivery_id)
 
 
 def recording(app: App) -> RecordingPublisher:
@@ -205,3 +223,11 @@ def serve(database_url: str, **env: str) -> Iterator[Service]:
     with TestClient(create_app(parts, publish=enqueued.append)) as client:
         yield Service(client, parts, enqueued)
     parts.close()
+def run_deliveries(app: App, publisher: RecordingPublisher) -> dict[str, str | Wait]:
+    """One attempt of each delivery published so far (and of those published meanwhile, e.g. a
+    ``delivery.failed`` event), as the ``deliveries`` task makes it: each delivery's outcome."""
+    outcomes: dict[str, str | Wait] = {}
+    while publisher.deliveries:
+        delivery_id = publisher.deliveries.pop(0)
+        outcomes[delivery_id] = send.attempt(app.outbox, app.senders, app.clock, delivery_id)
+    return outcomes

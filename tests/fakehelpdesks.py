@@ -94,6 +94,8 @@ class FakeHelpdesk(Loopback):
     def __init__(self) -> None:
         self.tickets: dict[str, FakeTicket] = {}
         self.requests: list[Recorded] = []
+        #: Seconds every answer takes (a real platform is not instant), besides any scripted lateness.
+        self.latency = 0.0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._script: list[Scripted] = []
         self._lock = threading.RLock()
@@ -202,8 +204,8 @@ class FakeHelpdesk(Loopback):
                     body = raw.decode("utf-8", "replace")
                 parts = urlsplit(self.path)
                 answer, late = fake._dispatch(self.command, parts.path, parse_qs(parts.query), dict(self.headers), body)
-                if late:
-                    time.sleep(late)
+                if late or fake.latency:
+                    time.sleep(max(late, fake.latency))
                 self._send(answer)
 
             def _send(self, answer: Answer) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -35,7 +36,12 @@ class Loopback:
     """Serves ``handler`` on ``127.0.0.1:port`` (0: any free port) while the ``with`` block runs."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
-        self._server = LoopbackServer((HOST, port), handler)
+        self._handler_class = handler
+        self.restarts = 0
+        self._listen(port)
+
+    def _listen(self, port: int) -> None:
+        self._server = LoopbackServer((HOST, port), self._handler_class)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_SECONDS,), daemon=True)
 
     @property
@@ -50,3 +56,13 @@ class Loopback:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def restart(self, down_seconds: float) -> None:
+        """Stop listening (connections are refused), wait ``down_seconds``, listen again on the same port, as
+        a peer's outage looks from outside (what the subclass holds, e.g. a helpdesk's tickets, stays)."""
+        port = self._server.server_address[1]
+        self.__exit__()
+        time.sleep(down_seconds)
+        self._listen(port)
+        self._thread.start()
+        self.restarts += 1

@@ -34,6 +34,27 @@ def test_each_platform_sample_becomes_one_ticket(api: Service, source: str) -> N
     assert api.enqueued == [1] and api.count(Ticket) == 1
 
 
+#: The platform's own ticket (conversation) id and account in each sample, kept for write-back.
+PLATFORM_IDS = {"generic": (None, None), "zendesk": ("35436", "22129848"), "intercom": ("147", "a86dr8yl"),
+                "chatwoot": ("12", "1"), "zammad": ("5", None), "freshdesk": ("5123", None)}
+
+
+@pytest.mark.parametrize("source", sorted(SECRETS))
+def test_intake_keeps_the_platforms_own_ids_for_writeback(api: Service, source: str) -> None:
+    assert api.post(source).status_code == 202
+    with api.parts.sessions() as session:
+        conversation = session.scalars(select(Conversation)).one()
+    assert (conversation.platform_ticket_id, conversation.platform_account_id) == PLATFORM_IDS[source]
+
+
+def test_a_platform_id_longer_than_any_platforms_is_not_kept(api: Service) -> None:
+    payload = sample_payloads()["zendesk"]
+    payload["detail"]["id"] = "9" * 65
+    assert api.post("zendesk", payload).status_code == 202
+    with api.parts.sessions() as session:
+        assert session.scalars(select(Conversation.platform_ticket_id)).one() is None
+
+
 def test_stored_conversation_keeps_the_customer_text(api: Service) -> None:
     payload = {"external_id": "ZH-1", "text": "我的手环充不进电了，希望尽快处理",
                "customer": {"email": "li@example.com"}}

@@ -17,7 +17,7 @@ from triage.tickets import lifecycle
 
 COMMANDS = [[], ["db"], ["db", "upgrade"], ["db", "downgrade"], ["db", "current"], ["db", "history"], ["db", "check"],
             ["worker"], ["beat"], ["submit"], ["tickets"], ["serve"], ["demo"],
-            ["sweep"], ["retry-fallback"], ["reprocess"], ["purge"],
+            ["sweep"], ["retry-fallback"], ["reprocess"], ["purge"], ["deliveries"],
             ["evaluate"]]
 
 

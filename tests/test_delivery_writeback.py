@@ -6,7 +6,9 @@ every error class (404 gone; 401/403/409/422 failed with the platform's words, n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,30 @@ def test_correction_of_the_priority_swaps_only_the_priority_tag(platform: Rig) -
     deliver(platform.adapter, platform.write("d-1", "hardware-support", "P3"))
     assert platform.state == platform.case.support_p3
     deliver(platform.adapter, platform.write("d-2", "hardware-support", "P2", previous=("hardware-support", "P3")))
+    assert platform.state == platform.case.support_p2
+    assert platform.tags == sorted([*AGENT_TAGS, "triage_hardware-support", "triage_p2"])
+
+
+def test_a_resolve_adds_its_tag_moves_nothing_and_the_write_after_a_reopen_removes_it(platform: Rig) -> None:
+    platform.ticket()
+    deliver(platform.adapter, platform.write("d-1", "hardware-escalation", "P1"))
+    routed = platform.state
+    resolve = replace(platform.write("d-2", "hardware-escalation", "P1", previous=("hardware-escalation", "P1")),
+                      resolved=True)
+    platform.fake.tickets[platform.case.ticket_id].group = 777  # an agent moved it meanwhile
+    before = len(platform.fake.calls())
+    deliver(platform.adapter, resolve)
+    assert platform.state == (777, routed[1])
+    assert platform.tags == sorted([*AGENT_TAGS, *ESCALATION_TAGS, "triage_resolved"])
+    sent = [call.path + json.dumps(call.body) for call in platform.fake.calls()[before:] if call.method != "GET"]
+    assert sent and not [text for text in sent for word in ("group", "team", "priority", "assignments", "/parts")
+                         if word in text]
+    notes = platform.fake.tickets[platform.case.ticket_id].notes
+    assert len(notes) == 2 and "this ticket was resolved (hardware-escalation, P1)" in notes[-1].body
+
+    reopened = replace(platform.write("d-3", "hardware-support", "P2", previous=("hardware-escalation", "P1")),
+                       previous_resolved=True)
+    deliver(platform.adapter, reopened)
     assert platform.state == platform.case.support_p2
     assert platform.tags == sorted([*AGENT_TAGS, "triage_hardware-support", "triage_p2"])
 

@@ -17,7 +17,7 @@ from triage.intake.receive import submit
 from triage.retention import RETENTION_ACTOR, purge_expired
 from triage.settings import SettingsError, load_settings
 from triage.store.db import make_engine, make_sessionmaker
-from triage.store.models import Attempt, Conversation, Event, IntakeKey, Ticket
+from triage.store.models import Attempt, Conversation, Delivery, Event, IntakeKey, Ticket
 from triage.store.purge import PurgeCounts, PurgeRecord, purge_before
 from triage.tickets.states import Status
 
@@ -35,7 +35,8 @@ def sessions(migrated_database_url: str) -> Iterator[sessionmaker[Session]]:
 
 def _stored(sessions: sessionmaker[Session], key: str, received: datetime, status: str = Status.ROUTED,
             updated: datetime | None = None) -> int:
-    """A conversation with its ticket, two attempts, an audit event and an intake key; returns its id."""
+    """A conversation with its ticket, two attempts, an audit event with its outbox delivery and an intake key;
+    returns its id."""
     text = ConversationValue.from_text(f"alice@example.com {key}")
     outcome = submit(sessions, "shop", key, text, received)
     with sessions.begin() as session:
@@ -43,7 +44,12 @@ def _stored(sessions: sessionmaker[Session], key: str, received: datetime, statu
         ticket.status, ticket.updated_at = status, updated or received
         ticket.conversation.received_at = received
         session.add_all([Attempt(ticket_id=ticket.id, run=1, n=n, model="m", outcome="valid") for n in (1, 2)])
-        session.add(Event(ticket_id=ticket.id, actor="alice", kind="claimed"))
+        event = Event(ticket_id=ticket.id, actor="alice", kind="claimed")
+        session.add(event)
+        session.flush()
+        session.add(Delivery(id=f"dlv_{key}", ticket_id=ticket.id, event_id=event.id, kind="event", target="endpoint:1",
+                             target_name="events endpoint hooks.example.com", topic="ticket.claimed",
+                             payload={"body": "{}"}, status="delivered", created_at=received, updated_at=received))
         session.add(IntakeKey(source="shop", key=f"delivery-{key}", conversation_id=ticket.conversation_id))
         return ticket.conversation_id
 
@@ -51,7 +57,7 @@ def _stored(sessions: sessionmaker[Session], key: str, received: datetime, statu
 def _left(sessions: sessionmaker[Session]) -> dict[str, int]:
     with sessions() as session:
         return {model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
-                for model in (Conversation, Ticket, Attempt, Event, IntakeKey)}
+                for model in (Conversation, Ticket, Attempt, Event, Delivery, IntakeKey)}
 
 
 def _external_ids(sessions: sessionmaker[Session]) -> set[str]:
@@ -69,17 +75,19 @@ def test_old_finished_conversations_go_with_everything_hanging_off_them(sessions
 
     report = purge_before(sessions, CUTOFF, actor="cli", clock=ManualClock(NOW))
 
-    assert report.counts == PurgeCounts(conversations=3, tickets=3, attempts=6, events=3, intake_keys=3)
+    assert report.counts == PurgeCounts(conversations=3, tickets=3, attempts=6, events=3, intake_keys=3, deliveries=3)
     assert report.kept == 2
     assert _external_ids(sessions) == {"old-queued", "old-touched", "recent"}
-    assert _left(sessions) == {"conversations": 3, "tickets": 3, "attempts": 6, "events": 3, "intake_keys": 3}
+    assert _left(sessions) == {"conversations": 3, "tickets": 3, "attempts": 6, "events": 3, "deliveries": 3,
+                               "intake_keys": 3}
     with sessions() as session:
         (record,) = session.scalars(select(PurgeRecord))
     assert (record.id, record.actor, record.before, record.started_at, record.finished_at) == (
         report.purge_id, "cli", CUTOFF, NOW, NOW)
-    assert (record.conversations, record.tickets, record.attempts, record.events, record.intake_keys) == (3, 3, 6, 3, 3)
+    assert (record.conversations, record.tickets, record.attempts, record.events, record.intake_keys,
+            record.deliveries) == (3, 3, 6, 3, 3, 3)
     assert report.summary() == (
-        "purged 3 conversations (3 tickets, 6 attempts, 3 events, 3 intake keys) received before "
+        "purged 3 conversations (3 tickets, 6 attempts, 3 events, 3 deliveries, 3 intake keys) received before "
         f"{CUTOFF.isoformat()}; kept 2 received before then whose ticket is not finished or changed since; "
         f"logged as purge {report.purge_id}")
 
@@ -89,7 +97,7 @@ def test_dry_run_counts_and_deletes_nothing(sessions: sessionmaker[Session]) -> 
     _stored(sessions, "recent", RECENT)
     before = _left(sessions)
     report = purge_before(sessions, CUTOFF, actor="cli", dry_run=True, clock=ManualClock(NOW))
-    assert report.counts == PurgeCounts(1, 1, 2, 1, 1) and report.purge_id is None
+    assert report.counts == PurgeCounts(1, 1, 2, 1, 1, 1) and report.purge_id is None
     assert report.summary().startswith("would purge 1 conversations")
     assert _left(sessions) == before
     with sessions() as session:
@@ -103,7 +111,7 @@ def test_batches_report_progress_and_add_up(sessions: sessionmaker[Session]) -> 
     report = purge_before(sessions, CUTOFF, actor="cli", batch_size=2, progress=lambda *p: seen.append(p),
                           clock=ManualClock(NOW))
     assert seen == [(2, 5), (4, 5), (5, 5)]
-    assert report.counts == PurgeCounts(5, 5, 10, 5, 5)
+    assert report.counts == PurgeCounts(5, 5, 10, 5, 5, 5)
     again = purge_before(sessions, CUTOFF, actor="cli", clock=ManualClock(NOW))
     assert again.counts == PurgeCounts() and again.purge_id == (report.purge_id or 0) + 1
 
@@ -152,8 +160,9 @@ def test_purge_command(stack: Stack) -> None:
 
     done = stack.cli("purge", "--before", cutoff)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"purged 3 conversations (3 tickets, 6 attempts, 3 events, 3 intake keys) "
-                                  f"received before {cutoff}T00:00:00+00:00") and "logged as purge 1" in done.stdout
+    assert done.stdout.startswith("purged 3 conversations (3 tickets, 6 attempts, 3 events, 3 deliveries, "
+                                  f"3 intake keys) received before {cutoff}T00:00:00+00:00")
+    assert "logged as purge 1" in done.stdout
     assert "purge [##############################] 3/3" in done.stderr
     assert _external_ids(stack.sessions) == {"today"}
 

@@ -18,6 +18,8 @@ from tests.harness import clean_environ, free_port
 from triage import cli
 from triage.store.db import alembic_config, make_engine
 
+#: The migration before the latest: where a database one release behind stands.
+
 COMMANDS = {"worker": ["worker"], "beat": ["beat", "--schedule", "{tmp}/schedule"], "serve": ["serve", "--port", "1"]}
 
 

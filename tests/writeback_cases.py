@@ -8,9 +8,10 @@ contract's environment variables.
 
 from __future__ import annotations
 
+import base64
 import json
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,12 +204,35 @@ P3 = 2
 CASES = [ZENDESK, INTERCOM, CHATWOOT, ZAMMAD, FRESHDESK]
 
 
+#: An events receiver's secret in the tests (``whsec_`` + base64 of 24 bytes).
+EVENTS_SECRET = "whsec_" + base64.b64encode(b"triage-events-test-key-1").decode()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An ``[[events.endpoints]]`` entry."""
+
+    url: str
+    events: tuple[str, ...]
+    secret: str = EVENTS_SECRET
+
+
+def config_file(tmp_path: Path, tables: str, *, note: bool = True, endpoints: Sequence[Endpoint] = (),
+                name: str = "triage.toml") -> Path:
+    """A config file: the shipped routing, ``[writeback]`` (``note``, links, the tests' timeout) with the
+    platforms' ``tables``, and ``endpoints``."""
+    head = f'[writeback]\nnote = {str(note).lower()}\ntriage_url = "{TRIAGE_URL}"\ntimeout_seconds = {TIMEOUT}\n'
+    events = "".join(f'[[events.endpoints]]\nurl = "{e.url}"\nsecret = "{e.secret}"\nevents = {json.dumps(e.events)}\n'
+                     for e in endpoints)
+    config = tmp_path / name
+    config.write_text(ROUTING_TOML + head + tables + events, encoding="utf-8")
+    return config
+
+
 def settings_for(case: Case, base_url: str, tmp_path: Path, *, note: bool = True, toml: str | None = None,
                  env: dict[str, str] | None = None) -> Settings:
     """The shipped routing plus ``[writeback]`` for ``case``, credentials from the contract's variables."""
-    config = tmp_path / "triage.toml"
-    head = f'[writeback]\nnote = {str(note).lower()}\ntriage_url = "{TRIAGE_URL}"\ntimeout_seconds = {TIMEOUT}\n'
-    config.write_text(ROUTING_TOML + head + (case.toml if toml is None else toml), encoding="utf-8")
+    config = config_file(tmp_path, case.toml if toml is None else toml, note=note)
     return load_settings({"TRIAGE_CONFIG": str(config), **case.env(base_url), **(env or {})})
 
 

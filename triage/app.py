@@ -4,6 +4,9 @@ The HTTP app, the CLI, the demo and the Celery tasks receive an :class:`App` ins
 module globals; only the Celery entry module (:mod:`triage.worker`) builds one at import. The
 app carries the clock, so leases, SLAs, countdowns and jobs are tested by moving it.
 
+Every audited decision records the outbox's deliveries in its own transaction (:class:`Outbox`, installed
+on the app's sessions, publishes them after the commit).
+
 Building checks what every process relies on before it takes any work: the database and broker
 URLs (:func:`triage.startup.check_urls`), the schema file, every routing rule against the schema,
 and the fields the listings filter on; each failure is a :class:`~triage.errors.ConfigError`
@@ -31,6 +34,8 @@ from triage.extraction.extractor import LLMExtractor
 from triage.extraction.llm import LLMClient
 from triage.extraction.model_chain import ModelChain
 from triage.extraction.rules import RulesExtractor
+from triage.outbox.outbox import Outbox
+from triage.outbox.send import Senders
 from triage.queues import Publisher, create_celery
 from triage.ratelimit import RateLimiter, make_rate_limiter
 from triage.routing import Router
@@ -64,9 +69,15 @@ class App:
     celery: Celery
     publisher: Publisher
     rules: RulesExtractor = field(init=False)
+    outbox: Outbox = field(init=False)
 
     def __post_init__(self) -> None:
         self.rules = RulesExtractor(self.schema)
+        # publishes through whatever self.publisher is at commit time (tests swap it for a recording one)
+        # a delivery attempt has no heartbeat: its claim lasts as long as any attempt may (all steps' timeouts)
+        self.outbox = Outbox(self.settings, self.sessions, lambda key: self.publisher.delivery_or_log(key),
+                             lease_seconds=self.settings.worker.stuck_after_seconds)
+        self.outbox.install()
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> App:
@@ -104,11 +115,18 @@ class App:
                             acquire=self.limiter.acquire, privacy=self.settings.privacy,
                             routing_fields=self.router.fields)
 
+    @cached_property
+    def senders(self) -> Senders:
+        """This process's outbound HTTP clients (write-back adapters, events, alerts), built when first used."""
+        return Senders(self.settings, self.clock)
+
     @property
     def extractor(self) -> LLMExtractor | RulesExtractor:
         """The primary extractor chosen by ``TRIAGE_EXTRACTOR``."""
         return self.llm if self.settings.extractor == "llm" else self.rules
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections and the outbound HTTP clients."""
+        if "senders" in self.__dict__:
+            self.senders.close()
         self.engine.dispose()

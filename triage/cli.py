@@ -186,6 +186,32 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
+#: ``triage deliveries``'s table (``--json`` has every field, the error in full).
+DELIVERY_COLUMNS = ("id", "ticket_id", "kind", "target", "topic", "status", "attempts", "next_attempt_at", "last_error")
+ERROR_COLUMN_CHARS = 60
+
+
+def _cmd_deliveries(args: argparse.Namespace) -> int:
+    from triage.outbox.states import DeliveryStatus
+    from triage.store.deliveries import list_deliveries
+
+    app = _app()
+    if args.retry or args.retry_all:
+        retried = app.outbox.retry(app.clock.now(), args.retry or (), all_failed=args.retry_all)
+        print(f"retried {len(retried)} deliveries" + (": " + " ".join(retried) if retried else ""))
+        return 0
+    status = DeliveryStatus.FAILED if args.failed else (DeliveryStatus(args.status) if args.status else None)
+    views = list_deliveries(app.sessions, status=status, ticket_id=args.ticket, limit=args.limit).items
+    if args.json:
+        for view in views:
+            print(json.dumps(view.to_json(), ensure_ascii=False))
+        return 0
+    rows = [view.to_json() for view in views]
+    for row in rows:
+        row["next_attempt_at"] = (row["next_attempt_at"] or "")[:19].replace("T", " ")
+        row["last_error"] = (row["last_error"] or "")[:ERROR_COLUMN_CHARS]
+    print(format_table(rows, DELIVERY_COLUMNS))
+    return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -305,6 +331,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from triage.outbox.states import DeliveryStatus
+    from triage.queues import QUEUES
+
     parser = argparse.ArgumentParser(
         prog="triage",
         description="Customer-service ticket triage: extract a ticket from each conversation with an LLM "
@@ -318,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a Celery worker", description="Run a Celery worker (threads "
                             "pool) that extracts, routes and stores tickets.")
     worker.add_argument("--concurrency", type=int, help="threads (default: worker.concurrency in config)")
-    worker.add_argument("--queues", default="triage,fallback", help="comma-separated (default: %(default)s)")
+    worker.add_argument("--queues", default=",".join(QUEUES), help="comma-separated, of "
+                        f"{', '.join(QUEUES)} (default: all; e.g. --queues deliveries for a worker of the outbox only)")
     worker.add_argument("--loglevel", default="INFO", help="default: %(default)s")
     worker.add_argument("--hostname", help="Celery node name, e.g. worker1@%%h (%%h: this host's name); "
                         "default: triage-<pid>@<host>, unique per process")
@@ -351,6 +381,22 @@ def build_parser() -> argparse.ArgumentParser:
     tickets.add_argument("--limit", type=_positive, metavar="N", help="at most N tickets (oldest first)")
     tickets.add_argument("--json", action="store_true", help="one JSON object per line")
     tickets.set_defaults(func=_cmd_tickets)
+
+    deliveries = sub.add_parser("deliveries", help="list or retry the outbox's deliveries", description="List the "
+                                "outbox's deliveries (write-back to the helpdesks, signed events, alerts), newest "
+                                "first, as a table or JSON Lines; or put failed ones back in the queue with a fresh "
+                                "budget of writeback.max_attempts attempts (steps already done are not done again).")
+    shown = deliveries.add_mutually_exclusive_group()
+    shown.add_argument("--failed", action="store_true", help="only failed deliveries (same as --status failed)")
+    shown.add_argument("--status", choices=[s.value for s in DeliveryStatus], help="only deliveries in this status")
+    deliveries.add_argument("--ticket", type=int, metavar="ID", help="only this ticket's deliveries")
+    deliveries.add_argument("--limit", type=int, default=100, help="at most this many (default: %(default)s)")
+    deliveries.add_argument("--json", action="store_true", help="one JSON object per line")
+    retry_what = deliveries.add_mutually_exclusive_group()
+    retry_what.add_argument("--retry", action="append", metavar="ID", help="retry this failed (or gone) delivery; "
+                            "may be given more than once")
+    retry_what.add_argument("--retry-all", action="store_true", help="retry every failed delivery")
+    deliveries.set_defaults(func=_cmd_deliveries)
 
     serve = sub.add_parser("serve", help="run the HTTP service (webhooks, dispatch review)", description="Run "
                            "the HTTP service: POST /webhooks/{source}, the dispatch review API, GET /healthz; "

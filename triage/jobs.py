@@ -8,6 +8,10 @@
 - :func:`reprocess`: a new extraction for tickets made with a given schema or prompt version,
   or with a status since a time; never for a ticket a person corrected.
 - :func:`purge_expired`: the retention purge (``privacy.retention_days``), when it is on.
+- :func:`sla_alerts`: one alert per SLA breach (``[alerts] webhook_url``), through the outbox.
+
+The sweep also re-publishes the outbox's deliveries whose message was lost (pending past due, or
+held by a worker whose lease ran out).
 
 Each job takes its lock first (:func:`triage.store.jobs.try_lock`), so two beats never run it
 twice, and publishes each ticket after its commit. ``force=True`` (``triage sweep --force``) runs
@@ -34,7 +38,8 @@ from triage.tickets import lifecycle
 from triage.tickets.states import EventKind, Status
 
 Progress = Callable[[int, int], None]
-SWEEP, RETRY_FALLBACK, REPROCESS, PURGE = "sweep-stuck", "retry-fallback", "reprocess", "purge-expired"
+SWEEP, RETRY_FALLBACK, REPROCESS, PURGE, SLA_ALERTS = ("sweep-stuck", "retry-fallback", "reprocess",
+                                                      "purge-expired", "sla-alerts")
 HOLDER_MAX_CHARS = 48
 
 
@@ -52,12 +57,15 @@ class JobReport:
     requeued: list[int] = field(default_factory=list)
     poisoned: list[int] = field(default_factory=list)
     forced: bool = False
+    #: Outbox deliveries published again (the sweep).
+    deliveries: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         if not self.ran:
             return f"{self.job}: skipped, another {'forced ' if self.forced else ''}run holds the lock"
         text = f"{self.job}: {len(self.selected)} selected, {len(self.requeued)} re-enqueued"
-        return text + (f", {len(self.poisoned)} poisoned" if self.poisoned else "")
+        text += f", {len(self.poisoned)} poisoned" if self.poisoned else ""
+        return text + (f", {len(self.deliveries)} deliveries re-published" if self.deliveries else "")
 
 
 def _locked(app: App, job: str, holder: str | None, interval: float) -> bool:
@@ -100,7 +108,9 @@ def _sweep(app: App) -> JobReport:
         publish = app.publisher.fallback if ticket.status == Status.FALLBACK else app.publisher.extraction
         publish(ticket.ticket_id)
     ids = [t.ticket_id for t in result.requeued]
-    return JobReport(SWEEP, selected=ids + result.poisoned, requeued=ids, poisoned=result.poisoned)
+    deliveries = app.outbox.sweep(now, timedelta(seconds=worker.stuck_after_seconds))
+    return JobReport(SWEEP, selected=ids + result.poisoned, requeued=ids, poisoned=result.poisoned,
+                     deliveries=deliveries)
 
 
 def _reextract_each(app: App, report: JobReport, progress: Progress | None, kind: EventKind, *,
@@ -162,3 +172,14 @@ def purge_expired(app: App, *, holder: str | None = None) -> str:
         return f"{PURGE}: skipped, another run holds the lock"
     report = retention.purge_expired(app.sessions, app.settings, app.clock)
     return f"{PURGE}: retention off" if report is None else report.summary()
+
+
+def sla_alerts(app: App, *, holder: str | None = None) -> str:
+    """Alert once for each ticket whose SLA is breached (nothing while ``[alerts] webhook_url`` is unset)."""
+    if not _locked(app, SLA_ALERTS, holder, app.settings.alerts.sla_check_interval_seconds):
+        return f"{SLA_ALERTS}: skipped, another run holds the lock"
+    if app.settings.alerts.webhook_url is None:
+        return f"{SLA_ALERTS}: alerts off"
+    raised = app.outbox.raise_sla_alerts(app.clock.now())
+    tickets = f" (tickets {', '.join(map(str, raised))})" if raised else ""
+    return f"{SLA_ALERTS}: {len(raised)} breaches alerted{tickets}"

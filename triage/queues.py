@@ -9,6 +9,7 @@ Publishing goes by task name (``send_task``), so the HTTP service and the CLI ne
 
     publisher = Publisher(create_celery(settings))
     publisher.extraction(ticket_id)          # after the commit that made it necessary
+    publisher.delivery(delivery_id)          # the outbox does this after each commit that recorded one
 """
 
 from __future__ import annotations
@@ -27,13 +28,18 @@ log = logging.getLogger(__name__)
 
 TRIAGE_QUEUE = "triage"
 FALLBACK_QUEUE = "fallback"
-QUEUES = (TRIAGE_QUEUE, FALLBACK_QUEUE)
+#: The outbox's deliveries (write-back, events, alerts): a queue of their own, so a platform that keeps
+#: failing never holds up extraction, and it can have workers of its own (``--queues deliveries``).
+DELIVERIES_QUEUE = "deliveries"
+QUEUES = (TRIAGE_QUEUE, FALLBACK_QUEUE, DELIVERIES_QUEUE)
 
 EXTRACT_TASK = "triage.extract"
 FALLBACK_TASK = "triage.fallback"
 SWEEP_TASK = "triage.sweep_stuck"
 RETRY_FALLBACK_TASK = "triage.retry_fallback"
 PURGE_TASK = "triage.purge_expired"
+DELIVER_TASK = "triage.deliver"
+SLA_ALERTS_TASK = "triage.sla_alerts"
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -53,6 +59,7 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options=_transport_options(settings),
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue=TRIAGE_QUEUE,
+        task_routes={DELIVER_TASK: {"queue": DELIVERIES_QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -66,6 +73,7 @@ def create_celery(settings: Settings) -> Celery:
             "sweep-stuck": {"task": SWEEP_TASK, "schedule": worker.sweep_interval_seconds},
             "retry-fallback": {"task": RETRY_FALLBACK_TASK, "schedule": settings.jobs.retry_fallback_interval_seconds},
             "purge-expired": {"task": PURGE_TASK, "schedule": settings.jobs.purge_interval_seconds},
+            "sla-alerts": {"task": SLA_ALERTS_TASK, "schedule": settings.alerts.sla_check_interval_seconds},
         },
     )
     return celery
@@ -85,6 +93,14 @@ class Publisher:
         """Publish the fallback task (raises the broker's error when it is down)."""
         self._celery.send_task(FALLBACK_TASK, args=(ticket_id,), queue=FALLBACK_QUEUE)
 
+    def delivery(self, delivery_id: str) -> None:
+        """Publish the outbox's delivery task (raises the broker's error when it is down)."""
+        self._celery.send_task(DELIVER_TASK, args=(delivery_id,), queue=DELIVERIES_QUEUE)
+
+    def delivery_or_log(self, delivery_id: str) -> None:
+        """Publish; when the broker is down, log it: the sweep re-publishes the delivery."""
+        self._or_log(self.delivery, delivery_id, "delivery")
+
     def extraction_or_log(self, ticket_id: int) -> None:
         """Publish; when the broker is down, log it: the sweep re-publishes the ticket."""
         self._or_log(self.extraction, ticket_id)
@@ -93,8 +109,8 @@ class Publisher:
         self._or_log(self.fallback, ticket_id)
 
     @staticmethod
-    def _or_log(publish: Any, ticket_id: int) -> None:
+    def _or_log(publish: Any, key: int | str, what: str = "ticket") -> None:
         try:
-            publish(ticket_id)
+            publish(key)
         except BrokerError as exc:
-            log.warning("ticket %s is stored but not enqueued (%s); the sweep job will publish it", ticket_id, exc)
+            log.warning("%s %s is stored but not enqueued (%s); the sweep job will publish it", what, key, exc)

@@ -574,6 +574,8 @@ class AlertsSettings(_Section):
     timeout_seconds: float = Field(10.0, gt=0)
     #: Triage priorities that alert when a ticket is routed with them.
     priorities: list[str] = Field(default_factory=lambda: ["P1"])
+    #: How often beat looks for SLA breaches to alert on (each breach alerts once).
+    sla_check_interval_seconds: float = Field(60, gt=0)
 
 
 def _default_sqlite(name: str) -> str:
@@ -616,7 +618,8 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _visibility_outlasts_waits(self) -> Settings:
-        longest_wait = max(self.retry.backoff_max_seconds, self.retry.retry_after_max_seconds)
+        longest_wait = max(self.retry.backoff_max_seconds, self.retry.retry_after_max_seconds,
+                           self.writeback.retry_after_max_seconds)
         longest_task = self.extraction.attempts * self.extraction.timeout_seconds
         if self.worker.visibility_timeout_seconds <= longest_wait + longest_task:
             raise ValueError(

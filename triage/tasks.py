@@ -21,6 +21,8 @@ from celery.exceptions import Retry as CeleryRetry
 from triage import jobs, metrics
 from triage.app import App
 from triage.heartbeat import Heartbeat
+from triage.outbox import send
+from triage.outbox.outbox import Wait
 from triage.policy import (
     Defer,
     Finish,
@@ -33,7 +35,15 @@ from triage.policy import (
     decide,
     on_exception,
 )
-from triage.queues import EXTRACT_TASK, FALLBACK_TASK, PURGE_TASK, RETRY_FALLBACK_TASK, SWEEP_TASK
+from triage.queues import (
+    DELIVER_TASK,
+    EXTRACT_TASK,
+    FALLBACK_TASK,
+    PURGE_TASK,
+    RETRY_FALLBACK_TASK,
+    SLA_ALERTS_TASK,
+    SWEEP_TASK,
+)
 from triage.settings import SettingsError
 from triage.tickets import lifecycle
 from triage.tickets.states import Status
@@ -154,6 +164,14 @@ def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
     return Status.NEEDS_REVIEW
 
 
+def deliver(app: App, task: Task[Any, Any], delivery_id: str) -> str:
+    """One attempt of an outbox delivery; a retry (or a wait for an older write-back) is a Celery retry."""
+    outcome = send.attempt(app.outbox, app.senders, app.clock, delivery_id)
+    if isinstance(outcome, Wait):
+        raise task.retry(countdown=outcome.seconds, max_retries=None)
+    return outcome
+
+
 def celery_for(app: App) -> Celery:
     """``app``'s Celery app with the tasks registered, ready for a worker or beat."""
     celery = app.celery
@@ -169,11 +187,24 @@ def celery_for(app: App) -> Celery:
         """Fill a failed ticket in with the rules extractor and leave it for a person."""
         return fallback(app, task, ticket_id)
 
+    @celery.task(bind=True, name=DELIVER_TASK, max_retries=None, shared=False)
+    def deliver_one(task: Task[Any, Any], delivery_id: str) -> str:
+        """Write back, send an event or post an alert: one attempt of one outbox delivery."""
+        return deliver(app, task, delivery_id)
+
+    @celery.task(name=SLA_ALERTS_TASK, shared=False)
+    def sla_alerts() -> str:
+        """Raise one alert per SLA breach (``[alerts] webhook_url``)."""
+        summary = jobs.sla_alerts(app)
+        log.info("%s", summary)
+        return summary
+
     @celery.task(name=SWEEP_TASK, shared=False)
     def sweep_stuck() -> str:
-        """Take back tickets whose lease ran out; re-publish those left ``queued``/``fallback`` past the threshold."""
+        """Take back tickets whose lease ran out; re-publish those left ``queued``/``fallback`` past the threshold,
+        and deliveries whose message was lost."""
         report = jobs.sweep(app)
-        if report.requeued or report.poisoned:
+        if report.requeued or report.poisoned or report.deliveries:
             log.warning("%s", report.summary())
         return report.summary()
 

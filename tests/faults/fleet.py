@@ -40,14 +40,16 @@ SOURCE = "faults"
 MARKER = re.compile(r"\[FLT-\d{5}\]")
 FINISHED = ("routed", "needs_review")
 #: Small, mutually consistent timings (the settings check wants visibility > longest wait + longest task:
-#: 20 > max(2, 5) + 3 * 2). The lease and its heartbeat keep their defaults (60 s, renewed every 20 s), so
-#: the recovery time measured after a kill is the one a deployment gets; a kill test also runs the sweep
-#: at its default interval (:data:`DEFAULT_SWEEP`).
+#: 20 > max(2, 5, 5) + 3 * 2). ``stuck_after`` is also a worker's claim on a delivery. The ticket lease and
+#: its heartbeat keep their defaults (60 s, renewed every 20 s), so the recovery time measured after a kill is
+#: the one a deployment gets; a kill test also runs the sweep at its default interval (:data:`DEFAULT_SWEEP`).
 FAULT_SETTINGS = {
     "TRIAGE__EXTRACTION__TIMEOUT_SECONDS": "2",
     "TRIAGE__RETRY__BACKOFF_BASE_SECONDS": "0.2",
     "TRIAGE__RETRY__BACKOFF_MAX_SECONDS": "2",
     "TRIAGE__RETRY__RETRY_AFTER_MAX_SECONDS": "5",
+    "TRIAGE__WRITEBACK__RETRY_AFTER_MAX_SECONDS": "5",
+    "TRIAGE__WRITEBACK__TIMEOUT_SECONDS": "2",
     "TRIAGE__RETRY__MAX_RETRIES": "3",
     "TRIAGE__WORKER__STUCK_AFTER_SECONDS": "15",
     "TRIAGE__WORKER__SWEEP_INTERVAL_SECONDS": "2",

@@ -43,7 +43,8 @@ def _finished(stack: Stack, external_id: str) -> int:
     with stack.sessions.begin() as session:
         conversation = ConversationRow(source=SOURCE, external_id=external_id, messages=[], text="broken router",
                                        content_hash="0" * 64)
-        ticket = Ticket(conversation=conversation, status="routed", finished_at=datetime.now(UTC))
+        now = datetime.now(UTC)
+        ticket = Ticket(conversation=conversation, status="routed", sla_started_at=now, finished_at=now)
         session.add_all([conversation, ticket])
         session.flush()
         session.add_all([Attempt(ticket_id=ticket.id, run=1, n=1, model="m", outcome="valid"),

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from triage import __version__, logs
 from triage.api import errors
+from triage.api.deliveries import deliveries_router
 from triage.api.desk import DESK_PATH, install_desk
 from triage.api.dispatch import dispatch_router
 from triage.api.docs import install_docs
@@ -57,6 +58,7 @@ def create_app(app: App | None = None, publish: Callable[[int], None] | None = N
     api.include_router(dispatch_router(app, publish))
     api.include_router(review_router(app))
     install_desk(api, app, publish)
+    api.include_router(deliveries_router(app))
 
     @api.get("/", tags=["desk"], status_code=307, response_class=RedirectResponse,
              summary="The dispatch desk (public: redirects to it)")

@@ -28,7 +28,7 @@ from triage.settings import PlatformWriteback, RouteMapping, WritebackSettings
 from .errors import FailedDeliveryError
 from .http import Peer
 from .note import already_posted, note_lines
-from .tags import TagChange, priority_tag, route_tag, triage_tags
+from .tags import TagChange, priority_tag, resolved_tag, route_tag, triage_tags
 from .write import Write, ticket_link
 
 #: A platform id that may go into a URL path: letters, digits, ``_``, ``-``.
@@ -133,8 +133,15 @@ class BaseAdapter(Generic[SectionT]):
     def mapping(self, route: str | None) -> RouteMapping | None:
         return self.section.routes.get(route) if route else None
 
+    def destination(self, write: Write) -> Any:
+        """The route's mapping when ``write`` moves the ticket (not for a resolve), else None."""
+        return self.section.routes.get(write.route) if write.moves else None
+
     def target_priority(self, write: Write) -> Any:
-        """The platform priority: the route's own, else the one mapped from triage's priority, else None."""
+        """The platform priority: the route's own, else the one mapped from triage's priority, else None
+        (always None for a resolve, which moves nothing)."""
+        if not write.moves:
+            return None
         own = getattr(self.mapping(write.route), "priority", None)
         return own if own is not None else self.section.priorities.get(write.priority)
 
@@ -146,6 +153,10 @@ class BaseAdapter(Generic[SectionT]):
             previous += [route_tag(prefix, write.previous_route), *self._mapped_tags(write.previous_route)]
         if write.previous_priority:
             previous.append(priority_tag(prefix, write.previous_priority))
+        if write.resolved:
+            current.append(resolved_tag(prefix))
+        elif write.previous_resolved:
+            previous.append(resolved_tag(prefix))
         return TagChange.between(current, previous)
 
     def _mapped_tags(self, route: str) -> list[str]:
@@ -160,7 +171,8 @@ class BaseAdapter(Generic[SectionT]):
         if resumed and already_posted(self.existing_notes(write), write.delivery_id):
             return
         link = ticket_link(self.settings.triage_url, write.ticket_id)
-        self.post_note(write, note_lines(write.delivery_id, write.route, write.priority, write.fields, link))
+        self.post_note(write, note_lines(write.delivery_id, write.route, write.priority, write.fields, link,
+                                         resolved=write.resolved))
 
     def ticket_id(self, write: Write, step: str, *, numeric: bool = True) -> str:
         """The platform id, checked before it goes into a URL path (it came from a webhook payload)."""

@@ -40,7 +40,7 @@ class ChatwootAdapter(BaseAdapter[ChatwootWriteback]):
 
     def actions(self, write: Write) -> dict[str, StepAction]:
         actions: dict[str, StepAction] = {}
-        mapping = self.section.routes.get(write.route)
+        mapping = self.destination(write)
         if mapping is not None and mapping.team_id is not None:
             actions["team"] = self._team
         if self.target_priority(write) is not None:

@@ -51,7 +51,7 @@ class FreshdeskAdapter(BaseAdapter[FreshdeskWriteback]):
             raise self.peer.retry("ticket", "answered without the ticket's tags")
         current = [str(tag) for tag in listed]
         update: dict[str, Any] = {}
-        mapping = self.section.routes.get(write.route)
+        mapping = self.destination(write)
         if mapping is not None and mapping.group_id is not None:
             update["group_id"] = mapping.group_id
         priority = self.target_priority(write)

@@ -16,6 +16,7 @@ vocabulary of :mod:`triage.delivery.errors`, with the peer's own message and non
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,10 @@ REDACTED = "<redacted>"
 #: A secret shorter than this is not scrubbed from messages (it would mangle ordinary words).
 MIN_SCRUBBED_CHARS = 4
 TIMEOUT_STATUS, RATE_LIMITED = 408, 429
+
+#: httpx logs every request with its full URL at INFO, and an outbound URL can be a credential (a Slack
+#: webhook, an endpoint with a token in its query): its logger keeps to warnings.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 Outcome = type[DeliveryError] | None
 Classify = Callable[[int], Outcome]

@@ -31,8 +31,11 @@ def marker(delivery_id: str) -> str:
     return f"triage delivery {delivery_id}"
 
 
-def note_lines(delivery_id: str, route: str, priority: str, fields: Mapping[str, Any], link: str | None) -> list[str]:
-    lines = [f"triage routed this ticket to {route} ({priority})."]
+def note_lines(delivery_id: str, route: str, priority: str, fields: Mapping[str, Any], link: str | None, *,
+               resolved: bool = False) -> list[str]:
+    head = (f"triage: this ticket was resolved ({route}, {priority})." if resolved
+            else f"triage routed this ticket to {route} ({priority}).")
+    lines = [head]
     lines += [f"{name}: {_shown(value)}" for name, value in fields.items()]
     if link:
         lines.append(f"In triage: {link}")

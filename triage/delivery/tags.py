@@ -32,6 +32,14 @@ def priority_tag(prefix: str, priority: str) -> str:
     return prefix + slug(priority)
 
 
+#: The tag a resolve adds (after the prefix): ``triage_resolved``.
+RESOLVED_TAG = "resolved"
+
+
+def resolved_tag(prefix: str) -> str:
+    return prefix + RESOLVED_TAG
+
+
 def triage_tags(prefix: str, route: str, priority: str) -> tuple[str, str]:
     """The route and priority tags: ``triage_<route>``, ``triage_<priority>``."""
     return route_tag(prefix, route), priority_tag(prefix, priority)

@@ -46,6 +46,13 @@ class Write:
     previous_route: str | None = None
     previous_priority: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
+    resolved: bool = False
+    previous_resolved: bool = False
+
+    @property
+    def moves(self) -> bool:
+        """Whether this write sets the group/team and priority (every write but a resolve)."""
+        return not self.resolved
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "fields": dict(self.fields)}

@@ -43,6 +43,8 @@ class ZammadAdapter(BaseAdapter[ZammadWriteback]):
         return self.with_note(write, {**actions, "tags": self._tags})
 
     def _ticket_fields(self, write: Write) -> dict[str, Any]:
+        if not write.moves:
+            return {}
         mapping = self.section.routes.get(write.route)
         fields: dict[str, Any] = {}
         if mapping is not None and mapping.group_id is not None:

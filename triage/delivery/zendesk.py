@@ -39,7 +39,7 @@ class ZendeskAdapter(BaseAdapter[ZendeskWriteback]):
         return self.with_note(write, {**actions, "tags": self._tags})
 
     def _ticket_fields(self, write: Write) -> dict[str, Any]:
-        mapping = self.section.routes.get(write.route)
+        mapping = self.destination(write)
         fields: dict[str, Any] = {}
         if mapping is not None and mapping.group_id is not None:
             fields["group_id"] = mapping.group_id

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.intake.normalise import Normalised, bounded_key
 from triage.intake.platforms import InboundMessage
-from triage.intake.receive import Received, receive
+from triage.intake.receive import PlatformIds, Received, receive
 
 
 def intake_keys(message: InboundMessage) -> list[str]:
@@ -32,7 +32,8 @@ def accept_inbound(sessions: sessionmaker[Session], normalised: Normalised[Inbou
     message = normalised.value
     received = receive(sessions, message.source, message.conversation_key, message.conversation,
                        intake_keys(message), now, customer=message.customer, raw=message.raw,
-                       repaired=normalised.repaired, sent_at=message.sent_at)
+                       repaired=normalised.repaired, sent_at=message.sent_at,
+                       platform=PlatformIds(message.platform_ticket_id, message.platform_account_id))
     if received.enqueue:
         enqueue(received.ticket_id)
     return received

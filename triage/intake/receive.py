@@ -38,6 +38,18 @@ RACE_RETRIES = 3
 
 
 @dataclass(frozen=True)
+class PlatformIds:
+    """Where the conversation lives on its platform: the id its REST API takes and, where the platform has
+    several, the account (stored on the conversation so a write-back knows where to write)."""
+
+    ticket_id: str | None = None
+    account_id: str | None = None
+
+
+NO_PLATFORM_IDS = PlatformIds()
+
+
+@dataclass(frozen=True)
 class Received:
     """Where a conversation ended: its ticket, the ticket's status, and whether to publish it now."""
 
@@ -82,37 +94,51 @@ def _flag_repaired(ticket: Ticket, repaired: Sequence[str]) -> None:
         lifecycle.flag(ticket, Flag.TEXT_REPAIRED, {"fields": sorted({*earlier, *repaired})})
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """What intake knows of a delivery besides its text: when it came, which fields had to be repaired (the
+    ticket's ``text_repaired`` flag), when the platform says the customer wrote (the SLA's start), and the
+    platform's own ids (where write-back goes)."""
+
+    now: datetime
+    repaired: Sequence[str] = ()
+    sent_at: datetime | None = None
+    platform: PlatformIds = NO_PLATFORM_IDS
+
+
 def _new_conversation(session: Session, source: str, external_id: str, conversation: Conversation,
                       customer: dict[str, Any] | None, raw: dict[str, Any] | None,
-                      now: datetime, repaired: Sequence[str], sent_at: datetime | None = None
-                      ) -> tuple[ConversationRow, Received]:
+                      arrival: Arrival) -> tuple[ConversationRow, Received]:
     row = ConversationRow(source=source, external_id=external_id, customer=customer,
                           messages=conversation.to_dicts(), text=conversation.transcript(), raw_payload=raw,
-                          content_hash=content_hash(conversation), received_at=now)
+                          content_hash=content_hash(conversation), received_at=arrival.now,
+                          platform_ticket_id=arrival.platform.ticket_id,
+                          platform_account_id=arrival.platform.account_id)
     session.add(row)
-    ticket = lifecycle.open_ticket(session, row, now, sent_at)
-    _flag_repaired(ticket, repaired)
+    ticket = lifecycle.open_ticket(session, row, arrival.now, arrival.sent_at)
+    _flag_repaired(ticket, arrival.repaired)
     session.flush()
     return row, Received(ticket.id, ticket.status, duplicate=False, enqueue=True)
 
 
-def _append(session: Session, row: ConversationRow, conversation: Conversation, now: datetime,
-            repaired: Sequence[str], sent_at: datetime | None) -> Received:
+def _append(session: Session, row: ConversationRow, conversation: Conversation, arrival: Arrival) -> Received:
     ticket = session.execute(select(Ticket).where(Ticket.conversation_id == row.id).with_for_update()).scalar_one()
+    row.platform_ticket_id = row.platform_ticket_id or arrival.platform.ticket_id
+    row.platform_account_id = row.platform_account_id or arrival.platform.account_id
     stored = Conversation.from_dicts(row.messages)
     fresh = new_messages(stored.messages, conversation.messages)
     if not fresh:  # everything in it is there already: a repost
         return Received(ticket.id, ticket.status, duplicate=True, enqueue=False)
     merged = Conversation((*stored.messages, *fresh))
     row.messages, row.text, row.content_hash = merged.to_dicts(), merged.transcript(), content_hash(merged)
-    _flag_repaired(ticket, repaired)
-    enqueue = lifecycle.append_message(session, ticket, now, sent_at)
+    _flag_repaired(ticket, arrival.repaired)
+    enqueue = lifecycle.append_message(session, ticket, arrival.now, arrival.sent_at)
     return Received(ticket.id, ticket.status, duplicate=False, enqueue=enqueue)
 
 
 def _receive_once(session: Session, source: str, external_id: str, conversation: Conversation,
                   keys: Sequence[str], customer: dict[str, Any] | None, raw: dict[str, Any] | None,
-                  now: datetime, repaired: Sequence[str], sent_at: datetime | None) -> Received:
+                  arrival: Arrival) -> Received:
     seen = session.execute(
         select(Ticket).join(IntakeKey, IntakeKey.conversation_id == Ticket.conversation_id)
         .where(IntakeKey.source == source, IntakeKey.key.in_(keys))
@@ -124,27 +150,25 @@ def _receive_once(session: Session, source: str, external_id: str, conversation:
         .with_for_update()
     ).scalar_one_or_none()
     if row is None:
-        row, received = _new_conversation(session, source, external_id, conversation, customer, raw, now, repaired,
-                                          sent_at)
+        row, received = _new_conversation(session, source, external_id, conversation, customer, raw, arrival)
     else:
-        received = _append(session, row, conversation, now, repaired, sent_at)
-    session.add_all(IntakeKey(source=source, key=key, conversation_id=row.id, created_at=now) for key in keys)
+        received = _append(session, row, conversation, arrival)
+    session.add_all(IntakeKey(source=source, key=key, conversation_id=row.id, created_at=arrival.now) for key in keys)
     session.flush()
     return received
 
 
 def receive(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
             keys: Sequence[str], now: datetime, *, customer: dict[str, Any] | None = None,
-            raw: dict[str, Any] | None = None, repaired: Sequence[str] = (),
-            sent_at: datetime | None = None) -> Received:
-    """Store ``conversation`` (new messages) under ``source`` + ``external_id``, exactly once per key;
-    ``repaired`` names the fields intake had to repair (the ticket's ``text_repaired`` flag), ``sent_at`` is
-    when the platform says the customer wrote them (the SLA's start)."""
+            raw: dict[str, Any] | None = None, repaired: Sequence[str] = (), sent_at: datetime | None = None,
+            platform: PlatformIds = NO_PLATFORM_IDS) -> Received:
+    """Store ``conversation`` (new messages) under ``source`` + ``external_id``, exactly once per key
+    (``repaired``, ``sent_at`` and ``platform`` as for :class:`Arrival`)."""
+    arrival = Arrival(now, repaired, sent_at, platform)
     for _ in range(RACE_RETRIES):
         try:
             with sessions.begin() as session:
-                return _receive_once(session, source, external_id, conversation, keys, customer, raw, now, repaired,
-                                     sent_at)
+                return _receive_once(session, source, external_id, conversation, keys, customer, raw, arrival)
         except IntegrityError:  # a concurrent delivery inserted the same row first: read its result
             continue
     raise ConflictError(f"{source}/{external_id}: could not store the message after {RACE_RETRIES} tries")
@@ -155,14 +179,14 @@ def submit(sessions: sessionmaker[Session], source: str, external_id: str, conve
            sent_at: datetime | None = None) -> Received:
     """Store a submitted conversation and its ``queued`` ticket (its SLA counting from ``sent_at`` when given);
     the same source + id returns the existing one (``duplicate``) and enqueues nothing. ``repaired`` as for
-    :func:`receive`."""
+    :class:`Arrival`."""
     existing = _find(sessions, source, external_id)
     if existing is not None:
         return existing
     try:
         with sessions.begin() as session:  # the line is the conversation: no raw copy
-            return _new_conversation(session, source, external_id, conversation, customer, None, now, repaired,
-                                     sent_at)[1]
+            return _new_conversation(session, source, external_id, conversation, customer, None,
+                                     Arrival(now, repaired, sent_at))[1]
     except IntegrityError:  # a concurrent submit of the same conversation won the race
         found = _find(sessions, source, external_id)
         if found is None:

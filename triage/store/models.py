@@ -83,6 +83,10 @@ class Conversation(Base):
     raw_payload: Mapped[dict[str, Any] | None]
     content_hash: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Where the conversation lives on its platform (the id its REST API takes, and its account where
+    #: it has several), stored at intake so a write-back knows where to write; None for submissions.
+    platform_ticket_id: Mapped[str | None] = mapped_column(String(255))
+    platform_account_id: Mapped[str | None] = mapped_column(String(255))
 
     ticket: Mapped[Ticket] = relationship(back_populates="conversation")
 
@@ -212,3 +216,38 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class Delivery(Base):
+    """One outbound delivery of the outbox (:mod:`triage.outbox`): a write-back, a signed event or an
+    alert, written in the same transaction as the decision (``event_id``) that needs it.
+
+    ``target`` names where it goes without a secret: the platform, ``endpoint:<hash of the URL>`` or
+    ``alerts``; ``target_name`` is what people see. ``payload`` is what every attempt sends;
+    ``steps_done`` the write-back steps already done. ``once_key`` makes an alert unique per ticket.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+                      UniqueConstraint("ticket_id", "once_key"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(64))
+    target_name: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(32))
+    once_key: Mapped[str | None] = mapped_column(String(96))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    steps_done: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None]
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

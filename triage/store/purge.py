@@ -3,7 +3,7 @@
 A conversation is purged when it was received before the cutoff and its ticket is finished
 (``routed``, ``needs_review``, ``corrected`` or ``resolved``) and was last changed before the cutoff, so
 nothing still in the pipeline, and nothing a person or a job touched since, is deleted. With it
-go its ticket, the ticket's attempts and audit events, and its intake keys. No ticket is left
+go its ticket, the ticket's attempts, audit events and outbox deliveries, and its intake keys. No ticket is left
 to hang an audit event on, so each purge is a row in ``purges``: when, by whom, the cutoff and
 what it deleted, counted (never what the conversations said)::
 
@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, CursorResult, Integer, String, delete, fun
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from triage.clock import Clock
-from triage.store.models import Attempt, Base, Conversation, Event, IntakeKey, Ticket, utcnow
+from triage.store.models import Attempt, Base, Conversation, Delivery, Event, IntakeKey, Ticket, utcnow
 from triage.tickets.states import FINISHED
 
 #: Conversations deleted per transaction.
@@ -48,6 +48,7 @@ class PurgeRecord(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     events: Mapped[int] = mapped_column(Integer, default=0)
     intake_keys: Mapped[int] = mapped_column(Integer, default=0)
+    deliveries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,14 @@ class PurgeCounts:
     attempts: int = 0
     events: int = 0
     intake_keys: int = 0
+    deliveries: int = 0
 
     def __add__(self, other: PurgeCounts) -> PurgeCounts:
         return PurgeCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     def describe(self) -> str:
         return (f"{self.conversations} conversations ({self.tickets} tickets, {self.attempts} attempts, "
-                f"{self.events} events, {self.intake_keys} intake keys)")
+                f"{self.events} events, {self.deliveries} deliveries, {self.intake_keys} intake keys)")
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ def _purge_batch(session: Session, candidates: Sequence[int], before: datetime, 
     ticket_ids = [row.id for row in tickets]
     conversation_ids = [row.conversation_id for row in tickets]
     return PurgeCounts(
+        deliveries=_remove(session, Delivery, Delivery.ticket_id.in_(ticket_ids), dry_run),
         events=_remove(session, Event, Event.ticket_id.in_(ticket_ids), dry_run),
         attempts=_remove(session, Attempt, Attempt.ticket_id.in_(ticket_ids), dry_run),
         tickets=_remove(session, Ticket, Ticket.id.in_(ticket_ids), dry_run),

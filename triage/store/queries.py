@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.errors import InputError, NotFoundError
 from triage.store import search
+from triage.store.deliveries import deliveries_of
 from triage.store.models import MAX_ID, Attempt, Conversation, Event, Ticket
 from triage.text import repair_text
 from triage.tickets.states import OPEN, Action, Status, sources
@@ -187,6 +188,12 @@ def _view(ticket: Ticket, source: str, external_id: str, attempts: int) -> Ticke
         created_at=ticket.created_at)
 
 
+def ticket_view(session: Session, ticket: Ticket) -> TicketView:
+    """``ticket`` as listed (``GET /tickets``), read in ``session`` (pending changes flushed first)."""
+    attempts = session.scalar(select(func.count(Attempt.id)).where(Attempt.ticket_id == ticket.id)) or 0
+    return _view(ticket, ticket.conversation.source, ticket.conversation.external_id, attempts)
+
+
 def list_tickets(sessions: sessionmaker[Session], filters: TicketFilter | None = None, *, order: Order = "oldest",
                  limit: int | None = None, cursor: str | None = None) -> TicketPage:
     """Tickets matching ``filters``; ``attempts`` counts the LLM calls made for each."""
@@ -209,7 +216,8 @@ def list_tickets(sessions: sessionmaker[Session], filters: TicketFilter | None =
 
 
 def ticket_detail(sessions: sessionmaker[Session], ticket_id: int) -> dict[str, Any] | None:
-    """The ticket, its conversation, every attempt and every audit event, as JSON-ready data."""
+    """The ticket, its conversation, every attempt, every audit event and every outbound delivery (the
+    outbox's, oldest first), as JSON-ready data."""
     page = list_tickets(sessions, TicketFilter(ids=[ticket_id]))
     if not page.items:
         return None
@@ -229,6 +237,7 @@ def ticket_detail(sessions: sessionmaker[Session], ticket_id: int) -> dict[str, 
                              "messages": conversation.messages, "received_at": _iso(conversation.received_at)},
             "attempts": [_attempt_json(a) for a in ticket.attempts],
             "events": [_event_json(e) for e in ticket.events],
+            "deliveries": deliveries_of(session, ticket_id),
         }
 
 

@@ -6,7 +6,9 @@ later write of that run is conditional on the token, so a redelivered message, a
 worker whose lease ran out cannot overwrite a finished ticket. A person's actions lock the row
 and check :data:`~triage.tickets.states.TRANSITIONS`; a transition the table does not hold raises
 :class:`~triage.tickets.states.TransitionError`. Every change that matters to people writes an
-audit :class:`~triage.store.models.Event` whose before and after come from :func:`snapshot`::
+audit :class:`~triage.store.models.Event` whose before and after come from :func:`snapshot`, and in the
+same transaction the outbox's deliveries that decision needs (write-back, events, alerts:
+:func:`triage.outbox.outbox.decided`, published only after the commit)::
 
     claim = lifecycle.claim(sessions, ticket_id, now, lease_seconds=60)
     if claim is not None:  # None: finished, or another worker holds it
@@ -30,6 +32,7 @@ from triage.errors import ConflictError
 from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
+from triage.outbox import outbox
 from triage.routing import RouteDecision, Router
 from triage.store import search
 from triage.store.db import changed_rows
@@ -113,7 +116,10 @@ def _apply(ticket: Ticket, action: Action, now: datetime) -> Transition:
 
 def _audit(session: Session, ticket: Ticket, actor: str, kind: EventKind, before: dict[str, Any],
            now: datetime) -> None:
-    session.add(Event(ticket=ticket, actor=actor, kind=kind, before=before, after=snapshot(ticket), created_at=now))
+    """The audit event of a decision, and in the same transaction the outbox's deliveries it needs."""
+    audit = Event(ticket=ticket, actor=actor, kind=kind, before=before, after=snapshot(ticket), created_at=now)
+    session.add(audit)
+    outbox.decided(session, ticket, audit, before, now)
 
 
 def _locked(session: Session, ticket_id: int) -> Ticket:

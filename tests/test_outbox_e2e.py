@@ -1,0 +1,138 @@
+"""End to end on PostgreSQL + Redis: each platform's webhook in, a real `triage worker` routes it, a real
+worker on the `deliveries` queue writes the routed ticket, a person's correction and the resolve back
+to that platform's loopback server, and signs the events (verified by the reference library)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.fakehelpdesks import FakeEventsReceiver, FakeHelpdesk
+from tests.harness import Stack
+from tests.writeback_cases import AGENT_TAGS, CASES, Endpoint, config_file
+from triage.api.app import create_app
+from triage.app import App
+from triage.intake.platforms import sample_payloads, signed_request
+from triage.settings import load_settings
+from triage.store.models import Conversation, Delivery, Ticket
+from triage.tickets import lifecycle
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+
+WEBHOOK_SECRET = "e2e-webhook-secret"
+ALICE = {"Authorization": "Bearer alice-token"}
+ESCALATION = {"problem_type": "device_fault", "urgent_level": "high"}
+ESCALATION_TAGS = ["triage-hw", "triage_hardware-escalation", "triage_p1"]
+EVENTS = ("ticket.routed", "ticket.corrected", "ticket.resolved")
+WAIT_SECONDS = 60
+
+
+def _wait(what: str, condition: Callable[[], bool], logs: Callable[[], str]) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} after {WAIT_SECONDS}s\n{logs()}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def helpdesks() -> Iterator[dict[str, FakeHelpdesk]]:
+    with ExitStack() as stack:
+        fakes = {case.platform: stack.enter_context(case.fake()) for case in CASES}
+        for case in CASES:
+            fakes[case.platform].ticket(case.ticket_id, tags=list(AGENT_TAGS))
+        yield fakes
+
+
+def test_each_platform_gets_the_routed_ticket_the_correction_and_the_resolve(
+        postgres_url: str, redis_url: str, tmp_path: Path, helpdesks: dict[str, FakeHelpdesk]) -> None:
+    with FakeEventsReceiver(Endpoint("", ()).secret) as receiver:
+        config = config_file(tmp_path, "".join(case.toml for case in CASES), endpoints=[Endpoint(receiver.url, EVENTS)])
+        env = {"TRIAGE_CONFIG": str(config), "TRIAGE_EXTRACTOR": "rules", "TRIAGE_API_TOKENS": "alice:alice-token"}
+        for case in CASES:
+            env |= case.env(helpdesks[case.platform].base_url)
+            env[f"TRIAGE_WEBHOOK_SECRET_{case.platform.upper()}"] = WEBHOOK_SECRET
+        stack = Stack(postgres_url, redis_url, None, env)
+        stack.migrate()
+        app = App.build(load_settings({**env, "TRIAGE_DATABASE_URL": postgres_url, "TRIAGE_BROKER_URL": redis_url}))
+
+        def logs() -> str:
+            return "\n".join(f"--- {name}\n{text[-3000:]}" for name, text in stack.logs.items())
+
+        def writebacks(topic: str) -> dict[str, str]:
+            with stack.sessions() as session:
+                rows = session.execute(select(Conversation.source, Delivery.status).join(
+                    Ticket, Ticket.conversation_id == Conversation.id).join(Delivery, Delivery.ticket_id == Ticket.id)
+                    .where(Delivery.kind == "writeback", Delivery.topic == topic)).all()
+            return dict(rows)
+
+        def delivered(topic: str) -> bool:
+            """Every platform's write-back of ``topic`` is delivered, and every ticket's event of it received."""
+            events = [received.payload["type"] for received in receiver.received]  # type: ignore[index]
+            return (writebacks(topic) == dict.fromkeys(helpdesks, "delivered")
+                    and events.count(f"ticket.{topic}") == len(helpdesks))
+
+        try:
+            with stack.worker("--queues", "triage,fallback"), \
+                    stack.process("worker", "--queues", "deliveries", "--loglevel", "INFO", name="deliveries"), \
+                    TestClient(create_app(app)) as client:
+                ids: dict[str, int] = {}
+                helpdesks["zendesk"].answer_next(503, method="PUT", message="maintenance")  # one retry on the way
+                for case in CASES:
+                    body, headers = signed_request(case.platform, sample_payloads()[case.platform], WEBHOOK_SECRET,
+                                                   time.time())
+                    answer = client.post(f"/webhooks/{case.platform}", content=body, headers=headers)
+                    assert answer.status_code == 202, answer.text
+                    ids[case.platform] = answer.json()["ticket_id"]
+                _wait("the routed tickets were not all written back", lambda: delivered("routed"), logs)
+                routes = {platform: client.get(f"/tickets/{ticket_id}", headers=ALICE).json()["ticket"]
+                          for platform, ticket_id in ids.items()}
+                for case in CASES:  # the rules route the samples to general-inquiries (P3) or hardware-support (P2)
+                    ticket, there = routes[case.platform], helpdesks[case.platform].tickets[case.ticket_id]
+                    expected = [*AGENT_TAGS, f"triage_{ticket['route']}", f"triage_{ticket['priority'].lower()}"]
+                    assert sorted(there.tags) == sorted(expected), case.platform
+                    if ticket["route"] == "hardware-support":
+                        assert case.state(there) == case.support_p2, case.platform
+
+                for ticket_id in ids.values():
+                    assert client.patch(f"/tickets/{ticket_id}", headers=ALICE, json=ESCALATION).status_code == 200
+                _wait("the corrections were not all written back", lambda: delivered("corrected"), logs)
+                for ticket_id in ids.values():
+                    lifecycle.resolve(app.sessions, ticket_id, "alice", app.clock.now())
+                _wait("the resolves were not all written back", lambda: delivered("resolved"), logs)
+                detail = client.get(f"/tickets/{ids['zendesk']}", headers=ALICE).json()
+        finally:
+            app.close()
+            stack.close()
+
+    for case in CASES:
+        fake = helpdesks[case.platform]
+        ticket = fake.tickets[case.ticket_id]
+        assert case.state(ticket) == case.escalation_p1, case.platform
+        assert sorted(ticket.tags) == sorted([*AGENT_TAGS, *ESCALATION_TAGS, "triage_resolved"]), case.platform
+        heads = [note.body.removeprefix("<p>").split(".")[0] for note in ticket.notes]
+        assert len(heads) == 3 and heads[1:] == ["triage routed this ticket to hardware-escalation (P1)",
+                                                 "triage: this ticket was resolved (hardware-escalation, P1)"]
+        assert all(note.private for note in ticket.notes)
+    by_ticket: dict[int, list[str]] = {}
+    for received in receiver.received:
+        payload: Any = received.payload
+        by_ticket.setdefault(payload["data"]["ticket"]["id"], []).append(payload["type"])
+        assert received.headers["webhook-id"].startswith("dlv_")
+    assert receiver.rejected == 0
+    assert by_ticket == {ticket_id: list(EVENTS) for ticket_id in ids.values()}
+    assert sorted(d["topic"] for d in detail["deliveries"] if d["kind"] == "writeback") == [
+        "corrected", "resolved", "routed"]
+    assert {d["status"] for d in detail["deliveries"]} == {"delivered"} and len(detail["deliveries"]) == 6
+    # the retry went back to the deliveries queue: the other worker never ran a delivery
+    assert "503 Error: maintenance; retry in" in stack.logs["deliveries"]
+    assert "Task triage.deliver" in stack.logs["deliveries"] and "Task triage.deliver" not in stack.logs["worker"]
+    secrets = [receiver.url, *(env[case.token_variable] for case in CASES)]
+    assert not [secret for secret in secrets for log in stack.logs.values() if secret in log]

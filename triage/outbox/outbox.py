@@ -1,0 +1,444 @@
+"""The outbox: deliveries recorded in the decision's transaction, published after its commit, then
+claimed, stepped and settled under a lease.
+
+:func:`decided` is what :func:`triage.tickets.lifecycle._audit` calls for every audited decision;
+it finds the :class:`Outbox` on the session (:meth:`Outbox.install` puts it on the app's
+sessionmaker) and adds the rows the decision needs (:mod:`triage.outbox.rules`). The ids of new
+rows are kept on the session and published when, and only when, it commits: nothing is sent for
+a decision that did not commit. A session without an outbox (a bare sessionmaker) records nothing.
+
+A worker then takes a delivery the way it takes a ticket: :meth:`Outbox.claim` hands out a
+lease; every later write (a step done, the end, a retry) is conditional on it::
+
+    claim = outbox.claim(delivery_id, now)          # a DeliveryClaim, a Wait or a Skip
+    outbox.step_done(claim, "tags", now)            # False: the lease was lost
+    outbox.settle(claim, now, error=exc)            # delivered, gone, failed or pending again
+
+A ticket's write-backs apply in order: a write-back runs only once no older one of the same
+ticket and platform is unfinished; an older one that has not written anything yet is superseded
+by the newer (which carries the whole current decision), and one that started writing is
+finished first. The tags a write-back removes are those of the last one that wrote anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, event, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.backoff import retry_countdown
+from triage.delivery import (
+    DeliveryError,
+    GoneDeliveryError,
+    PlatformRef,
+    RetryableDeliveryError,
+    Write,
+    event_body,
+    p1_text,
+    sla_breach_text,
+    ticket_link,
+)
+from triage.delivery.alerts import TARGET as ALERTS_TARGET
+from triage.errors import ConflictError, NotFoundError
+from triage.outbox import rules
+from triage.outbox.states import FINAL, RETRYABLE_BY_HAND, AlertTopic, DeliveryKind, DeliveryStatus
+from triage.settings import RetrySettings, Settings
+from triage.store.deliveries import delivery_view
+from triage.store.models import Delivery, Event, Ticket
+from triage.store.queries import sla_breached, ticket_view
+from triage.tickets.states import EventKind
+
+log = logging.getLogger(__name__)
+
+#: Where the outbox sits on a session's ``info``, and the ids its commit will publish.
+OUTBOX_KEY = "triage.outbox"
+PENDING_KEY = "triage.outbox.pending"
+#: A delivery's message may arrive this much before it is due (the clocks of two hosts differ).
+EARLY_SECONDS = 1.0
+#: The shortest wait for a write-back behind an older one, and the longest while a worker holds the older
+#: one (or its time is past and the sweep is bringing it back).
+MIN_WAIT_SECONDS = 1.0
+ORDER_WAIT_SECONDS = 5.0
+#: The longest error text kept on a delivery.
+MAX_ERROR_CHARS = 500
+DELIVERY_ID_PREFIX = "dlv_"
+
+
+def new_delivery_id() -> str:
+    """``dlv_`` and 32 hex digits: unique everywhere, so receivers can de-duplicate on it (``webhook-id``)."""
+    return DELIVERY_ID_PREFIX + uuid.uuid4().hex
+
+
+def decided(session: Session, ticket: Ticket, audit: Event, before: dict[str, Any], now: datetime) -> None:
+    """The outbox's hook in every audited decision (:func:`triage.tickets.lifecycle._audit`)."""
+    outbox = session.info.get(OUTBOX_KEY)
+    if isinstance(outbox, Outbox):
+        outbox.record_decision(session, ticket, audit, before, now)
+
+
+class LeaseLostError(ConflictError):
+    """Another worker took the delivery over (this one's lease ran out): stop without writing anything."""
+
+
+@dataclass(frozen=True)
+class DeliveryClaim:
+    """A worker's hold on one delivery for one attempt; ``payload`` is what to send (a write-back's
+    with ``previous_*`` filled in), ``resumed`` says an earlier attempt may have done part of it."""
+
+    id: str
+    token: str
+    kind: DeliveryKind
+    target: str
+    target_name: str
+    topic: str
+    payload: dict[str, Any]
+    steps_done: tuple[str, ...]
+    attempt: int
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Not now: try again in ``seconds`` (no attempt is spent)."""
+
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Nothing to do (finished, held by another worker, superseded, gone from the database)."""
+
+    reason: str
+
+
+Claimed = DeliveryClaim | Wait | Skip
+
+
+class Outbox:
+    """The ``deliveries`` table's one writer, for one application's settings and sessions."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], publish: Callable[[str], None], *,
+                 lease_seconds: float) -> None:
+        self.settings, self.sessions, self.publish = settings, sessions, publish
+        self.lease_seconds = lease_seconds
+        writeback = settings.writeback
+        self.max_attempts = writeback.max_attempts
+        self.backoff = RetrySettings(max_retries=writeback.max_attempts,
+                                     backoff_base_seconds=settings.retry.backoff_base_seconds,
+                                     backoff_max_seconds=settings.retry.backoff_max_seconds,
+                                     retry_after_max_seconds=writeback.retry_after_max_seconds)
+        self.enabled_platforms = writeback.enabled_platforms()
+        self.alerts_on = settings.alerts.webhook_url is not None
+
+    # ---- wiring -------------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Put the outbox on every session of ``sessions`` and publish what each commit recorded."""
+        self.sessions.configure(info={OUTBOX_KEY: self})
+        event.listen(self.sessions, "after_commit", self._after_commit)
+        event.listen(self.sessions, "after_rollback", self._after_rollback)
+
+    def _after_commit(self, session: Session) -> None:
+        for delivery_id in session.info.pop(PENDING_KEY, []):
+            try:
+                self.publish(delivery_id)
+            except Exception as exc:  # the decision is committed: never fail it now; the sweep publishes it
+                log.warning("delivery %s is stored but not enqueued (%s); the sweep job will publish it",
+                            delivery_id, type(exc).__name__)
+
+    @staticmethod
+    def _after_rollback(session: Session) -> None:
+        session.info.pop(PENDING_KEY, None)
+
+    def _add(self, session: Session, now: datetime, *, ticket_id: int, kind: DeliveryKind, target: str,
+             target_name: str, topic: str, payload: dict[str, Any], event_id: int | None = None,
+             once_key: str | None = None, delivery_id: str | None = None) -> Delivery:
+        row = Delivery(id=delivery_id or new_delivery_id(), ticket_id=ticket_id, event_id=event_id, kind=kind,
+                       target=target, target_name=target_name, topic=topic, once_key=once_key, payload=payload,
+                       status=DeliveryStatus.PENDING, attempts=0, steps_done=[], created_at=now, updated_at=now)
+        session.add(row)
+        self._publish_after_commit(session, [row.id])
+        return row
+
+    @staticmethod
+    def _publish_after_commit(session: Session, ids: Iterable[str]) -> None:
+        session.info.setdefault(PENDING_KEY, []).extend(ids)
+
+    # ---- recording (in the decision's transaction) --------------------------------------------------
+
+    def record_decision(self, session: Session, ticket: Ticket, audit: Event, before: dict[str, Any],
+                        now: datetime) -> list[Delivery]:
+        """Add the deliveries the audited decision ``audit`` needs (see :mod:`triage.outbox.rules`)."""
+        kind = EventKind(audit.kind)
+        after = audit.after or {}
+        ref = self._writeback_ref(session, ticket, kind)
+        event_type = rules.event_type(kind)
+        endpoints = self.settings.events.endpoints_for(event_type) if event_type else []
+        alert = self.alerts_on and rules.raises_p1_alert(kind, before, after, self.settings.alerts.priorities)
+        if ref is None and not endpoints and not alert:
+            return []
+        session.flush()  # the audit event's id orders write-backs; the view counts the attempts just added
+        added = []
+        if ref is not None:
+            delivery_id = new_delivery_id()
+            write = Write(delivery_id, ref, ticket.id, route=str(ticket.route), priority=str(ticket.priority),
+                          fields=dict(ticket.fields or {}), resolved=kind == EventKind.RESOLVED)
+            added.append(self._add(session, now, ticket_id=ticket.id, kind=DeliveryKind.WRITEBACK, target=ref.platform,
+                                   target_name=ref.platform, topic=kind, payload=write.to_json(), event_id=audit.id,
+                                   delivery_id=delivery_id))
+        view = ticket_view(session, ticket).to_json() if endpoints or alert else {}
+        if event_type is not None and endpoints:
+            added += self._events(session, now, ticket.id, event_type, view, audit.id)
+        if alert:
+            text = p1_text(view, ticket_link(self.settings.writeback.triage_url, ticket.id))
+            added.append(self._alert(session, now, ticket.id, AlertTopic.P1, text, event_id=audit.id))
+        return added
+
+    def _writeback_ref(self, session: Session, ticket: Ticket, kind: EventKind) -> PlatformRef | None:
+        if not rules.writes_back(kind) or not ticket.route or not ticket.priority:
+            return None
+        conversation = ticket.conversation
+        ref = rules.platform_ref(conversation.source, conversation.platform_ticket_id,
+                                 conversation.platform_account_id, self.enabled_platforms)
+        if ref is None:
+            return None
+        latest = session.scalars(
+            select(Delivery).where(Delivery.ticket_id == ticket.id, Delivery.kind == DeliveryKind.WRITEBACK,
+                                   Delivery.target == ref.platform,
+                                   Delivery.status.not_in((DeliveryStatus.FAILED, DeliveryStatus.GONE)))
+            .order_by(Delivery.event_id.desc()).limit(1)).first()
+        if latest is not None and _same_decision(latest.payload, ticket.route, ticket.priority,
+                                                 kind == EventKind.RESOLVED):
+            return None  # e.g. a reprocess that changed nothing: the platform already has (or gets) it
+        return ref
+
+    def _events(self, session: Session, now: datetime, ticket_id: int, event_type: str, view: dict[str, Any],
+                event_id: int | None, **data: Any) -> list[Delivery]:
+        body = event_body(event_type, view, now, **data).decode()
+        return [self._add(session, now, ticket_id=ticket_id, kind=DeliveryKind.EVENT,
+                          target=rules.endpoint_key(endpoint.url), target_name=rules.endpoint_name(endpoint.url),
+                          topic=event_type, payload={"body": body}, event_id=event_id)
+                for endpoint in self.settings.events.endpoints_for(event_type)]
+
+    def _alert(self, session: Session, now: datetime, ticket_id: int, topic: AlertTopic, text: str, *,
+               event_id: int | None = None, once_key: str | None = None) -> Delivery:
+        return self._add(session, now, ticket_id=ticket_id, kind=DeliveryKind.ALERT, target=ALERTS_TARGET,
+                         target_name=ALERTS_TARGET, topic=topic, payload={"text": text}, event_id=event_id,
+                         once_key=once_key)
+
+    # ---- SLA breaches (the beat job) ----------------------------------------------------------------
+
+    def raise_sla_alerts(self, now: datetime) -> list[int]:
+        """One alert per breach (:func:`~triage.store.queries.sla_breached`, the one definition): tickets
+        past their SLA due time with no breach alert raised since that time. Returns their ids."""
+        if not self.alerts_on:
+            return []
+        alerted = select(Delivery.id).where(Delivery.ticket_id == Ticket.id, Delivery.kind == DeliveryKind.ALERT,
+                                            Delivery.topic == AlertTopic.SLA_BREACH,
+                                            Delivery.created_at >= Ticket.sla_due_at)
+        link_base = self.settings.writeback.triage_url
+        with self.sessions.begin() as session:
+            tickets = session.scalars(select(Ticket).where(sla_breached(now), ~alerted.exists())
+                                      .order_by(Ticket.sla_due_at, Ticket.id)).all()
+            for ticket in tickets:
+                text = sla_breach_text(ticket_view(session, ticket).to_json(), ticket_link(link_base, ticket.id))
+                due = ticket.sla_due_at.isoformat() if ticket.sla_due_at else ""
+                self._alert(session, now, ticket.id, AlertTopic.SLA_BREACH, text, once_key=f"sla_breach:{due}")
+            return [ticket.id for ticket in tickets]
+
+    # ---- claiming -----------------------------------------------------------------------------------
+
+    def claim(self, delivery_id: str, now: datetime) -> Claimed:
+        """Hold ``delivery_id`` for one attempt (see the module); a :class:`Wait` or :class:`Skip` otherwise."""
+        with self.sessions.begin() as session:
+            head = session.execute(select(Delivery.kind, Delivery.ticket_id, Delivery.target)
+                                   .where(Delivery.id == delivery_id)).first()
+            if head is None:
+                return Skip("no such delivery (purged, or another database)")
+            if head.kind == DeliveryKind.WRITEBACK:  # lock the ticket's write-backs to this platform, in order
+                siblings = list(session.scalars(
+                    select(Delivery).where(Delivery.ticket_id == head.ticket_id, Delivery.kind == head.kind,
+                                           Delivery.target == head.target)
+                    .order_by(Delivery.event_id, Delivery.created_at, Delivery.id).with_for_update()))
+                row = next((sibling for sibling in siblings if sibling.id == delivery_id), None)
+            else:
+                siblings = []
+                row = session.scalars(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).first()
+            if row is None:
+                return Skip("no such delivery (purged meanwhile)")
+            not_now = self._not_now(row, now)
+            if not_now is not None:
+                return not_now
+            previous: dict[str, Any] | None = None
+            if siblings:
+                ordered = self._in_order(siblings, row, now)
+                if isinstance(ordered, Wait | Skip):
+                    return ordered
+                previous = ordered
+            if row.attempts >= self.max_attempts:
+                self._fail(session, row, now, f"gave up after {row.attempts} attempts"
+                           + (f"; the last: {row.last_error}" if row.last_error else ""))
+                return Skip(f"failed: out of attempts ({row.attempts})")
+            resumed = row.attempts > 0 or row.last_error is not None or bool(row.steps_done)
+            row.attempts += 1
+            row.status, row.updated_at = DeliveryStatus.DELIVERING, now
+            row.lease_token, row.lease_until = str(uuid.uuid4()), now + timedelta(seconds=self.lease_seconds)
+            payload = dict(row.payload)
+            if row.kind == DeliveryKind.WRITEBACK and previous is not None:
+                payload |= {"previous_route": previous.get("route"), "previous_priority": previous.get("priority"),
+                            "previous_resolved": bool(previous.get("resolved"))}
+            return DeliveryClaim(row.id, row.lease_token, DeliveryKind(row.kind), row.target, row.target_name,
+                                 row.topic, payload, tuple(row.steps_done or ()), row.attempts, resumed)
+
+    @staticmethod
+    def _held(row: Delivery, now: datetime) -> bool:
+        return row.status == DeliveryStatus.DELIVERING and row.lease_until is not None and row.lease_until > now
+
+    def _not_now(self, row: Delivery, now: datetime) -> Wait | Skip | None:
+        if row.status in FINAL:
+            return Skip(f"already {row.status}")
+        if self._held(row, now):
+            return Skip("held by another worker")
+        if row.next_attempt_at is not None and row.next_attempt_at > now + timedelta(seconds=EARLY_SECONDS):
+            return Wait((row.next_attempt_at - now).total_seconds(), "not due yet")
+        return None
+
+    def _until_done(self, old: Delivery, now: datetime) -> float:
+        """How long to wait for an unfinished older write-back: its next attempt's time when it waits for
+        one, else a short while (a worker holds it and is about done, or the sweep is bringing it back)."""
+        if self._held(old, now) and old.lease_until is not None:
+            return min((old.lease_until - now).total_seconds(), ORDER_WAIT_SECONDS)
+        due = (old.next_attempt_at - now).total_seconds() if old.next_attempt_at is not None else 0.0
+        return due if due > 0 else ORDER_WAIT_SECONDS
+
+    def _in_order(self, siblings: Sequence[Delivery], row: Delivery,
+                  now: datetime) -> dict[str, Any] | Wait | Skip | None:
+        """The write-back ordering rule: Skip (superseded), Wait (an older one is unfinished), or the
+        payload of the last older write-back that wrote anything (None: no such write-back)."""
+        position = siblings.index(row)
+        older, newer = siblings[:position], siblings[position + 1:]
+        if newer and (not row.steps_done or any(n.steps_done or n.status == DeliveryStatus.DELIVERED for n in newer)):
+            self._end(row, DeliveryStatus.SUPERSEDED, now)
+            return Skip("superseded by a newer write-back of the ticket")
+        for old in older:
+            if old.status not in FINAL and not old.steps_done and not self._held(old, now):
+                self._end(old, DeliveryStatus.SUPERSEDED, now)
+        blocking = [old for old in older if old.status not in FINAL]
+        if blocking:
+            seconds = max(MIN_WAIT_SECONDS, *(self._until_done(old, now) for old in blocking))
+            return Wait(min(seconds, self.backoff.retry_after_max_seconds),
+                        f"an older write-back of the ticket is unfinished ({blocking[-1].id})")
+        applied = [old for old in older if old.steps_done]
+        return dict(applied[-1].payload) if applied else None
+
+    # ---- one attempt's progress and end (conditional on the lease) ----------------------------------
+
+    def _held_by(self, session: Session, claim: DeliveryClaim) -> Delivery | None:
+        return session.scalars(select(Delivery).where(Delivery.id == claim.id, Delivery.lease_token == claim.token)
+                               .with_for_update()).one_or_none()
+
+    def step_done(self, claim: DeliveryClaim, step: str, now: datetime) -> None:
+        """Record that ``step`` happened (committed before the next step runs); :class:`LeaseLostError`
+        when another worker holds the delivery now."""
+        with self.sessions.begin() as session:
+            row = self._held_by(session, claim)
+            if row is None:
+                raise LeaseLostError(f"delivery {claim.id}: the lease was lost before step {step!r} was recorded")
+            row.steps_done, row.updated_at = [*(row.steps_done or []), step], now
+
+    def settle(self, claim: DeliveryClaim, now: datetime, error: DeliveryError | None = None) -> Wait | str:
+        """End the attempt: delivered (no ``error``), gone, failed, or pending again, as the error's
+        class says; a retryable error past ``writeback.max_attempts`` fails it. Returns the status, or
+        the :class:`Wait` before the next attempt."""
+        with self.sessions.begin() as session:
+            row = self._held_by(session, claim)
+            if row is None:
+                return "lease lost"
+            if error is not None:
+                row.last_error, row.last_status = _message(error), error.status
+            if error is None:
+                self._end(row, DeliveryStatus.DELIVERED, now)
+            elif isinstance(error, GoneDeliveryError):
+                self._end(row, DeliveryStatus.GONE, now)
+            elif isinstance(error, RetryableDeliveryError) and row.attempts < self.max_attempts:
+                seconds = retry_countdown(self.backoff, retries=row.attempts - 1, retry_after=error.wait)
+                row.status, row.updated_at = DeliveryStatus.PENDING, now
+                row.next_attempt_at = now + timedelta(seconds=seconds)
+                row.lease_token = row.lease_until = None
+                return Wait(seconds, row.last_error or "retry")
+            else:
+                suffix = "" if not isinstance(error, RetryableDeliveryError) else f" (after {row.attempts} attempts)"
+                self._fail(session, row, now, (row.last_error or "") + suffix)
+            return row.status
+
+    @staticmethod
+    def _end(row: Delivery, status: DeliveryStatus, now: datetime) -> None:
+        row.status, row.updated_at, row.finished_at = status, now, now
+        row.lease_token = row.lease_until = row.next_attempt_at = None
+
+    def _fail(self, session: Session, row: Delivery, now: datetime, message: str) -> None:
+        """Fail ``row`` with ``message`` and announce it (``delivery.failed``; never for that event itself)."""
+        row.last_error = message[:MAX_ERROR_CHARS]
+        self._end(row, DeliveryStatus.FAILED, now)
+        if row.topic == rules.DELIVERY_FAILED:
+            return
+        ticket = session.get_one(Ticket, row.ticket_id)
+        view = ticket_view(session, ticket).to_json()
+        self._events(session, now, row.ticket_id, rules.DELIVERY_FAILED, view, None,
+                     delivery=delivery_view(row).to_json())
+
+    # ---- recovery and a person's retry --------------------------------------------------------------
+
+    def sweep(self, now: datetime, older_than: timedelta) -> list[str]:
+        """Deliveries whose message was lost: ``pending`` past due, or ``delivering`` with a dead lease, for
+        longer than ``older_than``; each is published again (after the commit), once per threshold."""
+        cutoff = now - older_than
+        waiting = and_(Delivery.status == DeliveryStatus.PENDING,
+                       or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at < cutoff))
+        abandoned = and_(Delivery.status == DeliveryStatus.DELIVERING, Delivery.lease_until < now)
+        with self.sessions.begin() as session:
+            rows = session.scalars(select(Delivery).where(Delivery.updated_at < cutoff, or_(waiting, abandoned))
+                                   .order_by(Delivery.created_at).with_for_update(skip_locked=True)).all()
+            for row in rows:
+                row.updated_at = now
+            ids = [row.id for row in rows]
+            self._publish_after_commit(session, ids)
+        return ids
+
+    def retry(self, now: datetime, ids: Sequence[str] = (), *, all_failed: bool = False) -> list[str]:
+        """Put ``failed`` (or ``gone``) deliveries back to ``pending`` with a fresh budget of attempts and
+        publish them; ``all_failed`` takes every failed one. Steps already done are not done again."""
+        with self.sessions.begin() as session:
+            query = select(Delivery).with_for_update()
+            query = (query.where(Delivery.status == DeliveryStatus.FAILED) if all_failed
+                     else query.where(Delivery.id.in_(ids)))
+            rows = session.scalars(query.order_by(Delivery.created_at)).all()
+            missing = sorted(set(ids) - {row.id for row in rows})
+            if missing:
+                raise NotFoundError(f"no delivery {', '.join(missing)}")
+            refused = [f"{row.id} is {row.status}" for row in rows if row.status not in RETRYABLE_BY_HAND]
+            if refused:
+                raise ConflictError(f"only failed or gone deliveries can be retried: {'; '.join(refused)}")
+            for row in rows:
+                row.status, row.attempts, row.updated_at = DeliveryStatus.PENDING, 0, now
+                row.next_attempt_at = row.finished_at = None
+            retried = [row.id for row in rows]
+            self._publish_after_commit(session, retried)
+        return retried
+
+
+def _same_decision(payload: dict[str, Any], route: str | None, priority: str | None, resolved: bool) -> bool:
+    return (payload.get("route"), payload.get("priority"), bool(payload.get("resolved"))) == (route, priority, resolved)
+
+
+def _message(error: DeliveryError) -> str:
+    """The error as stored and shown: already scrubbed of our secrets by the peer, cut short."""
+    return str(error)[:MAX_ERROR_CHARS]
+
