@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from tests.factories import ALICE, BOB, SECRETS, Service, api_environment, finish_with_rules
 from triage.api.app import create_app
 from triage.app import App
+from triage.intake.normalise import ID_MAX_CHARS
 from triage.intake.platforms import sample_payloads, signed_request
 from triage.settings import load_settings
 from triage.store.models import Conversation, Event, IntakeKey, Ticket
@@ -47,12 +48,13 @@ def test_intake_keeps_the_platforms_own_ids_for_writeback(api: Service, source: 
     assert (conversation.platform_ticket_id, conversation.platform_account_id) == PLATFORM_IDS[source]
 
 
-def test_a_platform_id_longer_than_any_platforms_is_not_kept(api: Service) -> None:
+def test_a_platform_id_longer_than_its_column_is_refused_naming_the_field(api: Service) -> None:
     payload = sample_payloads()["zendesk"]
-    payload["detail"]["id"] = "9" * 65
-    assert api.post("zendesk", payload).status_code == 202
+    payload["detail"]["id"] = "9" * (ID_MAX_CHARS + 1)
+    answer = api.post("zendesk", payload)
+    assert answer.status_code == 400 and "detail.id" in answer.text, answer.text
     with api.parts.sessions() as session:
-        assert session.scalars(select(Conversation.platform_ticket_id)).one() is None
+        assert session.scalars(select(Conversation)).all() == []
 
 
 def test_stored_conversation_keeps_the_customer_text(api: Service) -> None:

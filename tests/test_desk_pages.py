@@ -201,6 +201,23 @@ def test_someone_elses_claim_shows_who_and_disables_the_actions(pages: Pages) ->
     assert ">routed</dd>" in bob.get(f"/desk/tickets/{ticket_id}").text
 
 
+def test_the_ticket_page_lists_its_deliveries(migrated_sqlite_url: str) -> None:
+    clock = ManualClock()
+    app = build_app(migrated_sqlite_url, clock=clock, TRIAGE_API_TOKENS=TOKENS_ENV, TRIAGE_SESSION_SECRET=SECRET,
+                    TRIAGE__ALERTS__WEBHOOK_URL="http://127.0.0.1:9/hook")
+    try:
+        pages = Pages(app, clock)
+        quiet = routed(pages, "D-1", "How do I set an alarm?")
+        p1 = routed(pages, "D-2", "My watch is broken, urgent please")  # a P1 route: an alert to send
+        alice = sign_in(pages.client(), "alice")
+        page = alice.get(f"/desk/tickets/{p1}").text
+        section = page[page.index('id="deliveries-title"'):page.index('id="audit-title"')]
+        assert "<td>alert</td><td>alerts webhook</td><td>p1</td>" in section and "<td>pending" in section
+        assert "Nothing sent for this ticket" in alice.get(f"/desk/tickets/{quiet}").text
+    finally:
+        app.close()
+
+
 def test_release_resolve_and_reprocess_from_the_page(pages: Pages) -> None:
     ticket_id = routed(pages, "A-1", "My router is broken")
     client = sign_in(pages.client(), "alice")

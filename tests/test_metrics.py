@@ -24,7 +24,7 @@ DEPLOY = REPO / "deploy"
 EXPORTED = {"triage_tickets_total", "triage_llm_requests_total", "triage_llm_request_seconds",
             "triage_llm_tokens_total", "triage_llm_api_errors_total", "triage_ratelimit_wait_seconds_total",
             "triage_webhooks_total", "triage_queue_depth", "triage_queue_oldest_seconds", "triage_tickets_open",
-            "triage_sla_breached"}
+            "triage_sla_breached", "triage_deliveries"}
 
 
 @pytest.fixture
@@ -68,6 +68,23 @@ def test_gauges_read_queues_open_tickets_and_breaches_from_the_database(app: App
                 if name == "triage_sla_breached"}
     assert breached.pop(route) == 1
     assert breached and set(breached.values()) == {0}, "every configured route has its series"
+
+
+def test_deliveries_waiting_are_the_deliveries_queue_and_every_status_has_a_series(migrated_sqlite_url: str,
+                                                                                   clock: ManualClock) -> None:
+    app = build_app(migrated_sqlite_url, clock=clock, TRIAGE__ALERTS__WEBHOOK_URL="http://127.0.0.1:9/hook")
+    try:
+        finish_with_rules(app, submit(app, "P-1", "My watch is broken, urgent please"))  # P1: one alert to send
+        clock.advance(minutes=5)
+        with TestClient(create_app(app, publish=lambda _: None)) as http:
+            samples = _scrape(http)
+    finally:
+        app.close()
+    assert sample(samples, "triage_queue_depth", queue="deliveries") == 1
+    assert sample(samples, "triage_queue_oldest_seconds", queue="deliveries") == 300
+    deliveries = {dict(labels)["status"]: value for (name, labels), value in samples.items()
+                  if name == "triage_deliveries"}
+    assert deliveries == {"pending": 1, "delivering": 0, "delivered": 0, "gone": 0, "failed": 0, "superseded": 0}
 
 
 def test_webhooks_are_counted_by_known_source_and_status(client: TestClient) -> None:

@@ -91,7 +91,7 @@ class Box:
 
     def correct(self, ticket_id: int, fields: dict[str, Any]) -> None:
         now = self.clock.now()
-        lifecycle.correct(self.app.sessions, ticket_id, "alice", fields, self.app.router.route(fields, now), now)
+        lifecycle.correct(self.app.sessions, ticket_id, "alice", fields, self.app.router, now)
 
 
 @pytest.fixture
@@ -274,7 +274,7 @@ def test_a_newer_writeback_behind_one_a_worker_holds_polls_shortly(box: Box) -> 
     box.app.outbox.step_done(claim, "ticket", box.clock.now())
     box.correct(ticket_id, SUPPORT_FIELDS)
     blocked = box.attempt(box.writebacks(ticket_id)[1].id)
-    assert isinstance(blocked, Wait) and blocked.seconds == ORDER_WAIT_SECONDS < box.app.lease_seconds
+    assert isinstance(blocked, Wait) and blocked.seconds == ORDER_WAIT_SECONDS < box.app.outbox.lease_seconds
 
 
 def test_an_old_failed_writeback_retried_after_a_newer_one_is_superseded(box: Box) -> None:
@@ -378,7 +378,7 @@ def test_a_lost_lease_is_taken_over_and_the_old_holder_writes_nothing(box: Box) 
     first = box.app.outbox.claim(writeback.id, box.clock.now())
     assert isinstance(first, DeliveryClaim) and first.attempt == 1 and not first.resumed
     assert box.app.outbox.claim(writeback.id, box.clock.now()).reason == "held by another worker"  # type: ignore[union-attr]
-    box.clock.advance(seconds=box.app.lease_seconds + 1)
+    box.clock.advance(seconds=box.app.outbox.lease_seconds + 1)
     second = box.app.outbox.claim(writeback.id, box.clock.now())
     assert isinstance(second, DeliveryClaim) and second.attempt == 2 and second.resumed
     with pytest.raises(LeaseLostError):
@@ -449,7 +449,7 @@ def test_an_sla_breach_alerts_once_and_a_new_due_time_can_alert_again(box: Box) 
     box.run()
     assert box.slack.messages[-1].startswith(f"SLA breached: ticket {ticket_id} (P1, hardware-escalation) was due ")
 
-    box.correct(ticket_id, SUPPORT_FIELDS)  # a new route: a new due time, 8 h from now
+    box.correct(ticket_id, SUPPORT_FIELDS)  # a new route: a new due time, 8 h after the customer wrote
     box.clock.advance(hours=8, seconds=1)
     assert box.app.outbox.raise_sla_alerts(box.clock.now()) == [ticket_id]
     lifecycle.resolve(box.app.sessions, ticket_id, "alice", box.clock.now())

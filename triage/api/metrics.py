@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -21,8 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from triage.app import App
 from triage.intake.platforms import PLATFORMS
 from triage.metrics import WEBHOOKS
-from triage.queues import FALLBACK_QUEUE, TRIAGE_QUEUE
-from triage.store.gauges import read_gauges
+from triage.outbox.states import DeliveryStatus
+from triage.queues import DELIVERIES_QUEUE, FALLBACK_QUEUE, TRIAGE_QUEUE
+from triage.store.gauges import Gauges, read_gauges
 from triage.tickets.states import OPEN, Status
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,10 @@ WEBHOOK_PREFIX = "/webhooks/"
 UNKNOWN_SOURCE = "unknown"
 #: The status a webhook request is counted with when the app raised before answering.
 UNANSWERED = 500
-#: Each queue's gauges count the tickets waiting in the status that queue's workers take.
+#: Each ticket queue's gauges count the tickets waiting in the status that queue's workers take.
 WAITING_STATUS = {TRIAGE_QUEUE: Status.QUEUED, FALLBACK_QUEUE: Status.FALLBACK}
+#: The deliveries queue's gauges count the deliveries waiting in this status.
+WAITING_DELIVERY = DeliveryStatus.PENDING
 
 
 def _gauge(name: str, documentation: str, label: str, values: Mapping[str, float]) -> GaugeMetricFamily:
@@ -56,7 +60,7 @@ class DatabaseGauges(Collector):
         self.routes = sorted({rule.route for rule in rules})
 
     def describe(self) -> Iterable[Metric]:
-        return list(self._families({}, {}, {}, {}))
+        return list(self._families({}, {}, {}, {}, {}))
 
     def collect(self) -> Iterator[Metric]:
         now = self.app.clock.now()
@@ -66,14 +70,14 @@ class DatabaseGauges(Collector):
             log.warning("metrics: database gauges left out of this scrape: %s", type(exc).__name__)
             return
         yield from self._families(
-            {queue: gauges.by_status.get(status, 0) for queue, status in WAITING_STATUS.items()},
-            {queue: gauges.waiting_seconds(status, now) for queue, status in WAITING_STATUS.items()},
+            _depth(gauges), _age(gauges, now),
             {status: gauges.by_status.get(status, 0) for status in OPEN},
-            {route: 0 for route in self.routes} | gauges.breached_by_route)
+            {route: 0 for route in self.routes} | gauges.breached_by_route,
+            {status: gauges.deliveries_by_status.get(status, 0) for status in DeliveryStatus})
 
     @staticmethod
     def _families(depth: Mapping[str, float], age: Mapping[str, float], open_tickets: Mapping[str, float],
-                  breached: Mapping[str, float]) -> Iterator[GaugeMetricFamily]:
+                  breached: Mapping[str, float], deliveries: Mapping[str, float]) -> Iterator[GaugeMetricFamily]:
         yield _gauge("triage_queue_depth", "Tickets waiting for each queue's workers (triage: queued, "
                      "fallback: fallback)", "queue", depth)
         yield _gauge("triage_queue_oldest_seconds", "Seconds since the longest-waiting ticket of each queue "
@@ -82,6 +86,18 @@ class DatabaseGauges(Collector):
                      open_tickets)
         yield _gauge("triage_sla_breached", "Tickets past their SLA due time and not resolved, per route",
                      "route", breached)
+        yield _gauge("triage_deliveries", "Outbox deliveries (write-backs, events, alerts) per status; failed ones "
+                     "wait for `triage deliveries --retry`", "status", deliveries)
+
+
+def _depth(gauges: Gauges) -> dict[str, float]:
+    depth = {queue: float(gauges.by_status.get(status, 0)) for queue, status in WAITING_STATUS.items()}
+    return depth | {DELIVERIES_QUEUE: gauges.deliveries_by_status.get(WAITING_DELIVERY, 0)}
+
+
+def _age(gauges: Gauges, now: datetime) -> dict[str, float]:
+    age = {queue: gauges.waiting_seconds(status, now) for queue, status in WAITING_STATUS.items()}
+    return age | {DELIVERIES_QUEUE: gauges.delivery_waiting_seconds(WAITING_DELIVERY, now)}
 
 
 class CountWebhooks:

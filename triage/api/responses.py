@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from triage.outbox.states import DeliveryKind, DeliveryStatus
 from triage.text import repair_strings
 
 #: An ISO-8601 timestamp with its UTC offset, as the store writes them.
@@ -189,11 +190,45 @@ class EventRecord(BaseModel):
     created_at: Timestamp | None
 
 
+#: What each delivery status means (the outbox's: triage.outbox.states).
+DELIVERY_STATUS_HELP = (
+    "pending (waiting for its first attempt or its next retry), delivering (a worker is sending it), "
+    "delivered, gone (the target no longer exists, e.g. the ticket was deleted on the helpdesk: ended, "
+    "not retried), failed (refused for good, or writeback.max_attempts spent: see last_error; "
+    "`triage deliveries --retry ID` tries again), superseded (a newer write-back of the same ticket "
+    "replaced it before it ran)")
+
+
+class DeliveryOut(BaseModel):
+    id: str = Field(description="the delivery's id; an event's webhook-id, the same on every retry")
+    ticket_id: int
+    kind: DeliveryKind = Field(description="writeback, event or alert")
+    target: str = Field(description="the platform, `events endpoint <host>` or `alerts webhook`")
+    topic: str = Field(description="what it carries: the decision written back (routed, needs_review, corrected, "
+                                   "resolved), the event type (ticket.routed...), or the alert (p1, sla_breach)")
+    status: DeliveryStatus = Field(description=DELIVERY_STATUS_HELP)
+    attempts: int = Field(description="attempts made (at most writeback.max_attempts)")
+    steps_done: list[str] = Field(description="the write-back steps already done (never done again)")
+    last_error: str | None = Field(description="the last attempt's error, in the peer's own words")
+    last_status: int | None = Field(description="the HTTP status of the last error, when there was one")
+    next_attempt_at: Timestamp | None = Field(description="when a pending delivery is tried next")
+    created_at: Timestamp
+    updated_at: Timestamp
+    finished_at: Timestamp | None
+
+
+class DeliveryPageOut(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last one")
+
+
 class TicketDetail(BaseModel):
     ticket: TicketRecord
     conversation: ConversationRecord
     attempts: list[AttemptRecord]
     events: list[EventRecord]
+    deliveries: list[DeliveryOut] = Field(description="what left triage for this ticket: write-backs, events, "
+                                                      "alerts (oldest first)")
 
 
 class Claimed(BaseModel):

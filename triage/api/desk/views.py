@@ -212,6 +212,7 @@ class Desk:
         return self.page(
             "ticket.html", viewer, status_code, ticket=ticket, conversation=detail["conversation"],
             messages=[_message(m) for m in detail["conversation"]["messages"]], attempts=detail["attempts"],
+            deliveries=detail["deliveries"],
             events=[_event(e) for e in detail["events"]], holder=holder, allowed=allowed,
             breached=bool(breached_among(self.app.sessions, [ticket_id], self.app.clock.now())),
             routing=self.routing(ticket), controls=forms.controls(self.app.schema, fields),
