@@ -20,8 +20,9 @@ import redis
 from kombu import Connection
 from sqlalchemy import Engine, create_engine, text
 
-from tests.factories import Service, serve
+from tests.factories import ManualClock, Service, build_app, serve
 from tests.harness import fresh_database
+from triage.app import App
 from triage.store.db import upgrade
 
 REPO = Path(__file__).resolve().parent.parent
@@ -174,3 +175,17 @@ def api(migrated_database_url: str) -> Iterator[Service]:
     """The HTTP service on SQLite and on PostgreSQL (see :func:`tests.factories.serve`)."""
     with serve(migrated_database_url) as service:
         yield service
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock the test moves by hand (``clock.advance(...)``)."""
+    return ManualClock()
+
+
+@pytest.fixture
+def app(migrated_sqlite_url: str, clock: ManualClock) -> Iterator[App]:
+    """An app on a migrated SQLite database and :func:`clock`; a test file may define its own."""
+    built = build_app(migrated_sqlite_url, clock=clock)
+    yield built
+    built.close()

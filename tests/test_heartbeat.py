@@ -26,18 +26,6 @@ LEASE, HEARTBEAT = 60.0, 20.0
 LONG_CALL_SECONDS = 600
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def app(migrated_sqlite_url: str, clock: ManualClock) -> Iterator[App]:
-    built = build_app(migrated_sqlite_url, clock=clock)
-    yield built
-    built.close()
-
-
 def _claim(app: App, external_id: str) -> lifecycle.Claim:
     claim = lifecycle.claim(app.sessions, submit(app, external_id), app.clock.now(), LEASE)
     assert claim is not None

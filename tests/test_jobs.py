@@ -27,11 +27,6 @@ from triage.tickets import lifecycle
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def parts(migrated_database_url: str, clock: ManualClock) -> Iterator[App]:
     built = build_app(migrated_database_url, clock=clock, TRIAGE__JOBS__MAX_REQUEUES="2",
                       TRIAGE__JOBS__RETRY_FALLBACK_AFTER_SECONDS="60")

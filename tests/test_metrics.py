@@ -28,18 +28,6 @@ EXPORTED = {"triage_tickets_total", "triage_llm_requests_total", "triage_llm_req
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def app(migrated_sqlite_url: str, clock: ManualClock) -> Iterator[App]:
-    built = build_app(migrated_sqlite_url, clock=clock)
-    yield built
-    built.close()
-
-
-@pytest.fixture
 def client(app: App) -> Iterator[TestClient]:
     with TestClient(create_app(app, publish=lambda _: None)) as http:
         yield http
