@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from celery.exceptions import Retry as CeleryRetry
 from sqlalchemy import event, select
 
 from tests.factories import ManualClock, RecordingPublisher, build_app, recording, submit
-from tests.fakeapi import BATCH_BLOCK, FakeMiMo, batch_keys, ok
+from tests.fakeapi import BATCH_BLOCK, FakeMiMo, batch_keys, error, ok
 from triage.app import App
 from triage.queues import EXTRACT_TASK
 from triage.store.models import Attempt, BatchCall
@@ -220,3 +222,32 @@ def test_a_rate_limited_batch_defers_every_ticket(migrated_database_url: str, ap
         assert api.requests == []
     finally:
         app.close()
+
+
+def test_a_failed_batch_call_is_each_tickets_retry(app: App, api: FakeMiMo) -> None:
+    api.script(BATCH_MARKER, error(503, "overloaded"))
+    ids = _tickets(app, 3)
+    with pytest.raises(CeleryRetry):
+        _work(app, ids[0])
+    publisher = app.publisher
+    assert isinstance(publisher, RecordingPublisher)
+    assert sorted(publisher.extractions) == ids[1:]
+    for ticket_id in ids:
+        detail = _detail(app, ticket_id)
+        assert detail["ticket"]["status"] == "queued"
+        assert [(a["outcome"], a["status_code"]) for a in detail["attempts"]] == [("api_error", 503)]
+
+
+def test_two_workers_never_claim_the_same_ticket(app: App) -> None:
+    ids = _tickets(app, 12)
+    barrier = threading.Barrier(2)
+
+    def take(ticket_id: int) -> list[int]:
+        barrier.wait()
+        return [c.ticket_id for c in lifecycle.claim_batch(app.sessions, ticket_id, 8, app.clock.now(),
+                                                           app.lease_seconds)]
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(take, [ids[0], ids[11]])
+    assert not set(first) & set(second)
+    assert len(first) + len(second) == 12 or min(len(first), len(second)) == 0
