@@ -10,17 +10,19 @@ import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from celery.exceptions import Retry as CeleryRetry
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from tests.factories import ManualClock, RecordingPublisher, build_app, recording, submit
 from tests.fakeapi import BATCH_BLOCK, FakeMiMo, batch_keys, error, ok
 from triage.app import App
 from triage.queues import EXTRACT_TASK
-from triage.store.models import Attempt, BatchCall
+from triage.store.models import Attempt, BatchCall, Ticket
+from triage.store.purge import purge_before
 from triage.store.queries import ticket_detail
 from triage.tasks import SKIPPED, celery_for
 from triage.tickets import lifecycle
@@ -251,3 +253,20 @@ def test_two_workers_never_claim_the_same_ticket(app: App) -> None:
         first, second = pool.map(take, [ids[0], ids[11]])
     assert not set(first) & set(second)
     assert len(first) + len(second) == 12 or min(len(first), len(second)) == 0
+
+
+def test_the_retention_purge_takes_a_batch_call_with_the_last_of_its_tickets(app: App) -> None:
+    ids = _tickets(app, 3)
+    _work(app, ids[0])
+    after = app.clock.now() + timedelta(days=1)
+    with app.sessions.begin() as session:  # one ticket reopened since: it, and so the call, is kept
+        session.execute(update(Ticket).where(Ticket.id == ids[2]).values(updated_at=after))
+    purge_before(app.sessions, after, actor="test", clock=app.clock)
+    with app.sessions() as session:
+        assert session.scalars(select(Attempt.ticket_id)).all() == [ids[2]]
+        assert len(session.scalars(select(BatchCall)).all()) == 1
+    with app.sessions.begin() as session:
+        session.execute(update(Ticket).where(Ticket.id == ids[2]).values(updated_at=app.clock.now()))
+    purge_before(app.sessions, after, actor="test", clock=app.clock)
+    with app.sessions() as session:
+        assert session.scalars(select(BatchCall)).all() == []
