@@ -147,6 +147,9 @@ class RecordingPublisher(Publisher):
     def extraction(self, ticket_id: int) -> None:
         self.extractions.append(ticket_id)
 
+    def extraction_later(self, ticket_id: int, countdown: float) -> None:
+        self.extractions.append(ticket_id)
+
     def fallback(self, ticket_id: int) -> None:
         self.fallbacks.append(ticket_id)
 

@@ -89,6 +89,11 @@ class Publisher:
         """Publish the extraction task (raises the broker's error when it is down)."""
         self._celery.send_task(EXTRACT_TASK, args=(ticket_id,), queue=TRIAGE_QUEUE)
 
+    def extraction_later(self, ticket_id: int, countdown: float) -> None:
+        """Publish the extraction task to run in ``countdown`` seconds: a batch companion's retry or
+        deferral, whose own message is already spent (raises the broker's error when it is down)."""
+        self._celery.send_task(EXTRACT_TASK, args=(ticket_id,), queue=TRIAGE_QUEUE, countdown=countdown)
+
     def fallback(self, ticket_id: int) -> None:
         """Publish the fallback task (raises the broker's error when it is down)."""
         self._celery.send_task(FALLBACK_TASK, args=(ticket_id,), queue=FALLBACK_QUEUE)

@@ -85,6 +85,16 @@ class ExtractionSettings(_Section):
     #: Injection patterns, name -> regular expression over folded customer text; empty: the shipped
     #: ones (triage.extraction.injection_patterns). A non-empty table replaces them.
     injection_patterns: dict[str, str] = Field(default_factory=dict)
+    #: Several conversations in one call (see README "Batched extraction"): ``auto`` when the claimable
+    #: queue is longer than the model's requests per window (one call per ticket would not keep up),
+    #: ``always`` whenever other tickets are waiting, ``never``: one call per ticket.
+    batch_mode: Literal["auto", "always", "never"] = "auto"
+    #: Most conversations in one call (the keys are ``c1``..``cK``).
+    batch_size: int = Field(10, ge=1, le=100)
+    #: Most estimated prompt tokens in one batch call; what does not fit goes in the next call.
+    batch_max_input_tokens: int = Field(32_000, ge=1_000)
+    #: A batch's answer budget is ``max_completion_tokens`` per conversation, capped by this.
+    batch_max_completion_tokens: int = Field(8_192, ge=16)
 
     @field_validator("injection_patterns")
     @classmethod

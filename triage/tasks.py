@@ -13,6 +13,8 @@ an outage is retried, anything else ends the ticket in the fallback queue as ``i
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from celery import Celery, Task, signals
@@ -20,6 +22,10 @@ from celery.exceptions import Retry as CeleryRetry
 
 from triage import jobs, metrics
 from triage.app import App
+from triage.extraction import batched
+from triage.extraction.batched import conversation_tokens, fill_batches
+from triage.extraction.extractor import LLMExtractor, next_number
+from triage.extraction.types import APIError, Attempt, RateLimitedError, RetryableAPIError
 from triage.heartbeat import Heartbeat
 from triage.outbox import send
 from triage.outbox.outbox import Wait
@@ -28,6 +34,7 @@ from triage.policy import (
     Finish,
     HoldForReview,
     Outage,
+    Outcome,
     Retry,
     SendToFallback,
     Step,
@@ -45,27 +52,40 @@ from triage.queues import (
     SWEEP_TASK,
 )
 from triage.settings import SettingsError
+from triage.store.batches import store_call
 from triage.tickets import lifecycle
 from triage.tickets.states import Status
 
 log = logging.getLogger(__name__)
 
 SKIPPED = "skipped"
+#: The fewest conversations a batch call is worth making for.
+MIN_BATCH = 2
 
 
 def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
-    """Claim, extract (renewing the lease meanwhile), ask the policy, apply its step.
+    """Claim, extract (renewing the lease meanwhile), ask the policy, apply its step; when batching
+    applies (:func:`batching`), claim and extract a whole batch (:func:`extract_batch`).
 
     Whatever else goes wrong is the policy's to decide too (:func:`triage.policy.on_exception`): an
     outage is retried, anything else ends the ticket in the fallback queue with ``internal_error``.
     """
     try:
-        claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
+        batch = batching(app, ticket_id)
+        claim = None if batch else lifecycle.claim(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
     except Exception as exc:
         _unclaimed_failure(app, task, ticket_id, exc)
+    if batch:
+        return extract_batch(app, task, ticket_id)
     if claim is None:
         log.info("ticket %s: not claimable (finished or held elsewhere), nothing to do", ticket_id)
         return SKIPPED
+    return _extract_claimed(app, task, claim)
+
+
+def _extract_claimed(app: App, task: Task[Any, Any], claim: lifecycle.Claim) -> str:
+    """The single-ticket run of a claimed ticket."""
+    ticket_id = claim.ticket_id
     try:
         with _heartbeat(app, claim):
             outcome = attempt_extraction(app.extractor.extract, claim.conversation, claim.prior_attempts)
@@ -76,6 +96,135 @@ def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
         raise
     except Exception as exc:
         return apply_step(app, task, claim, _unexpected(app, task, ticket_id, exc))
+
+
+def batching(app: App, ticket_id: int) -> bool:
+    """Whether ``ticket_id``'s run takes other tickets into one call (``extraction.batch_mode``): ``always``;
+    ``auto`` when more tickets wait than the model's requests per window (one call per ticket would fall
+    behind); never with the rules extractor or ``batch_size = 1``."""
+    options = app.settings.extraction
+    if options.batch_mode == "never" or options.batch_size < MIN_BATCH or app.settings.extractor != "llm":
+        return False
+    if options.batch_mode == "always":
+        return True
+    budget = app.settings.rate_limit.budget(app.settings.model)
+    return lifecycle.backlog_exceeds(app.sessions, ticket_id, app.clock.now(), budget.rpm)
+
+
+def extract_batch(app: App, task: Task[Any, Any], ticket_id: int) -> str:
+    """Claim ``ticket_id`` and up to ``batch_size - 1`` other waiting tickets in one statement, ask for them
+    in calls of at most ``batch_max_input_tokens`` (renewing every lease meanwhile), then ask the policy and
+    apply its step for each ticket; ``ticket_id``'s step last, as a single run's (it may retry the message).
+
+    A batch companion whose step is a retry or a deferral is released and published again with the
+    countdown (its own message is spent); an outage leaves it to the sweep once its lease runs out.
+    """
+    options = app.settings.extraction
+    try:
+        claims = lifecycle.claim_batch(app.sessions, ticket_id, options.batch_size, app.clock.now(),
+                                       app.lease_seconds)
+    except Exception as exc:
+        _unclaimed_failure(app, task, ticket_id, exc)
+    own = next((claim for claim in claims if claim.ticket_id == ticket_id), None)
+    companions = [claim for claim in claims if claim is not own]
+    if not companions:
+        if own is None:
+            log.info("ticket %s: not claimable (finished or held elsewhere), nothing to do", ticket_id)
+            return SKIPPED
+        return _extract_claimed(app, task, own)
+    with Heartbeat(lambda: lifecycle.renew_batch(app.sessions, claims, app.clock.now(), app.lease_seconds) > 0,
+                   app.settings.worker.heartbeat_seconds, name=f"heartbeat-batch-{ticket_id}"):
+        outcomes = _batch_outcomes(app, task, claims)
+    for claim in companions:
+        _apply_companion(app, claim, outcomes[claim.ticket_id])
+    if own is None:
+        return SKIPPED
+    try:
+        step = outcomes[ticket_id]
+        return apply_step(app, task, own, step)
+    except CeleryRetry:
+        raise
+    except Exception as exc:
+        return apply_step(app, task, own, _unexpected(app, task, ticket_id, exc))
+
+
+def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.Claim]) -> dict[int, Step]:
+    """Every claim's policy step: its batch call's item when valid, else its own single run after it."""
+    options = app.settings.extraction
+    extractor = app.llm
+    tokens = [conversation_tokens(extractor.prepare(claim.conversation).conversation) for claim in claims]
+    steps: dict[int, Step] = {}
+    for group in fill_batches(tokens, options.batch_max_input_tokens, options.batch_size):
+        members = [claims[index] for index in group]
+        try:
+            outcomes = _group_outcomes(app, members)
+            for claim, outcome in zip(members, outcomes, strict=True):
+                steps[claim.ticket_id] = decide(outcome, claim.prior_attempts, app.settings.retry, app.router,
+                                                claim.sla_started_at, extraction=options)
+        except Exception as exc:
+            for claim in members:
+                steps[claim.ticket_id] = _unexpected(app, task, claim.ticket_id, exc)
+    return steps
+
+
+def _group_outcomes(app: App, claims: Sequence[lifecycle.Claim]) -> list[Outcome]:
+    """One batch call for ``claims`` (a lone claim: its single run), then each invalid item alone."""
+    extractor = app.llm
+    if len(claims) == 1:
+        return [attempt_extraction(extractor.extract, claims[0].conversation, claims[0].prior_attempts)]
+    try:
+        run = batched.extract_batch(extractor, [(claim.conversation, claim.prior_attempts) for claim in claims])
+    except RateLimitedError as exc:
+        return [RateLimitedError(exc.wait_seconds, []) for _ in claims]
+    except RetryableAPIError as exc:  # the whole call failed: each ticket's run records it and retries
+        return [_own_error(exc, claim) for claim in claims]
+    except APIError as exc:  # e.g. a retired model: each ticket asks alone (the model chain moved on)
+        return [_alone(extractor, claim, _renumbered(exc.attempts, claim)) for claim in claims]
+    batch_id = store_call(app.sessions, run.call, app.clock.now())
+    outcomes: list[Outcome] = []
+    for claim, item in zip(claims, run.items, strict=True):
+        attempt = replace(item.attempt, batch_id=batch_id)
+        if item.result is not None:
+            item.result.attempts = [attempt]
+            outcomes.append(item.result)
+        else:
+            outcomes.append(_alone(extractor, claim, [attempt]))
+    return outcomes
+
+
+def _alone(extractor: LLMExtractor, claim: lifecycle.Claim, before: list[Attempt]) -> Outcome:
+    """``claim``'s single run after ``before`` (its batch attempt), which its outcome's attempts start with."""
+    outcome = attempt_extraction(extractor.extract, claim.conversation, [*claim.prior_attempts, *before])
+    outcome.attempts = [*before, *outcome.attempts]
+    return outcome
+
+
+def _renumbered(attempts: Sequence[Attempt], claim: lifecycle.Claim) -> list[Attempt]:
+    """The batch call's attempts as ``claim``'s run numbers them."""
+    start = next_number(claim.prior_attempts)
+    return [replace(attempt, n=start + offset) for offset, attempt in enumerate(attempts)]
+
+
+def _own_error(exc: RetryableAPIError, claim: lifecycle.Claim) -> RetryableAPIError:
+    return RetryableAPIError(str(exc), _renumbered(exc.attempts, claim), status_code=exc.status_code,
+                             retry_after=exc.retry_after)
+
+
+def _apply_companion(app: App, claim: lifecycle.Claim, step: Step) -> None:
+    """A batch companion's step: as :func:`apply_step`, but a retry or deferral is published again."""
+    try:
+        if isinstance(step, Outage):
+            log.warning("ticket %s: %s; the sweep takes it back once its lease runs out", claim.ticket_id, step.error)
+            return
+        if isinstance(step, Defer | Retry):
+            if isinstance(step, Retry) and step.penalty is not None:
+                app.limiter.penalize(step.penalty.model, step.penalty.seconds)
+            if lifecycle.release_for_retry(app.sessions, claim, step.attempts, step.seconds, app.clock.now()):
+                app.publisher.extraction_later(claim.ticket_id, step.seconds)
+            return
+        _store_final(app, claim, step)
+    except Exception as exc:  # one companion's failure is not the others'; its lease runs out for the sweep
+        log.error("ticket %s: could not store its batch step", claim.ticket_id, exc_info=exc)
 
 
 def _unexpected(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) -> Outage | SendToFallback:
@@ -104,20 +253,9 @@ def _heartbeat(app: App, claim: lifecycle.Claim) -> Heartbeat:
 
 def apply_step(app: App, task: Task[Any, Any], claim: lifecycle.Claim, step: Step) -> str:
     """Carry out the policy's ``step`` for ``claim``; a retry, deferral or outage raises Celery's ``Retry``."""
+    if isinstance(step, Finish | HoldForReview | SendToFallback):
+        return _store_final(app, claim, step)
     now = app.clock.now()
-    if isinstance(step, Finish):
-        if lifecycle.finish(app.sessions, claim, step.result, step.decision, now):
-            metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor)
-        return step.decision.route
-    if isinstance(step, HoldForReview):
-        if lifecycle.hold_for_review(app.sessions, claim, step.result, step.decision, step.reason, step.detail, now):
-            metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor)
-        return Status.NEEDS_REVIEW
-    if isinstance(step, SendToFallback):
-        lifecycle.send_to_fallback(app.sessions, claim, step.attempts, step.reason, step.detail, now,
-                                   trimmed=step.trimmed, injection=step.injection)
-        app.publisher.fallback_or_log(claim.ticket_id)
-        return Status.FALLBACK
     if isinstance(step, Outage):
         _retry(task, step)  # nothing can be recorded: the message (or, once the lease ran out, the sweep) returns
     if isinstance(step, Retry):
@@ -128,6 +266,23 @@ def apply_step(app: App, task: Task[Any, Any], claim: lifecycle.Claim, step: Ste
                     extra={"model": failed.model, "attempt": failed.n})
     lifecycle.release_for_retry(app.sessions, claim, step.attempts, step.seconds, now)
     _retry(task, step)
+
+
+def _store_final(app: App, claim: lifecycle.Claim, step: Finish | HoldForReview | SendToFallback) -> str:
+    """Store a step that ends the run (routed, held for review, or the fallback queue published)."""
+    now = app.clock.now()
+    if isinstance(step, Finish):
+        if lifecycle.finish(app.sessions, claim, step.result, step.decision, now):
+            metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor)
+        return step.decision.route
+    if isinstance(step, HoldForReview):
+        if lifecycle.hold_for_review(app.sessions, claim, step.result, step.decision, step.reason, step.detail, now):
+            metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor)
+        return Status.NEEDS_REVIEW
+    lifecycle.send_to_fallback(app.sessions, claim, step.attempts, step.reason, step.detail, now,
+                               trimmed=step.trimmed, injection=step.injection)
+    app.publisher.fallback_or_log(claim.ticket_id)
+    return Status.FALLBACK
 
 
 def _retry(task: Task[Any, Any], step: Defer | Retry | Outage) -> NoReturn:

@@ -179,6 +179,11 @@ class AttemptRecord(BaseModel):
     reasoning_tokens: int | None
     latency_ms: int | None
     max_completion_tokens: int | None
+    #: An item of a batch call: the call's id, how many conversations it answered, and its whole raw
+    #: output (``raw_output`` is this conversation's own item).
+    batch_id: int | None = None
+    batch_size: int | None = None
+    batch_raw_output: str | None = None
     created_at: Timestamp | None
 
 

@@ -15,8 +15,9 @@ from triage.errors import ExtractionError
 if TYPE_CHECKING:
     from triage.extraction.injection import InjectionMatch
 
-#: ``ambiguous``: objects that validate disagree on a routing field (re-asked once for one object).
-Outcome = Literal["valid", "invalid", "unparseable", "truncated", "ambiguous", "api_error"]
+#: ``ambiguous``: objects that validate disagree on a routing field (re-asked once for one object);
+#: ``batch_unusable``: a batch answer had no usable item for the conversation (missing, given twice...).
+Outcome = Literal["valid", "invalid", "unparseable", "truncated", "ambiguous", "api_error", "batch_unusable"]
 
 
 @dataclass
@@ -39,6 +40,9 @@ class Attempt:
     parse_path: str | None = None
     #: Every repair the answer needed, sorted, e.g. ``("fence", "last_of_2", "trailing_comma")``.
     repairs: tuple[str, ...] = ()
+    #: An item of a batch call: the stored call's id (set once it is stored) and how many it answered.
+    batch_id: int | None = None
+    batch_size: int | None = None
 
 
 class ExtractionFailure(StrEnum):

@@ -174,8 +174,28 @@ class JobLock(Base):
     locked_until: Mapped[datetime | None]
 
 
+class BatchCall(Base):
+    """One LLM call that answered several conversations: its raw output, stored once; each
+    conversation's :class:`Attempt` points here (``batch_id``) and holds its share of the tokens."""
+
+    __tablename__ = "batch_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    raw_output: Mapped[str | None] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    max_completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Attempt(Base):
-    """One LLM call made for a ticket (``run`` counts extraction runs of the ticket)."""
+    """One LLM call made for a ticket (``run`` counts extraction runs of the ticket); an item of a
+    batch call points to it (``batch_id``, ``batch_size``) and holds its share of the tokens."""
 
     __tablename__ = "attempts"
 
@@ -197,9 +217,12 @@ class Attempt(Base):
     #: Which parser path read the answer (``strict``/``tolerant``), and every repair it needed.
     parse_path: Mapped[str | None] = mapped_column(String(16))
     repairs: Mapped[list[Any] | None]
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch_calls.id"), index=True)
+    batch_size: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="attempts")
+    batch: Mapped[BatchCall | None] = relationship()
 
 
 class Event(Base):

@@ -21,11 +21,11 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Integer, String, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Integer, String, and_, delete, exists, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from triage.clock import Clock
-from triage.store.models import Attempt, Base, Conversation, Delivery, Event, IntakeKey, Ticket, utcnow
+from triage.store.models import Attempt, Base, BatchCall, Conversation, Delivery, Event, IntakeKey, Ticket, utcnow
 from triage.tickets.states import FINISHED
 
 #: Conversations deleted per transaction.
@@ -115,7 +115,9 @@ def _purge_batch(session: Session, candidates: Sequence[int], before: datetime, 
         .where(Conversation.id.in_(candidates), _expired(before)).with_for_update(of=Ticket)).all()
     ticket_ids = [row.id for row in tickets]
     conversation_ids = [row.conversation_id for row in tickets]
-    return PurgeCounts(
+    batch_ids = session.scalars(select(Attempt.batch_id).distinct()
+                                .where(Attempt.ticket_id.in_(ticket_ids), Attempt.batch_id.is_not(None))).all()
+    counts = PurgeCounts(
         deliveries=_remove(session, Delivery, Delivery.ticket_id.in_(ticket_ids), dry_run),
         events=_remove(session, Event, Event.ticket_id.in_(ticket_ids), dry_run),
         attempts=_remove(session, Attempt, Attempt.ticket_id.in_(ticket_ids), dry_run),
@@ -123,6 +125,11 @@ def _purge_batch(session: Session, candidates: Sequence[int], before: datetime, 
         intake_keys=_remove(session, IntakeKey, IntakeKey.conversation_id.in_(conversation_ids), dry_run),
         conversations=_remove(session, Conversation, Conversation.id.in_(conversation_ids), dry_run),
     )
+    # a batch call's raw output goes with the last of its tickets (not counted: it is part of their attempts)
+    if not dry_run:
+        _remove(session, BatchCall, and_(BatchCall.id.in_(batch_ids),
+                                         ~exists().where(Attempt.batch_id == BatchCall.id)), dry_run)
+    return counts
 
 
 def _add_to_record(session: Session, purge_id: int, counts: PurgeCounts) -> None:

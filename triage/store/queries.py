@@ -252,6 +252,8 @@ def _attempt_json(attempt: Attempt) -> dict[str, Any]:
             "completion_tokens": attempt.completion_tokens, "reasoning_tokens": attempt.reasoning_tokens,
             "latency_ms": attempt.latency_ms, "max_completion_tokens": attempt.max_completion_tokens,
             "parse_path": attempt.parse_path, "repairs": list(attempt.repairs or []),
+            "batch_id": attempt.batch_id, "batch_size": attempt.batch_size,
+            "batch_raw_output": attempt.batch.raw_output if attempt.batch else None,
             "created_at": _iso(attempt.created_at)}
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from triage.conversation import Conversation
 from triage.errors import ConflictError
@@ -144,7 +144,7 @@ def _add_attempts(session: Session, ticket_id: int, run: int, attempts: Sequence
                 prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens,
                 reasoning_tokens=a.reasoning_tokens, latency_ms=a.latency_ms,
                 max_completion_tokens=a.max_completion_tokens, parse_path=a.parse_path, repairs=list(a.repairs),
-                created_at=now)
+                batch_id=a.batch_id, batch_size=a.batch_size, created_at=now)
         for a in attempts
     )
 
@@ -155,7 +155,8 @@ def _to_record(row: Attempt) -> AttemptRecord:
                          prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens,
                          reasoning_tokens=row.reasoning_tokens, latency_ms=row.latency_ms,
                          max_completion_tokens=row.max_completion_tokens, status_code=row.status_code,
-                         parse_path=row.parse_path, repairs=tuple(row.repairs or ()))
+                         parse_path=row.parse_path, repairs=tuple(row.repairs or ()),
+                         batch_id=row.batch_id, batch_size=row.batch_size)
 
 
 def _store_result(ticket: Ticket, result: ExtractionResult, decision: RouteDecision, now: datetime) -> None:
@@ -254,6 +255,77 @@ def claim_fallback(sessions: sessionmaker[Session], ticket_id: int, now: datetim
                    lease_seconds: float) -> Claim | None:
     """Hold a ``fallback`` ticket for the fallback task (it stays ``fallback`` until finished)."""
     return _claim(sessions, ticket_id, Action.CLAIM_FALLBACK, now, lease_seconds)
+
+
+def _batchable(now: datetime) -> ColumnElement[bool]:
+    """A ticket another ticket's run may take into its batch: claimable now, and no retry scheduled later."""
+    return and_(Ticket.status.in_(sources(Action.CLAIM)), _lease_free(now),
+                or_(Ticket.next_attempt_at.is_(None), Ticket.next_attempt_at <= now))
+
+
+def backlog_exceeds(sessions: sessionmaker[Session], ticket_id: int, now: datetime, count: int) -> bool:
+    """More than ``count`` tickets besides ``ticket_id`` could be claimed now (reads at most ``count + 1`` ids)."""
+    with sessions.begin() as session:
+        waiting = select(Ticket.id).where(Ticket.id != ticket_id, _batchable(now)).limit(count + 1).subquery()
+        return (session.scalar(select(func.count()).select_from(waiting)) or 0) > count
+
+
+def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now: datetime,
+                lease_seconds: float) -> list[Claim]:
+    """:func:`claim` ``ticket_id`` and, in the same statement, up to ``size - 1`` other claimable tickets
+    (oldest first; on PostgreSQL rows another worker is claiming are skipped), all under one new lease.
+
+    ``ticket_id``'s claim comes first; nothing is claimed (``[]``) when ``ticket_id`` itself is not
+    claimable. The other tickets' own messages then find them held (or finished) and do nothing.
+    """
+    chosen = (select(Ticket.id)
+              .where(or_(Ticket.id == ticket_id, _batchable(now)), Ticket.status.in_(sources(Action.CLAIM)),
+                     _lease_free(now), _claimable_exists(ticket_id, now))
+              .order_by(case((Ticket.id == ticket_id, 0), else_=1), Ticket.id)
+              .limit(size).with_for_update(skip_locked=True)
+              .cte("chosen"))  # a CTE runs once: PostgreSQL may run an IN subquery again, past its LIMIT
+    with sessions.begin() as session:
+        rows = session.execute(
+            update(Ticket)
+            .where(Ticket.id.in_(select(chosen.c.id)), Ticket.status.in_(sources(Action.CLAIM)),
+                   _lease_free(now))
+            .values(status=single_target(Action.CLAIM), updated_at=now, **_grant_lease(now, lease_seconds))
+            .returning(Ticket.id, Ticket.lease_token, Ticket.run, Ticket.sla_started_at, Ticket.conversation_id)
+        ).all()
+        if not rows:
+            return []
+        messages: dict[int, list[Any]] = {
+            conversation.id: conversation.messages for conversation in session.execute(
+                select(ConversationRow.id, ConversationRow.messages)
+                .where(ConversationRow.id.in_([row.conversation_id for row in rows])))}
+        runs = {row.id: row.run for row in rows}
+        prior: dict[int, list[AttemptRecord]] = {row.id: [] for row in rows}
+        for attempt in session.scalars(select(Attempt).where(Attempt.ticket_id.in_(runs)).order_by(Attempt.id)):
+            if attempt.run == runs[attempt.ticket_id]:
+                prior[attempt.ticket_id].append(_to_record(attempt))
+    claims = [Claim(row.id, str(row.lease_token), row.run, Conversation.from_dicts(messages[row.conversation_id]),
+                    prior[row.id], row.sla_started_at) for row in rows]
+    return sorted(claims, key=lambda claim: (claim.ticket_id != ticket_id, claim.ticket_id))
+
+
+def _claimable_exists(ticket_id: int, now: datetime) -> ColumnElement[bool]:
+    """``ticket_id`` itself is claimable: a batch is only ever taken by its own ticket's message."""
+    own = aliased(Ticket)
+    return exists().where(own.id == ticket_id, own.status.in_(sources(Action.CLAIM)),
+                          or_(own.lease_until.is_(None), own.lease_until < now))
+
+
+def renew_batch(sessions: sessionmaker[Session], claims: Sequence[Claim], now: datetime,
+                lease_seconds: float) -> int:
+    """:func:`renew` every claim of a batch in one statement; how many are still held."""
+    with sessions.begin() as session:
+        return changed_rows(session.execute(
+            update(Ticket)
+            .where(Ticket.id.in_([claim.ticket_id for claim in claims]),
+                   Ticket.lease_token.in_({claim.token for claim in claims}),
+                   Ticket.status.in_(sources(Action.RENEW)))
+            .values(lease_until=now + timedelta(seconds=lease_seconds))
+        ))
 
 
 def renew(sessions: sessionmaker[Session], claim: Claim, now: datetime, lease_seconds: float) -> bool:
