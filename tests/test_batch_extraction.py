@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from celery.exceptions import Retry as CeleryRetry
+from prometheus_client import REGISTRY
 from sqlalchemy import event, select, update
 
 from tests.factories import ManualClock, RecordingPublisher, build_app, recording, submit
@@ -139,8 +140,14 @@ def test_the_wire_format(app: App, api: FakeMiMo) -> None:
 
 
 def test_the_raw_output_is_stored_once_and_tokens_are_shared_out(app: App, api: FakeMiMo) -> None:
+    def counted(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"model": app.settings.model, **labels}) or 0.0
+
     ids = _tickets(app, 3)
+    before = counted("triage_llm_requests_total", outcome="valid"), counted("triage_llm_tokens_total", kind="prompt")
     _work(app, ids[0])
+    after = counted("triage_llm_requests_total", outcome="valid"), counted("triage_llm_tokens_total", kind="prompt")
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 161), "one call in the metrics, with all its tokens"
     with app.sessions() as session:
         [call] = session.scalars(select(BatchCall)).all()
         attempts = session.scalars(select(Attempt).order_by(Attempt.ticket_id)).all()

@@ -15,6 +15,8 @@ needed). This module imports no database or Celery code: the extraction room cou
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Histogram, start_http_server
 
 from triage.errors import ConfigError
@@ -51,15 +53,21 @@ def ticket_finished(status: str, route: str, extractor: str | None) -> None:
 
 def llm_attempt(attempt: Attempt) -> None:
     """Count one LLM API call: its outcome, duration, tokens and, for an API error, its status."""
-    LLM_REQUESTS.labels(attempt.model, attempt.outcome).inc()
-    if attempt.latency_ms is not None:
-        LLM_SECONDS.observe(attempt.latency_ms / MILLISECONDS)
-    for kind, tokens in (("prompt", attempt.prompt_tokens), ("completion", attempt.completion_tokens),
-                         ("reasoning", attempt.reasoning_tokens)):
-        if tokens:
-            LLM_TOKENS.labels(attempt.model, kind).inc(tokens)
+    llm_call(attempt.model, attempt.outcome, attempt.latency_ms,
+             {"prompt": attempt.prompt_tokens, "completion": attempt.completion_tokens,
+              "reasoning": attempt.reasoning_tokens})
     if attempt.outcome == "api_error":
         LLM_API_ERRORS.labels(attempt.model, str(attempt.status_code or NONE_LABEL)).inc()
+
+
+def llm_call(model: str, outcome: str, latency_ms: int | None, tokens: Mapping[str, int | None]) -> None:
+    """Count one LLM API call that answered (a single ticket's, or a batch's once for all its tickets)."""
+    LLM_REQUESTS.labels(model, outcome).inc()
+    if latency_ms is not None:
+        LLM_SECONDS.observe(latency_ms / MILLISECONDS)
+    for kind, count in tokens.items():
+        if count:
+            LLM_TOKENS.labels(model, kind).inc(count)
 
 
 def ratelimit_wait(model: str, seconds: float) -> None:

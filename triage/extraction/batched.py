@@ -30,7 +30,7 @@ from triage.extraction.batch import BatchAnswer, BatchItem, parse_batch_answer
 from triage.extraction.choose import Chosen, NoneValid, choose
 from triage.extraction.extractor import CHARS_PER_TOKEN, LLMExtractor, estimate_tokens, next_number
 from triage.extraction.llm import Completion
-from triage.extraction.parse import Candidate
+from triage.extraction.parse import Candidate, is_truncated
 from triage.extraction.prompt import batch_keys, render_conversation
 from triage.extraction.trim import Trimmed
 from triage.extraction.types import APIError, Attempt, ExtractionResult, Outcome, RateLimitedError
@@ -154,9 +154,18 @@ def extract_batch(extractor: LLMExtractor,
     judge = _Judge(extractor, call, answer)
     items = [judge(index, key, sent, prior)
              for index, (key, sent, (_, prior)) in enumerate(zip(keys, outgoing, conversations, strict=True))]
-    for item in items:
-        metrics.llm_attempt(item.attempt)
+    metrics.llm_call(model, batch_outcome(call, items), call.latency_ms,
+                     {"prompt": call.prompt_tokens, "completion": call.completion_tokens,
+                      "reasoning": call.reasoning_tokens})
     return BatchRun(call, items)
+
+
+def batch_outcome(call: BatchCall, items: Sequence[ItemOutcome]) -> Outcome:
+    """A batch call's outcome in the metrics (one call, counted once): ``valid`` when every item was,
+    ``truncated`` when the answer was cut off, else ``invalid`` (some items are asked again alone)."""
+    if all(item.attempt.outcome == "valid" for item in items):
+        return "valid"
+    return "truncated" if is_truncated(call.finish_reason) else "invalid"
 
 
 def _call(completion: Completion, model: str, size: int, budget: int) -> BatchCall:
