@@ -60,6 +60,13 @@ class ModelChain:
                     return model
         return self.models[0]
 
+    def available(self, model: str) -> bool:
+        """Whether ``model``'s circuit is closed (or due a trial) now; a model never seen is available."""
+        now = self._clock()
+        with self._lock:
+            circuit = self._circuits.get(model)
+            return circuit is None or circuit.open_until <= now
+
     def has_alternative(self, model: str) -> bool:
         """Whether another model's circuit is closed now."""
         now = self._clock()
@@ -70,7 +77,7 @@ class ModelChain:
         """Count an API error of ``model``: a 404 retires it, repeated 5xx open its circuit."""
         now = self._clock()
         with self._lock:
-            circuit = self._circuits[model]
+            circuit = self._circuits.setdefault(model, _Circuit())  # an overflow model too (triage.extraction.budget)
             if status_code == NOT_FOUND:
                 circuit.open_until = now + self.retired_seconds
             elif status_code is not None and status_code >= SERVER_ERROR:
