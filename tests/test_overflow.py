@@ -33,7 +33,7 @@ ROUTED = "general-inquiries"
 def _app(database_url: str, api: FakeMiMo, **env: str) -> App:
     built = build_app(database_url, clock=ManualClock(), TRIAGE_EXTRACTOR="llm", MIMO_API_KEY="sk-test",
                       MIMO_BASE_URL=api.base_url, TRIAGE_MODEL=PRIMARY, TRIAGE__EXTRACTION__TIMEOUT_SECONDS="5",
-                      **env)
+                      TRIAGE__EXTRACTION__DEDUPE_WINDOW_SECONDS="0", **env)
     celery_for(built)
     recording(built)
     return built

@@ -20,6 +20,9 @@ from celery.exceptions import Retry as CeleryRetry
 
 from triage import jobs, metrics
 from triage.app import App
+from triage.conversation import Conversation
+from triage.extraction import dedupe
+from triage.extraction.dedupe import Lookup
 from triage.heartbeat import Heartbeat
 from triage.outbox import send
 from triage.outbox.outbox import Wait
@@ -28,6 +31,7 @@ from triage.policy import (
     Finish,
     HoldForReview,
     Outage,
+    Outcome,
     Retry,
     SendToFallback,
     Step,
@@ -45,6 +49,7 @@ from triage.queues import (
     SWEEP_TASK,
 )
 from triage.settings import SettingsError
+from triage.store.dedupe import find_earlier
 from triage.tickets import lifecycle
 from triage.tickets.states import Status
 
@@ -68,7 +73,7 @@ def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
         return SKIPPED
     try:
         with _heartbeat(app, claim):
-            outcome = attempt_extraction(app.extractor.extract, claim.conversation, claim.prior_attempts)
+            outcome = _extraction(app, claim)
         step = decide(outcome, claim.prior_attempts, app.settings.retry, app.router, claim.sla_started_at,
                       extraction=app.settings.extraction)
         return apply_step(app, task, claim, step)
@@ -76,6 +81,29 @@ def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
         raise
     except Exception as exc:
         return apply_step(app, task, claim, _unexpected(app, task, ticket_id, exc))
+
+
+def dedupe_lookup(app: App, ticket_id: int, conversation: Conversation) -> Lookup | None:
+    """``conversation``'s de-duplication key and, when a recent ticket's LLM extraction matches, its reuse;
+    ``None`` when de-duplication is off (the rules extractor, or ``extraction.dedupe_window_seconds = 0``)."""
+    options = app.settings.extraction
+    if app.settings.extractor != "llm" or not options.dedupe_window_seconds:
+        return None
+    key = dedupe.extractor_key(app.llm, conversation)
+    earlier = find_earlier(app.sessions, ticket_id, key, app.clock.now(), options.dedupe_window_seconds,
+                           options.dedupe_sources_off)
+    if earlier is None:
+        return Lookup(key, None)
+    return Lookup(key, dedupe.reuse(app.llm, conversation, key, earlier.ticket_id, earlier.fields, earlier.model))
+
+
+def _extraction(app: App, claim: lifecycle.Claim) -> Outcome:
+    """A recent identical conversation's extraction reused (no LLM call), else the extractor's run, keyed."""
+    lookup = dedupe_lookup(app, claim.ticket_id, claim.conversation)
+    if lookup is not None and lookup.reused is not None:
+        return lookup.reused
+    outcome = attempt_extraction(app.extractor.extract, claim.conversation, claim.prior_attempts)
+    return outcome if lookup is None else dedupe.keyed(outcome, lookup.key)
 
 
 def _unexpected(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) -> Outage | SendToFallback:
