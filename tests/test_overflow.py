@@ -15,7 +15,7 @@ import pytest
 from celery.exceptions import Retry as CeleryRetry
 
 from tests.factories import ManualClock, build_app, recording, submit
-from tests.fakeapi import FakeMiMo
+from tests.fakeapi import VALID_TICKET, FakeMiMo, error, ok
 from triage.app import App
 from triage.extraction.budget import ModelBudgets
 from triage.extraction.model_chain import ModelChain
@@ -84,6 +84,44 @@ def test_without_overflow_models_the_ticket_defers_as_before(migrated_sqlite_url
         tickets = [submit(app, f"P-{n}", f"My router is broken [plain-{n}]") for n in range(2)]
         assert [_run(app, ticket_id) for ticket_id in tickets] == [ROUTED, "deferred"]
         assert _models_called(api, "[plain-0]") == [PRIMARY]
+    finally:
+        app.close()
+
+
+def test_a_retired_primary_is_a_failure_not_an_overflow(migrated_sqlite_url: str, api: FakeMiMo) -> None:
+    """Overflow is about budget: a 404 follows the failure chain as before (none here: the fallback queue)."""
+    app = _app(migrated_sqlite_url, api, TRIAGE__EXTRACTION__OVERFLOW_MODELS=json.dumps([OVERFLOW]))
+    try:
+        api.script("[retired-1]", error(404, "no such model"))
+        ticket_id = submit(app, "R-1", "My router is broken [retired-1]")
+        assert _run(app, ticket_id) == "fallback"
+        assert _models_called(api, "[retired-1]") == [PRIMARY], "asked once, not again through the overflow list"
+    finally:
+        app.close()
+
+
+def test_a_model_in_both_lists_takes_over_on_failure_and_on_budget(migrated_sqlite_url: str, api: FakeMiMo) -> None:
+    app = _app(migrated_sqlite_url, api, TRIAGE__RATE_LIMIT__RPM="1",
+               TRIAGE__EXTRACTION__FALLBACK_MODELS=json.dumps([OVERFLOW]),
+               TRIAGE__EXTRACTION__OVERFLOW_MODELS=json.dumps([OVERFLOW]))
+    try:
+        api.script("[both-1]", error(404, "no such model"), ok(VALID_TICKET))
+        ticket_id = submit(app, "B-1", "My router is broken [both-1]")
+        assert _run(app, ticket_id) == ROUTED
+        assert _models_called(api, "[both-1]") == [PRIMARY, OVERFLOW]
+    finally:
+        app.close()
+
+
+def test_a_retired_overflow_model_is_skipped_and_the_ticket_defers(migrated_sqlite_url: str, api: FakeMiMo) -> None:
+    app = _app(migrated_sqlite_url, api, TRIAGE__RATE_LIMIT__RPM="1",
+               TRIAGE__EXTRACTION__OVERFLOW_MODELS=json.dumps([OVERFLOW]))
+    try:
+        api.script("[gone-2]", error(404, "no such model"))
+        tickets = [submit(app, f"G-{n}", f"My router is broken [gone-{n}]") for n in (1, 2, 3)]
+        assert [_run(app, ticket_id) for ticket_id in tickets] == [ROUTED, "deferred", "deferred"]
+        assert _models_called(api, "[gone-2]") == [OVERFLOW], "the primary had no budget; the 404 is not retried"
+        assert _models_called(api, "[gone-3]") == [], "a retired overflow model is not asked"
     finally:
         app.close()
 

@@ -68,10 +68,11 @@ class ModelChain:
             return circuit is None or circuit.open_until <= now
 
     def has_alternative(self, model: str) -> bool:
-        """Whether another model's circuit is closed now."""
+        """Whether another model of the chain has its circuit closed now (overflow models do not count: they are
+        for budget, not failure)."""
         now = self._clock()
         with self._lock:
-            return any(c.open_until <= now for m, c in self._circuits.items() if m != model)
+            return any(self._circuits[m].open_until <= now for m in self.models if m != model)
 
     def failed(self, model: str, status_code: int | None) -> None:
         """Count an API error of ``model``: a 404 retires it, repeated 5xx open its circuit."""
