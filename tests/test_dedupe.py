@@ -25,6 +25,7 @@ from triage.queues import EXTRACT_TASK
 from triage.settings import PrivacySettings
 from triage.store.models import Event, Ticket
 from triage.store.purge import purge_before
+from triage.store.queries import ticket_detail
 from triage.tasks import celery_for
 
 FAULT = {"problem_type": "device_fault", "device_model": "AX3000", "urgent_level": "high",
@@ -78,6 +79,8 @@ def test_the_same_text_differently_spaced_and_cased_reuses_the_extraction(app: A
     assert (second.model, second.schema_version, second.prompt_version) == (
         first.model, first.schema_version, first.prompt_version)
     assert _finished("dedupe") == counted + 1, "counted like any finished ticket"
+    detail = ticket_detail(app.sessions, second.id)
+    assert detail is not None and (detail["ticket"]["extractor"], detail["ticket"]["dedupe_of"]) == ("dedupe", first.id)
     with app.sessions() as session:
         [event] = session.scalars(select(Event).where(Event.ticket_id == second.id)).all()
         assert (event.kind, event.after["extractor"], event.after["route"]) == ("routed", "dedupe", ROUTE)

@@ -14,6 +14,11 @@ this order:
    "answer with exactly one"; a second ambiguous answer fails the run with ``ambiguous_answer``);
    none valid is ``invalid`` (re-asked with the schema's issues).
 
+Each call's model is the failure chain's current one (:class:`~triage.extraction.model_chain.ModelChain`:
+404s and open circuits), or, when that one has no rate budget in this window, the first overflow
+model that has (:class:`~triage.extraction.budget.ModelBudgets`); when none has, the run stops with
+:class:`~triage.extraction.types.RateLimitedError` (the caller defers).
+
 A re-ask's size does not grow: it is always system + conversation + the last bad answer + its
 problems. Every attempt records its parse path and repairs, and its raw output made storable
 (:func:`triage.text.repair_text`). What was sent is scanned for instruction-like text
