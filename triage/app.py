@@ -113,7 +113,7 @@ class App:
                            open_seconds=options.circuit_open_seconds, retired_seconds=options.retired_model_seconds)
         return LLMExtractor(client, self.schema, chain, options, today=lambda: self.clock.now().date(),
                             acquire=self.limiter.acquire, privacy=self.settings.privacy,
-                            routing_fields=self.router.fields)
+                            routing_fields=self.router.fields, overflow_models=options.overflow_models)
 
     @cached_property
     def senders(self) -> Senders:

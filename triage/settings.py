@@ -75,6 +75,16 @@ class ExtractionSettings(_Section):
     max_input_chars: int = Field(24_000, ge=1_000)
     #: Models to move to, in order, when the main one (TRIAGE_MODEL) is retired (404) or failing.
     fallback_models: list[str] = Field(default_factory=list)
+    #: Models a call may go to, in order, when the one chosen (TRIAGE_MODEL, or the fallback chain's current
+    #: model) has no rate budget left in this window; each has its own budget (``rate_limit``). A model may be
+    #: here and in ``fallback_models`` too (budget and failure are separate questions).
+    overflow_models: list[str] = Field(default_factory=list)
+    #: A conversation whose normalised text (whitespace and case folded, PII placeholders applied), schema and
+    #: prompt version match an LLM extraction routed within this many seconds reuses it with no call; 0: off.
+    dedupe_window_seconds: float = Field(3600.0, ge=0)
+    #: Sources (``conversations.source``, e.g. ``zendesk``) left out of de-duplication both ways: their tickets
+    #: never reuse an earlier extraction and are never reused.
+    dedupe_sources_off: list[str] = Field(default_factory=list)
     #: Consecutive 5xx answers that open a model's circuit, and how long it stays open.
     circuit_failures: int = Field(5, ge=1)
     circuit_open_seconds: float = Field(60.0, gt=0)

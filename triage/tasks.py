@@ -22,8 +22,10 @@ from celery.exceptions import Retry as CeleryRetry
 
 from triage import jobs, metrics
 from triage.app import App
-from triage.extraction import batched
+from triage.conversation import Conversation
+from triage.extraction import batched, dedupe
 from triage.extraction.batched import conversation_tokens, fill_batches
+from triage.extraction.dedupe import Lookup
 from triage.extraction.extractor import LLMExtractor, next_number
 from triage.extraction.types import APIError, Attempt, RateLimitedError, RetryableAPIError
 from triage.heartbeat import Heartbeat
@@ -53,6 +55,7 @@ from triage.queues import (
 )
 from triage.settings import SettingsError
 from triage.store.batches import store_call
+from triage.store.dedupe import find_earlier
 from triage.tickets import lifecycle
 from triage.tickets.states import Status
 
@@ -88,10 +91,8 @@ def _extract_claimed(app: App, task: Task[Any, Any], claim: lifecycle.Claim) -> 
     ticket_id = claim.ticket_id
     try:
         with _heartbeat(app, claim):
-            outcome = attempt_extraction(app.extractor.extract, claim.conversation, claim.prior_attempts)
-        step = decide(outcome, claim.prior_attempts, app.settings.retry, app.router, claim.sla_started_at,
-                      extraction=app.settings.extraction)
-        return apply_step(app, task, claim, step)
+            outcome = _extraction(app, claim)
+        return apply_step(app, task, claim, _decided(app, claim, outcome))
     except CeleryRetry:
         raise
     except Exception as exc:
@@ -149,22 +150,38 @@ def extract_batch(app: App, task: Task[Any, Any], ticket_id: int) -> str:
 
 
 def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.Claim]) -> dict[int, Step]:
-    """Every claim's policy step: its batch call's item when valid, else its own single run after it."""
+    """Every claim's policy step: a recent identical conversation's extraction reused (no call); else its
+    batch call's item when valid, else its own single run after it."""
     options = app.settings.extraction
-    extractor = app.llm
-    tokens = [conversation_tokens(extractor.prepare(claim.conversation).conversation) for claim in claims]
     steps: dict[int, Step] = {}
-    for group in fill_batches(tokens, options.batch_max_input_tokens, options.batch_size):
-        members = [claims[index] for index in group]
+    lookups: dict[int, Lookup | None] = {}
+    asked: list[lifecycle.Claim] = []
+    for claim in claims:
         try:
-            outcomes = _group_outcomes(app, members)
-            for claim, outcome in zip(members, outcomes, strict=True):
-                steps[claim.ticket_id] = decide(outcome, claim.prior_attempts, app.settings.retry, app.router,
-                                                claim.sla_started_at, extraction=options)
+            lookup = lookups[claim.ticket_id] = dedupe_lookup(app, claim.ticket_id, claim.conversation)
+            if lookup is not None and lookup.reused is not None:
+                steps[claim.ticket_id] = _decided(app, claim, lookup.reused)
+            else:
+                asked.append(claim)
+        except Exception as exc:
+            steps[claim.ticket_id] = _unexpected(app, task, claim.ticket_id, exc)
+    tokens = [conversation_tokens(app.llm.prepare(claim.conversation).conversation) for claim in asked]
+    for group in fill_batches(tokens, options.batch_max_input_tokens, options.batch_size):
+        members = [asked[index] for index in group]
+        try:
+            for claim, outcome in zip(members, _group_outcomes(app, members), strict=True):
+                lookup = lookups[claim.ticket_id]
+                steps[claim.ticket_id] = _decided(app, claim, outcome if lookup is None
+                                                  else dedupe.keyed(outcome, lookup.key))
         except Exception as exc:
             for claim in members:
                 steps[claim.ticket_id] = _unexpected(app, task, claim.ticket_id, exc)
     return steps
+
+
+def _decided(app: App, claim: lifecycle.Claim, outcome: Outcome) -> Step:
+    return decide(outcome, claim.prior_attempts, app.settings.retry, app.router, claim.sla_started_at,
+                  extraction=app.settings.extraction)
 
 
 def _group_outcomes(app: App, claims: Sequence[lifecycle.Claim]) -> list[Outcome]:
@@ -225,6 +242,27 @@ def _apply_companion(app: App, claim: lifecycle.Claim, step: Step) -> None:
         _store_final(app, claim, step)
     except Exception as exc:  # one companion's failure is not the others'; its lease runs out for the sweep
         log.error("ticket %s: could not store its batch step", claim.ticket_id, exc_info=exc)
+def dedupe_lookup(app: App, ticket_id: int, conversation: Conversation) -> Lookup | None:
+    """``conversation``'s de-duplication key and, when a recent ticket's LLM extraction matches, its reuse;
+    ``None`` when de-duplication is off (the rules extractor, or ``extraction.dedupe_window_seconds = 0``)."""
+    options = app.settings.extraction
+    if app.settings.extractor != "llm" or not options.dedupe_window_seconds:
+        return None
+    key = dedupe.extractor_key(app.llm, conversation)
+    earlier = find_earlier(app.sessions, ticket_id, key, app.clock.now(), options.dedupe_window_seconds,
+                           options.dedupe_sources_off)
+    if earlier is None:
+        return Lookup(key, None)
+    return Lookup(key, dedupe.reuse(app.llm, conversation, key, earlier.ticket_id, earlier.fields, earlier.model))
+
+
+def _extraction(app: App, claim: lifecycle.Claim) -> Outcome:
+    """A recent identical conversation's extraction reused (no LLM call), else the extractor's run, keyed."""
+    lookup = dedupe_lookup(app, claim.ticket_id, claim.conversation)
+    if lookup is not None and lookup.reused is not None:
+        return lookup.reused
+    outcome = attempt_extraction(app.extractor.extract, claim.conversation, claim.prior_attempts)
+    return outcome if lookup is None else dedupe.keyed(outcome, lookup.key)
 
 
 def _unexpected(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) -> Outage | SendToFallback:

@@ -149,6 +149,8 @@ class TicketRecord(ListedTicket):
     resolved_at: Timestamp | None
     trimmed: bool
     flags: dict[str, Any]
+    dedupe_of: int | None = Field(None, description="the ticket whose LLM extraction this one reused, with no call "
+                                                    "(extractor dedupe); null otherwise")
 
 
 class StoredMessage(BaseModel):

@@ -134,12 +134,12 @@ def extract_batch(extractor: LLMExtractor,
     messages = extractor.prompt.batch_messages(
         [(key, sent.conversation) for key, sent in zip(keys, outgoing, strict=True)], extractor.today())
     budget = completion_budget(len(keys), settings)
-    model = extractor.models.pick()
-    if extractor.acquire is not None:
-        wait = extractor.acquire(model, estimate_tokens(messages, budget))
-        if wait > 0:
-            metrics.ratelimit_wait(model, wait)
-            raise RateLimitedError(wait, [])
+    first = extractor.models.pick()
+    grant = extractor.budgets.take(first, estimate_tokens(messages, budget))  # primary, then overflow models
+    if grant.model is None:
+        metrics.ratelimit_wait(first, grant.wait)
+        raise RateLimitedError(grant.wait, [])
+    model = grant.model
     try:
         completion = extractor.client.complete(model, messages, budget, 1)
     except APIError as exc:

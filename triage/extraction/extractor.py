@@ -14,6 +14,11 @@ this order:
    "answer with exactly one"; a second ambiguous answer fails the run with ``ambiguous_answer``);
    none valid is ``invalid`` (re-asked with the schema's issues).
 
+Each call's model is the failure chain's current one (:class:`~triage.extraction.model_chain.ModelChain`:
+404s and open circuits), or, when that one has no rate budget in this window, the first overflow
+model that has (:class:`~triage.extraction.budget.ModelBudgets`); when none has, the run stops with
+:class:`~triage.extraction.types.RateLimitedError` (the caller defers).
+
 A re-ask's size does not grow: it is always system + conversation + the last bad answer + its
 problems. Every attempt records its parse path and repairs, and its raw output made storable
 (:func:`triage.text.repair_text`). What was sent is scanned for instruction-like text
@@ -34,6 +39,7 @@ from typing import Any
 
 from triage import metrics
 from triage.conversation import Conversation
+from triage.extraction.budget import Acquire, ModelBudgets
 from triage.extraction.choose import Ambiguous, Chosen, choose
 from triage.extraction.injection import InjectionDetector
 from triage.extraction.llm import Completion, LLMClient
@@ -50,8 +56,6 @@ from triage.text import repair_text
 logger = logging.getLogger(__name__)
 
 BUDGET_GROWTH = 2
-#: A rate limiter's ``acquire(model, tokens) -> seconds to wait`` (0: go), e.g. triage.ratelimit's.
-Acquire = Callable[[str, int], float]
 #: Conservative characters per token for the budget estimate (Chinese runs near 1, English near 4).
 CHARS_PER_TOKEN = 2
 #: Outcomes whose answer is sent back, with its problems, in the next re-ask.
@@ -80,14 +84,15 @@ class LLMExtractor:
     def __init__(self, client: LLMClient, schema: TicketSchema, model: str | ModelChain,
                  settings: ExtractionSettings, today: Callable[[], date] = date.today,
                  acquire: Acquire | None = None, privacy: PrivacySettings | None = None, *,
-                 routing_fields: Collection[str] = (), detector: InjectionDetector | None = None) -> None:
+                 routing_fields: Collection[str] = (), detector: InjectionDetector | None = None,
+                 overflow_models: Sequence[str] = ()) -> None:
         self.client = client
         self.routing_fields = frozenset(routing_fields)
         self.detector = detector or InjectionDetector.from_settings(settings)
         self.privacy = privacy or PrivacySettings()
-        self.acquire = acquire
         self.schema = schema
         self.models = model if isinstance(model, ModelChain) else ModelChain.single(model)
+        self.budgets = ModelBudgets(acquire, overflow_models, self.models.available)
         self.settings = settings
         self.today = today
         self.prompt = TicketPrompt(schema)
@@ -124,12 +129,12 @@ class LLMExtractor:
             history = [*prior, *made]
             n, budget = next_number(history), next_budget(history, self.settings)
             messages = self._messages(conversation, today, history)
-            model = self.models.pick()
-            if self.acquire is not None:
-                wait = self.acquire(model, estimate_tokens(messages, budget))
-                if wait > 0:
-                    metrics.ratelimit_wait(model, wait)
-                    raise RateLimitedError(wait, made)
+            first = self.models.pick()
+            grant = self.budgets.take(first, estimate_tokens(messages, budget))
+            if grant.model is None:  # no model has budget in this window: defer
+                metrics.ratelimit_wait(first, grant.wait)
+                raise RateLimitedError(grant.wait, made)
+            model = grant.model
             try:
                 completion = self.client.complete(model, messages, budget, n)
             except APIError as exc:

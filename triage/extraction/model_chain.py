@@ -60,17 +60,25 @@ class ModelChain:
                     return model
         return self.models[0]
 
-    def has_alternative(self, model: str) -> bool:
-        """Whether another model's circuit is closed now."""
+    def available(self, model: str) -> bool:
+        """Whether ``model``'s circuit is closed (or due a trial) now; a model never seen is available."""
         now = self._clock()
         with self._lock:
-            return any(c.open_until <= now for m, c in self._circuits.items() if m != model)
+            circuit = self._circuits.get(model)
+            return circuit is None or circuit.open_until <= now
+
+    def has_alternative(self, model: str) -> bool:
+        """Whether another model of the chain has its circuit closed now (overflow models do not count: they are
+        for budget, not failure)."""
+        now = self._clock()
+        with self._lock:
+            return any(self._circuits[m].open_until <= now for m in self.models if m != model)
 
     def failed(self, model: str, status_code: int | None) -> None:
         """Count an API error of ``model``: a 404 retires it, repeated 5xx open its circuit."""
         now = self._clock()
         with self._lock:
-            circuit = self._circuits[model]
+            circuit = self._circuits.setdefault(model, _Circuit())  # an overflow model too (triage.extraction.budget)
             if status_code == NOT_FOUND:
                 circuit.open_until = now + self.retired_seconds
             elif status_code is not None and status_code >= SERVER_ERROR:

@@ -61,7 +61,8 @@ class ExtractionResult:
     saying why. ``attempts`` are the calls made in this run.
     """
 
-    extractor: Literal["llm", "rules"]
+    #: ``dedupe``: an earlier ticket's LLM extraction reused (``dedupe_of``), no call made.
+    extractor: Literal["llm", "rules", "dedupe"]
     ticket: dict[str, Any] | None
     attempts: list[Attempt] = field(default_factory=list)
     failure_reason: ExtractionFailure | None = None
@@ -73,6 +74,10 @@ class ExtractionResult:
     trimmed: bool = False
     #: Instruction-like text aimed at the model in what was sent (see triage.extraction.injection).
     injection: InjectionMatch | None = None
+    #: The conversation's de-duplication key (triage.extraction.dedupe), stored on the ticket for later lookups.
+    dedupe_key: str | None = None
+    #: The ticket whose extraction this result reuses (extractor ``dedupe``).
+    dedupe_of: int | None = None
 
     @property
     def ok(self) -> bool:

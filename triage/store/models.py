@@ -145,6 +145,11 @@ class Ticket(Base):
     #: What the desk's search reads: the conversation and the field values, case-folded
     #: (:mod:`triage.store.search`), so SQLite and PostgreSQL find the same tickets.
     search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: De-duplication (:mod:`triage.extraction.dedupe`): the hash of the conversation as extracted (normalised
+    #: text, schema and prompt versions), and the ticket whose LLM extraction this one reused (``extractor``
+    #: ``dedupe``); purging that ticket leaves None here.
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    dedupe_of: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
 
     conversation: Mapped[Conversation] = relationship(back_populates="ticket")
     attempts: Mapped[list[Attempt]] = relationship(back_populates="ticket", order_by="Attempt.id")

@@ -166,6 +166,7 @@ def _store_result(ticket: Ticket, result: ExtractionResult, decision: RouteDecis
     ticket.model = result.model or ticket.model
     ticket.schema_version, ticket.prompt_version = result.schema_version, result.prompt_version
     ticket.trimmed = ticket.trimmed or result.trimmed
+    ticket.dedupe_key, ticket.dedupe_of = result.dedupe_key, result.dedupe_of
     flag_injection(ticket, result.injection)
     search.refresh(ticket)
     _drop_lease(ticket)
