@@ -15,6 +15,7 @@ Publishing goes by task name (``send_task``), so the HTTP service and the CLI ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -104,6 +105,19 @@ class Publisher:
     def extraction_or_log(self, ticket_id: int) -> None:
         """Publish; when the broker is down, log it: the sweep re-publishes the ticket."""
         self._or_log(self.extraction, ticket_id)
+
+    def extractions_or_log(self, ticket_ids: Sequence[int]) -> None:
+        """Publish the extraction tasks of ``ticket_ids`` over one broker connection (``triage submit``'s chunk);
+        when the broker is down, log it: the sweep re-publishes what was not sent."""
+        if not ticket_ids:
+            return
+        try:
+            with self._celery.producer_or_acquire() as producer:
+                for ticket_id in ticket_ids:
+                    self._celery.send_task(EXTRACT_TASK, args=(ticket_id,), queue=TRIAGE_QUEUE, producer=producer)
+        except BrokerError as exc:
+            log.warning("%d tickets are stored but not all enqueued (%s); the sweep job will publish them",
+                        len(ticket_ids), exc)
 
     def fallback_or_log(self, ticket_id: int) -> None:
         self._or_log(self.fallback, ticket_id)
