@@ -108,16 +108,16 @@ class Publisher:
 
     def extractions_or_log(self, ticket_ids: Sequence[int]) -> None:
         """Publish the extraction tasks of ``ticket_ids`` over one broker connection (``triage submit``'s chunk);
-        when the broker is down, log it: the sweep re-publishes what was not sent."""
-        if not ticket_ids:
-            return
+        when the broker is down, log each ticket not sent: the sweep re-publishes them."""
+        sent = 0
         try:
             with self._celery.producer_or_acquire() as producer:
                 for ticket_id in ticket_ids:
                     self._celery.send_task(EXTRACT_TASK, args=(ticket_id,), queue=TRIAGE_QUEUE, producer=producer)
+                    sent += 1
         except BrokerError as exc:
-            log.warning("%d tickets are stored but not all enqueued (%s); the sweep job will publish them",
-                        len(ticket_ids), exc)
+            for ticket_id in ticket_ids[sent:]:
+                _not_enqueued("ticket", ticket_id, exc)
 
     def fallback_or_log(self, ticket_id: int) -> None:
         self._or_log(self.fallback, ticket_id)
@@ -127,4 +127,8 @@ class Publisher:
         try:
             publish(key)
         except BrokerError as exc:
-            log.warning("%s %s is stored but not enqueued (%s); the sweep job will publish it", what, key, exc)
+            _not_enqueued(what, key, exc)
+
+
+def _not_enqueued(what: str, key: int | str, exc: BrokerError) -> None:
+    log.warning("%s %s is stored but not enqueued (%s); the sweep job will publish it", what, key, exc)
