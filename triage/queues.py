@@ -107,16 +107,17 @@ class Publisher:
         self._or_log(self.extraction, ticket_id)
 
     def extractions_or_log(self, ticket_ids: Sequence[int]) -> None:
-        """Publish the extraction tasks of ``ticket_ids`` over one broker connection (``triage submit``'s chunk);
-        when the broker is down, log each ticket not sent: the sweep re-publishes them."""
-        sent = 0
+        """Publish the extraction tasks of ``ticket_ids`` (``triage submit``'s chunk) as one batch: one Redis
+        pipeline (kombu's ``Producer.batch``; other brokers publish one by one on one connection). When the
+        broker is down, log each ticket: the sweep re-publishes them."""
+        if not ticket_ids:
+            return
         try:
-            with self._celery.producer_or_acquire() as producer:
+            with self._celery.producer_or_acquire() as producer, producer.batch(max_size=len(ticket_ids)):
                 for ticket_id in ticket_ids:
                     self._celery.send_task(EXTRACT_TASK, args=(ticket_id,), queue=TRIAGE_QUEUE, producer=producer)
-                    sent += 1
-        except BrokerError as exc:
-            for ticket_id in ticket_ids[sent:]:
+        except BrokerError as exc:  # a batch not flushed is discarded whole
+            for ticket_id in ticket_ids:
                 _not_enqueued("ticket", ticket_id, exc)
 
     def fallback_or_log(self, ticket_id: int) -> None:

@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.conversation import Conversation, Message
 from triage.errors import ConflictError
-from triage.store.db import insert_rows_if_absent, retry_disconnect
+from triage.store.db import insert_ignoring_conflicts, retry_disconnect
 from triage.store.models import Conversation as ConversationRow
 from triage.store.models import IntakeKey, Ticket
 from triage.tickets import lifecycle
@@ -148,24 +148,25 @@ def _ticket_values(conversation_id: int, item: NewConversation) -> dict[str, Any
 
 def _store_new(session: Session, items: Sequence[NewConversation]) -> dict[tuple[str, str], tuple[int, Received]]:
     """Insert the conversations of ``items`` (distinct keys) that are not stored yet, each with its ``queued``
-    ticket, in two statements; by key, the new conversation's id and ticket (a key already stored is absent)."""
+    ticket, in two statements (each a multi-row INSERT of one cached form); by key, the new conversation's id
+    and ticket (a key already stored is absent)."""
     if not items:
         return {}
     dialect = session.get_bind().dialect.name
+    conversations: Table = ConversationRow.__table__  # type: ignore[assignment]
     inserted = session.execute(
-        insert_rows_if_absent(dialect, ConversationRow.__table__, ("source", "external_id"),  # type: ignore[arg-type]
-                              [_conversation_values(item) for item in items])
-        .returning(ConversationRow.id, ConversationRow.source, ConversationRow.external_id)
+        insert_ignoring_conflicts(dialect, conversations, ("source", "external_id"))
+        .returning(conversations.c.id, conversations.c.source, conversations.c.external_id),
+        [_conversation_values(item) for item in items],
     ).all()
     conversation_ids = {(row.source, row.external_id): row.id for row in inserted}
     fresh = [item for item in items if item.key in conversation_ids]
     if not fresh:
         return {}
-    tickets = session.execute(
-        insert(Ticket).values([_ticket_values(conversation_ids[item.key], item) for item in fresh])
-        .returning(Ticket.id, Ticket.conversation_id)
-    ).all()
-    ticket_ids = {row.conversation_id: row.id for row in tickets}
+    tickets: Table = Ticket.__table__  # type: ignore[assignment]
+    created = session.execute(insert(tickets).returning(tickets.c.id, tickets.c.conversation_id),
+                              [_ticket_values(conversation_ids[item.key], item) for item in fresh]).all()
+    ticket_ids = {row.conversation_id: row.id for row in created}
     return {key: (conversation_id, Received(ticket_ids[conversation_id], Status.QUEUED, duplicate=False, enqueue=True))
             for key, conversation_id in conversation_ids.items()}
 

@@ -105,15 +105,16 @@ def retry_disconnect(transaction: Callable[P, T]) -> Callable[P, T]:
 
 def insert_if_absent(dialect: str, table: Table, unique_column: str, /, **values: Any) -> Executable:
     """``INSERT ... ON CONFLICT (unique_column) DO NOTHING`` for SQLite or PostgreSQL: a row the first time only."""
-    return insert_rows_if_absent(dialect, table, [unique_column], [values])
+    return insert_ignoring_conflicts(dialect, table, [unique_column]).values(**values)
 
 
-def insert_rows_if_absent(dialect: str, table: Table, unique_columns: Sequence[str],
-                          rows: Sequence[dict[str, Any]]) -> postgresql.Insert | sqlite.Insert:
-    """One multi-row ``INSERT ... ON CONFLICT (unique_columns) DO NOTHING``: the rows not there yet (add a
-    ``RETURNING`` to learn which)."""
+def insert_ignoring_conflicts(dialect: str, table: Table,
+                              unique_columns: Sequence[str]) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT ... ON CONFLICT (unique_columns) DO NOTHING`` for SQLite or PostgreSQL. Executed with a list of
+    rows (and a ``RETURNING`` to learn which went in), SQLAlchemy sends them as multi-row statements of one
+    compiled, cached form ("insertmanyvalues")."""
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    return insert.values(list(rows)).on_conflict_do_nothing(index_elements=list(unique_columns))
+    return insert.on_conflict_do_nothing(index_elements=list(unique_columns))
 
 
 def changed_rows(result: object) -> int:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.conversation import Conversation
@@ -146,6 +146,7 @@ def _locked(session: Session, ticket_id: int) -> Ticket:
 #: What a run's end reads of its ticket (locked): the audit snapshot and what the new values derive from.
 _HELD = (*(getattr(Ticket, name) for name in SNAPSHOT_COLUMNS), Ticket.flags, Ticket.trimmed,
          ConversationRow.source, ConversationRow.external_id, ConversationRow.messages)
+_ATTEMPTS: Table = Attempt.__table__  # type: ignore[assignment]
 #: An attempt's columns that :class:`~triage.extraction.types.Attempt` records.
 _ATTEMPT_COLUMNS = ("n", "model", "outcome", "raw_output", "finish_reason", "error", "status_code", "prompt_tokens",
                     "completion_tokens", "reasoning_tokens", "latency_ms", "max_completion_tokens", "parse_path")
@@ -192,7 +193,7 @@ def _end_run(sessions: sessionmaker[Session], claim: Claim, action: Action, now:
         changes = {"status": transition(action, held.status).target, "updated_at": now, "lease_token": None,
                    "lease_until": None, "next_attempt_at": None, **values(held)}
         if attempts:
-            session.execute(insert(Attempt).values(_attempt_rows(claim, attempts, now)))
+            session.execute(insert(_ATTEMPTS), _attempt_rows(claim, attempts, now))
         session.execute(update(Ticket).where(Ticket.id == claim.ticket_id).values(changes))
         if kind is not None:
             before = snapshot_of(dict(held._mapping))
