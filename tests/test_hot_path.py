@@ -21,7 +21,7 @@ from triage.conversation import Conversation
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.intake.receive import receive
-from triage.store.db import retry_disconnect
+from triage.store.db import retry_disconnect, upgrade
 from triage.store.models import Attempt, Event, Ticket
 from triage.tickets import lifecycle
 from triage.tickets.states import FallbackReason, Status
@@ -153,14 +153,15 @@ def test_a_disconnect_is_retried_once_and_only_a_disconnect() -> None:
     assert len(calls) == 1
 
 
-def test_a_pooled_connection_killed_by_the_server_is_retried_not_pinged(migrated_postgres_url: str,
-                                                                        clock: ManualClock) -> None:
-    """PostgreSQL ends every session of the database (as a restart does); the next claim meets the dead
-    pooled connection, and its one retry on a fresh connection takes the ticket."""
-    app = build_app(migrated_postgres_url, clock=clock)
+def test_a_pooled_connection_killed_by_the_server_is_retried_not_pinged(postgres_url: str, clock: ManualClock) -> None:
+    """PostgreSQL ends every session of the database (as a restart does; a database of this test's own, so no
+    other fixture's connection dies); the next claim meets the dead pooled connection, and its one retry on a
+    fresh connection takes the ticket."""
+    upgrade(postgres_url)
+    app = build_app(postgres_url, clock=clock)
     try:
         ticket_id = submit(app, "killed")
-        admin = create_engine(migrated_postgres_url, isolation_level="AUTOCOMMIT")
+        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             ended = connection.exec_driver_sql(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
