@@ -28,7 +28,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 
 from triage.api.app import create_app
 from triage.app import App
@@ -234,3 +234,19 @@ def run_deliveries(app: App, publisher: RecordingPublisher) -> dict[str, str | W
         delivery_id = publisher.deliveries.pop(0)
         outcomes[delivery_id] = send.attempt(app.outbox, app.senders, app.clock, delivery_id)
     return outcomes
+
+
+@contextmanager
+def count_statements(engine: Engine) -> Iterator[list[str]]:
+    """Every SQL statement sent on ``engine`` inside the block (a ``before_cursor_execute`` listener): the
+    round trips a code path costs, counted deterministically. SQLite's ``BEGIN IMMEDIATE`` is among them."""
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
-from tests.factories import ManualClock, build_app, finish_with_rules, submit
+from tests.factories import ManualClock, build_app, count_statements, finish_with_rules, submit
 from triage.app import App
 from triage.conversation import Conversation
 from triage.extraction.injection import InjectionMatch
@@ -330,16 +330,8 @@ def test_a_queued_backlog_is_not_republished_before_the_threshold(app: App, cloc
 def test_a_sweep_that_finds_nothing_is_one_query(app: App, clock: ManualClock) -> None:
     for n in range(3):
         submit(app, f"fresh-{n}")
-    statements: list[str] = []
-
-    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
-    event.listen(app.engine, "before_cursor_execute", count)
-    try:
+    with count_statements(app.engine) as statements:
         result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
-    finally:
-        event.remove(app.engine, "before_cursor_execute", count)
     assert result.requeued == [] and result.poisoned == []
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1, statements
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from tests.factories import EPOCH, build_app
+from tests.factories import EPOCH, build_app, count_statements
 from tests.harness import Stack
 from triage.app import App
 from triage.errors import InputError
@@ -64,10 +64,14 @@ def app(migrated_database_url: str) -> Iterator[App]:
     built.close()
 
 
-def _run(app: App, lines: list[bytes]) -> list[Stored | Refused]:
-    enqueued: list[int] = []
-    outcomes = list(submit_lines(app.sessions, lines, enqueued.append, lambda: EPOCH))
-    assert enqueued == [o.received.ticket_id for o in outcomes if isinstance(o, Stored) and o.received.enqueue]
+def _run(app: App, lines: list[bytes], chunk_lines: int = 3) -> list[Stored | Refused]:
+    """Submit ``lines`` in small chunks (so every test crosses chunk boundaries); each chunk's new tickets are
+    published once, together, after its commit."""
+    published: list[list[int]] = []
+    outcomes = list(submit_lines(app.sessions, lines, published.append, lambda: EPOCH, chunk_lines))
+    assert all(len(chunk) <= chunk_lines for chunk in published)
+    assert [n for chunk in published for n in chunk] == [
+        o.received.ticket_id for o in outcomes if isinstance(o, Stored) and o.received.enqueue]
     return outcomes
 
 
@@ -92,6 +96,54 @@ def test_the_same_line_twice_is_one_ticket(app: App) -> None:
     first, again = _run(app, [_line(external_id="twice"), _line(external_id="twice")])
     assert isinstance(first, Stored) and isinstance(again, Stored)
     assert again.received.duplicate and again.received.ticket_id == first.received.ticket_id
+
+
+def test_a_line_seen_before_or_twice_in_one_chunk_is_one_ticket(app: App) -> None:
+    first = _run(app, [_line(external_id="a"), _line(external_id="b"), _line(external_id="a")], chunk_lines=10)
+    again = _run(app, [_line(external_id="b"), _line(external_id="c")], chunk_lines=10)
+    assert [(o.external_id, o.received.duplicate) for o in first + again if isinstance(o, Stored)] == [
+        ("a", False), ("b", False), ("a", True), ("b", True), ("c", False)]
+    assert first[2].received.ticket_id == first[0].received.ticket_id  # type: ignore[union-attr]
+    assert again[0].received.ticket_id == first[1].received.ticket_id  # type: ignore[union-attr]
+    with app.sessions() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 3
+
+
+def _refuse_external_id(app: App, external_id: str) -> None:
+    """Make the database itself refuse the conversation ``external_id`` (a trigger), as it might a line."""
+    with app.engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON conversations WHEN NEW.external_id = '{external_id}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+        else:
+            connection.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.external_id = '{external_id}' THEN RAISE EXCEPTION 'refused by the test'; END IF; "
+                "RETURN NEW; END $$")
+            connection.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON conversations FOR EACH ROW EXECUTE FUNCTION refuse()")
+
+
+def test_a_line_the_database_refuses_costs_only_itself_in_its_chunk(app: App) -> None:
+    _refuse_external_id(app, "bad")
+    outcomes = _run(app, [_line(external_id=name) for name in ("one", "bad", "two", "three")], chunk_lines=10)
+    assert [type(o).__name__ for o in outcomes] == ["Stored", "Refused", "Stored", "Stored"]
+    assert outcomes[1].number == 2 and "the database refused it" in outcomes[1].reason  # type: ignore[union-attr]
+    assert "refused by the test" in outcomes[1].reason  # type: ignore[union-attr]
+    with app.sessions() as session:
+        assert sorted(c.external_id for c in session.scalars(select(Conversation))) == ["one", "three", "two"]
+
+
+def test_a_chunk_is_one_transaction_of_a_few_statements_whatever_its_size(app: App) -> None:
+    """Storing a chunk costs the same statements for 2 lines as for 50: one read of the ids already stored,
+    one multi-row INSERT of conversations, one of tickets (and the transaction's own)."""
+    counts = []
+    for size, prefix in ((2, "small"), (50, "big")):
+        with count_statements(app.engine) as statements:
+            _run(app, [_line(external_id=f"{prefix}-{n}") for n in range(size)], chunk_lines=size)
+        counts.append(len(statements))
+    assert counts[0] == counts[1] <= 5, counts
 
 
 def test_invalid_utf8_costs_only_its_line_through_the_command(tmp_path: Path) -> None:

@@ -120,7 +120,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     bad = 0
     stream = _open_input(args.file)
     try:
-        for outcome in submit_lines(app.sessions, stream, app.publisher.extraction_or_log, app.clock.now):
+        for outcome in submit_lines(app.sessions, stream, app.publisher.extractions_or_log, app.clock.now,
+                                    app.settings.intake.submit_chunk_lines):
             if isinstance(outcome, Refused):
                 print(f"line {outcome.number}: {outcome.reason}", file=sys.stderr, flush=True)
                 bad += 1

@@ -15,6 +15,7 @@ Publishing goes by task name (``send_task``), so the HTTP service and the CLI ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -110,6 +111,20 @@ class Publisher:
         """Publish; when the broker is down, log it: the sweep re-publishes the ticket."""
         self._or_log(self.extraction, ticket_id)
 
+    def extractions_or_log(self, ticket_ids: Sequence[int]) -> None:
+        """Publish the extraction tasks of ``ticket_ids`` (``triage submit``'s chunk) as one batch: one Redis
+        pipeline (kombu's ``Producer.batch``; other brokers publish one by one on one connection). When the
+        broker is down, log each ticket: the sweep re-publishes them."""
+        if not ticket_ids:
+            return
+        try:
+            with self._celery.producer_or_acquire() as producer, producer.batch(max_size=len(ticket_ids)):
+                for ticket_id in ticket_ids:
+                    self._celery.send_task(EXTRACT_TASK, args=(ticket_id,), queue=TRIAGE_QUEUE, producer=producer)
+        except BrokerError as exc:  # a batch not flushed is discarded whole
+            for ticket_id in ticket_ids:
+                _not_enqueued("ticket", ticket_id, exc)
+
     def fallback_or_log(self, ticket_id: int) -> None:
         self._or_log(self.fallback, ticket_id)
 
@@ -118,4 +133,8 @@ class Publisher:
         try:
             publish(key)
         except BrokerError as exc:
-            log.warning("%s %s is stored but not enqueued (%s); the sweep job will publish it", what, key, exc)
+            _not_enqueued(what, key, exc)
+
+
+def _not_enqueued(what: str, key: int | str, exc: BrokerError) -> None:
+    log.warning("%s %s is stored but not enqueued (%s); the sweep job will publish it", what, key, exc)

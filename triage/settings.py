@@ -210,6 +210,12 @@ class WebhookSettings(_Section):
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
 
 
+class IntakeSettings(_Section):
+    #: ``triage submit`` stores this many lines in one transaction and publishes them over one broker
+    #: connection (a line the database refuses still costs only itself).
+    submit_chunk_lines: int = Field(200, ge=1, le=5000)
+
+
 #: The shortest ``TRIAGE_SESSION_SECRET`` accepted.
 MIN_SESSION_SECRET_CHARS = 32
 
@@ -621,6 +627,7 @@ class Settings(_Section):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)

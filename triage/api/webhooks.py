@@ -4,7 +4,11 @@ Checks run cheapest first and nothing is stored on any 4xx: unknown source (404)
 configured (401), content type (415), size (413, from Content-Length before reading, and while
 reading), signature and timestamp over the raw bytes (401), payload (400), then the one intake
 normaliser (:mod:`triage.intake.normalise`: ids too long or with control characters, 400). Then
-202 once the message is committed, or 200 for an event without customer text.
+202 once the message is committed, or 200 for an event without customer text. The ticket's task
+is published after the response is sent (a background task), off the request's latency; a
+publish that fails is logged, and the sweep re-publishes a ``queued`` ticket nobody took.
+Every signature and shared secret is compared in constant time (``hmac.compare_digest``,
+:func:`triage.intake.platforms.base.same`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from triage.api.responses import SafeJSONResponse, WebhookAccepted, WebhookIgnored, documented
@@ -89,7 +93,7 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
                                   "description": "event without customer text; nothing stored"},
                             **documented(400, 401, 404, 413, 415)},
                  openapi_extra={"requestBody": WEBHOOK_BODY})
-    async def receive_webhook(source: str, request: Request) -> Any:
+    async def receive_webhook(source: str, request: Request, background: BackgroundTasks) -> Any:
         platform, secret = platform_for(source)
         if not _is_json(request.headers.get("content-type")):
             raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
@@ -98,7 +102,8 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
         if isinstance(result, Ignored):
             return SafeJSONResponse({"ignored": result.reason}, status_code=status.HTTP_200_OK)
         message = normalise_inbound(result, platform.id_fields)
-        received = await run_in_threadpool(accept_inbound, app.sessions, message, publish, app.clock.now())
+        received = await run_in_threadpool(accept_inbound, app.sessions, message,
+                                           lambda ticket_id: background.add_task(publish, ticket_id), app.clock.now())
         log.info("webhook: ticket %s %s", received.ticket_id, "(duplicate)" if received.duplicate else received.status,
                  extra={"ticket_id": received.ticket_id, "source": source,
                         "external_id": message.value.conversation_key})

@@ -12,6 +12,12 @@ unique keys decide, and the loser reads the winner's row::
     received = receive(sessions, "zendesk", "35436", Conversation.from_text("..."), ["event:01HN"], now)
     if received.enqueue:
         publish(received.ticket_id)   # after the commit, never before
+
+A new conversation is stored with Core statements (no ORM objects): one multi-row ``INSERT ...
+ON CONFLICT DO NOTHING RETURNING`` of conversations and one ``INSERT ... RETURNING`` of their
+tickets, for one conversation (a webhook) or a whole chunk of ``triage submit`` lines
+(:func:`submit_chunk`: one transaction per chunk, a savepoint per line only when the database
+refuses one of them).
 """
 
 from __future__ import annotations
@@ -23,16 +29,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.conversation import Conversation, Message
 from triage.errors import ConflictError
+from triage.store.db import insert_ignoring_conflicts, retry_disconnect
 from triage.store.models import Conversation as ConversationRow
 from triage.store.models import IntakeKey, Ticket
 from triage.tickets import lifecycle
-from triage.tickets.states import Flag
+from triage.tickets.states import Flag, Status
 
 RACE_RETRIES = 3
 
@@ -106,19 +113,62 @@ class Arrival:
     platform: PlatformIds = NO_PLATFORM_IDS
 
 
-def _new_conversation(session: Session, source: str, external_id: str, conversation: Conversation,
-                      customer: dict[str, Any] | None, raw: dict[str, Any] | None,
-                      arrival: Arrival) -> tuple[ConversationRow, Received]:
-    row = ConversationRow(source=source, external_id=external_id, customer=customer,
-                          messages=conversation.to_dicts(), text=conversation.transcript(), raw_payload=raw,
-                          content_hash=content_hash(conversation), received_at=arrival.now,
-                          platform_ticket_id=arrival.platform.ticket_id,
-                          platform_account_id=arrival.platform.account_id)
-    session.add(row)
-    ticket = lifecycle.open_ticket(session, row, arrival.now, arrival.sent_at)
-    _flag_repaired(ticket, arrival.repaired)
-    session.flush()
-    return row, Received(ticket.id, ticket.status, duplicate=False, enqueue=True)
+@dataclass(frozen=True)
+class NewConversation:
+    """A conversation to store under ``source`` + ``external_id`` if it is not there yet (``raw``: the platform's
+    payload, none for a submission)."""
+
+    source: str
+    external_id: str
+    conversation: Conversation
+    arrival: Arrival
+    customer: dict[str, Any] | None = None
+    raw: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.source, self.external_id
+
+
+def _conversation_values(item: NewConversation) -> dict[str, Any]:
+    conversation, arrival = item.conversation, item.arrival
+    return {"source": item.source, "external_id": item.external_id, "customer": item.customer,
+            "messages": conversation.to_dicts(), "text": conversation.transcript(), "raw_payload": item.raw,
+            "content_hash": content_hash(conversation), "received_at": arrival.now,
+            "platform_ticket_id": arrival.platform.ticket_id, "platform_account_id": arrival.platform.account_id}
+
+
+def _ticket_values(conversation_id: int, item: NewConversation) -> dict[str, Any]:
+    repaired = item.arrival.repaired
+    flags = lifecycle.with_flag({}, Flag.TEXT_REPAIRED, {"fields": sorted(set(repaired))}) if repaired else {}
+    return {"conversation_id": conversation_id,
+            **lifecycle.new_ticket(item.external_id, item.conversation.to_dicts(), item.arrival.now,
+                                   item.arrival.sent_at, flags)}
+
+
+def _store_new(session: Session, items: Sequence[NewConversation]) -> dict[tuple[str, str], tuple[int, Received]]:
+    """Insert the conversations of ``items`` (distinct keys) that are not stored yet, each with its ``queued``
+    ticket, in two statements (each a multi-row INSERT of one cached form); by key, the new conversation's id
+    and ticket (a key already stored is absent)."""
+    if not items:
+        return {}
+    dialect = session.get_bind().dialect.name
+    conversations: Table = ConversationRow.__table__  # type: ignore[assignment]
+    inserted = session.execute(
+        insert_ignoring_conflicts(dialect, conversations, ("source", "external_id"))
+        .returning(conversations.c.id, conversations.c.source, conversations.c.external_id),
+        [_conversation_values(item) for item in items],
+    ).all()
+    conversation_ids = {(row.source, row.external_id): row.id for row in inserted}
+    fresh = [item for item in items if item.key in conversation_ids]
+    if not fresh:
+        return {}
+    tickets: Table = Ticket.__table__  # type: ignore[assignment]
+    created = session.execute(insert(tickets).returning(tickets.c.id, tickets.c.conversation_id),
+                              [_ticket_values(conversation_ids[item.key], item) for item in fresh]).all()
+    ticket_ids = {row.conversation_id: row.id for row in created}
+    return {key: (conversation_id, Received(ticket_ids[conversation_id], Status.QUEUED, duplicate=False, enqueue=True))
+            for key, conversation_id in conversation_ids.items()}
 
 
 def _append(session: Session, row: ConversationRow, conversation: Conversation, arrival: Arrival) -> Received:
@@ -136,40 +186,40 @@ def _append(session: Session, row: ConversationRow, conversation: Conversation, 
     return Received(ticket.id, ticket.status, duplicate=False, enqueue=enqueue)
 
 
-def _receive_once(session: Session, source: str, external_id: str, conversation: Conversation,
-                  keys: Sequence[str], customer: dict[str, Any] | None, raw: dict[str, Any] | None,
-                  arrival: Arrival) -> Received:
+def _receive_once(session: Session, item: NewConversation, keys: Sequence[str]) -> Received:
     seen = session.execute(
-        select(Ticket).join(IntakeKey, IntakeKey.conversation_id == Ticket.conversation_id)
-        .where(IntakeKey.source == source, IntakeKey.key.in_(keys))
-    ).scalars().first()
+        select(Ticket.id, Ticket.status).join(IntakeKey, IntakeKey.conversation_id == Ticket.conversation_id)
+        .where(IntakeKey.source == item.source, IntakeKey.key.in_(keys)).limit(1)
+    ).first()
     if seen is not None:
         return Received(seen.id, seen.status, duplicate=True, enqueue=False)
-    row = session.execute(
-        select(ConversationRow).where(ConversationRow.source == source, ConversationRow.external_id == external_id)
-        .with_for_update()
-    ).scalar_one_or_none()
-    if row is None:
-        row, received = _new_conversation(session, source, external_id, conversation, customer, raw, arrival)
-    else:
-        received = _append(session, row, conversation, arrival)
-    session.add_all(IntakeKey(source=source, key=key, conversation_id=row.id, created_at=arrival.now) for key in keys)
-    session.flush()
+    new = _store_new(session, [item]).get(item.key)
+    if new is not None:
+        conversation_id, received = new
+    else:  # the conversation exists: append to it
+        row = session.execute(
+            select(ConversationRow).where(ConversationRow.source == item.source,
+                                          ConversationRow.external_id == item.external_id).with_for_update()
+        ).scalar_one()
+        conversation_id, received = row.id, _append(session, row, item.conversation, item.arrival)
+    session.execute(insert(IntakeKey).values([{"source": item.source, "key": key, "conversation_id": conversation_id,
+                                               "created_at": item.arrival.now} for key in keys]))
     return received
 
 
+@retry_disconnect
 def receive(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
             keys: Sequence[str], now: datetime, *, customer: dict[str, Any] | None = None,
             raw: dict[str, Any] | None = None, repaired: Sequence[str] = (), sent_at: datetime | None = None,
             platform: PlatformIds = NO_PLATFORM_IDS) -> Received:
     """Store ``conversation`` (new messages) under ``source`` + ``external_id``, exactly once per key
     (``repaired``, ``sent_at`` and ``platform`` as for :class:`Arrival`)."""
-    arrival = Arrival(now, repaired, sent_at, platform)
+    item = NewConversation(source, external_id, conversation, Arrival(now, repaired, sent_at, platform), customer, raw)
     for _ in range(RACE_RETRIES):
         try:
             with sessions.begin() as session:
-                return _receive_once(session, source, external_id, conversation, keys, customer, raw, arrival)
-        except IntegrityError:  # a concurrent delivery inserted the same row first: read its result
+                return _receive_once(session, item, keys)
+        except IntegrityError:  # a concurrent delivery inserted the same key first: read its result
             continue
     raise ConflictError(f"{source}/{external_id}: could not store the message after {RACE_RETRIES} tries")
 
@@ -180,24 +230,66 @@ def submit(sessions: sessionmaker[Session], source: str, external_id: str, conve
     """Store a submitted conversation and its ``queued`` ticket (its SLA counting from ``sent_at`` when given);
     the same source + id returns the existing one (``duplicate``) and enqueues nothing. ``repaired`` as for
     :class:`Arrival`."""
-    existing = _find(sessions, source, external_id)
-    if existing is not None:
-        return existing
+    outcome = submit_chunk(sessions, [NewConversation(source, external_id, conversation,
+                                                      Arrival(now, repaired, sent_at), customer)])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+@retry_disconnect
+def submit_chunk(sessions: sessionmaker[Session], items: Sequence[NewConversation]) -> list[Received | DBAPIError]:
+    """Store a chunk of submitted conversations (the line is the conversation: no raw copy) in one transaction,
+    one outcome per item in order: its new ticket, or the existing one (``duplicate``: stored before, or earlier
+    in the chunk), or the error the database gave for that item alone.
+
+    The chunk is tried whole (three statements); when the database refuses it, each item is stored again in a
+    savepoint of its own, so a refused item costs only itself.
+    """
     try:
-        with sessions.begin() as session:  # the line is the conversation: no raw copy
-            return _new_conversation(session, source, external_id, conversation, customer, None,
-                                     Arrival(now, repaired, sent_at))[1]
-    except IntegrityError:  # a concurrent submit of the same conversation won the race
-        found = _find(sessions, source, external_id)
-        if found is None:
-            raise
-        return found
+        with sessions.begin() as session:
+            return list(_submit_chunk_once(session, items))
+    except DBAPIError:
+        with sessions.begin() as session:
+            return [_submit_in_savepoint(session, item) for item in items]
 
 
-def _find(sessions: sessionmaker[Session], source: str, external_id: str) -> Received | None:
-    with sessions() as session:
-        found = session.execute(
-            select(Ticket.id, Ticket.status).join(Ticket.conversation)
-            .where(ConversationRow.source == source, ConversationRow.external_id == external_id)
-        ).first()
-    return None if found is None else Received(found.id, found.status, duplicate=True, enqueue=False)
+def _submit_in_savepoint(session: Session, item: NewConversation) -> Received | DBAPIError:
+    try:
+        with session.begin_nested():
+            return _submit_chunk_once(session, [item])[0]
+    except DBAPIError as exc:
+        return exc
+
+
+def _submit_chunk_once(session: Session, items: Sequence[NewConversation]) -> list[Received]:
+    first: dict[tuple[str, str], NewConversation] = {}
+    for item in items:
+        first.setdefault(item.key, item)
+    unique = list(first.values())
+    known = _existing(session, [item.key for item in unique])
+    new = _store_new(session, [item for item in unique if item.key not in known])
+    known |= _existing(session, [item.key for item in unique if item.key not in known and item.key not in new])
+    outcomes, seen = [], set()
+    for item in items:
+        if item.key in new and item.key not in seen:
+            outcomes.append(new[item.key][1])
+        else:
+            found = new[item.key][1] if item.key in new else known[item.key]
+            outcomes.append(Received(found.ticket_id, found.status, duplicate=True, enqueue=False))
+        seen.add(item.key)
+    return outcomes
+
+
+def _existing(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Received]:
+    """The tickets of the conversations already stored under ``keys``."""
+    if not keys:
+        return {}
+    wanted = set(keys)
+    rows = session.execute(
+        select(Ticket.id, Ticket.status, ConversationRow.source, ConversationRow.external_id).join(Ticket.conversation)
+        .where(ConversationRow.source.in_({source for source, _ in keys}),
+               ConversationRow.external_id.in_({external_id for _, external_id in keys}))
+    ).all()
+    return {(row.source, row.external_id): Received(row.id, row.status, duplicate=True, enqueue=False)
+            for row in rows if (row.source, row.external_id) in wanted}

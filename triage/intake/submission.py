@@ -22,7 +22,7 @@ from triage.conversation import Conversation, Message
 from triage.errors import InputError
 from triage.intake.messages import parse_messages
 from triage.intake.platforms.base import platform_time
-from triage.intake.receive import Received, submit
+from triage.intake.receive import Arrival, NewConversation, Received, submit
 
 if TYPE_CHECKING:
     from triage.intake.normalise import Normalised
@@ -71,6 +71,13 @@ def parse_submission(data: object) -> Submission:
     if created is not None and sent_at is None:
         raise SubmissionError('"created_at" must be an ISO 8601 time or unix seconds when given')
     return Submission(source, external_id, Conversation(_messages(data)), customer, sent_at)
+
+
+def new_conversation(normalised: Normalised[Submission], now: datetime) -> NewConversation:
+    """The (normalised) submission as a conversation to store (the line is the conversation: no raw copy)."""
+    submission = normalised.value
+    return NewConversation(submission.source, submission.external_id, submission.conversation,
+                           Arrival(now, normalised.repaired, submission.sent_at), submission.customer)
 
 
 def accept(sessions: sessionmaker[Session], normalised: Normalised[Submission], enqueue: Callable[[int], None],

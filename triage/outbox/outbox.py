@@ -82,6 +82,16 @@ def decided(session: Session, ticket: Ticket, audit: Event, before: dict[str, An
         outbox.record_decision(session, ticket, audit, before, now)
 
 
+def decided_by_id(session: Session, ticket_id: int, event_id: int, kind: EventKind, source: str,
+                  before: dict[str, Any], after: dict[str, Any], now: datetime) -> None:
+    """The same hook for a decision written with Core statements (a worker's run): the ticket and its event are
+    loaded only when the outbox may need a delivery for it, so the hot path builds no ORM objects otherwise."""
+    outbox = session.info.get(OUTBOX_KEY)
+    if isinstance(outbox, Outbox) and outbox.may_need(kind, source, before, after):
+        outbox.record_decision(session, session.get_one(Ticket, ticket_id), session.get_one(Event, event_id),
+                               before, now)
+
+
 class LeaseLostError(ConflictError):
     """Another worker took the delivery over (this one's lease ran out): stop without writing anything."""
 
@@ -200,6 +210,14 @@ class Outbox:
             text = p1_text(view, ticket_link(self.settings.writeback.triage_url, ticket.id))
             added.append(self._alert(session, now, ticket.id, AlertTopic.P1, text, event_id=audit.id))
         return added
+
+    def may_need(self, kind: EventKind, source: str, before: dict[str, Any], after: dict[str, Any]) -> bool:
+        """Whether a decision from a conversation of ``source`` could need a delivery (a cheap test before
+        :meth:`record_decision`, which decides)."""
+        event_type = rules.event_type(kind)
+        return ((rules.writes_back(kind) and source in self.enabled_platforms)
+                or bool(event_type and self.settings.events.endpoints_for(event_type))
+                or (self.alerts_on and rules.raises_p1_alert(kind, before, after, self.settings.alerts.priorities)))
 
     def _writeback_ref(self, session: Session, ticket: Ticket, kind: EventKind) -> PlatformRef | None:
         if not rules.writes_back(kind) or not ticket.route or not ticket.priority:

@@ -4,6 +4,12 @@ SQLite runs in WAL mode and starts every transaction with ``BEGIN IMMEDIATE`` (t
 from SQLAlchemy's pysqlite notes), so worker threads queue for the write lock instead of
 failing with "database is locked" half-way through a read-then-write transaction.
 
+No connection is pinged when the pool hands it out (``pool_pre_ping`` would cost a round trip
+per transaction): a connection that turns out dead (the server restarted) makes SQLAlchemy
+throw the whole pool's connections away, and the hot path's transactions run once more on a
+fresh one (:func:`retry_disconnect`); anything else meets the error once, as it would a server
+that is down.
+
 >>> engine = make_engine("sqlite://")
 >>> engine.dialect.name
 'sqlite'
@@ -11,10 +17,12 @@ failing with "database is locked" half-way through a read-then-write transaction
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -24,13 +32,16 @@ from alembic.util import CommandError
 from sqlalchemy import CursorResult, Engine, Executable, Table, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.errors import DatabaseNotReadyError
 from triage.resources import MIGRATIONS_DIR
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _json_dumps(value: Any) -> str:
@@ -69,7 +80,6 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(
         url,
         json_serializer=_json_dumps,
-        pool_pre_ping=not is_sqlite,
         connect_args={"check_same_thread": False} if is_sqlite else {},
     )
     if is_sqlite:
@@ -77,10 +87,34 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def retry_disconnect(transaction: Callable[P, T]) -> Callable[P, T]:
+    """Run ``transaction`` (a function that opens and commits its own transaction) once more when the database
+    connection turned out dead: SQLAlchemy has then invalidated the pool, so the second run gets a new
+    connection. A commit whose answer was lost may run twice: the hot path's writes are conditional on the
+    lease (or idempotent), so the second run finds the work done and changes nothing."""
+    @functools.wraps(transaction)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return transaction(*args, **kwargs)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            return transaction(*args, **kwargs)
+    return run
+
+
 def insert_if_absent(dialect: str, table: Table, unique_column: str, /, **values: Any) -> Executable:
     """``INSERT ... ON CONFLICT (unique_column) DO NOTHING`` for SQLite or PostgreSQL: a row the first time only."""
+    return insert_ignoring_conflicts(dialect, table, [unique_column]).values(**values)
+
+
+def insert_ignoring_conflicts(dialect: str, table: Table,
+                              unique_columns: Sequence[str]) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT ... ON CONFLICT (unique_columns) DO NOTHING`` for SQLite or PostgreSQL. Executed with a list of
+    rows (and a ``RETURNING`` to learn which went in), SQLAlchemy sends them as multi-row statements of one
+    compiled, cached form ("insertmanyvalues")."""
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    return insert.values(**values).on_conflict_do_nothing(index_elements=[unique_column])
+    return insert.on_conflict_do_nothing(index_elements=list(unique_columns))
 
 
 def changed_rows(result: object) -> int:

@@ -1,6 +1,11 @@
 """Every change of a ticket's status, its lease and its audit trail: the only writer of ``tickets.status``.
 
 Each public function is one short transaction and takes ``now`` from the application's clock.
+A worker's steps (:func:`claim`, :func:`renew`, :func:`finish` and the other ends of a run) are the
+hot path: Core statements only, no ORM objects (a claim is an ``UPDATE ... RETURNING`` and one
+read; an end is a locking read, one multi-row ``INSERT`` of the attempts, one ``UPDATE`` and the
+audit event), and each is run once more when its connection turned out dead
+(:func:`~triage.store.db.retry_disconnect`).
 Automatic steps hold a *lease*: :func:`claim` hands a worker a token with a deadline, and every
 later write of that run is conditional on the token, so a redelivered message, a duplicate, or a
 worker whose lease ran out cannot overwrite a finished ticket. A person's actions lock the row
@@ -19,12 +24,12 @@ same transaction the outbox's deliveries that decision needs (write-back, events
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from triage.conversation import Conversation
@@ -35,7 +40,7 @@ from triage.extraction.types import ExtractionResult
 from triage.outbox import outbox
 from triage.routing import RouteDecision, Router
 from triage.store import search
-from triage.store.db import changed_rows
+from triage.store.db import changed_rows, retry_disconnect
 from triage.store.models import Attempt, Event, Ticket
 from triage.store.models import Conversation as ConversationRow
 from triage.store.queries import TicketNotFoundError
@@ -74,13 +79,22 @@ class Claim:
     sla_started_at: datetime
 
 
+#: The ticket columns every audit event records, before and after the change.
+SNAPSHOT_COLUMNS = ("status", "fields", "route", "priority", "sla_due_at", "extractor", "model", "schema_version",
+                    "prompt_version", "assigned_to", "fallback_reason")
+
+
+def snapshot_of(values: Mapping[str, Any]) -> dict[str, Any]:
+    """What every audit event records, from a ticket's column values (at least :data:`SNAPSHOT_COLUMNS`)."""
+    recorded = {name: values[name] for name in SNAPSHOT_COLUMNS}
+    due = recorded["sla_due_at"]
+    recorded["sla_due_at"] = due.isoformat() if due else None
+    return recorded
+
+
 def snapshot(ticket: Ticket) -> dict[str, Any]:
     """What every audit event records, before and after the change."""
-    return {"status": ticket.status, "fields": ticket.fields, "route": ticket.route, "priority": ticket.priority,
-            "sla_due_at": ticket.sla_due_at.isoformat() if ticket.sla_due_at else None,
-            "extractor": ticket.extractor, "model": ticket.model, "schema_version": ticket.schema_version,
-            "prompt_version": ticket.prompt_version, "assigned_to": ticket.assigned_to,
-            "fallback_reason": ticket.fallback_reason}
+    return snapshot_of({name: getattr(ticket, name) for name in SNAPSHOT_COLUMNS})
 
 
 # ---- the lease ----------------------------------------------------------------------------------
@@ -129,59 +143,82 @@ def _locked(session: Session, ticket_id: int) -> Ticket:
     return ticket
 
 
-def _held(session: Session, claim: Claim) -> Ticket | None:
-    """The claimed ticket, locked, if this claim still holds it."""
-    return session.execute(
-        select(Ticket).where(Ticket.id == claim.ticket_id, Ticket.lease_token == claim.token).with_for_update()
-    ).scalar_one_or_none()
+#: What a run's end reads of its ticket (locked): the audit snapshot and what the new values derive from.
+_HELD = (*(getattr(Ticket, name) for name in SNAPSHOT_COLUMNS), Ticket.flags, Ticket.trimmed,
+         ConversationRow.source, ConversationRow.external_id, ConversationRow.messages)
+_ATTEMPTS: Table = Attempt.__table__  # type: ignore[assignment]
+#: An attempt's columns that :class:`~triage.extraction.types.Attempt` records.
+_ATTEMPT_COLUMNS = ("n", "model", "outcome", "raw_output", "finish_reason", "error", "status_code", "prompt_tokens",
+                    "completion_tokens", "reasoning_tokens", "latency_ms", "max_completion_tokens", "parse_path",
+                    "batch_id", "batch_size")
 
 
-def _add_attempts(session: Session, ticket_id: int, run: int, attempts: Sequence[AttemptRecord],
-                  now: datetime) -> None:
-    session.add_all(
-        Attempt(ticket_id=ticket_id, run=run, n=a.n, model=a.model, outcome=a.outcome, raw_output=a.raw_output,
-                finish_reason=a.finish_reason, error=a.error, status_code=a.status_code,
-                prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens,
-                reasoning_tokens=a.reasoning_tokens, latency_ms=a.latency_ms,
-                max_completion_tokens=a.max_completion_tokens, parse_path=a.parse_path, repairs=list(a.repairs),
-                batch_id=a.batch_id, batch_size=a.batch_size, created_at=now)
-        for a in attempts
-    )
+def _attempt_rows(claim: Claim, attempts: Sequence[AttemptRecord], now: datetime) -> list[dict[str, Any]]:
+    return [{"ticket_id": claim.ticket_id, "run": claim.run, "created_at": now, "repairs": list(a.repairs),
+             **{name: getattr(a, name) for name in _ATTEMPT_COLUMNS}} for a in attempts]
 
 
-def _to_record(row: Attempt) -> AttemptRecord:
-    return AttemptRecord(n=row.n, model=row.model, outcome=row.outcome,  # type: ignore[arg-type]
-                         raw_output=row.raw_output, finish_reason=row.finish_reason, error=row.error,
-                         prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens,
-                         reasoning_tokens=row.reasoning_tokens, latency_ms=row.latency_ms,
-                         max_completion_tokens=row.max_completion_tokens, status_code=row.status_code,
-                         parse_path=row.parse_path, repairs=tuple(row.repairs or ()),
-                         batch_id=row.batch_id, batch_size=row.batch_size)
+def _to_record(row: Row[Any]) -> AttemptRecord:
+    values = row._mapping
+    return AttemptRecord(**{name: values[name] for name in _ATTEMPT_COLUMNS}, repairs=tuple(values["repairs"] or ()))
 
 
-def _store_result(ticket: Ticket, result: ExtractionResult, decision: RouteDecision, now: datetime) -> None:
-    ticket.fields = result.ticket or {}
-    ticket.route, ticket.priority, ticket.sla_due_at = decision.route, decision.priority, decision.sla_due_at
-    ticket.extractor = result.extractor
-    ticket.model = result.model or ticket.model
-    ticket.schema_version, ticket.prompt_version = result.schema_version, result.prompt_version
-    ticket.trimmed = ticket.trimmed or result.trimmed
-    ticket.dedupe_key, ticket.dedupe_of = result.dedupe_key, result.dedupe_of
-    flag_injection(ticket, result.injection)
-    search.refresh(ticket)
-    _drop_lease(ticket)
-    ticket.finished_at = now
+def _result_values(held: Row[Any], result: ExtractionResult, decision: RouteDecision, now: datetime) -> dict[str, Any]:
+    """The columns a stored extraction sets (its fields, route and versions; the search text follows the fields)."""
+    fields = result.ticket or {}
+    return {"fields": fields, "extractor": result.extractor, "model": result.model or held.model,
+            "schema_version": result.schema_version, "prompt_version": result.prompt_version,
+            "trimmed": held.trimmed or result.trimmed, "flags": with_injection(held.flags, result.injection),
+            "search_text": search.search_text(held.external_id, held.messages or [], fields),
+            "dedupe_key": result.dedupe_key, "dedupe_of": result.dedupe_of, **_route_values(decision, now)}
+
+
+def _route_values(decision: RouteDecision, now: datetime) -> dict[str, Any]:
+    return {"route": decision.route, "priority": decision.priority, "sla_due_at": decision.sla_due_at,
+            "finished_at": now}
+
+
+@retry_disconnect
+def _end_run(sessions: sessionmaker[Session], claim: Claim, action: Action, now: datetime, *,
+             attempts: Sequence[AttemptRecord], kind: EventKind | None,
+             values: Callable[[Row[Any]], dict[str, Any]]) -> bool:
+    """End ``claim``'s run with ``action`` in one short transaction: lock the ticket if the claim still holds it,
+    add ``attempts`` (one statement), drop the lease and set ``values(held row)``, and audit it as ``kind``."""
+    with sessions.begin() as session:
+        held = session.execute(
+            select(*_HELD).join(Ticket.conversation)
+            .where(Ticket.id == claim.ticket_id, Ticket.lease_token == claim.token).with_for_update(of=Ticket)
+        ).first()
+        if held is None:
+            return False
+        changes = {"status": transition(action, held.status).target, "updated_at": now, "lease_token": None,
+                   "lease_until": None, "next_attempt_at": None, **values(held)}
+        if attempts:
+            session.execute(insert(_ATTEMPTS), _attempt_rows(claim, attempts, now))
+        session.execute(update(Ticket).where(Ticket.id == claim.ticket_id).values(changes))
+        if kind is not None:
+            before = snapshot_of(dict(held._mapping))
+            after = snapshot_of({**held._mapping, **changes})
+            event_id = session.execute(
+                insert(Event).values(ticket_id=claim.ticket_id, actor=WORKER_ACTOR, kind=kind, before=before,
+                                     after=after, created_at=now).returning(Event.id)).scalar_one()
+            outbox.decided_by_id(session, claim.ticket_id, event_id, kind, held.source, before, after, now)
+        return True
+
+
+def with_flag(flags: Mapping[str, Any] | None, name: Flag, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``flags`` with ``name`` set to its ``detail`` (a flag stays once set)."""
+    return {**(flags or {}), name.value: detail or {}}
 
 
 def flag(ticket: Ticket, name: Flag, detail: dict[str, Any] | None = None) -> None:
-    """Record ``name`` on the ticket with its ``detail`` (a flag stays once set)."""
-    ticket.flags = {**(ticket.flags or {}), name.value: detail or {}}
+    """Record ``name`` on the ticket with its ``detail``."""
+    ticket.flags = with_flag(ticket.flags, name, detail)
 
 
-def flag_injection(ticket: Ticket, match: InjectionMatch | None) -> None:
-    """Record ``injection_suspected`` with the matched pattern and text, when there is a match."""
-    if match is not None:
-        flag(ticket, Flag.INJECTION_SUSPECTED, match.to_dict())
+def with_injection(flags: Mapping[str, Any] | None, match: InjectionMatch | None) -> dict[str, Any]:
+    """``flags`` with ``injection_suspected`` (the matched pattern and text) when there is a match."""
+    return with_flag(flags, Flag.INJECTION_SUSPECTED, match.to_dict()) if match is not None else dict(flags or {})
 
 
 # ---- birth and new messages (in the intake's transaction) ----------------------------------------
@@ -192,13 +229,19 @@ def wait_began(sent_at: datetime | None, now: datetime) -> datetime:
     return min(sent_at, now) if sent_at is not None else now
 
 
+def new_ticket(external_id: str, messages: Sequence[Mapping[str, Any]], now: datetime,
+               sent_at: datetime | None = None, flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The column values of a new ``queued`` ticket for a new conversation (``external_id``, ``messages``), its SLA
+    counting from ``sent_at``, the platform's time for the first customer message, when given."""
+    return {"status": Status.QUEUED, "run": 1, "created_at": now, "updated_at": now, "flags": dict(flags or {}),
+            "sla_started_at": wait_began(sent_at, now), "search_text": search.search_text(external_id, messages, None)}
+
+
 def open_ticket(session: Session, conversation: ConversationRow, now: datetime,
                 sent_at: datetime | None = None) -> Ticket:
-    """A new ``queued`` ticket for a new conversation (the caller publishes it after the commit); its SLA
-    counts from ``sent_at``, the platform's time for the first customer message, when given."""
-    ticket = Ticket(conversation=conversation, status=Status.QUEUED, run=1, created_at=now, updated_at=now, flags={},
-                    sla_started_at=wait_began(sent_at, now))
-    search.refresh(ticket)
+    """A new ``queued`` ticket for a new conversation (the caller publishes it after the commit)."""
+    ticket = Ticket(conversation=conversation, **new_ticket(conversation.external_id, conversation.messages, now,
+                                                            sent_at))
     session.add(ticket)
     return ticket
 
@@ -226,24 +269,28 @@ def append_message(session: Session, ticket: Ticket, now: datetime, sent_at: dat
 
 # ---- a worker's run -------------------------------------------------------------------------------
 
+@retry_disconnect
 def _claim(sessions: sessionmaker[Session], ticket_id: int, action: Action, now: datetime,
            lease_seconds: float) -> Claim | None:
+    """One conditional ``UPDATE ... RETURNING`` takes the lease; one read brings the conversation and the run's
+    earlier attempts (an outer join: a first run has none)."""
     with sessions.begin() as session:
         changed = session.execute(
             update(Ticket)
             .where(Ticket.id == ticket_id, Ticket.status.in_(sources(action)), _lease_free(now))
             .values(status=single_target(action), updated_at=now, **_grant_lease(now, lease_seconds))
-            .returning(Ticket.lease_token, Ticket.run)
+            .returning(Ticket.lease_token, Ticket.run, Ticket.sla_started_at, Ticket.conversation_id)
         ).first()
         if changed is None:
             return None
-        ticket = session.get_one(Ticket, ticket_id)
-        attempts = session.scalars(
-            select(Attempt).where(Attempt.ticket_id == ticket_id, Attempt.run == changed.run).order_by(Attempt.id)
+        rows = session.execute(
+            select(ConversationRow.messages, *(getattr(Attempt, name) for name in _ATTEMPT_COLUMNS), Attempt.repairs)
+            .outerjoin(Attempt, and_(Attempt.ticket_id == ticket_id, Attempt.run == changed.run))
+            .where(ConversationRow.id == changed.conversation_id).order_by(Attempt.id)
         ).all()
-        conversation = Conversation.from_dicts(ticket.conversation.messages)
-        return Claim(ticket_id, str(changed.lease_token), changed.run, conversation, [_to_record(a) for a in attempts],
-                     ticket.sla_started_at)
+        prior = [_to_record(row) for row in rows if row.n is not None]
+        return Claim(ticket_id, str(changed.lease_token), changed.run, Conversation.from_dicts(rows[0].messages),
+                     prior, changed.sla_started_at)
 
 
 def claim(sessions: sessionmaker[Session], ticket_id: int, now: datetime, lease_seconds: float) -> Claim | None:
@@ -271,6 +318,7 @@ def backlog_exceeds(sessions: sessionmaker[Session], ticket_id: int, now: dateti
         return (session.scalar(select(func.count()).select_from(waiting)) or 0) > count
 
 
+@retry_disconnect
 def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now: datetime,
                 lease_seconds: float) -> list[Claim]:
     """:func:`claim` ``ticket_id`` and, in the same statement, up to ``size - 1`` other claimable tickets
@@ -301,7 +349,8 @@ def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now:
                 .where(ConversationRow.id.in_([row.conversation_id for row in rows])))}
         runs = {row.id: row.run for row in rows}
         prior: dict[int, list[AttemptRecord]] = {row.id: [] for row in rows}
-        for attempt in session.scalars(select(Attempt).where(Attempt.ticket_id.in_(runs)).order_by(Attempt.id)):
+        for attempt in session.execute(select(_ATTEMPTS).where(_ATTEMPTS.c.ticket_id.in_(runs))
+                                       .order_by(_ATTEMPTS.c.id)):
             if attempt.run == runs[attempt.ticket_id]:
                 prior[attempt.ticket_id].append(_to_record(attempt))
     claims = [Claim(row.id, str(row.lease_token), row.run, Conversation.from_dicts(messages[row.conversation_id]),
@@ -316,6 +365,7 @@ def _claimable_exists(ticket_id: int, now: datetime) -> ColumnElement[bool]:
                           or_(own.lease_until.is_(None), own.lease_until < now))
 
 
+@retry_disconnect
 def renew_batch(sessions: sessionmaker[Session], claims: Sequence[Claim], now: datetime,
                 lease_seconds: float) -> int:
     """:func:`renew` every claim of a batch in one statement; how many are still held."""
@@ -329,6 +379,7 @@ def renew_batch(sessions: sessionmaker[Session], claims: Sequence[Claim], now: d
         ))
 
 
+@retry_disconnect
 def renew(sessions: sessionmaker[Session], claim: Claim, now: datetime, lease_seconds: float) -> bool:
     """Extend the lease while the worker still works on the ticket; ``False`` when the claim was lost."""
     with sessions.begin() as session:
@@ -355,33 +406,17 @@ def finish_fallback(sessions: sessionmaker[Session], claim: Claim, result: Extra
 
 def _finish(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
             now: datetime, action: Action, kind: EventKind) -> bool:
-    with sessions.begin() as session:
-        ticket = _held(session, claim)
-        if ticket is None:
-            return False
-        _add_attempts(session, claim.ticket_id, claim.run, result.attempts, now)
-        before = snapshot(ticket)
-        _apply(ticket, action, now)
-        _store_result(ticket, result, decision, now)
-        _audit(session, ticket, WORKER_ACTOR, kind, before, now)
-        return True
+    return _end_run(sessions, claim, action, now, attempts=result.attempts, kind=kind,
+                    values=lambda held: _result_values(held, result, decision, now))
 
 
 def hold_for_review(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
                     reason: FallbackReason, detail: str, now: datetime) -> bool:
     """Store the model's valid ticket, fields and all, but for a person: ``needs_review`` on ``decision``
     (the fallback route) with ``reason``, instead of the route the fields give; ``False`` when the claim was lost."""
-    with sessions.begin() as session:
-        ticket = _held(session, claim)
-        if ticket is None:
-            return False
-        _add_attempts(session, claim.ticket_id, claim.run, result.attempts, now)
-        before = snapshot(ticket)
-        _apply(ticket, Action.HOLD_FOR_REVIEW, now)
-        _store_result(ticket, result, decision, now)
-        ticket.fallback_reason, ticket.fallback_detail = reason, detail
-        _audit(session, ticket, WORKER_ACTOR, EventKind.NEEDS_REVIEW, before, now)
-        return True
+    return _end_run(sessions, claim, Action.HOLD_FOR_REVIEW, now, attempts=result.attempts, kind=EventKind.NEEDS_REVIEW,
+                    values=lambda held: {**_result_values(held, result, decision, now), "fallback_reason": reason,
+                                         "fallback_detail": detail})
 
 
 def send_to_fallback(sessions: sessionmaker[Session], claim: Claim, attempts: Sequence[AttemptRecord],
@@ -389,51 +424,26 @@ def send_to_fallback(sessions: sessionmaker[Session], claim: Claim, attempts: Se
                      injection: InjectionMatch | None = None) -> bool:
     """Record the failed attempts and mark the ticket ``fallback`` (the caller then publishes the fallback task)."""
     raw = next((a.raw_output for a in reversed([*claim.prior_attempts, *attempts]) if a.raw_output), None)
-    with sessions.begin() as session:
-        ticket = _held(session, claim)
-        if ticket is None:
-            return False
-        _add_attempts(session, claim.ticket_id, claim.run, attempts, now)
-        before = snapshot(ticket)
-        _apply(ticket, Action.SEND_TO_FALLBACK, now)
-        ticket.fallback_reason, ticket.fallback_detail, ticket.fallback_raw_output = reason, detail, raw
-        ticket.trimmed = ticket.trimmed or trimmed
-        flag_injection(ticket, injection)
-        _drop_lease(ticket)
-        _audit(session, ticket, WORKER_ACTOR, EventKind.FALLBACK, before, now)
-        return True
+    return _end_run(sessions, claim, Action.SEND_TO_FALLBACK, now, attempts=attempts, kind=EventKind.FALLBACK,
+                    values=lambda held: {"fallback_reason": reason, "fallback_detail": detail,
+                                         "fallback_raw_output": raw, "trimmed": held.trimmed or trimmed,
+                                         "flags": with_injection(held.flags, injection)})
 
 
 def abandon_fallback(sessions: sessionmaker[Session], claim: Claim, reason: FallbackReason, detail: str,
                      decision: RouteDecision, now: datetime) -> bool:
     """The fallback task itself failed: the ticket goes to a person as it is (``needs_review`` on
     ``decision``'s route, its fields unchanged) with ``reason`` and ``detail``."""
-    with sessions.begin() as session:
-        ticket = _held(session, claim)
-        if ticket is None:
-            return False
-        before = snapshot(ticket)
-        _apply(ticket, Action.FINISH_FALLBACK, now)
-        ticket.fallback_reason, ticket.fallback_detail = reason, detail
-        ticket.route, ticket.priority, ticket.sla_due_at = decision.route, decision.priority, decision.sla_due_at
-        _drop_lease(ticket)
-        ticket.finished_at = now
-        _audit(session, ticket, WORKER_ACTOR, EventKind.NEEDS_REVIEW, before, now)
-        return True
+    return _end_run(sessions, claim, Action.FINISH_FALLBACK, now, attempts=(), kind=EventKind.NEEDS_REVIEW,
+                    values=lambda _held: {"fallback_reason": reason, "fallback_detail": detail,
+                                          **_route_values(decision, now)})
 
 
 def release_for_retry(sessions: sessionmaker[Session], claim: Claim, attempts: Sequence[AttemptRecord],
                       countdown: float, now: datetime) -> bool:
     """Record the attempts and put the ticket back to ``queued`` until its retry is due."""
-    with sessions.begin() as session:
-        ticket = _held(session, claim)
-        if ticket is None:
-            return False
-        _add_attempts(session, claim.ticket_id, claim.run, attempts, now)
-        _apply(ticket, Action.RELEASE_FOR_RETRY, now)
-        _drop_lease(ticket)
-        ticket.next_attempt_at = now + timedelta(seconds=countdown)
-        return True
+    return _end_run(sessions, claim, Action.RELEASE_FOR_RETRY, now, attempts=attempts, kind=None,
+                    values=lambda _held: {"next_attempt_at": now + timedelta(seconds=countdown)})
 
 
 # ---- the sweep ------------------------------------------------------------------------------------
