@@ -217,16 +217,21 @@ def test_a_ticket_waiting_for_its_retry_is_not_taken(app: App) -> None:
     assert [claim.ticket_id for claim in claims] == [ids[0], ids[2]]
 
 
+def _retried_with_its_companions_republished(app: App, ids: list[int]) -> None:
+    """The first ticket's message is retried; the others' were spent by the batch, so they are published again."""
+    with pytest.raises(CeleryRetry):
+        _work(app, ids[0])
+    publisher = app.publisher
+    assert isinstance(publisher, RecordingPublisher)
+    assert sorted(publisher.extractions) == ids[1:]
+
+
 def test_a_rate_limited_batch_defers_every_ticket(migrated_database_url: str, api: FakeMiMo) -> None:
     app = _app(migrated_database_url, api, TRIAGE__EXTRACTION__BATCH_MODE="always", TRIAGE_RATE_LIMIT_RPM="1")
     try:
         assert app.limiter.acquire(app.settings.model, 1) == 0  # someone else took this window's one request
         ids = _tickets(app, 3)
-        with pytest.raises(CeleryRetry):
-            _work(app, ids[0])
-        publisher = app.publisher
-        assert isinstance(publisher, RecordingPublisher)
-        assert sorted(publisher.extractions) == ids[1:]
+        _retried_with_its_companions_republished(app, ids)
         assert {_detail(app, ticket_id)["ticket"]["status"] for ticket_id in ids} == {"queued"}
         assert api.requests == []
     finally:
@@ -236,11 +241,7 @@ def test_a_rate_limited_batch_defers_every_ticket(migrated_database_url: str, ap
 def test_a_failed_batch_call_is_each_tickets_retry(app: App, api: FakeMiMo) -> None:
     api.script(BATCH_MARKER, error(503, "overloaded"))
     ids = _tickets(app, 3)
-    with pytest.raises(CeleryRetry):
-        _work(app, ids[0])
-    publisher = app.publisher
-    assert isinstance(publisher, RecordingPublisher)
-    assert sorted(publisher.extractions) == ids[1:]
+    _retried_with_its_companions_republished(app, ids)
     for ticket_id in ids:
         detail = _detail(app, ticket_id)
         assert detail["ticket"]["status"] == "queued"
