@@ -67,7 +67,9 @@ def run(postgres_module_url: str, redis_url: str, tmp_path_factory: pytest.TempP
         for marker, replies in SCRIPTS.items():
             api.script(marker, *replies)
         env = {**SECRETS, "TRIAGE_LOG_FORMAT": "json", "TRIAGE_RATE_LIMIT_RPM": "3",
-               "TRIAGE__RATE_LIMIT__WINDOW_SECONDS": "2", "TRIAGE__WORKER__SWEEP_INTERVAL_SECONDS": "2"}
+               "TRIAGE__RATE_LIMIT__WINDOW_SECONDS": "2", "TRIAGE__WORKER__SWEEP_INTERVAL_SECONDS": "2",
+               # the scripted run counts one call per ticket: no batches, whatever the backlog
+               "TRIAGE__EXTRACTION__BATCH_MODE": "never"}
         stack = Stack(postgres_module_url, redis_url, api.base_url, env)
         stack.migrate()
         metrics_port = free_port()

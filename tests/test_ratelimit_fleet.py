@@ -44,6 +44,7 @@ def stack(redis_url: str, postgres_url: str) -> Iterator[tuple[Stack, FakeMiMo]]
         redis.Redis.from_url(redis_url).flushdb()
         stack = Stack(postgres_url, redis_url, api.base_url, {
             "TRIAGE_RATE_LIMIT_RPM": str(RPM), "TRIAGE__RATE_LIMIT__WINDOW_SECONDS": str(WINDOW + MARGIN),
+            "TRIAGE__EXTRACTION__BATCH_MODE": "never",  # the budget is counted in calls: one per ticket
             "TRIAGE__RATE_LIMIT__KEY_PREFIX": f"test-fleet-{time.time_ns()}"})
         stack.migrate()
         yield stack, api
