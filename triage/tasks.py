@@ -1,4 +1,4 @@
-"""Celery tasks: a few lines each over the lifecycle and the retry policy.
+"""Celery tasks: claim, ask the policy, apply its step (the extraction run itself is triage.runs).
 
 Every task is idempotent: it first claims the ticket (:func:`triage.tickets.lifecycle.claim`), so
 a redelivered message for a finished (or currently held) ticket changes nothing. Messages are
@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, NoReturn
 
 from celery import Celery, Task, signals
 from celery.exceptions import Retry as CeleryRetry
 
-from triage import jobs, metrics
+from triage import jobs, metrics, runs
 from triage.app import App
-from triage.conversation import Conversation
-from triage.extraction import batched, dedupe
+from triage.extraction import dedupe
 from triage.extraction.batched import conversation_tokens, fill_batches
 from triage.extraction.dedupe import Lookup
-from triage.extraction.extractor import LLMExtractor, next_number
-from triage.extraction.types import APIError, Attempt, RateLimitedError, RetryableAPIError
 from triage.heartbeat import Heartbeat
 from triage.outbox import send
 from triage.outbox.outbox import Wait
@@ -40,7 +36,6 @@ from triage.policy import (
     Retry,
     SendToFallback,
     Step,
-    attempt_extraction,
     decide,
     on_exception,
 )
@@ -54,8 +49,6 @@ from triage.queues import (
     SWEEP_TASK,
 )
 from triage.settings import SettingsError
-from triage.store.batches import store_call
-from triage.store.dedupe import find_earlier
 from triage.tickets import lifecycle
 from triage.tickets.states import Status
 
@@ -91,7 +84,7 @@ def _extract_claimed(app: App, task: Task[Any, Any], claim: lifecycle.Claim) -> 
     ticket_id = claim.ticket_id
     try:
         with _heartbeat(app, claim):
-            outcome = _extraction(app, claim)
+            outcome = runs.single(app, claim)
         return apply_step(app, task, claim, _decided(app, claim, outcome))
     except CeleryRetry:
         raise
@@ -158,7 +151,7 @@ def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.C
     asked: list[lifecycle.Claim] = []
     for claim in claims:
         try:
-            lookup = lookups[claim.ticket_id] = dedupe_lookup(app, claim.ticket_id, claim.conversation)
+            lookup = lookups[claim.ticket_id] = runs.dedupe_lookup(app, claim.ticket_id, claim.conversation)
             if lookup is not None and lookup.reused is not None:
                 steps[claim.ticket_id] = _decided(app, claim, lookup.reused)
             else:
@@ -169,7 +162,7 @@ def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.C
     for group in fill_batches(tokens, options.batch_max_input_tokens, options.batch_size):
         members = [asked[index] for index in group]
         try:
-            for claim, outcome in zip(members, _group_outcomes(app, members), strict=True):
+            for claim, outcome in zip(members, runs.batch(app, members), strict=True):
                 lookup = lookups[claim.ticket_id]
                 steps[claim.ticket_id] = _decided(app, claim, outcome if lookup is None
                                                   else dedupe.keyed(outcome, lookup.key))
@@ -182,49 +175,6 @@ def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.C
 def _decided(app: App, claim: lifecycle.Claim, outcome: Outcome) -> Step:
     return decide(outcome, claim.prior_attempts, app.settings.retry, app.router, claim.sla_started_at,
                   extraction=app.settings.extraction)
-
-
-def _group_outcomes(app: App, claims: Sequence[lifecycle.Claim]) -> list[Outcome]:
-    """One batch call for ``claims`` (a lone claim: its single run), then each invalid item alone."""
-    extractor = app.llm
-    if len(claims) == 1:
-        return [attempt_extraction(extractor.extract, claims[0].conversation, claims[0].prior_attempts)]
-    try:
-        run = batched.extract_batch(extractor, [(claim.conversation, claim.prior_attempts) for claim in claims])
-    except RateLimitedError as exc:
-        return [RateLimitedError(exc.wait_seconds, []) for _ in claims]
-    except RetryableAPIError as exc:  # the whole call failed: each ticket's run records it and retries
-        return [_own_error(exc, claim) for claim in claims]
-    except APIError as exc:  # e.g. a retired model: each ticket asks alone (the model chain moved on)
-        return [_alone(extractor, claim, _renumbered(exc.attempts, claim)) for claim in claims]
-    batch_id = store_call(app.sessions, run.call, app.clock.now())
-    outcomes: list[Outcome] = []
-    for claim, item in zip(claims, run.items, strict=True):
-        attempt = replace(item.attempt, batch_id=batch_id)
-        if item.result is not None:
-            item.result.attempts = [attempt]
-            outcomes.append(item.result)
-        else:
-            outcomes.append(_alone(extractor, claim, [attempt]))
-    return outcomes
-
-
-def _alone(extractor: LLMExtractor, claim: lifecycle.Claim, before: list[Attempt]) -> Outcome:
-    """``claim``'s single run after ``before`` (its batch attempt), which its outcome's attempts start with."""
-    outcome = attempt_extraction(extractor.extract, claim.conversation, [*claim.prior_attempts, *before])
-    outcome.attempts = [*before, *outcome.attempts]
-    return outcome
-
-
-def _renumbered(attempts: Sequence[Attempt], claim: lifecycle.Claim) -> list[Attempt]:
-    """The batch call's attempts as ``claim``'s run numbers them."""
-    start = next_number(claim.prior_attempts)
-    return [replace(attempt, n=start + offset) for offset, attempt in enumerate(attempts)]
-
-
-def _own_error(exc: RetryableAPIError, claim: lifecycle.Claim) -> RetryableAPIError:
-    return RetryableAPIError(str(exc), _renumbered(exc.attempts, claim), status_code=exc.status_code,
-                             retry_after=exc.retry_after)
 
 
 def _apply_companion(app: App, claim: lifecycle.Claim, step: Step) -> None:
@@ -242,29 +192,6 @@ def _apply_companion(app: App, claim: lifecycle.Claim, step: Step) -> None:
         _store_final(app, claim, step)
     except Exception as exc:  # one companion's failure is not the others'; its lease runs out for the sweep
         log.error("ticket %s: could not store its batch step", claim.ticket_id, exc_info=exc)
-def dedupe_lookup(app: App, ticket_id: int, conversation: Conversation) -> Lookup | None:
-    """``conversation``'s de-duplication key and, when a recent ticket's LLM extraction matches, its reuse;
-    ``None`` when de-duplication is off (the rules extractor, or ``extraction.dedupe_window_seconds = 0``)."""
-    options = app.settings.extraction
-    if app.settings.extractor != "llm" or not options.dedupe_window_seconds:
-        return None
-    key = dedupe.extractor_key(app.llm, conversation)
-    earlier = find_earlier(app.sessions, ticket_id, key, app.clock.now(), options.dedupe_window_seconds,
-                           options.dedupe_sources_off)
-    if earlier is None:
-        return Lookup(key, None)
-    return Lookup(key, dedupe.reuse(app.llm, conversation, key, earlier.ticket_id, earlier.fields, earlier.model))
-
-
-def _extraction(app: App, claim: lifecycle.Claim) -> Outcome:
-    """A recent identical conversation's extraction reused (no LLM call), else the extractor's run, keyed."""
-    lookup = dedupe_lookup(app, claim.ticket_id, claim.conversation)
-    if lookup is not None and lookup.reused is not None:
-        return lookup.reused
-    outcome = attempt_extraction(app.extractor.extract, claim.conversation, claim.prior_attempts)
-    return outcome if lookup is None else dedupe.keyed(outcome, lookup.key)
-
-
 def _unexpected(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) -> Outage | SendToFallback:
     """The policy's step for an exception nothing else handled, logged."""
     step = on_exception(exc, task.request.retries or 0, app.settings.retry)
