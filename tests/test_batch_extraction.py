@@ -185,6 +185,23 @@ def test_auto_mode_batches_when_the_queue_outruns_the_rate_budget(migrated_datab
         app.close()
 
 
+@pytest.mark.parametrize(("overflow", "batched"), [([], True), (["mimo-v2.5"], False)])
+def test_auto_mode_batches_once_the_window_has_less_left_than_the_queue(migrated_database_url: str, api: FakeMiMo,
+                                                                        overflow: list[str], batched: bool) -> None:
+    """Ten requests per window, eight already spent by other workers: three more tickets wait, so the
+    two left cannot serve one call each and the run batches; an overflow model's budget adds its ten."""
+    app = _app(migrated_database_url, api, TRIAGE_RATE_LIMIT_RPM="10",
+               TRIAGE__EXTRACTION__OVERFLOW_MODELS=json.dumps(overflow))
+    try:
+        ids = _tickets(app, 4)
+        assert [app.limiter.acquire(app.settings.model, 1) for _ in range(8)] == [0.0] * 8
+        _work(app, ids[0])
+        assert (api.stats()["batch_calls"], api.stats()["calls"]) == ((1, 1) if batched else (0, 1))
+        assert _detail(app, ids[0])["ticket"]["status"] == "routed"
+    finally:
+        app.close()
+
+
 def test_claiming_a_batch_is_one_statement(app: App) -> None:
     ids = _tickets(app, 8)
     statements: list[str] = []

@@ -165,6 +165,26 @@ def test_the_block_ends_on_time_and_blocked_calls_take_nothing(make: Make) -> No
     assert limiter.acquire("m", 1) > WINDOW - 1, "the one request of the budget is now taken"
 
 
+def test_remaining_reads_the_window_and_takes_nothing(make: Make) -> None:
+    limiter, other = make(rpm=3, per_model={"big": {"rpm": 7}}), make(rpm=3, per_model={"big": {"rpm": 7}})
+    assert (limiter.remaining("m"), limiter.remaining("big")) == (3, 7), "a model never called has its whole budget"
+    assert [limiter.remaining("m") for _ in range(5)] == [3] * 5, "reading takes nothing"
+    assert limiter.acquire("m", 1) == 0.0 and other.acquire("m", 1) == 0.0
+    assert (limiter.remaining("m"), other.remaining("m"), limiter.remaining("big")) == (1, 1, 7)
+    assert other.acquire("m", 1) == 0.0 and limiter.remaining("m") == 0
+    assert limiter.acquire("m", 1) > 0 and limiter.remaining("m") == 0, "a refusal takes nothing, frees nothing"
+    other.penalize("big", 30)
+    assert limiter.remaining("big") == 0, "nothing is left while a 429 block lasts"
+
+
+def test_remaining_comes_back_as_grants_leave_the_window(make: Make) -> None:
+    limiter = make(window_seconds=0.3, rpm=2)
+    assert limiter.acquire("m", 1) == 0.0 and limiter.remaining("m") == 1
+    assert limiter.acquire("m", 1) == 0.0 and limiter.remaining("m") == 0
+    time.sleep(0.31)
+    assert limiter.remaining("m") == 2
+
+
 def test_models_have_independent_budgets_and_their_own_overrides(make: Make) -> None:
     limiter = make(rpm=1, per_model={"big": {"rpm": 3}})
     assert limiter.acquire("a", 1) == limiter.acquire("b", 1) == 0.0

@@ -94,15 +94,17 @@ def _extract_claimed(app: App, task: Task[Any, Any], claim: lifecycle.Claim) -> 
 
 def batching(app: App, ticket_id: int) -> bool:
     """Whether ``ticket_id``'s run takes other tickets into one call (``extraction.batch_mode``): ``always``;
-    ``auto`` when more tickets wait than the model's requests per window (one call per ticket would fall
-    behind); never with the rules extractor or ``batch_size = 1``."""
+    ``auto`` when more tickets wait than the requests the rate budget still grants in this window, the
+    primary model's and the overflow models' together (one call per ticket would fall behind, so the rest
+    of the window is better spent on batches); never with the rules extractor or ``batch_size = 1``."""
     options = app.settings.extraction
     if options.batch_mode == "never" or options.batch_size < MIN_BATCH or app.settings.extractor != "llm":
         return False
     if options.batch_mode == "always":
         return True
-    budget = app.settings.rate_limit.budget(app.settings.model)
-    return lifecycle.backlog_exceeds(app.sessions, ticket_id, app.clock.now(), budget.rpm)
+    llm = app.llm
+    left = llm.budgets.requests_left(llm.models.pick(), app.limiter.remaining)
+    return lifecycle.backlog_exceeds(app.sessions, ticket_id, app.clock.now(), left)
 
 
 def extract_batch(app: App, task: Task[Any, Any], ticket_id: int) -> str:

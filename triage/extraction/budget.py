@@ -55,6 +55,15 @@ class ModelBudgets:
         """
         return list(dict.fromkeys([first, *filter(self.available, self.overflow_models)]))
 
+    def requests_left(self, first: str, remaining: Callable[[str], int]) -> int:
+        """The requests the models of :meth:`order` would still grant in their windows now, together
+        (``remaining(model)``: a limiter's reading, see :meth:`triage.ratelimit.RateLimiter.remaining`).
+
+        >>> ModelBudgets(None, ["b"], available=lambda model: True).requests_left("a", {"a": 3, "b": 40}.get)
+        43
+        """
+        return sum(remaining(model) for model in self.order(first))
+
     def take(self, first: str, tokens: int) -> Grant:
         """Take one request and ``tokens`` from the first model in :meth:`order` that has them."""
         if self.acquire is None:

@@ -9,6 +9,8 @@ wait before trying again. ``penalize`` records a 429: every caller of that model
 ...         return 0.0
 ...     def penalize(self, model: str, seconds: float) -> None:
 ...         pass
+...     def remaining(self, model: str) -> int:
+...         return 100
 >>> isinstance(Always(), RateLimiter)
 True
 >>> wait_and_acquire(Always(), "mimo-v2-flash", 1200, max_wait=5)
@@ -49,6 +51,14 @@ class RateLimiter(Protocol):
 
     def penalize(self, model: str, seconds: float) -> None:
         """A 429 was seen: nobody calls ``model`` for ``seconds`` (a longer block already set stays)."""
+        ...
+
+    def remaining(self, model: str) -> int:
+        """How many requests ``model``'s window would grant now (0 while a 429 block lasts); takes nothing.
+
+        A reading, not a reservation: another caller may take them first. Batching asks it to tell
+        whether one call per waiting ticket still fits the budget.
+        """
         ...
 
 

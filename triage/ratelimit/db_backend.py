@@ -16,8 +16,10 @@ host), SQLite's host clock (SQLite is single-host, so that is the one clock too)
 >>> engine = make_engine("sqlite://")
 >>> Base.metadata.create_all(engine, tables=[RateLimitState.__table__])
 >>> limiter = DatabaseRateLimiter(engine, RateLimitSettings(rpm=1))
->>> limiter.acquire("mimo-v2-flash", 10), 59 < limiter.acquire("mimo-v2-flash", 10) <= 60
-(0.0, True)
+>>> limiter.remaining("mimo-v2-flash"), limiter.acquire("mimo-v2-flash", 10), limiter.remaining("mimo-v2-flash")
+(1, 0.0, 0)
+>>> 59 < limiter.acquire("mimo-v2-flash", 10) <= 60
+True
 """
 
 from __future__ import annotations
@@ -94,6 +96,16 @@ class DatabaseRateLimiter:
             until = self._now_us(conn) + micros
             if until > blocked_until:
                 conn.execute(update(_TABLE).where(_TABLE.c.key == key).values(blocked_until_us=until))
+
+    def remaining(self, model: str) -> int:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(_TABLE.c.blocked_until_us, _TABLE.c.grants)
+                               .where(_TABLE.c.key == self.key(model))).one_or_none()
+            if row is None:
+                return self._settings.budget(model).rpm
+            now = self._now_us(conn)
+        return window.requests_left(window.prune(row.grants, now, self._window_us), now, row.blocked_until_us,
+                                    self._settings.budget(model))
 
     def _lock(self, conn: Connection, key: str) -> tuple[int, list[Any]]:
         conn.execute(insert_if_absent(conn.dialect.name, _TABLE, "key", key=key, blocked_until_us=0, grants=[]))

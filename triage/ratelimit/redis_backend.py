@@ -65,6 +65,15 @@ redis.call('PEXPIRE', log, ARGV[6])
 return 0
 """
 
+# KEYS: log, blocked. ARGV: rpm, window_us. Read-only: the requests the window would grant now (0 while blocked).
+REMAINING_LUA = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > now then return 0 end
+local count = redis.call('ZCOUNT', KEYS[1], string.format('%d', now - tonumber(ARGV[2])), '+inf')
+return math.max(0, tonumber(ARGV[1]) - count)
+"""
+
 # KEYS: blocked. ARGV: seconds in µs. Extends (never shortens) the block; returns its end in µs.
 PENALIZE_LUA = """
 local clock = redis.call('TIME')
@@ -90,6 +99,7 @@ class RedisRateLimiter:
         self._ttl_ms = math.ceil(window_seconds * 1000) + 1000
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._penalize = client.register_script(PENALIZE_LUA)
+        self._remaining = client.register_script(REMAINING_LUA)
 
     @classmethod
     def from_url(cls, url: str, settings: RateLimitSettings, *, window_seconds: float = 60.0) -> RedisRateLimiter:
@@ -111,3 +121,7 @@ class RedisRateLimiter:
         micros = check_penalty(seconds)
         if micros:
             self._penalize(keys=[self.keys(model)[1]], args=[micros])
+
+    def remaining(self, model: str) -> int:
+        args = [self._settings.budget(model).rpm, self._window_us]
+        return int(self._remaining(keys=list(self.keys(model)), args=args))

@@ -11,6 +11,8 @@ Times are whole microseconds, so the arithmetic is exact.
 >>> wait_us(prune(grants, now_us=61, window_us=60), now_us=61, blocked_until_us=0, budget=budget,
 ...         window_us=60, tokens=50)
 0
+>>> requests_left(grants, now_us=20, blocked_until_us=0, budget=budget), requests_left([], 20, 30, budget)
+(0, 0)
 """
 
 from __future__ import annotations
@@ -49,3 +51,10 @@ def wait_us(grants: Sequence[Grant], now_us: int, blocked_until_us: int, budget:
                 wait = max(wait, at + window_us - now_us + 1)
                 break
     return wait
+
+
+def requests_left(grants: Sequence[Grant], now_us: int, blocked_until_us: int, budget: Budget) -> int:
+    """How many more requests the window grants now (``grants`` pruned): none while a 429 block lasts."""
+    if blocked_until_us > now_us:
+        return 0
+    return max(0, budget.rpm - len(grants))
