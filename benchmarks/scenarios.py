@@ -524,9 +524,8 @@ def scenario_backlog(ctx: Context, divisor: float) -> ScenarioResult:
         speedup, rejected = line.ratio, outcome.stats["rate_limited"]
         all_final = outcome.summary.finished == count
         met = speedup is not None and speedup >= target and rejected == 0 and all_final
-        calls = outcome.stats["calls"]
-        why = _join(f"{calls:,} API calls for {count:,} tickets ({calls / count:.2f} per ticket): the budget of "
-                    f"{API_RPM} calls per window sets the drain time" if speedup and speedup < target else "",
+        why = _join(_backlog_bound(ctx, outcome, count, one_call_seconds / target, limiter_window)
+                    if speedup and speedup < target else "",
                     f"{rejected} answers were 429" if rejected else "",
                     f"{count - outcome.summary.finished} tickets not final" if not all_final else "",
                     _refused_why(outcome))
@@ -534,6 +533,16 @@ def scenario_backlog(ctx: Context, divisor: float) -> ScenarioResult:
                                    "ticket final", f"{fmt_share(speedup)}x, {rejected} 429s, "
                                    f"{outcome.summary.finished:,}/{count:,} final", met, why))
     return result
+
+
+def _backlog_bound(ctx: Context, run: TriageRun, count: int, seconds_wanted: float, window: float) -> str:
+    """What set a backlog's drain time: the budget when it took more than one window, else the workers."""
+    calls, drain = run.stats["calls"], run.drain_seconds or 0.0
+    spent = f"{calls:,} API calls for {count:,} tickets ({calls / count:.2f} per ticket)"
+    if drain > window:
+        return f"{spent}: the budget of {API_RPM} calls per window sets the drain time"
+    return (f"{spent}, all within the first {window:g} s window, so the budget did not bound it: "
+            + _capacity_why(run, count / seconds_wanted, ctx.cores))
 
 
 # --------------------------------------------------------------------------------------------

@@ -122,7 +122,8 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         for case in CASES:
             api.script(f"[{case.key}]", *case.replies)
         stack = Stack(database_url, _broker(shape, tmp_path, request), api.base_url,
-                      {"TRIAGE__EXTRACTION__STREAM": str(streaming).lower()})
+                      {"TRIAGE__EXTRACTION__STREAM": str(streaming).lower(),
+                       "TRIAGE__EXTRACTION__BATCH_MODE": "never"})  # each case counts its own calls
         stack.migrate()
         with stack.worker("--concurrency", "4"):
             printed = stack.submit([case.row() for case in CASES])
