@@ -3,6 +3,8 @@
 #   make test   - lint, type-check and run the test suite
 # The wheel suite: build the wheel, install it in a fresh venv outside the checkout, migrate, demo:
 #   make wheel-test
+# The end-to-end suite: real serve, worker and beat processes on PostgreSQL + Redis (+ RabbitMQ), minutes long:
+#   make e2e
 # The browser suite: Chromium (Debian's /usr/bin/chromium) driven by Playwright against the dispatch desk:
 #   make browser       (TRIAGE_DESK_SCREENSHOTS=docs make browser also refreshes the README's screenshots)
 # And the fault suite (kills workers, restarts Redis and PostgreSQL: run it on a CI machine):
@@ -13,7 +15,7 @@
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: demo test wheel-test browser faults bench
+.PHONY: demo test e2e wheel-test browser faults bench
 BENCH_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +30,9 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+e2e: $(VENV)/.installed
+	$(VENV)/bin/pytest -m e2e tests
 
 wheel-test: $(VENV)/.installed
 	$(VENV)/bin/pytest -m wheel tests/test_wheel.py

@@ -19,6 +19,8 @@ from tests.fakeapi import USAGE, FakeMiMo, error, ok
 from tests.harness import Stack, free_port
 from triage.intake.platforms import sample_payloads, signed_request
 
+pytestmark = pytest.mark.e2e  # make e2e: real processes end to end, left out of make test
+
 MODEL = "mimo-v2-flash"
 TICKET = {"problem_type": "device_fault", "device_model": "Speaker X", "urgent_level": "normal",
           "user_requirements": ["restore Wi-Fi"]}

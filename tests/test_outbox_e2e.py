@@ -24,7 +24,7 @@ from triage.settings import load_settings
 from triage.store.models import Conversation, Delivery, Ticket
 from triage.tickets import lifecycle
 
-pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.e2e]  # make e2e
 
 WEBHOOK_SECRET = "e2e-webhook-secret"
 ALICE = {"Authorization": "Bearer alice-token"}

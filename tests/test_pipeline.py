@@ -108,7 +108,11 @@ def _broker(shape: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return url
 
 
-@pytest.fixture(scope="module", params=["embedded", "production", "rabbitmq"])
+#: The embedded default runs in ``make test``; the server shapes, minutes more, in ``make e2e``.
+SHAPES = ["embedded", *(pytest.param(shape, marks=pytest.mark.e2e) for shape in ("production", "rabbitmq"))]
+
+
+@pytest.fixture(scope="module", params=SHAPES)
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     shape = request.param
     tmp_path = tmp_path_factory.mktemp(shape)

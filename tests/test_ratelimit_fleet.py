@@ -18,6 +18,8 @@ import redis
 from tests.fakeapi import FakeMiMo
 from tests.harness import Stack
 
+pytestmark = pytest.mark.e2e  # make e2e: real processes end to end, left out of make test
+
 RPM = 8           # requests per window, for the whole fleet
 WINDOW = 3.0      # the API's window, seconds (60 in production)
 MARGIN = 1.0      # the limiter's window is longer by this (as in production): a call's way to the API

@@ -20,6 +20,8 @@ from tests.harness import Stack, free_port
 from triage.intake.platforms import PLATFORMS, sample_payloads, signed_request
 from triage.store.models import Conversation
 
+pytestmark = pytest.mark.e2e  # make e2e: real processes end to end, left out of make test
+
 SECRETS = {"generic": "whsec_c2VydmUtZTJlLXNlY3JldC1mb3ItZ2VuZXJpYw==", "zendesk": "zd", "intercom": "ic",
            "chatwoot": "cw", "zammad": "zm", "freshdesk": "fd"}
 TICKET = {"problem_type": "device_fault", "device_model": "Speaker X", "urgent_level": "normal",
