@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy import ColumnElement, Select, Table, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from triage.store.models import Conversation, Ticket
 from triage.tickets.states import Status
 
+#: Core columns, not the mapped classes: the lookup runs once per ticket on the worker's hot path.
+_T: Table = Ticket.__table__  # type: ignore[assignment]
+_C: Table = Conversation.__table__  # type: ignore[assignment]
 REUSED_EXTRACTOR = "llm"
 REUSED_STATUSES = (Status.ROUTED, Status.RESOLVED)
 
@@ -41,19 +44,19 @@ def find_earlier(sessions: sessionmaker[Session], ticket_id: int, key: str, now:
 
 
 def _earlier(ticket_id: int, key: str, since: datetime, sources_off: Sequence[str]) -> Select[Any]:
-    query = (select(Ticket.id, Ticket.fields, Ticket.model)
-             .where(Ticket.dedupe_key == key, Ticket.id != ticket_id, Ticket.extractor == REUSED_EXTRACTOR,
-                    Ticket.status.in_(REUSED_STATUSES), Ticket.fallback_reason.is_(None), Ticket.finished_at >= since)
-             .order_by(Ticket.finished_at.desc()).limit(1))
+    query = (select(_T.c.id, _T.c.fields, _T.c.model)
+             .where(_T.c.dedupe_key == key, _T.c.id != ticket_id, _T.c.extractor == REUSED_EXTRACTOR,
+                    _T.c.status.in_(REUSED_STATUSES), _T.c.fallback_reason.is_(None), _T.c.finished_at >= since)
+             .order_by(_T.c.finished_at.desc()).limit(1))
     if not sources_off:
         return query
-    return (query.join(Conversation, Conversation.id == Ticket.conversation_id)
-            .where(Conversation.source.not_in(sources_off), _own_source_on(ticket_id, sources_off)))
+    return (query.join(_C, _C.c.id == _T.c.conversation_id)
+            .where(_C.c.source.not_in(sources_off), _own_source_on(ticket_id, sources_off)))
 
 
 def _own_source_on(ticket_id: int, sources_off: Sequence[str]) -> ColumnElement[bool]:
     """Ticket ``ticket_id``'s own source is not off (a scalar subquery, so the lookup stays one statement)."""
-    own, conversation = aliased(Ticket), aliased(Conversation)
-    source = (select(conversation.source).join(own, own.conversation_id == conversation.id)
-              .where(own.id == ticket_id).scalar_subquery())
+    own, conversation = _T.alias("own"), _C.alias("own_conversation")
+    source = (select(conversation.c.source).join(own, own.c.conversation_id == conversation.c.id)
+              .where(own.c.id == ticket_id).scalar_subquery())
     return source.not_in(sources_off)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, and_, case, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, RowMapping, Table, and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from triage.conversation import Conversation
@@ -109,9 +109,18 @@ def _drop_lease(ticket: Ticket) -> None:
     ticket.lease_token = ticket.lease_until = ticket.next_attempt_at = None
 
 
+#: The run's statements name the tables' columns, not the mapped classes: a Core statement skips the ORM's
+#: per-statement work (attribute coercion, the session-synchronising evaluator of an UPDATE), about a
+#: millisecond of a worker's CPU per ticket. The ORM stays for the rarer paths that load whole tickets.
+_T: Table = Ticket.__table__  # type: ignore[assignment]
+_C: Table = ConversationRow.__table__  # type: ignore[assignment]
+_E: Table = Event.__table__  # type: ignore[assignment]
+_ATTEMPTS: Table = Attempt.__table__  # type: ignore[assignment]
+
+
 def _lease_free(now: datetime) -> ColumnElement[bool]:
     """Nobody holds a live lease on the ticket."""
-    return or_(Ticket.lease_until.is_(None), Ticket.lease_until < now)
+    return or_(_T.c.lease_until.is_(None), _T.c.lease_until < now)
 
 
 # ---- shared steps -------------------------------------------------------------------------------
@@ -144,9 +153,8 @@ def _locked(session: Session, ticket_id: int) -> Ticket:
 
 
 #: What a run's end reads of its ticket (locked): the audit snapshot and what the new values derive from.
-_HELD = (*(getattr(Ticket, name) for name in SNAPSHOT_COLUMNS), Ticket.flags, Ticket.trimmed,
-         ConversationRow.source, ConversationRow.external_id, ConversationRow.messages)
-_ATTEMPTS: Table = Attempt.__table__  # type: ignore[assignment]
+_HELD = (*(_T.c[name] for name in SNAPSHOT_COLUMNS), _T.c.flags, _T.c.trimmed,
+         _C.c.source, _C.c.external_id, _C.c.messages)
 #: An attempt's columns that :class:`~triage.extraction.types.Attempt` records.
 _ATTEMPT_COLUMNS = ("n", "model", "outcome", "raw_output", "finish_reason", "error", "status_code", "prompt_tokens",
                     "completion_tokens", "reasoning_tokens", "latency_ms", "max_completion_tokens", "parse_path",
@@ -158,8 +166,7 @@ def _attempt_rows(claim: Claim, attempts: Sequence[AttemptRecord], now: datetime
              **{name: getattr(a, name) for name in _ATTEMPT_COLUMNS}} for a in attempts]
 
 
-def _to_record(row: Row[Any]) -> AttemptRecord:
-    values = row._mapping
+def _to_record(values: RowMapping) -> AttemptRecord:
     return AttemptRecord(**{name: values[name] for name in _ATTEMPT_COLUMNS}, repairs=tuple(values["repairs"] or ()))
 
 
@@ -186,8 +193,8 @@ def _end_run(sessions: sessionmaker[Session], claim: Claim, action: Action, now:
     add ``attempts`` (one statement), drop the lease and set ``values(held row)``, and audit it as ``kind``."""
     with sessions.begin() as session:
         held = session.execute(
-            select(*_HELD).join(Ticket.conversation)
-            .where(Ticket.id == claim.ticket_id, Ticket.lease_token == claim.token).with_for_update(of=Ticket)
+            select(*_HELD).select_from(_T.join(_C, _C.c.id == _T.c.conversation_id))
+            .where(_T.c.id == claim.ticket_id, _T.c.lease_token == claim.token).with_for_update(of=_T)
         ).first()
         if held is None:
             return False
@@ -195,13 +202,13 @@ def _end_run(sessions: sessionmaker[Session], claim: Claim, action: Action, now:
                    "lease_until": None, "next_attempt_at": None, **values(held)}
         if attempts:
             session.execute(insert(_ATTEMPTS), _attempt_rows(claim, attempts, now))
-        session.execute(update(Ticket).where(Ticket.id == claim.ticket_id).values(changes))
+        session.execute(update(_T).where(_T.c.id == claim.ticket_id).values(changes))
         if kind is not None:
             before = snapshot_of(dict(held._mapping))
             after = snapshot_of({**held._mapping, **changes})
             event_id = session.execute(
-                insert(Event).values(ticket_id=claim.ticket_id, actor=WORKER_ACTOR, kind=kind, before=before,
-                                     after=after, created_at=now).returning(Event.id)).scalar_one()
+                insert(_E).values(ticket_id=claim.ticket_id, actor=WORKER_ACTOR, kind=kind, before=before,
+                                  after=after, created_at=now).returning(_E.c.id)).scalar_one()
             outbox.decided_by_id(session, claim.ticket_id, event_id, kind, held.source, before, after, now)
         return True
 
@@ -276,19 +283,20 @@ def _claim(sessions: sessionmaker[Session], ticket_id: int, action: Action, now:
     earlier attempts (an outer join: a first run has none)."""
     with sessions.begin() as session:
         changed = session.execute(
-            update(Ticket)
-            .where(Ticket.id == ticket_id, Ticket.status.in_(sources(action)), _lease_free(now))
+            update(_T)
+            .where(_T.c.id == ticket_id, _T.c.status.in_(sources(action)), _lease_free(now))
             .values(status=single_target(action), updated_at=now, **_grant_lease(now, lease_seconds))
-            .returning(Ticket.lease_token, Ticket.run, Ticket.sla_started_at, Ticket.conversation_id)
+            .returning(_T.c.lease_token, _T.c.run, _T.c.sla_started_at, _T.c.conversation_id)
         ).first()
         if changed is None:
             return None
         rows = session.execute(
-            select(ConversationRow.messages, *(getattr(Attempt, name) for name in _ATTEMPT_COLUMNS), Attempt.repairs)
-            .outerjoin(Attempt, and_(Attempt.ticket_id == ticket_id, Attempt.run == changed.run))
-            .where(ConversationRow.id == changed.conversation_id).order_by(Attempt.id)
+            select(_C.c.messages, *(_ATTEMPTS.c[name] for name in _ATTEMPT_COLUMNS), _ATTEMPTS.c.repairs)
+            .select_from(_C)
+            .outerjoin(_ATTEMPTS, and_(_ATTEMPTS.c.ticket_id == ticket_id, _ATTEMPTS.c.run == changed.run))
+            .where(_C.c.id == changed.conversation_id).order_by(_ATTEMPTS.c.id)
         ).all()
-        prior = [_to_record(row) for row in rows if row.n is not None]
+        prior = [_to_record(row._mapping) for row in rows if row.n is not None]
         return Claim(ticket_id, str(changed.lease_token), changed.run, Conversation.from_dicts(rows[0].messages),
                      prior, changed.sla_started_at)
 
@@ -307,14 +315,14 @@ def claim_fallback(sessions: sessionmaker[Session], ticket_id: int, now: datetim
 
 def _batchable(now: datetime) -> ColumnElement[bool]:
     """A ticket another ticket's run may take into its batch: claimable now, and no retry scheduled later."""
-    return and_(Ticket.status.in_(sources(Action.CLAIM)), _lease_free(now),
-                or_(Ticket.next_attempt_at.is_(None), Ticket.next_attempt_at <= now))
+    return and_(_T.c.status.in_(sources(Action.CLAIM)), _lease_free(now),
+                or_(_T.c.next_attempt_at.is_(None), _T.c.next_attempt_at <= now))
 
 
 def backlog_exceeds(sessions: sessionmaker[Session], ticket_id: int, now: datetime, count: int) -> bool:
     """More than ``count`` tickets besides ``ticket_id`` could be claimed now (reads at most ``count + 1`` ids)."""
     with sessions.begin() as session:
-        waiting = select(Ticket.id).where(Ticket.id != ticket_id, _batchable(now)).limit(count + 1).subquery()
+        waiting = select(_T.c.id).where(_T.c.id != ticket_id, _batchable(now)).limit(count + 1).subquery()
         return (session.scalar(select(func.count()).select_from(waiting)) or 0) > count
 
 
@@ -327,32 +335,32 @@ def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now:
     ``ticket_id``'s claim comes first; nothing is claimed (``[]``) when ``ticket_id`` itself is not
     claimable. The other tickets' own messages then find them held (or finished) and do nothing.
     """
-    chosen = (select(Ticket.id)
-              .where(or_(Ticket.id == ticket_id, _batchable(now)), Ticket.status.in_(sources(Action.CLAIM)),
+    chosen = (select(_T.c.id)
+              .where(or_(_T.c.id == ticket_id, _batchable(now)), _T.c.status.in_(sources(Action.CLAIM)),
                      _lease_free(now), _claimable_exists(ticket_id, now))
-              .order_by(case((Ticket.id == ticket_id, 0), else_=1), Ticket.id)
+              .order_by(case((_T.c.id == ticket_id, 0), else_=1), _T.c.id)
               .limit(size).with_for_update(skip_locked=True)
               .cte("chosen"))  # a CTE runs once: PostgreSQL may run an IN subquery again, past its LIMIT
     with sessions.begin() as session:
         rows = session.execute(
-            update(Ticket)
-            .where(Ticket.id.in_(select(chosen.c.id)), Ticket.status.in_(sources(Action.CLAIM)),
+            update(_T)
+            .where(_T.c.id.in_(select(chosen.c.id)), _T.c.status.in_(sources(Action.CLAIM)),
                    _lease_free(now))
             .values(status=single_target(Action.CLAIM), updated_at=now, **_grant_lease(now, lease_seconds))
-            .returning(Ticket.id, Ticket.lease_token, Ticket.run, Ticket.sla_started_at, Ticket.conversation_id)
+            .returning(_T.c.id, _T.c.lease_token, _T.c.run, _T.c.sla_started_at, _T.c.conversation_id)
         ).all()
         if not rows:
             return []
         messages: dict[int, list[Any]] = {
             conversation.id: conversation.messages for conversation in session.execute(
-                select(ConversationRow.id, ConversationRow.messages)
-                .where(ConversationRow.id.in_([row.conversation_id for row in rows])))}
+                select(_C.c.id, _C.c.messages)
+                .where(_C.c.id.in_([row.conversation_id for row in rows])))}
         runs = {row.id: row.run for row in rows}
         prior: dict[int, list[AttemptRecord]] = {row.id: [] for row in rows}
         for attempt in session.execute(select(_ATTEMPTS).where(_ATTEMPTS.c.ticket_id.in_(runs))
                                        .order_by(_ATTEMPTS.c.id)):
             if attempt.run == runs[attempt.ticket_id]:
-                prior[attempt.ticket_id].append(_to_record(attempt))
+                prior[attempt.ticket_id].append(_to_record(attempt._mapping))
     claims = [Claim(row.id, str(row.lease_token), row.run, Conversation.from_dicts(messages[row.conversation_id]),
                     prior[row.id], row.sla_started_at) for row in rows]
     return sorted(claims, key=lambda claim: (claim.ticket_id != ticket_id, claim.ticket_id))
@@ -371,10 +379,10 @@ def renew_batch(sessions: sessionmaker[Session], claims: Sequence[Claim], now: d
     """:func:`renew` every claim of a batch in one statement; how many are still held."""
     with sessions.begin() as session:
         return changed_rows(session.execute(
-            update(Ticket)
-            .where(Ticket.id.in_([claim.ticket_id for claim in claims]),
-                   Ticket.lease_token.in_({claim.token for claim in claims}),
-                   Ticket.status.in_(sources(Action.RENEW)))
+            update(_T)
+            .where(_T.c.id.in_([claim.ticket_id for claim in claims]),
+                   _T.c.lease_token.in_({claim.token for claim in claims}),
+                   _T.c.status.in_(sources(Action.RENEW)))
             .values(lease_until=now + timedelta(seconds=lease_seconds))
         ))
 
@@ -384,9 +392,9 @@ def renew(sessions: sessionmaker[Session], claim: Claim, now: datetime, lease_se
     """Extend the lease while the worker still works on the ticket; ``False`` when the claim was lost."""
     with sessions.begin() as session:
         changed = changed_rows(session.execute(
-            update(Ticket)
-            .where(Ticket.id == claim.ticket_id, Ticket.lease_token == claim.token,
-                   Ticket.status.in_(sources(Action.RENEW)))
+            update(_T)
+            .where(_T.c.id == claim.ticket_id, _T.c.lease_token == claim.token,
+                   _T.c.status.in_(sources(Action.RENEW)))
             .values(lease_until=now + timedelta(seconds=lease_seconds))
         ))
     return bool(changed)
