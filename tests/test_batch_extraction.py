@@ -22,6 +22,7 @@ from tests.factories import ManualClock, RecordingPublisher, build_app, recordin
 from tests.fakeapi import BATCH_BLOCK, FakeMiMo, batch_keys, error, ok
 from triage.app import App
 from triage.queues import EXTRACT_TASK
+from triage.ratelimit import Headroom, RateLimiter
 from triage.store.models import Attempt, BatchCall, Ticket
 from triage.store.purge import purge_before
 from triage.store.queries import ticket_detail
@@ -243,10 +244,54 @@ def _retried_with_its_companions_republished(app: App, ids: list[int]) -> None:
     assert sorted(publisher.extractions) == ids[1:]
 
 
-def test_a_rate_limited_batch_defers_every_ticket(migrated_database_url: str, api: FakeMiMo) -> None:
-    app = _app(migrated_database_url, api, TRIAGE__EXTRACTION__BATCH_MODE="always", TRIAGE_RATE_LIMIT_RPM="1")
+@pytest.mark.parametrize("mode", ["always", "auto", "never"])
+def test_with_no_budget_left_nothing_is_claimed_or_published(migrated_database_url: str, api: FakeMiMo,
+                                                             mode: str) -> None:
+    """An empty window: the message waits for the budget and no ticket is claimed, so no batch has
+    companions to release and publish again (a backlog would otherwise multiply its messages)."""
+    app = _app(migrated_database_url, api, TRIAGE__EXTRACTION__BATCH_MODE=mode, TRIAGE_RATE_LIMIT_RPM="1")
     try:
         assert app.limiter.acquire(app.settings.model, 1) == 0  # someone else took this window's one request
+        ids = _tickets(app, 3)
+        waited = "triage_ratelimit_wait_seconds_total", {"model": app.settings.model}
+        before = REGISTRY.get_sample_value(*waited) or 0.0
+        with pytest.raises(CeleryRetry):
+            _work(app, ids[0])
+        wait = (REGISTRY.get_sample_value(*waited) or 0.0) - before
+        assert 0 < wait <= app.settings.rate_limit.window_seconds, "the message waits until the window has room"
+        publisher = app.publisher
+        assert isinstance(publisher, RecordingPublisher) and publisher.extractions == []
+        with app.sessions() as session:
+            rows = session.execute(select(Ticket.status, Ticket.lease_token, Ticket.run).where(Ticket.id.in_(ids)))
+            assert {tuple(row) for row in rows} == {("queued", None, 1)}
+        assert api.requests == []
+    finally:
+        app.close()
+
+
+class TakenMeanwhile:
+    """The fleet's real limiter, where another worker takes the window's last request between this worker's
+    look at the budget (:meth:`peek`) and its call."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    def peek(self, model: str) -> Headroom:
+        return self.limiter.peek(model)
+
+    def acquire(self, model: str, tokens: int) -> float:
+        self.limiter.acquire(model, tokens)  # the other worker's call
+        return self.limiter.acquire(model, tokens)
+
+    def penalize(self, model: str, seconds: float) -> None:
+        self.limiter.penalize(model, seconds)
+
+
+def test_a_batch_that_loses_the_budget_meanwhile_defers_every_ticket(migrated_database_url: str,
+                                                                     api: FakeMiMo) -> None:
+    app = _app(migrated_database_url, api, TRIAGE__EXTRACTION__BATCH_MODE="always", TRIAGE_RATE_LIMIT_RPM="1")
+    try:
+        app.__dict__["limiter"] = TakenMeanwhile(app.limiter)  # before the extractor is built with it
         ids = _tickets(app, 3)
         _retried_with_its_companions_republished(app, ids)
         assert {_detail(app, ticket_id)["ticket"]["status"] for ticket_id in ids} == {"queued"}

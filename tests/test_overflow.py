@@ -20,7 +20,8 @@ from triage.app import App
 from triage.extraction.budget import ModelBudgets
 from triage.extraction.model_chain import ModelChain
 from triage.queues import EXTRACT_TASK
-from triage.ratelimit.window import Grant, prune, requests_left, wait_us
+from triage.ratelimit import Headroom
+from triage.ratelimit.window import Grant, headroom_us, prune, wait_us
 from triage.settings import RateLimitSettings
 from triage.store.queries import ticket_detail
 from triage.tasks import celery_for
@@ -165,10 +166,10 @@ class ClockedLimiter:
     def penalize(self, model: str, seconds: float) -> None:
         raise AssertionError(f"a 429 from {model}: the limiter let too much through")
 
-    def remaining(self, model: str) -> int:
+    def peek(self, model: str) -> Headroom:
         with self._lock:
             grants = prune(self._grants.get(model, []), self.now_us, self.window_us)
-            return requests_left(grants, self.now_us, 0, self.settings.budget(model))
+            return Headroom.of(*headroom_us(grants, self.now_us, 0, self.settings.budget(model), self.window_us))
 
     def advance(self, seconds: float) -> None:
         self.now_us += int(seconds * 1_000_000)

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, select
 
 from triage.ratelimit import (
     DatabaseRateLimiter,
+    Headroom,
     RateLimiter,
     RateLimitState,
     RedisRateLimiter,
@@ -165,24 +166,34 @@ def test_the_block_ends_on_time_and_blocked_calls_take_nothing(make: Make) -> No
     assert limiter.acquire("m", 1) > WINDOW - 1, "the one request of the budget is now taken"
 
 
-def test_remaining_reads_the_window_and_takes_nothing(make: Make) -> None:
+def test_peek_reads_the_window_and_takes_nothing(make: Make) -> None:
     limiter, other = make(rpm=3, per_model={"big": {"rpm": 7}}), make(rpm=3, per_model={"big": {"rpm": 7}})
-    assert (limiter.remaining("m"), limiter.remaining("big")) == (3, 7), "a model never called has its whole budget"
-    assert [limiter.remaining("m") for _ in range(5)] == [3] * 5, "reading takes nothing"
+    assert (limiter.peek("m"), limiter.peek("big")) == (Headroom(3), Headroom(7)), "a model never called: all of it"
+    assert [limiter.peek("m").left for _ in range(5)] == [3] * 5, "reading takes nothing"
+    started = time.monotonic()
     assert limiter.acquire("m", 1) == 0.0 and other.acquire("m", 1) == 0.0
-    assert (limiter.remaining("m"), other.remaining("m"), limiter.remaining("big")) == (1, 1, 7)
-    assert other.acquire("m", 1) == 0.0 and limiter.remaining("m") == 0
-    assert limiter.acquire("m", 1) > 0 and limiter.remaining("m") == 0, "a refusal takes nothing, frees nothing"
+    assert (limiter.peek("m").left, other.peek("m").left, limiter.peek("big").left) == (1, 1, 7)
+    assert other.acquire("m", 1) == 0.0
+    room = limiter.peek("m")
+    assert room.left == 0 and WINDOW - (time.monotonic() - started) - SLACK <= room.wait <= WINDOW + SLACK, \
+        "the wait is until the oldest grant leaves the window"
+    asked = time.monotonic()
+    refused, peeked = limiter.acquire("m", 1), limiter.peek("m").wait
+    between = time.monotonic() - asked
+    assert refused > 0 and refused - between - SLACK <= peeked <= refused + SLACK, "peek and acquire agree"
+    blocked = time.monotonic()
     other.penalize("big", 30)
-    assert limiter.remaining("big") == 0, "nothing is left while a 429 block lasts"
+    big = limiter.peek("big")
+    assert big.left == 0 and 30 - (time.monotonic() - blocked) - SLACK <= big.wait <= 30 + SLACK, \
+        "nothing is left while a 429 block lasts"
 
 
-def test_remaining_comes_back_as_grants_leave_the_window(make: Make) -> None:
+def test_peek_comes_back_as_grants_leave_the_window(make: Make) -> None:
     limiter = make(window_seconds=0.3, rpm=2)
-    assert limiter.acquire("m", 1) == 0.0 and limiter.remaining("m") == 1
-    assert limiter.acquire("m", 1) == 0.0 and limiter.remaining("m") == 0
+    assert limiter.acquire("m", 1) == 0.0 and limiter.peek("m").left == 1
+    assert limiter.acquire("m", 1) == 0.0 and limiter.peek("m").left == 0
     time.sleep(0.31)
-    assert limiter.remaining("m") == 2
+    assert limiter.peek("m") == Headroom(2)
 
 
 def test_models_have_independent_budgets_and_their_own_overrides(make: Make) -> None:

@@ -48,6 +48,7 @@ from triage.queues import (
     SLA_ALERTS_TASK,
     SWEEP_TASK,
 )
+from triage.ratelimit import Headroom
 from triage.settings import SettingsError
 from triage.tickets import lifecycle
 from triage.tickets.states import Status
@@ -67,7 +68,13 @@ def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
     outage is retried, anything else ends the ticket in the fallback queue with ``internal_error``.
     """
     try:
-        batch = batching(app, ticket_id)
+        room = headroom(app)
+    except Exception as exc:
+        _unclaimed_failure(app, task, ticket_id, exc)
+    if room is not None and room.wait:
+        _wait_for_budget(app, task, ticket_id, room.wait)
+    try:
+        batch = batching(app, ticket_id, room)
         claim = None if batch else lifecycle.claim(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
     except Exception as exc:
         _unclaimed_failure(app, task, ticket_id, exc)
@@ -92,19 +99,36 @@ def _extract_claimed(app: App, task: Task[Any, Any], claim: lifecycle.Claim) -> 
         return apply_step(app, task, claim, _unexpected(app, task, ticket_id, exc))
 
 
-def batching(app: App, ticket_id: int) -> bool:
+def headroom(app: App) -> Headroom | None:
+    """The rate budget the LLM's models (the primary, then ``extraction.overflow_models``) have now, read
+    without taking any; ``None`` with the rules extractor, which asks no API."""
+    if app.settings.extractor != "llm":
+        return None
+    llm = app.llm
+    return llm.budgets.headroom(llm.models.pick(), app.limiter.peek)
+
+
+def _wait_for_budget(app: App, task: Task[Any, Any], ticket_id: int, seconds: float) -> NoReturn:
+    """No model has budget in this window: the message waits ``seconds`` (spending no retry) and nothing is
+    claimed. Claiming first would cost two transactions for nothing, and a batch would publish every
+    companion it had to release again, so a backlog under an empty window would multiply its messages."""
+    log.info("ticket %s: no rate budget for %.1fs, not claimed", ticket_id, seconds)
+    metrics.ratelimit_wait(app.settings.model, seconds)
+    _retry(task, Defer(seconds, []))
+
+
+def batching(app: App, ticket_id: int, room: Headroom | None) -> bool:
     """Whether ``ticket_id``'s run takes other tickets into one call (``extraction.batch_mode``): ``always``;
-    ``auto`` when more tickets wait than the requests the rate budget still grants in this window, the
-    primary model's and the overflow models' together (one call per ticket would fall behind, so the rest
-    of the window is better spent on batches); never with the rules extractor or ``batch_size = 1``."""
+    ``auto`` when more tickets wait than the requests the rate budget still grants in this window
+    (``room``: the primary model's and the overflow models' together), as one call per ticket would fall
+    behind and the rest of the window is better spent on batches; never with the rules extractor (``room``
+    None) or ``batch_size = 1``."""
     options = app.settings.extraction
-    if options.batch_mode == "never" or options.batch_size < MIN_BATCH or app.settings.extractor != "llm":
+    if room is None or options.batch_mode == "never" or options.batch_size < MIN_BATCH:
         return False
     if options.batch_mode == "always":
         return True
-    llm = app.llm
-    left = llm.budgets.requests_left(llm.models.pick(), app.limiter.remaining)
-    return lifecycle.backlog_exceeds(app.sessions, ticket_id, app.clock.now(), left)
+    return lifecycle.backlog_exceeds(app.sessions, ticket_id, app.clock.now(), room.left)
 
 
 def extract_batch(app: App, task: Task[Any, Any], ticket_id: int) -> str:

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from triage.ratelimit.base import Headroom
+
 #: A rate limiter's ``acquire(model, tokens) -> seconds to wait`` (0: go), e.g. triage.ratelimit's.
 Acquire = Callable[[str, int], float]
 
@@ -55,14 +57,19 @@ class ModelBudgets:
         """
         return list(dict.fromkeys([first, *filter(self.available, self.overflow_models)]))
 
-    def requests_left(self, first: str, remaining: Callable[[str], int]) -> int:
-        """The requests the models of :meth:`order` would still grant in their windows now, together
-        (``remaining(model)``: a limiter's reading, see :meth:`triage.ratelimit.RateLimiter.remaining`).
+    def headroom(self, first: str, peek: Callable[[str], Headroom]) -> Headroom:
+        """The budget the models of :meth:`order` have now, together (``peek(model)``: a limiter's reading,
+        see :meth:`triage.ratelimit.RateLimiter.peek`): their requests left, or the soonest wait.
 
-        >>> ModelBudgets(None, ["b"], available=lambda model: True).requests_left("a", {"a": 3, "b": 40}.get)
-        43
+        >>> budgets = ModelBudgets(None, ["b"], available=lambda model: True)
+        >>> budgets.headroom("a", {"a": Headroom(3), "b": Headroom(40)}.get)
+        Headroom(left=43, wait=0.0)
+        >>> budgets.headroom("a", {"a": Headroom(0, 12.0), "b": Headroom(0, 5.0)}.get)
+        Headroom(left=0, wait=5.0)
         """
-        return sum(remaining(model) for model in self.order(first))
+        rooms = [peek(model) for model in self.order(first)]
+        left = sum(room.left for room in rooms)
+        return Headroom(left) if left else Headroom(0, min(room.wait for room in rooms))
 
     def take(self, first: str, tokens: int) -> Grant:
         """Take one request and ``tokens`` from the first model in :meth:`order` that has them."""

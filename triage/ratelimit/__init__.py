@@ -3,7 +3,7 @@
 Every worker asks the one shared limiter before each call, so the fleet stays within the API's budget.
 """
 
-from triage.ratelimit.base import RateLimiter, wait_and_acquire
+from triage.ratelimit.base import Headroom, RateLimiter, wait_and_acquire
 from triage.ratelimit.db_backend import DatabaseRateLimiter, RateLimitState
 from triage.ratelimit.factory import is_redis_url, make_rate_limiter
 from triage.ratelimit.redis_backend import RedisRateLimiter
@@ -12,6 +12,7 @@ from triage.settings import Budget
 __all__ = [
     "Budget",
     "DatabaseRateLimiter",
+    "Headroom",
     "RateLimitState",
     "RateLimiter",
     "RedisRateLimiter",

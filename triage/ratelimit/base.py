@@ -9,8 +9,8 @@ wait before trying again. ``penalize`` records a 429: every caller of that model
 ...         return 0.0
 ...     def penalize(self, model: str, seconds: float) -> None:
 ...         pass
-...     def remaining(self, model: str) -> int:
-...         return 100
+...     def peek(self, model: str) -> Headroom:
+...         return Headroom(100)
 >>> isinstance(Always(), RateLimiter)
 True
 >>> wait_and_acquire(Always(), "mimo-v2-flash", 1200, max_wait=5)
@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from triage.settings import Budget
@@ -53,13 +54,24 @@ class RateLimiter(Protocol):
         """A 429 was seen: nobody calls ``model`` for ``seconds`` (a longer block already set stays)."""
         ...
 
-    def remaining(self, model: str) -> int:
-        """How many requests ``model``'s window would grant now (0 while a 429 block lasts); takes nothing.
-
-        A reading, not a reservation: another caller may take them first. Batching asks it to tell
-        whether one call per waiting ticket still fits the budget.
-        """
+    def peek(self, model: str) -> Headroom:
+        """What ``model``'s window would grant now, taking nothing: a reading, not a reservation (another
+        caller may take it first). Batching asks it whether one call per waiting ticket still fits the
+        budget, and a worker whether to claim a ticket at all."""
         ...
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """A model's budget now: ``left`` requests grantable at once, or none and ``wait`` seconds until one is
+    (``wait`` 0 when ``left > 0``)."""
+
+    left: int
+    wait: float = 0.0
+
+    @classmethod
+    def of(cls, left: int, wait_us: int) -> Headroom:
+        return cls(left, wait_us / 1_000_000)
 
 
 def check_request(budget: Budget, tokens: int) -> None:

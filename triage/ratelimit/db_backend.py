@@ -16,10 +16,10 @@ host), SQLite's host clock (SQLite is single-host, so that is the one clock too)
 >>> engine = make_engine("sqlite://")
 >>> Base.metadata.create_all(engine, tables=[RateLimitState.__table__])
 >>> limiter = DatabaseRateLimiter(engine, RateLimitSettings(rpm=1))
->>> limiter.remaining("mimo-v2-flash"), limiter.acquire("mimo-v2-flash", 10), limiter.remaining("mimo-v2-flash")
-(1, 0.0, 0)
->>> 59 < limiter.acquire("mimo-v2-flash", 10) <= 60
-True
+>>> limiter.peek("mimo-v2-flash"), limiter.acquire("mimo-v2-flash", 10)
+(Headroom(left=1, wait=0.0), 0.0)
+>>> 59 < limiter.peek("mimo-v2-flash").wait <= 60, 59 < limiter.acquire("mimo-v2-flash", 10) <= 60
+(True, True)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from triage.errors import DatabaseNotReadyError
 from triage.ratelimit import window
-from triage.ratelimit.base import check_penalty, check_request
+from triage.ratelimit.base import Headroom, check_penalty, check_request
 from triage.settings import RateLimitSettings
 from triage.store.db import insert_if_absent
 from triage.store.models import Base
@@ -97,15 +97,16 @@ class DatabaseRateLimiter:
             if until > blocked_until:
                 conn.execute(update(_TABLE).where(_TABLE.c.key == key).values(blocked_until_us=until))
 
-    def remaining(self, model: str) -> int:
+    def peek(self, model: str) -> Headroom:
+        budget = self._settings.budget(model)
         with self._engine.connect() as conn:
             row = conn.execute(select(_TABLE.c.blocked_until_us, _TABLE.c.grants)
                                .where(_TABLE.c.key == self.key(model))).one_or_none()
             if row is None:
-                return self._settings.budget(model).rpm
+                return Headroom(budget.rpm)
             now = self._now_us(conn)
-        return window.requests_left(window.prune(row.grants, now, self._window_us), now, row.blocked_until_us,
-                                    self._settings.budget(model))
+        grants = window.prune(row.grants, now, self._window_us)
+        return Headroom.of(*window.headroom_us(grants, now, row.blocked_until_us, budget, self._window_us))
 
     def _lock(self, conn: Connection, key: str) -> tuple[int, list[Any]]:
         conn.execute(insert_if_absent(conn.dialect.name, _TABLE, "key", key=key, blocked_until_us=0, grants=[]))

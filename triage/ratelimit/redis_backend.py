@@ -26,7 +26,7 @@ import uuid
 
 import redis
 
-from triage.ratelimit.base import check_penalty, check_request
+from triage.ratelimit.base import Headroom, check_penalty, check_request
 from triage.settings import RateLimitSettings
 
 # KEYS: log, blocked. ARGV: rpm, tpm, window_us, tokens, nonce, ttl_ms. Returns the wait in µs (0 = granted).
@@ -65,13 +65,20 @@ redis.call('PEXPIRE', log, ARGV[6])
 return 0
 """
 
-# KEYS: log, blocked. ARGV: rpm, window_us. Read-only: the requests the window would grant now (0 while blocked).
-REMAINING_LUA = """
+# KEYS: log, blocked. ARGV: rpm, window_us. Read-only (no tokens): {requests grantable now, µs until one is}.
+PEEK_LUA = """
+local rpm, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-if tonumber(redis.call('GET', KEYS[2]) or '0') > now then return 0 end
-local count = redis.call('ZCOUNT', KEYS[1], string.format('%d', now - tonumber(ARGV[2])), '+inf')
-return math.max(0, tonumber(ARGV[1]) - count)
+local since = string.format('%d', now - window)
+local wait = math.max(0, tonumber(redis.call('GET', KEYS[2]) or '0') - now)
+local count = redis.call('ZCOUNT', KEYS[1], since, '+inf')
+if count >= rpm then
+  local freeing = redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf', 'WITHSCORES', 'LIMIT', count - rpm, 1)
+  wait = math.max(wait, tonumber(freeing[2]) + window - now + 1)
+end
+if wait > 0 then return {0, wait} end
+return {rpm - count, 0}
 """
 
 # KEYS: blocked. ARGV: seconds in µs. Extends (never shortens) the block; returns its end in µs.
@@ -99,7 +106,7 @@ class RedisRateLimiter:
         self._ttl_ms = math.ceil(window_seconds * 1000) + 1000
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._penalize = client.register_script(PENALIZE_LUA)
-        self._remaining = client.register_script(REMAINING_LUA)
+        self._peek = client.register_script(PEEK_LUA)
 
     @classmethod
     def from_url(cls, url: str, settings: RateLimitSettings, *, window_seconds: float = 60.0) -> RedisRateLimiter:
@@ -122,6 +129,7 @@ class RedisRateLimiter:
         if micros:
             self._penalize(keys=[self.keys(model)[1]], args=[micros])
 
-    def remaining(self, model: str) -> int:
+    def peek(self, model: str) -> Headroom:
         args = [self._settings.budget(model).rpm, self._window_us]
-        return int(self._remaining(keys=list(self.keys(model)), args=args))
+        left, wait_us = self._peek(keys=list(self.keys(model)), args=args)
+        return Headroom.of(int(left), int(wait_us))

@@ -11,8 +11,8 @@ Times are whole microseconds, so the arithmetic is exact.
 >>> wait_us(prune(grants, now_us=61, window_us=60), now_us=61, blocked_until_us=0, budget=budget,
 ...         window_us=60, tokens=50)
 0
->>> requests_left(grants, now_us=20, blocked_until_us=0, budget=budget), requests_left([], 20, 30, budget)
-(0, 0)
+>>> headroom_us(grants, now_us=20, blocked_until_us=0, budget=budget, window_us=60), headroom_us([], 20, 30, budget, 60)
+((0, 41), (0, 10))
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ def wait_us(grants: Sequence[Grant], now_us: int, blocked_until_us: int, budget:
     return wait
 
 
-def requests_left(grants: Sequence[Grant], now_us: int, blocked_until_us: int, budget: Budget) -> int:
-    """How many more requests the window grants now (``grants`` pruned): none while a 429 block lasts."""
-    if blocked_until_us > now_us:
-        return 0
-    return max(0, budget.rpm - len(grants))
+def headroom_us(grants: Sequence[Grant], now_us: int, blocked_until_us: int, budget: Budget,
+                window_us: int) -> tuple[int, int]:
+    """(requests the window grants now, microseconds until it grants one): ``(rpm - used, 0)`` when there is
+    room, else ``(0, wait)``; ``grants`` pruned and sorted. Tokens are not counted: a request's size is
+    not known before it is built."""
+    wait = wait_us(grants, now_us, blocked_until_us, budget, window_us, 0)
+    return (0, wait) if wait else (budget.rpm - len(grants), 0)
