@@ -66,6 +66,13 @@ class Received:
     enqueue: bool
 
 
+#: Intake's statements name table columns, not the mapped classes (Core skips the ORM's per-statement work);
+#: only appending to a stored conversation loads ORM objects.
+_CONVERSATIONS: Table = ConversationRow.__table__  # type: ignore[assignment]
+_TICKETS: Table = Ticket.__table__  # type: ignore[assignment]
+_KEYS: Table = IntakeKey.__table__  # type: ignore[assignment]
+
+
 def content_hash(conversation: Conversation) -> str:
     canonical = json.dumps(conversation.to_dicts(), ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -153,18 +160,16 @@ def _store_new(session: Session, items: Sequence[NewConversation]) -> dict[tuple
     if not items:
         return {}
     dialect = session.get_bind().dialect.name
-    conversations: Table = ConversationRow.__table__  # type: ignore[assignment]
     inserted = session.execute(
-        insert_ignoring_conflicts(dialect, conversations, ("source", "external_id"))
-        .returning(conversations.c.id, conversations.c.source, conversations.c.external_id),
+        insert_ignoring_conflicts(dialect, _CONVERSATIONS, ("source", "external_id"))
+        .returning(_CONVERSATIONS.c.id, _CONVERSATIONS.c.source, _CONVERSATIONS.c.external_id),
         [_conversation_values(item) for item in items],
     ).all()
     conversation_ids = {(row.source, row.external_id): row.id for row in inserted}
     fresh = [item for item in items if item.key in conversation_ids]
     if not fresh:
         return {}
-    tickets: Table = Ticket.__table__  # type: ignore[assignment]
-    created = session.execute(insert(tickets).returning(tickets.c.id, tickets.c.conversation_id),
+    created = session.execute(insert(_TICKETS).returning(_TICKETS.c.id, _TICKETS.c.conversation_id),
                               [_ticket_values(conversation_ids[item.key], item) for item in fresh]).all()
     ticket_ids = {row.conversation_id: row.id for row in created}
     return {key: (conversation_id, Received(ticket_ids[conversation_id], Status.QUEUED, duplicate=False, enqueue=True))
@@ -188,8 +193,9 @@ def _append(session: Session, row: ConversationRow, conversation: Conversation, 
 
 def _receive_once(session: Session, item: NewConversation, keys: Sequence[str]) -> Received:
     seen = session.execute(
-        select(Ticket.id, Ticket.status).join(IntakeKey, IntakeKey.conversation_id == Ticket.conversation_id)
-        .where(IntakeKey.source == item.source, IntakeKey.key.in_(keys)).limit(1)
+        select(_TICKETS.c.id, _TICKETS.c.status)
+        .select_from(_TICKETS.join(_KEYS, _KEYS.c.conversation_id == _TICKETS.c.conversation_id))
+        .where(_KEYS.c.source == item.source, _KEYS.c.key.in_(keys)).limit(1)
     ).first()
     if seen is not None:
         return Received(seen.id, seen.status, duplicate=True, enqueue=False)
@@ -202,8 +208,8 @@ def _receive_once(session: Session, item: NewConversation, keys: Sequence[str]) 
                                           ConversationRow.external_id == item.external_id).with_for_update()
         ).scalar_one()
         conversation_id, received = row.id, _append(session, row, item.conversation, item.arrival)
-    session.execute(insert(IntakeKey).values([{"source": item.source, "key": key, "conversation_id": conversation_id,
-                                               "created_at": item.arrival.now} for key in keys]))
+    session.execute(insert(_KEYS).values([{"source": item.source, "key": key, "conversation_id": conversation_id,
+                                           "created_at": item.arrival.now} for key in keys]))
     return received
 
 
@@ -287,9 +293,10 @@ def _existing(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[s
         return {}
     wanted = set(keys)
     rows = session.execute(
-        select(Ticket.id, Ticket.status, ConversationRow.source, ConversationRow.external_id).join(Ticket.conversation)
-        .where(ConversationRow.source.in_({source for source, _ in keys}),
-               ConversationRow.external_id.in_({external_id for _, external_id in keys}))
+        select(_TICKETS.c.id, _TICKETS.c.status, _CONVERSATIONS.c.source, _CONVERSATIONS.c.external_id)
+        .select_from(_TICKETS.join(_CONVERSATIONS, _CONVERSATIONS.c.id == _TICKETS.c.conversation_id))
+        .where(_CONVERSATIONS.c.source.in_({source for source, _ in keys}),
+               _CONVERSATIONS.c.external_id.in_({external_id for _, external_id in keys}))
     ).all()
     return {(row.source, row.external_id): Received(row.id, row.status, duplicate=True, enqueue=False)
             for row in rows if (row.source, row.external_id) in wanted}
