@@ -86,7 +86,7 @@ class App:
         schema = TicketSchema.load(settings.schema_path)
         router = Router(settings.routing, schema)
         check_fields(settings, schema)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, settings.database_pool)
         celery = create_celery(settings)
         return cls(settings=settings, clock=clock or SystemClock(), engine=engine,
                    sessions=make_sessionmaker(engine), schema=schema, router=router, celery=celery,

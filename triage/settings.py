@@ -146,6 +146,17 @@ class RetrySettings(_Section):
     retry_after_max_seconds: float = Field(900.0, gt=0)
 
 
+class DatabasePoolSettings(_Section):
+    """Each process's pool of database connections (SQLAlchemy's ``QueuePool``; SQLite keeps its own)."""
+
+    #: Connections a process keeps open for reuse. It should cover what the process runs at once (a worker's
+    #: threads and their lease renewals, serve's request threads: 40): past it, every transaction opens a new
+    #: connection and closes it again, which costs both the process and the server a connection's start.
+    size: int = Field(40, ge=1)
+    #: Connections opened beyond ``size`` at a peak, closed again after use.
+    max_overflow: int = Field(10, ge=0)
+
+
 class WorkerSettings(_Section):
     concurrency: int = Field(4, ge=1)
     #: How long a worker's claim on a ticket lasts without a renewal: a killed worker's tickets come back after it.
@@ -625,6 +636,7 @@ class Settings(_Section):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    database_pool: DatabasePoolSettings = Field(default_factory=DatabasePoolSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.errors import DatabaseNotReadyError
 from triage.resources import MIGRATIONS_DIR
+from triage.settings import DatabasePoolSettings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -71,16 +72,19 @@ def _prepare_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; a SQLite file's folder is created when missing."""
+def make_engine(url: str, pool: DatabasePoolSettings | None = None) -> Engine:
+    """An engine for ``url`` with ``pool``'s connection pool (a server database's; SQLite keeps its own); a
+    SQLite file's folder is created when missing."""
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    pooling = {} if is_sqlite or pool is None else {"pool_size": pool.size, "max_overflow": pool.max_overflow}
     engine = create_engine(
         url,
         json_serializer=_json_dumps,
         connect_args={"check_same_thread": False} if is_sqlite else {},
+        **pooling,
     )
     if is_sqlite:
         _prepare_sqlite(engine)
