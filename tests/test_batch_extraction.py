@@ -18,7 +18,7 @@ from celery.exceptions import Retry as CeleryRetry
 from prometheus_client import REGISTRY
 from sqlalchemy import event, select, update
 
-from tests.factories import ManualClock, RecordingPublisher, build_app, recording, submit
+from tests.factories import ManualClock, RecordingPublisher, build_app, count_statements, recording, submit
 from tests.fakeapi import BATCH_BLOCK, FakeMiMo, batch_keys, error, ok
 from triage.app import App
 from triage.queues import EXTRACT_TASK
@@ -225,6 +225,17 @@ def test_claiming_a_batch_is_one_statement(app: App) -> None:
     assert len(statements) == 3  # the claim, then the conversations and the run's attempts, for all five
     assert lifecycle.renew_batch(app.sessions, claims, app.clock.now(), app.lease_seconds) == 5
     assert lifecycle.claim_batch(app.sessions, ids[0], 5, app.clock.now(), app.lease_seconds) == []
+
+
+def test_companions_come_only_beyond_the_threshold_in_the_same_statement(app: App) -> None:
+    ids = _tickets(app, 5)  # four wait besides the first
+    with count_statements(app.engine) as statements:
+        alone = lifecycle.claim_batch(app.sessions, ids[0], 3, app.clock.now(), app.lease_seconds, beyond=4)
+    assert [claim.ticket_id for claim in alone] == [ids[0]], "four wait, not more than four: claimed alone"
+    assert len([s for s in statements if "UPDATE" in s.upper()]) == 1 and not any(
+        s.upper().lstrip().startswith("SELECT COUNT") for s in statements), "the count is part of the claim"
+    together = lifecycle.claim_batch(app.sessions, ids[1], 3, app.clock.now(), app.lease_seconds, beyond=2)
+    assert [claim.ticket_id for claim in together] == [ids[1], ids[2], ids[3]], "three wait, more than two"
 
 
 def test_a_ticket_waiting_for_its_retry_is_not_taken(app: App) -> None:

@@ -62,7 +62,7 @@ MIN_BATCH = 2
 
 def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
     """Claim, extract (renewing the lease meanwhile), ask the policy, apply its step; when batching
-    applies (:func:`batching`), claim and extract a whole batch (:func:`extract_batch`).
+    applies (:func:`batch_threshold`), claim and extract a whole batch (:func:`extract_batch`).
 
     Whatever else goes wrong is the policy's to decide too (:func:`triage.policy.on_exception`): an
     outage is retried, anything else ends the ticket in the fallback queue with ``internal_error``.
@@ -73,13 +73,13 @@ def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
         _unclaimed_failure(app, task, ticket_id, exc)
     if room is not None and room.wait:
         _wait_for_budget(app, task, ticket_id, room.wait)
+    beyond = batch_threshold(app, room)
+    if beyond is not None:
+        return extract_batch(app, task, ticket_id, beyond)
     try:
-        batch = batching(app, ticket_id, room)
-        claim = None if batch else lifecycle.claim(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
+        claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
     except Exception as exc:
         _unclaimed_failure(app, task, ticket_id, exc)
-    if batch:
-        return extract_batch(app, task, ticket_id)
     if claim is None:
         log.info("ticket %s: not claimable (finished or held elsewhere), nothing to do", ticket_id)
         return SKIPPED
@@ -117,22 +117,22 @@ def _wait_for_budget(app: App, task: Task[Any, Any], ticket_id: int, seconds: fl
     _retry(task, Defer(seconds, []))
 
 
-def batching(app: App, ticket_id: int, room: Headroom | None) -> bool:
-    """Whether ``ticket_id``'s run takes other tickets into one call (``extraction.batch_mode``): ``always``;
-    ``auto`` when more tickets wait than the requests the rate budget still grants in this window
-    (``room``: the primary model's and the overflow models' together), as one call per ticket would fall
-    behind and the rest of the window is better spent on batches; never with the rules extractor (``room``
-    None) or ``batch_size = 1``."""
+def batch_threshold(app: App, room: Headroom | None) -> int | None:
+    """Whether a run takes other tickets into one call (``extraction.batch_mode``), as the number of other
+    waiting tickets it takes them beyond: ``always``: 0 (whenever any waits); ``auto``: the requests the
+    rate budget still grants in this window (``room``, the primary model's and the overflow models'
+    together), as one call per ticket would then fall behind and the rest of the window is better spent
+    on batches; ``None`` (one call per ticket): ``never``, the rules extractor (``room`` None) or
+    ``batch_size = 1``."""
     options = app.settings.extraction
     if room is None or options.batch_mode == "never" or options.batch_size < MIN_BATCH:
-        return False
-    if options.batch_mode == "always":
-        return True
-    return lifecycle.backlog_exceeds(app.sessions, ticket_id, app.clock.now(), room.left)
+        return None
+    return 0 if options.batch_mode == "always" else room.left
 
 
-def extract_batch(app: App, task: Task[Any, Any], ticket_id: int) -> str:
-    """Claim ``ticket_id`` and up to ``batch_size - 1`` other waiting tickets in one statement, ask for them
+def extract_batch(app: App, task: Task[Any, Any], ticket_id: int, beyond: int) -> str:
+    """Claim ``ticket_id`` and up to ``batch_size - 1`` other waiting tickets when more than ``beyond`` wait
+    (:func:`batch_threshold`), in one statement, ask for them
     in calls of at most ``batch_max_input_tokens`` (renewing every lease meanwhile), then ask the policy and
     apply its step for each ticket; ``ticket_id``'s step last, as a single run's (it may retry the message).
 
@@ -142,7 +142,7 @@ def extract_batch(app: App, task: Task[Any, Any], ticket_id: int) -> str:
     options = app.settings.extraction
     try:
         claims = lifecycle.claim_batch(app.sessions, ticket_id, options.batch_size, app.clock.now(),
-                                       app.lease_seconds)
+                                       app.lease_seconds, beyond=beyond)
     except Exception as exc:
         _unclaimed_failure(app, task, ticket_id, exc)
     own = next((claim for claim in claims if claim.ticket_id == ticket_id), None)

@@ -23,14 +23,33 @@ same transaction the outbox's deliveries that decision needs (write-back, events
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, RowMapping, Table, and_, case, exists, func, insert, or_, select, update
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Integer,
+    Row,
+    RowMapping,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.orm import Session, sessionmaker
 
 from triage.conversation import Conversation
 from triage.errors import ConflictError
@@ -118,9 +137,9 @@ _E: Table = Event.__table__  # type: ignore[assignment]
 _ATTEMPTS: Table = Attempt.__table__  # type: ignore[assignment]
 
 
-def _lease_free(now: datetime) -> ColumnElement[bool]:
-    """Nobody holds a live lease on the ticket."""
-    return or_(_T.c.lease_until.is_(None), _T.c.lease_until < now)
+def _lease_free(now: datetime | ColumnElement[datetime], tickets: FromClause = _T) -> ColumnElement[bool]:
+    """Nobody holds a live lease on the ticket (of ``tickets``: the table or an alias of it)."""
+    return or_(tickets.c.lease_until.is_(None), tickets.c.lease_until < now)
 
 
 # ---- shared steps -------------------------------------------------------------------------------
@@ -313,42 +332,60 @@ def claim_fallback(sessions: sessionmaker[Session], ticket_id: int, now: datetim
     return _claim(sessions, ticket_id, Action.CLAIM_FALLBACK, now, lease_seconds)
 
 
-def _batchable(now: datetime) -> ColumnElement[bool]:
+def _batchable(now: datetime | ColumnElement[datetime], tickets: FromClause = _T) -> ColumnElement[bool]:
     """A ticket another ticket's run may take into its batch: claimable now, and no retry scheduled later."""
-    return and_(_T.c.status.in_(sources(Action.CLAIM)), _lease_free(now),
-                or_(_T.c.next_attempt_at.is_(None), _T.c.next_attempt_at <= now))
+    return and_(tickets.c.status.in_(sources(Action.CLAIM)), _lease_free(now, tickets),
+                or_(tickets.c.next_attempt_at.is_(None), tickets.c.next_attempt_at <= now))
 
 
-def backlog_exceeds(sessions: sessionmaker[Session], ticket_id: int, now: datetime, count: int) -> bool:
-    """More than ``count`` tickets besides ``ticket_id`` could be claimed now (reads at most ``count + 1`` ids)."""
-    with sessions.begin() as session:
-        waiting = select(_T.c.id).where(_T.c.id != ticket_id, _batchable(now)).limit(count + 1).subquery()
-        return (session.scalar(select(func.count()).select_from(waiting)) or 0) > count
+@functools.cache
+def _batch_claim(counted: bool) -> Update:
+    """:func:`claim_batch`'s one statement, built once and bound at each call (:func:`_batch_claim_values`):
+    a CTE with its subqueries costs far more CPU to build than to run. ``counted``: companions are taken
+    only when more than ``:beyond`` others wait, an uncorrelated subquery (run once) reading at most
+    ``:beyond + 1`` ids; without it, whenever a companion is found."""
+    ticket_id, now = bindparam("ticket_id", type_=Integer), bindparam("now", type_=_T.c.updated_at.type)
+    enough: ColumnElement[bool] = true()
+    if counted:
+        other = _T.alias("waiting")
+        waiting = (select(other.c.id).where(other.c.id != ticket_id, _batchable(now, other))
+                   .limit(bindparam("waiting_limit", type_=Integer)).subquery())
+        enough = select(func.count()).select_from(waiting).scalar_subquery() > bindparam("beyond", type_=Integer)
+    chosen = (select(_T.c.id)
+              .where(or_(_T.c.id == ticket_id, and_(_batchable(now), enough)), _T.c.status.in_(sources(Action.CLAIM)),
+                     _lease_free(now), _claimable_exists(ticket_id, now))
+              .order_by(case((_T.c.id == ticket_id, 0), else_=1), _T.c.id)
+              .limit(bindparam("size", type_=Integer)).with_for_update(skip_locked=True)
+              .cte("chosen"))  # a CTE runs once: PostgreSQL may run an IN subquery again, past its LIMIT
+    return (update(_T)
+            .where(_T.c.id.in_(select(chosen.c.id)), _T.c.status.in_(sources(Action.CLAIM)), _lease_free(now))
+            .values(status=single_target(Action.CLAIM), updated_at=now,
+                    lease_token=bindparam("new_lease_token", type_=_T.c.lease_token.type),
+                    lease_until=bindparam("new_lease_until", type_=_T.c.lease_until.type))
+            .returning(_T.c.id, _T.c.lease_token, _T.c.run, _T.c.sla_started_at, _T.c.conversation_id))
+
+
+def _batch_claim_values(ticket_id: int, size: int, now: datetime, lease_seconds: float, beyond: int) -> dict[str, Any]:
+    lease = _grant_lease(now, lease_seconds)
+    values = {"ticket_id": ticket_id, "now": now, "size": size, "new_lease_token": lease["lease_token"],
+              "new_lease_until": lease["lease_until"]}
+    return values | ({"beyond": beyond, "waiting_limit": beyond + 1} if beyond else {})
 
 
 @retry_disconnect
 def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now: datetime,
-                lease_seconds: float) -> list[Claim]:
+                lease_seconds: float, *, beyond: int = 0) -> list[Claim]:
     """:func:`claim` ``ticket_id`` and, in the same statement, up to ``size - 1`` other claimable tickets
-    (oldest first; on PostgreSQL rows another worker is claiming are skipped), all under one new lease.
+    (oldest first; on PostgreSQL rows another worker is claiming are skipped), all under one new lease;
+    the others only when more than ``beyond`` wait (``auto`` batching's test, asked in the same statement:
+    with fewer, ``ticket_id`` is claimed alone).
 
     ``ticket_id``'s claim comes first; nothing is claimed (``[]``) when ``ticket_id`` itself is not
     claimable. The other tickets' own messages then find them held (or finished) and do nothing.
     """
-    chosen = (select(_T.c.id)
-              .where(or_(_T.c.id == ticket_id, _batchable(now)), _T.c.status.in_(sources(Action.CLAIM)),
-                     _lease_free(now), _claimable_exists(ticket_id, now))
-              .order_by(case((_T.c.id == ticket_id, 0), else_=1), _T.c.id)
-              .limit(size).with_for_update(skip_locked=True)
-              .cte("chosen"))  # a CTE runs once: PostgreSQL may run an IN subquery again, past its LIMIT
     with sessions.begin() as session:
-        rows = session.execute(
-            update(_T)
-            .where(_T.c.id.in_(select(chosen.c.id)), _T.c.status.in_(sources(Action.CLAIM)),
-                   _lease_free(now))
-            .values(status=single_target(Action.CLAIM), updated_at=now, **_grant_lease(now, lease_seconds))
-            .returning(_T.c.id, _T.c.lease_token, _T.c.run, _T.c.sla_started_at, _T.c.conversation_id)
-        ).all()
+        rows = session.execute(_batch_claim(beyond > 0),
+                               _batch_claim_values(ticket_id, size, now, lease_seconds, beyond)).all()
         if not rows:
             return []
         messages: dict[int, list[Any]] = {
@@ -366,11 +403,10 @@ def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now:
     return sorted(claims, key=lambda claim: (claim.ticket_id != ticket_id, claim.ticket_id))
 
 
-def _claimable_exists(ticket_id: int, now: datetime) -> ColumnElement[bool]:
+def _claimable_exists(ticket_id: ColumnElement[int], now: ColumnElement[datetime]) -> ColumnElement[bool]:
     """``ticket_id`` itself is claimable: a batch is only ever taken by its own ticket's message."""
-    own = aliased(Ticket)
-    return exists().where(own.id == ticket_id, own.status.in_(sources(Action.CLAIM)),
-                          or_(own.lease_until.is_(None), own.lease_until < now))
+    own = _T.alias("own")
+    return exists().where(own.c.id == ticket_id, own.c.status.in_(sources(Action.CLAIM)), _lease_free(now, own))
 
 
 @retry_disconnect
