@@ -112,7 +112,7 @@ def _wait_for_budget(app: App, task: Task[Any, Any], ticket_id: int, seconds: fl
     """No model has budget in this window: the message waits ``seconds`` (spending no retry) and nothing is
     claimed. Claiming first would cost two transactions for nothing, and a batch would publish every
     companion it had to release again, so a backlog under an empty window would multiply its messages."""
-    log.info("ticket %s: no rate budget for %.1fs, not claimed", ticket_id, seconds)
+    log.debug("ticket %s: no rate budget for %.1fs, not claimed", ticket_id, seconds)  # a backlog: one per message
     metrics.ratelimit_wait(app.settings.model, seconds)
     _retry(task, Defer(seconds, []))
 
@@ -131,10 +131,10 @@ def batch_threshold(app: App, room: Headroom | None) -> int | None:
 
 
 def extract_batch(app: App, task: Task[Any, Any], ticket_id: int, beyond: int) -> str:
-    """Claim ``ticket_id`` and up to ``batch_size - 1`` other waiting tickets when more than ``beyond`` wait
-    (:func:`batch_threshold`), in one statement, ask for them
-    in calls of at most ``batch_max_input_tokens`` (renewing every lease meanwhile), then ask the policy and
-    apply its step for each ticket; ``ticket_id``'s step last, as a single run's (it may retry the message).
+    """Claim ``ticket_id`` and, when more than ``beyond`` others wait (:func:`batch_threshold`), up to
+    ``batch_size - 1`` of them, in one statement; ask for them in calls of at most ``batch_max_input_tokens``
+    (renewing every lease meanwhile), then ask the policy and apply its step for each ticket; ``ticket_id``'s
+    step last, as a single run's (it may retry the message). Claimed alone, it is a single run.
 
     A batch companion whose step is a retry or a deferral is released and published again with the
     countdown (its own message is spent); an outage leaves it to the sweep once its lease runs out.
