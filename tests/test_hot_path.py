@@ -22,7 +22,7 @@ from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.intake.receive import receive
 from triage.store.db import retry_disconnect, upgrade
-from triage.store.models import Attempt, Event, Ticket
+from triage.store.models import Attempt, Event, IntakeKey, Ticket
 from triage.tickets import lifecycle
 from triage.tickets.states import FallbackReason, Status
 
@@ -122,15 +122,31 @@ def test_a_lost_claim_changes_nothing_in_one_statement(app: App) -> None:
     assert _sent(statements) == ["SELECT"], statements
 
 
-def test_a_new_webhook_conversation_is_stored_in_four_statements(app: App) -> None:
+def test_a_new_webhook_conversation_is_stored_in_one_statement_on_postgresql(app: App) -> None:
+    """PostgreSQL: the redelivery check and the three inserts are one statement (data-modifying CTEs);
+    SQLite, which has none, sends the four in its one local transaction."""
     with count_statements(app.engine) as statements:
         received = receive(app.sessions, "generic", "C-1", Conversation.from_text("My router is broken"),
                            ["delivery:d1", "message:C-1:m1"], app.clock.now())
     assert received.enqueue and not received.duplicate
-    assert _sent(statements) == ["SELECT", "INSERT", "INSERT", "INSERT"], statements
+    one_statement = app.engine.dialect.name == "postgresql"
+    assert _sent(statements) == (["WITH"] if one_statement else ["SELECT", "INSERT", "INSERT", "INSERT"]), statements
+    with app.sessions() as session:
+        ticket = session.get_one(Ticket, received.ticket_id)
+        assert (ticket.status, ticket.run, ticket.requeue_count, ticket.trimmed, ticket.flags) == ("queued", 1, 0,
+                                                                                                   False, {})
+        assert ticket.conversation.messages[0]["text"] == "My router is broken" and "router" in ticket.search_text
+        keys = session.scalars(select(IntakeKey.key).where(IntakeKey.conversation_id == ticket.conversation_id))
+        assert sorted(keys) == ["delivery:d1", "message:C-1:m1"]
     again = receive(app.sessions, "generic", "C-1", Conversation.from_text("My router is broken"),
                     ["delivery:d1"], app.clock.now())
     assert again.duplicate and again.ticket_id == received.ticket_id
+    follow_up = receive(app.sessions, "generic", "C-1", Conversation.from_text("It still blinks red"),
+                        ["delivery:d2", "message:C-1:m2"], app.clock.now())
+    assert follow_up.ticket_id == received.ticket_id and not follow_up.duplicate, "a new message: the append path"
+    with app.sessions() as session:
+        texts = [m["text"] for m in session.get_one(Ticket, received.ticket_id).conversation.messages]
+        assert texts == ["My router is broken", "It still blinks red"]
 
 
 def test_a_disconnect_is_retried_once_and_only_a_disconnect() -> None:

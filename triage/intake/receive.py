@@ -22,6 +22,7 @@ refuses one of them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -29,9 +30,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import ColumnElement, Select, Table, bindparam, exists, func, insert, select, true
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from triage.conversation import Conversation, Message
 from triage.errors import ConflictError
@@ -192,25 +195,103 @@ def _append(session: Session, row: ConversationRow, conversation: Conversation, 
 
 
 def _receive_once(session: Session, item: NewConversation, keys: Sequence[str]) -> Received:
-    seen = session.execute(
-        select(_TICKETS.c.id, _TICKETS.c.status)
-        .select_from(_TICKETS.join(_KEYS, _KEYS.c.conversation_id == _TICKETS.c.conversation_id))
-        .where(_KEYS.c.source == item.source, _KEYS.c.key.in_(keys)).limit(1)
-    ).first()
+    if keys and session.get_bind().dialect.name == "postgresql":
+        first = _store_first_delivery(session, item, keys)
+        return first if first is not None else _append_delivery(session, item, keys)
+    seen = session.execute(_seen(item.source, keys)).first()
     if seen is not None:
         return Received(seen.id, seen.status, duplicate=True, enqueue=False)
     new = _store_new(session, [item]).get(item.key)
-    if new is not None:
-        conversation_id, received = new
-    else:  # the conversation exists: append to it
-        row = session.execute(
-            select(ConversationRow).where(ConversationRow.source == item.source,
-                                          ConversationRow.external_id == item.external_id).with_for_update()
-        ).scalar_one()
-        conversation_id, received = row.id, _append(session, row, item.conversation, item.arrival)
+    if new is None:  # the conversation exists: append to it
+        return _append_delivery(session, item, keys)
+    conversation_id, received = new
+    _record_keys(session, item, keys, conversation_id)
+    return received
+
+
+def _seen(source: str, keys: Sequence[str]) -> Select[Any]:
+    """The ticket of a delivery already taken in under one of ``keys`` (a redelivery)."""
+    return (select(_TICKETS.c.id, _TICKETS.c.status)
+            .select_from(_TICKETS.join(_KEYS, _KEYS.c.conversation_id == _TICKETS.c.conversation_id))
+            .where(_KEYS.c.source == source, _KEYS.c.key.in_(keys)).limit(1))
+
+
+def _row(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the scalar defaults of ``table``'s other columns: an INSERT nested in a CTE gets no
+    Python-side defaults from SQLAlchemy."""
+    defaults = {column.name: column.default.arg for column in table.c if column.name not in values
+                and isinstance(column.default, ScalarElementColumnDefault)}
+    return {**values, **defaults}
+
+
+def _bound(table: Table, names: Sequence[str], prefix: str) -> list[ColumnElement[Any]]:
+    """Bound values for ``names`` of ``table``'s columns, typed as the columns (a SELECT to insert from)."""
+    return [bindparam(f"{prefix}{name}", type_=table.c[name].type).label(name) for name in names]
+
+
+@functools.cache
+def _first_delivery(conversation_names: tuple[str, ...], ticket_names: tuple[str, ...]) -> Select[Any]:
+    """:func:`_store_first_delivery`'s statement, built once (building the CTEs costs more CPU than running
+    them) and bound at each call: ``c_<column>`` and ``t_<column>`` values, ``source``, ``keys`` (an array),
+    ``now``."""
+    source = bindparam("source", type_=_KEYS.c.source.type)
+    keys = bindparam("keys", type_=postgresql.ARRAY(_KEYS.c.key.type))
+    seen = (select(_TICKETS.c.id, _TICKETS.c.status)
+            .select_from(_TICKETS.join(_KEYS, _KEYS.c.conversation_id == _TICKETS.c.conversation_id))
+            .where(_KEYS.c.source == source, _KEYS.c.key == func.any(keys)).limit(1).cte("seen"))
+    stored = (postgresql.insert(_CONVERSATIONS)
+              .from_select(conversation_names, select(*_bound(_CONVERSATIONS, conversation_names, "c_"))
+                           .where(~exists(select(seen.c.id))), include_defaults=False)
+              .on_conflict_do_nothing(index_elements=["source", "external_id"])
+              .returning(_CONVERSATIONS.c.id).cte("stored"))
+    opened = (insert(_TICKETS)
+              .from_select(["conversation_id", *ticket_names],
+                           select(stored.c.id, *_bound(_TICKETS, ticket_names, "t_")), include_defaults=False)
+              .returning(_TICKETS.c.id, _TICKETS.c.conversation_id).cte("opened"))
+    new_keys = select(func.unnest(keys).label("key")).subquery("new_keys")
+    recorded = (insert(_KEYS)
+                .from_select(["source", "key", "conversation_id", "created_at"],
+                             select(source, new_keys.c.key, opened.c.conversation_id,
+                                    bindparam("now", type_=_KEYS.c.created_at.type))
+                             .select_from(opened).join(new_keys, true()), include_defaults=False)
+                .cte("recorded"))
+    return select(select(seen.c.id).scalar_subquery().label("seen_id"),
+                  select(seen.c.status).scalar_subquery().label("seen_status"),
+                  select(opened.c.id).scalar_subquery().label("ticket_id")).add_cte(recorded)
+
+
+def _store_first_delivery(session: Session, item: NewConversation, keys: Sequence[str]) -> Received | None:
+    """PostgreSQL: the redelivery check and a new conversation's three inserts (conversation, ticket, intake
+    keys) as one statement of data-modifying CTEs, so the common delivery is one round trip. ``None``: the
+    keys are new but the conversation is stored already (a new message on it), for the append path."""
+    conversation = _row(_CONVERSATIONS, _conversation_values(item))
+    ticket = _row(_TICKETS, {name: value for name, value in _ticket_values(0, item).items()
+                             if name != "conversation_id"})
+    statement = _first_delivery(tuple(conversation), tuple(ticket))
+    row = session.execute(statement, {**{f"c_{name}": value for name, value in conversation.items()},
+                                      **{f"t_{name}": value for name, value in ticket.items()},
+                                      "source": item.source, "keys": list(keys), "now": item.arrival.now}).one()
+    if row.seen_id is not None:
+        return Received(row.seen_id, row.seen_status, duplicate=True, enqueue=False)
+    if row.ticket_id is not None:
+        return Received(row.ticket_id, Status.QUEUED, duplicate=False, enqueue=True)
+    return None
+
+
+def _append_delivery(session: Session, item: NewConversation, keys: Sequence[str]) -> Received:
+    """A new message on a stored conversation, its keys recorded."""
+    row = session.execute(
+        select(ConversationRow).where(ConversationRow.source == item.source,
+                                      ConversationRow.external_id == item.external_id).with_for_update()
+    ).scalar_one()
+    received = _append(session, row, item.conversation, item.arrival)
+    _record_keys(session, item, keys, row.id)
+    return received
+
+
+def _record_keys(session: Session, item: NewConversation, keys: Sequence[str], conversation_id: int) -> None:
     session.execute(insert(_KEYS).values([{"source": item.source, "key": key, "conversation_id": conversation_id,
                                            "created_at": item.arrival.now} for key in keys]))
-    return received
 
 
 @retry_disconnect
