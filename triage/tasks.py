@@ -62,7 +62,8 @@ MIN_BATCH = 2
 
 def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
     """Claim, extract (renewing the lease meanwhile), ask the policy, apply its step; when batching
-    applies (:func:`batch_threshold`), claim and extract a whole batch (:func:`extract_batch`).
+    applies (:func:`batch_threshold`), claim and extract a whole batch (:func:`extract_batch`). With no
+    rate budget left in the window nothing is claimed and the message waits (:func:`_wait_for_budget`).
 
     Whatever else goes wrong is the policy's to decide too (:func:`triage.policy.on_exception`): an
     outage is retried, anything else ends the ticket in the fallback queue with ``internal_error``.
@@ -113,7 +114,7 @@ def _wait_for_budget(app: App, task: Task[Any, Any], ticket_id: int, seconds: fl
     claimed. Claiming first would cost two transactions for nothing, and a batch would publish every
     companion it had to release again, so a backlog under an empty window would multiply its messages."""
     log.debug("ticket %s: no rate budget for %.1fs, not claimed", ticket_id, seconds)  # a backlog: one per message
-    metrics.ratelimit_wait(app.settings.model, seconds)
+    metrics.ratelimit_wait(app.llm.models.pick(), seconds)
     _retry(task, Defer(seconds, []))
 
 

@@ -30,17 +30,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, exists, func, insert, select, true
+from sqlalchemy import ColumnDefault, ColumnElement, Select, Table, bindparam, exists, func, insert, select, true
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from triage.conversation import Conversation, Message
 from triage.errors import ConflictError
 from triage.store.db import insert_ignoring_conflicts, retry_disconnect
+from triage.store.models import CONVERSATIONS, INTAKE_KEYS, TICKETS, Ticket
 from triage.store.models import Conversation as ConversationRow
-from triage.store.models import IntakeKey, Ticket
 from triage.tickets import lifecycle
 from triage.tickets.states import Flag, Status
 
@@ -67,13 +66,6 @@ class Received:
     status: str
     duplicate: bool
     enqueue: bool
-
-
-#: Intake's statements name table columns, not the mapped classes (Core skips the ORM's per-statement work);
-#: only appending to a stored conversation loads ORM objects.
-_CONVERSATIONS: Table = ConversationRow.__table__  # type: ignore[assignment]
-_TICKETS: Table = Ticket.__table__  # type: ignore[assignment]
-_KEYS: Table = IntakeKey.__table__  # type: ignore[assignment]
 
 
 def content_hash(conversation: Conversation) -> str:
@@ -164,15 +156,15 @@ def _store_new(session: Session, items: Sequence[NewConversation]) -> dict[tuple
         return {}
     dialect = session.get_bind().dialect.name
     inserted = session.execute(
-        insert_ignoring_conflicts(dialect, _CONVERSATIONS, ("source", "external_id"))
-        .returning(_CONVERSATIONS.c.id, _CONVERSATIONS.c.source, _CONVERSATIONS.c.external_id),
+        insert_ignoring_conflicts(dialect, CONVERSATIONS, ("source", "external_id"))
+        .returning(CONVERSATIONS.c.id, CONVERSATIONS.c.source, CONVERSATIONS.c.external_id),
         [_conversation_values(item) for item in items],
     ).all()
     conversation_ids = {(row.source, row.external_id): row.id for row in inserted}
     fresh = [item for item in items if item.key in conversation_ids]
     if not fresh:
         return {}
-    created = session.execute(insert(_TICKETS).returning(_TICKETS.c.id, _TICKETS.c.conversation_id),
+    created = session.execute(insert(TICKETS).returning(TICKETS.c.id, TICKETS.c.conversation_id),
                               [_ticket_values(conversation_ids[item.key], item) for item in fresh]).all()
     ticket_ids = {row.conversation_id: row.id for row in created}
     return {key: (conversation_id, Received(ticket_ids[conversation_id], Status.QUEUED, duplicate=False, enqueue=True))
@@ -198,7 +190,7 @@ def _receive_once(session: Session, item: NewConversation, keys: Sequence[str]) 
     if keys and session.get_bind().dialect.name == "postgresql":
         first = _store_first_delivery(session, item, keys)
         return first if first is not None else _append_delivery(session, item, keys)
-    seen = session.execute(_seen(item.source, keys)).first()
+    seen = session.execute(_seen(item.source, INTAKE_KEYS.c.key.in_(keys))).first()
     if seen is not None:
         return Received(seen.id, seen.status, duplicate=True, enqueue=False)
     new = _store_new(session, [item]).get(item.key)
@@ -209,18 +201,18 @@ def _receive_once(session: Session, item: NewConversation, keys: Sequence[str]) 
     return received
 
 
-def _seen(source: str, keys: Sequence[str]) -> Select[Any]:
-    """The ticket of a delivery already taken in under one of ``keys`` (a redelivery)."""
-    return (select(_TICKETS.c.id, _TICKETS.c.status)
-            .select_from(_TICKETS.join(_KEYS, _KEYS.c.conversation_id == _TICKETS.c.conversation_id))
-            .where(_KEYS.c.source == source, _KEYS.c.key.in_(keys)).limit(1))
+def _seen(source: str | ColumnElement[str], key_matches: ColumnElement[bool]) -> Select[Any]:
+    """The ticket of a delivery already taken in from ``source`` under a key ``key_matches`` (a redelivery)."""
+    return (select(TICKETS.c.id, TICKETS.c.status)
+            .select_from(TICKETS.join(INTAKE_KEYS, INTAKE_KEYS.c.conversation_id == TICKETS.c.conversation_id))
+            .where(INTAKE_KEYS.c.source == source, key_matches).limit(1))
 
 
 def _row(table: Table, values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with the scalar defaults of ``table``'s other columns: an INSERT nested in a CTE gets no
     Python-side defaults from SQLAlchemy."""
     defaults = {column.name: column.default.arg for column in table.c if column.name not in values
-                and isinstance(column.default, ScalarElementColumnDefault)}
+                and isinstance(column.default, ColumnDefault) and column.default.is_scalar}
     return {**values, **defaults}
 
 
@@ -234,25 +226,23 @@ def _first_delivery(conversation_names: tuple[str, ...], ticket_names: tuple[str
     """:func:`_store_first_delivery`'s statement, built once (building the CTEs costs more CPU than running
     them) and bound at each call: ``c_<column>`` and ``t_<column>`` values, ``source``, ``keys`` (an array),
     ``now``."""
-    source = bindparam("source", type_=_KEYS.c.source.type)
-    keys = bindparam("keys", type_=postgresql.ARRAY(_KEYS.c.key.type))
-    seen = (select(_TICKETS.c.id, _TICKETS.c.status)
-            .select_from(_TICKETS.join(_KEYS, _KEYS.c.conversation_id == _TICKETS.c.conversation_id))
-            .where(_KEYS.c.source == source, _KEYS.c.key == func.any(keys)).limit(1).cte("seen"))
-    stored = (postgresql.insert(_CONVERSATIONS)
-              .from_select(conversation_names, select(*_bound(_CONVERSATIONS, conversation_names, "c_"))
+    source = bindparam("source", type_=INTAKE_KEYS.c.source.type)
+    keys = bindparam("keys", type_=postgresql.ARRAY(INTAKE_KEYS.c.key.type))
+    seen = _seen(source, INTAKE_KEYS.c.key == func.any(keys)).cte("seen")
+    stored = (postgresql.insert(CONVERSATIONS)
+              .from_select(conversation_names, select(*_bound(CONVERSATIONS, conversation_names, "c_"))
                            .where(~exists(select(seen.c.id))), include_defaults=False)
               .on_conflict_do_nothing(index_elements=["source", "external_id"])
-              .returning(_CONVERSATIONS.c.id).cte("stored"))
-    opened = (insert(_TICKETS)
+              .returning(CONVERSATIONS.c.id).cte("stored"))
+    opened = (insert(TICKETS)
               .from_select(["conversation_id", *ticket_names],
-                           select(stored.c.id, *_bound(_TICKETS, ticket_names, "t_")), include_defaults=False)
-              .returning(_TICKETS.c.id, _TICKETS.c.conversation_id).cte("opened"))
+                           select(stored.c.id, *_bound(TICKETS, ticket_names, "t_")), include_defaults=False)
+              .returning(TICKETS.c.id, TICKETS.c.conversation_id).cte("opened"))
     new_keys = select(func.unnest(keys).label("key")).subquery("new_keys")
-    recorded = (insert(_KEYS)
+    recorded = (insert(INTAKE_KEYS)
                 .from_select(["source", "key", "conversation_id", "created_at"],
                              select(source, new_keys.c.key, opened.c.conversation_id,
-                                    bindparam("now", type_=_KEYS.c.created_at.type))
+                                    bindparam("now", type_=INTAKE_KEYS.c.created_at.type))
                              .select_from(opened).join(new_keys, true()), include_defaults=False)
                 .cte("recorded"))
     return select(select(seen.c.id).scalar_subquery().label("seen_id"),
@@ -264,8 +254,8 @@ def _store_first_delivery(session: Session, item: NewConversation, keys: Sequenc
     """PostgreSQL: the redelivery check and a new conversation's three inserts (conversation, ticket, intake
     keys) as one statement of data-modifying CTEs, so the common delivery is one round trip. ``None``: the
     keys are new but the conversation is stored already (a new message on it), for the append path."""
-    conversation = _row(_CONVERSATIONS, _conversation_values(item))
-    ticket = _row(_TICKETS, {name: value for name, value in _ticket_values(0, item).items()
+    conversation = _row(CONVERSATIONS, _conversation_values(item))
+    ticket = _row(TICKETS, {name: value for name, value in _ticket_values(0, item).items()
                              if name != "conversation_id"})
     statement = _first_delivery(tuple(conversation), tuple(ticket))
     row = session.execute(statement, {**{f"c_{name}": value for name, value in conversation.items()},
@@ -290,7 +280,7 @@ def _append_delivery(session: Session, item: NewConversation, keys: Sequence[str
 
 
 def _record_keys(session: Session, item: NewConversation, keys: Sequence[str], conversation_id: int) -> None:
-    session.execute(insert(_KEYS).values([{"source": item.source, "key": key, "conversation_id": conversation_id,
+    session.execute(insert(INTAKE_KEYS).values([{"source": item.source, "key": key, "conversation_id": conversation_id,
                                            "created_at": item.arrival.now} for key in keys]))
 
 
@@ -374,10 +364,10 @@ def _existing(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[s
         return {}
     wanted = set(keys)
     rows = session.execute(
-        select(_TICKETS.c.id, _TICKETS.c.status, _CONVERSATIONS.c.source, _CONVERSATIONS.c.external_id)
-        .select_from(_TICKETS.join(_CONVERSATIONS, _CONVERSATIONS.c.id == _TICKETS.c.conversation_id))
-        .where(_CONVERSATIONS.c.source.in_({source for source, _ in keys}),
-               _CONVERSATIONS.c.external_id.in_({external_id for _, external_id in keys}))
+        select(TICKETS.c.id, TICKETS.c.status, CONVERSATIONS.c.source, CONVERSATIONS.c.external_id)
+        .select_from(TICKETS.join(CONVERSATIONS, CONVERSATIONS.c.id == TICKETS.c.conversation_id))
+        .where(CONVERSATIONS.c.source.in_({source for source, _ in keys}),
+               CONVERSATIONS.c.external_id.in_({external_id for _, external_id in keys}))
     ).all()
     return {(row.source, row.external_id): Received(row.id, row.status, duplicate=True, enqueue=False)
             for row in rows if (row.source, row.external_id) in wanted}

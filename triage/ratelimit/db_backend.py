@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Engine, String, Table, inspect, select, text, update
+from sqlalchemy import BigInteger, Connection, Engine, String, inspect, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from triage.errors import DatabaseNotReadyError
@@ -36,7 +36,7 @@ from triage.ratelimit import window
 from triage.ratelimit.base import Headroom, check_penalty, check_request
 from triage.settings import RateLimitSettings
 from triage.store.db import insert_if_absent
-from triage.store.models import Base
+from triage.store.models import Base, table_of
 
 DIALECTS = ("sqlite", "postgresql")
 
@@ -51,7 +51,7 @@ class RateLimitState(Base):
     grants: Mapped[list[Any]]  # JSON [[granted_at_us, tokens], ...]
 
 
-_TABLE = cast(Table, RateLimitState.__table__)
+_TABLE = table_of(RateLimitState)
 
 
 class DatabaseRateLimiter:

@@ -13,15 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.store.models import Conversation, Ticket
+from triage.store.models import CONVERSATIONS, TICKETS
 from triage.tickets.states import Status
 
-#: Core columns, not the mapped classes: the lookup runs once per ticket on the worker's hot path.
-_T: Table = Ticket.__table__  # type: ignore[assignment]
-_C: Table = Conversation.__table__  # type: ignore[assignment]
 REUSED_EXTRACTOR = "llm"
 REUSED_STATUSES = (Status.ROUTED, Status.RESOLVED)
 
@@ -44,19 +41,20 @@ def find_earlier(sessions: sessionmaker[Session], ticket_id: int, key: str, now:
 
 
 def _earlier(ticket_id: int, key: str, since: datetime, sources_off: Sequence[str]) -> Select[Any]:
-    query = (select(_T.c.id, _T.c.fields, _T.c.model)
-             .where(_T.c.dedupe_key == key, _T.c.id != ticket_id, _T.c.extractor == REUSED_EXTRACTOR,
-                    _T.c.status.in_(REUSED_STATUSES), _T.c.fallback_reason.is_(None), _T.c.finished_at >= since)
-             .order_by(_T.c.finished_at.desc()).limit(1))
+    query = (select(TICKETS.c.id, TICKETS.c.fields, TICKETS.c.model)
+             .where(TICKETS.c.dedupe_key == key, TICKETS.c.id != ticket_id, TICKETS.c.extractor == REUSED_EXTRACTOR,
+                    TICKETS.c.status.in_(REUSED_STATUSES), TICKETS.c.fallback_reason.is_(None),
+                    TICKETS.c.finished_at >= since)
+             .order_by(TICKETS.c.finished_at.desc()).limit(1))
     if not sources_off:
         return query
-    return (query.join(_C, _C.c.id == _T.c.conversation_id)
-            .where(_C.c.source.not_in(sources_off), _own_source_on(ticket_id, sources_off)))
+    return (query.join(CONVERSATIONS, CONVERSATIONS.c.id == TICKETS.c.conversation_id)
+            .where(CONVERSATIONS.c.source.not_in(sources_off), _own_source_on(ticket_id, sources_off)))
 
 
 def _own_source_on(ticket_id: int, sources_off: Sequence[str]) -> ColumnElement[bool]:
     """Ticket ``ticket_id``'s own source is not off (a scalar subquery, so the lookup stays one statement)."""
-    own, conversation = _T.alias("own"), _C.alias("own_conversation")
+    own, conversation = TICKETS.alias("own"), CONVERSATIONS.alias("own_conversation")
     source = (select(conversation.c.source).join(own, own.c.conversation_id == conversation.c.id)
               .where(own.c.id == ticket_id).scalar_subquery())
     return source.not_in(sources_off)

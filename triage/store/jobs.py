@@ -14,15 +14,14 @@ two forced runs at once still find each other.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Table, or_, update
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.store.db import changed_rows, insert_if_absent
-from triage.store.models import JobLock
+from triage.store.models import JobLock, table_of
 
-_TABLE = cast(Table, JobLock.__table__)
+_TABLE = table_of(JobLock)
 
 
 def _ensure_row(session: Session, name: str) -> None:

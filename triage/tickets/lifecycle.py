@@ -36,7 +36,6 @@ from sqlalchemy import (
     Integer,
     Row,
     RowMapping,
-    Table,
     Update,
     and_,
     bindparam,
@@ -60,7 +59,7 @@ from triage.outbox import outbox
 from triage.routing import RouteDecision, Router
 from triage.store import search
 from triage.store.db import changed_rows, retry_disconnect
-from triage.store.models import Attempt, Event, Ticket
+from triage.store.models import ATTEMPTS, CONVERSATIONS, EVENTS, TICKETS, Event, Ticket
 from triage.store.models import Conversation as ConversationRow
 from triage.store.queries import TicketNotFoundError
 from triage.tickets.states import (
@@ -128,16 +127,7 @@ def _drop_lease(ticket: Ticket) -> None:
     ticket.lease_token = ticket.lease_until = ticket.next_attempt_at = None
 
 
-#: The run's statements name the tables' columns, not the mapped classes: a Core statement skips the ORM's
-#: per-statement work (attribute coercion, the session-synchronising evaluator of an UPDATE), about a
-#: millisecond of a worker's CPU per ticket. The ORM stays for the rarer paths that load whole tickets.
-_T: Table = Ticket.__table__  # type: ignore[assignment]
-_C: Table = ConversationRow.__table__  # type: ignore[assignment]
-_E: Table = Event.__table__  # type: ignore[assignment]
-_ATTEMPTS: Table = Attempt.__table__  # type: ignore[assignment]
-
-
-def _lease_free(now: datetime | ColumnElement[datetime], tickets: FromClause = _T) -> ColumnElement[bool]:
+def _lease_free(now: datetime | ColumnElement[datetime], tickets: FromClause = TICKETS) -> ColumnElement[bool]:
     """Nobody holds a live lease on the ticket (of ``tickets``: the table or an alias of it)."""
     return or_(tickets.c.lease_until.is_(None), tickets.c.lease_until < now)
 
@@ -172,8 +162,8 @@ def _locked(session: Session, ticket_id: int) -> Ticket:
 
 
 #: What a run's end reads of its ticket (locked): the audit snapshot and what the new values derive from.
-_HELD = (*(_T.c[name] for name in SNAPSHOT_COLUMNS), _T.c.flags, _T.c.trimmed,
-         _C.c.source, _C.c.external_id, _C.c.messages)
+_HELD = (*(TICKETS.c[name] for name in SNAPSHOT_COLUMNS), TICKETS.c.flags, TICKETS.c.trimmed,
+         CONVERSATIONS.c.source, CONVERSATIONS.c.external_id, CONVERSATIONS.c.messages)
 #: An attempt's columns that :class:`~triage.extraction.types.Attempt` records.
 _ATTEMPT_COLUMNS = ("n", "model", "outcome", "raw_output", "finish_reason", "error", "status_code", "prompt_tokens",
                     "completion_tokens", "reasoning_tokens", "latency_ms", "max_completion_tokens", "parse_path",
@@ -212,22 +202,22 @@ def _end_run(sessions: sessionmaker[Session], claim: Claim, action: Action, now:
     add ``attempts`` (one statement), drop the lease and set ``values(held row)``, and audit it as ``kind``."""
     with sessions.begin() as session:
         held = session.execute(
-            select(*_HELD).select_from(_T.join(_C, _C.c.id == _T.c.conversation_id))
-            .where(_T.c.id == claim.ticket_id, _T.c.lease_token == claim.token).with_for_update(of=_T)
+            select(*_HELD).select_from(TICKETS.join(CONVERSATIONS, CONVERSATIONS.c.id == TICKETS.c.conversation_id))
+            .where(TICKETS.c.id == claim.ticket_id, TICKETS.c.lease_token == claim.token).with_for_update(of=TICKETS)
         ).first()
         if held is None:
             return False
         changes = {"status": transition(action, held.status).target, "updated_at": now, "lease_token": None,
                    "lease_until": None, "next_attempt_at": None, **values(held)}
         if attempts:
-            session.execute(insert(_ATTEMPTS), _attempt_rows(claim, attempts, now))
-        session.execute(update(_T).where(_T.c.id == claim.ticket_id).values(changes))
+            session.execute(insert(ATTEMPTS), _attempt_rows(claim, attempts, now))
+        session.execute(update(TICKETS).where(TICKETS.c.id == claim.ticket_id).values(changes))
         if kind is not None:
             before = snapshot_of(dict(held._mapping))
             after = snapshot_of({**held._mapping, **changes})
             event_id = session.execute(
-                insert(_E).values(ticket_id=claim.ticket_id, actor=WORKER_ACTOR, kind=kind, before=before,
-                                  after=after, created_at=now).returning(_E.c.id)).scalar_one()
+                insert(EVENTS).values(ticket_id=claim.ticket_id, actor=WORKER_ACTOR, kind=kind, before=before,
+                                  after=after, created_at=now).returning(EVENTS.c.id)).scalar_one()
             outbox.decided_by_id(session, claim.ticket_id, event_id, kind, held.source, before, after, now)
         return True
 
@@ -302,18 +292,18 @@ def _claim(sessions: sessionmaker[Session], ticket_id: int, action: Action, now:
     earlier attempts (an outer join: a first run has none)."""
     with sessions.begin() as session:
         changed = session.execute(
-            update(_T)
-            .where(_T.c.id == ticket_id, _T.c.status.in_(sources(action)), _lease_free(now))
+            update(TICKETS)
+            .where(TICKETS.c.id == ticket_id, TICKETS.c.status.in_(sources(action)), _lease_free(now))
             .values(status=single_target(action), updated_at=now, **_grant_lease(now, lease_seconds))
-            .returning(_T.c.lease_token, _T.c.run, _T.c.sla_started_at, _T.c.conversation_id)
+            .returning(TICKETS.c.lease_token, TICKETS.c.run, TICKETS.c.sla_started_at, TICKETS.c.conversation_id)
         ).first()
         if changed is None:
             return None
         rows = session.execute(
-            select(_C.c.messages, *(_ATTEMPTS.c[name] for name in _ATTEMPT_COLUMNS), _ATTEMPTS.c.repairs)
-            .select_from(_C)
-            .outerjoin(_ATTEMPTS, and_(_ATTEMPTS.c.ticket_id == ticket_id, _ATTEMPTS.c.run == changed.run))
-            .where(_C.c.id == changed.conversation_id).order_by(_ATTEMPTS.c.id)
+            select(CONVERSATIONS.c.messages, *(ATTEMPTS.c[name] for name in _ATTEMPT_COLUMNS), ATTEMPTS.c.repairs)
+            .select_from(CONVERSATIONS)
+            .outerjoin(ATTEMPTS, and_(ATTEMPTS.c.ticket_id == ticket_id, ATTEMPTS.c.run == changed.run))
+            .where(CONVERSATIONS.c.id == changed.conversation_id).order_by(ATTEMPTS.c.id)
         ).all()
         prior = [_to_record(row._mapping) for row in rows if row.n is not None]
         return Claim(ticket_id, str(changed.lease_token), changed.run, Conversation.from_dicts(rows[0].messages),
@@ -332,7 +322,7 @@ def claim_fallback(sessions: sessionmaker[Session], ticket_id: int, now: datetim
     return _claim(sessions, ticket_id, Action.CLAIM_FALLBACK, now, lease_seconds)
 
 
-def _batchable(now: datetime | ColumnElement[datetime], tickets: FromClause = _T) -> ColumnElement[bool]:
+def _batchable(now: datetime | ColumnElement[datetime], tickets: FromClause = TICKETS) -> ColumnElement[bool]:
     """A ticket another ticket's run may take into its batch: claimable now, and no retry scheduled later."""
     return and_(tickets.c.status.in_(sources(Action.CLAIM)), _lease_free(now, tickets),
                 or_(tickets.c.next_attempt_at.is_(None), tickets.c.next_attempt_at <= now))
@@ -344,25 +334,26 @@ def _batch_claim(counted: bool) -> Update:
     a CTE with its subqueries costs far more CPU to build than to run. ``counted``: companions are taken
     only when more than ``:beyond`` others wait, an uncorrelated subquery (run once) reading at most
     ``:beyond + 1`` ids; without it, whenever a companion is found."""
-    ticket_id, now = bindparam("ticket_id", type_=Integer), bindparam("now", type_=_T.c.updated_at.type)
+    ticket_id, now = bindparam("ticket_id", type_=Integer), bindparam("now", type_=TICKETS.c.updated_at.type)
     enough: ColumnElement[bool] = true()
     if counted:
-        other = _T.alias("waiting")
+        other = TICKETS.alias("waiting")
         waiting = (select(other.c.id).where(other.c.id != ticket_id, _batchable(now, other))
                    .limit(bindparam("waiting_limit", type_=Integer)).subquery())
         enough = select(func.count()).select_from(waiting).scalar_subquery() > bindparam("beyond", type_=Integer)
-    chosen = (select(_T.c.id)
-              .where(or_(_T.c.id == ticket_id, and_(_batchable(now), enough)), _T.c.status.in_(sources(Action.CLAIM)),
-                     _lease_free(now), _claimable_exists(ticket_id, now))
-              .order_by(case((_T.c.id == ticket_id, 0), else_=1), _T.c.id)
+    chosen = (select(TICKETS.c.id)
+              .where(or_(TICKETS.c.id == ticket_id, and_(_batchable(now), enough)),
+                     TICKETS.c.status.in_(sources(Action.CLAIM)), _lease_free(now), _claimable_exists(ticket_id, now))
+              .order_by(case((TICKETS.c.id == ticket_id, 0), else_=1), TICKETS.c.id)
               .limit(bindparam("size", type_=Integer)).with_for_update(skip_locked=True)
               .cte("chosen"))  # a CTE runs once: PostgreSQL may run an IN subquery again, past its LIMIT
-    return (update(_T)
-            .where(_T.c.id.in_(select(chosen.c.id)), _T.c.status.in_(sources(Action.CLAIM)), _lease_free(now))
+    return (update(TICKETS)
+            .where(TICKETS.c.id.in_(select(chosen.c.id)), TICKETS.c.status.in_(sources(Action.CLAIM)), _lease_free(now))
             .values(status=single_target(Action.CLAIM), updated_at=now,
-                    lease_token=bindparam("new_lease_token", type_=_T.c.lease_token.type),
-                    lease_until=bindparam("new_lease_until", type_=_T.c.lease_until.type))
-            .returning(_T.c.id, _T.c.lease_token, _T.c.run, _T.c.sla_started_at, _T.c.conversation_id))
+                    lease_token=bindparam("new_lease_token", type_=TICKETS.c.lease_token.type),
+                    lease_until=bindparam("new_lease_until", type_=TICKETS.c.lease_until.type))
+            .returning(TICKETS.c.id, TICKETS.c.lease_token, TICKETS.c.run, TICKETS.c.sla_started_at,
+                       TICKETS.c.conversation_id))
 
 
 def _batch_claim_values(ticket_id: int, size: int, now: datetime, lease_seconds: float, beyond: int) -> dict[str, Any]:
@@ -390,12 +381,12 @@ def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now:
             return []
         messages: dict[int, list[Any]] = {
             conversation.id: conversation.messages for conversation in session.execute(
-                select(_C.c.id, _C.c.messages)
-                .where(_C.c.id.in_([row.conversation_id for row in rows])))}
+                select(CONVERSATIONS.c.id, CONVERSATIONS.c.messages)
+                .where(CONVERSATIONS.c.id.in_([row.conversation_id for row in rows])))}
         runs = {row.id: row.run for row in rows}
         prior: dict[int, list[AttemptRecord]] = {row.id: [] for row in rows}
-        for attempt in session.execute(select(_ATTEMPTS).where(_ATTEMPTS.c.ticket_id.in_(runs))
-                                       .order_by(_ATTEMPTS.c.id)):
+        for attempt in session.execute(select(ATTEMPTS).where(ATTEMPTS.c.ticket_id.in_(runs))
+                                       .order_by(ATTEMPTS.c.id)):
             if attempt.run == runs[attempt.ticket_id]:
                 prior[attempt.ticket_id].append(_to_record(attempt._mapping))
     claims = [Claim(row.id, str(row.lease_token), row.run, Conversation.from_dicts(messages[row.conversation_id]),
@@ -405,7 +396,7 @@ def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now:
 
 def _claimable_exists(ticket_id: ColumnElement[int], now: ColumnElement[datetime]) -> ColumnElement[bool]:
     """``ticket_id`` itself is claimable: a batch is only ever taken by its own ticket's message."""
-    own = _T.alias("own")
+    own = TICKETS.alias("own")
     return exists().where(own.c.id == ticket_id, own.c.status.in_(sources(Action.CLAIM)), _lease_free(now, own))
 
 
@@ -415,10 +406,10 @@ def renew_batch(sessions: sessionmaker[Session], claims: Sequence[Claim], now: d
     """:func:`renew` every claim of a batch in one statement; how many are still held."""
     with sessions.begin() as session:
         return changed_rows(session.execute(
-            update(_T)
-            .where(_T.c.id.in_([claim.ticket_id for claim in claims]),
-                   _T.c.lease_token.in_({claim.token for claim in claims}),
-                   _T.c.status.in_(sources(Action.RENEW)))
+            update(TICKETS)
+            .where(TICKETS.c.id.in_([claim.ticket_id for claim in claims]),
+                   TICKETS.c.lease_token.in_({claim.token for claim in claims}),
+                   TICKETS.c.status.in_(sources(Action.RENEW)))
             .values(lease_until=now + timedelta(seconds=lease_seconds))
         ))
 
@@ -428,9 +419,9 @@ def renew(sessions: sessionmaker[Session], claim: Claim, now: datetime, lease_se
     """Extend the lease while the worker still works on the ticket; ``False`` when the claim was lost."""
     with sessions.begin() as session:
         changed = changed_rows(session.execute(
-            update(_T)
-            .where(_T.c.id == claim.ticket_id, _T.c.lease_token == claim.token,
-                   _T.c.status.in_(sources(Action.RENEW)))
+            update(TICKETS)
+            .where(TICKETS.c.id == claim.ticket_id, TICKETS.c.lease_token == claim.token,
+                   TICKETS.c.status.in_(sources(Action.RENEW)))
             .values(lease_until=now + timedelta(seconds=lease_seconds))
         ))
     return bool(changed)
