@@ -109,7 +109,7 @@ def test_reprocess_selects_by_version_and_never_touches_corrections(parts: App, 
     _age(parts, ids[1], schema_version="old")
     with parts.sessions() as session:
         fields = dict(session.get_one(Ticket, ids[1]).fields or {})
-    lifecycle.correct(parts.sessions, ids[1], "alice", fields, parts.router, clock.now())
+    lifecycle.correct(parts.sessions, ids[1], "alice", fields, parts.schema, parts.router, clock.now())
     _age(parts, ids[1], schema_version="old")
     dry = jobs.reprocess(parts, jobs.Selection(schema_version="old"), dry_run=True)
     assert dry.selected == [ids[0]] and dry.requeued == []

@@ -84,7 +84,7 @@ def _person(app: App, action: Action) -> Callable[[int], object]:
     now = app.clock.now
     fields = {"problem_type": "consult", "device_model": None, "urgent_level": "low", "user_requirements": []}
     return {
-        Action.CORRECT: lambda t: lifecycle.correct(app.sessions, t, "alice", fields, app.router, now()),
+        Action.CORRECT: lambda t: lifecycle.correct(app.sessions, t, "alice", fields, app.schema, app.router, now()),
         Action.ASSIGN: lambda t: lifecycle.assign(app.sessions, t, "alice", now()),
         Action.REPROCESS: lambda t: lifecycle.reprocess(app.sessions, t, "alice", now()),
         Action.RESOLVE: lambda t: lifecycle.resolve(app.sessions, t, "alice", now()),
@@ -244,7 +244,7 @@ def test_every_audit_event_records_the_same_fields_before_and_after(app: App) ->
     finish_with_rules(app, ticket_id)
     lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())
     fields = {"problem_type": "complaint", "device_model": None, "urgent_level": "high", "user_requirements": []}
-    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.router, app.clock.now())
+    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.schema, app.router, app.clock.now())
     lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
     lifecycle.resolve(app.sessions, ticket_id, "bob", app.clock.now())
     events = _events(app, ticket_id)
@@ -273,7 +273,7 @@ def test_a_resolved_ticket_reopens_on_a_new_message_even_after_a_correction(app:
     ticket_id = submit(app, "reopen")
     finish_with_rules(app, ticket_id)
     fields = {"problem_type": "consult", "device_model": None, "urgent_level": "low", "user_requirements": []}
-    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.router, app.clock.now())
+    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.schema, app.router, app.clock.now())
     again = receive(app.sessions, "shop", "reopen", Conversation.from_text("still broken"), ["message:2"],
                     app.clock.now())
     assert (again.status, again.enqueue) == ("corrected", False), "open and corrected: appended only"

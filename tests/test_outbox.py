@@ -91,7 +91,7 @@ class Box:
 
     def correct(self, ticket_id: int, fields: dict[str, Any]) -> None:
         now = self.clock.now()
-        lifecycle.correct(self.app.sessions, ticket_id, "alice", fields, self.app.router, now)
+        lifecycle.correct(self.app.sessions, ticket_id, "alice", fields, self.app.schema, self.app.router, now)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@
     ├── ConfigError            settings, schema file, routing rules (SettingsError, SchemaFileError, RuleError)
     ├── DatabaseNotReadyError  no tables yet, or behind the migrations
     ├── InputError             a malformed submission line, webhook payload, filter or cursor
+    ├── RejectedError          well-formed, but the record's rules refuse it (a correction the schema does not allow)
     ├── AuthError              a missing or wrong signature or token
     ├── NotFoundError          no such ticket
     ├── ConflictError          a transition the ticket's status does not allow, a claim someone else holds
@@ -36,6 +37,14 @@ class DatabaseNotReadyError(TriageError):
 
 class InputError(TriageError):
     """What a caller sent is malformed; the message names the field and why."""
+
+
+class RejectedError(TriageError):
+    """What a caller sent is well-formed, but the record's rules refuse it (e.g. the ticket schema)."""
+
+    def detail(self) -> object:
+        """The refusal as an answer's ``detail``: the reason in words, or a structure naming each problem."""
+        return str(self)
 
 
 class AuthError(TriageError):

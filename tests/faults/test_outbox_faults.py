@@ -124,7 +124,7 @@ def test_outbox_delivers_every_decision_once_while_its_worker_is_killed_and_zend
 
             for ticket_id in ids:  # a person moves every ticket to hardware-escalation, P1
                 now = app.clock.now()
-                lifecycle.correct(app.sessions, ticket_id, "alice", ESCALATION, app.router, now)
+                lifecycle.correct(app.sessions, ticket_id, "alice", ESCALATION, app.schema, app.router, now)
 
             def corrections_written() -> bool:
                 return sum(_writebacks(run, "corrected").values()) >= n and _unfinished(run) == 0

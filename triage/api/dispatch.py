@@ -6,6 +6,9 @@
     PATCH /tickets/{id}  {"urgent_level": "high"}    validated, re-routed, status corrected
     POST /tickets/{id}/claim                         409 when someone else holds it
     POST /tickets/{id}/reprocess                     through extraction again
+
+A ticket someone holds is theirs: another person's PATCH, reprocess, resolve or release is a 409
+naming the holder (the lifecycle decides, under the row lock; so does the desk).
     GET  /queues                                     counts per route and status, oldest SLA due
 
 Views are thin: the queries are :mod:`triage.store.queries`, every change :mod:`triage.tickets.lifecycle`,
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Body, Depends, Query, status
 from pydantic import BaseModel, Field, create_model
 
 from triage.api.auth import require_actor
@@ -40,7 +43,6 @@ from triage.store.queries import (
     Order,
     TicketFilter,
     TicketNotFoundError,
-    current_fields,
     list_tickets,
     queue_stats,
     ticket_detail,
@@ -110,21 +112,7 @@ def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
                   response_model=TicketDetail, responses={**documented(404, 409), 422: CORRECTION_422})
     def patch_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)],
                      changes: Annotated[dict[str, Any], Body(examples=[{"urgent_level": "high"}])]) -> dict[str, Any]:
-        current = current_fields(app.sessions, ticket_id)
-        unknown = sorted(set(changes) - set(app.schema.properties))
-        if unknown:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                {"message": "fields not in the ticket schema", "fields": unknown})
-        fields = app.schema.project({**current, **changes})
-        issues = app.schema.validate(fields)
-        if issues:
-            missing = [name for name in app.schema.required if name not in fields]
-            message = (f"the corrected ticket lacks required fields: {', '.join(missing)} (a ticket not extracted "
-                       "yet has none: give them all)" if missing else "the corrected ticket does not match the schema")
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                {"message": message, **({"missing": missing} if missing else {}),
-                                 "errors": [{"path": i.path, "message": i.message} for i in issues]})
-        lifecycle.correct(app.sessions, ticket_id, actor, fields, app.router, app.clock.now())
+        lifecycle.correct(app.sessions, ticket_id, actor, changes, app.schema, app.router, app.clock.now())
         return get_ticket(ticket_id)
 
     @router.post("/tickets/{ticket_id}/claim", summary="Assign the ticket to the caller", response_model=Claimed,

@@ -26,6 +26,7 @@ from triage.errors import (
     DatabaseNotReadyError,
     InputError,
     NotFoundError,
+    RejectedError,
     TriageError,
 )
 
@@ -35,6 +36,7 @@ STATUS_BY_KIND: tuple[tuple[type[TriageError], int], ...] = (
     (InputError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (RejectedError, 422),
     (DatabaseNotReadyError, 503),
     (ConfigError, 500),  # our configuration: the sender should retry once it is fixed
 )
@@ -53,7 +55,8 @@ def install(app: FastAPI) -> None:
     async def answer(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, TriageError)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
-        return SafeJSONResponse({"detail": str(exc)}, status_code=http_status(exc), headers=headers)
+        detail = exc.detail() if isinstance(exc, RejectedError) else str(exc)
+        return SafeJSONResponse({"detail": detail}, status_code=http_status(exc), headers=headers)
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -331,21 +331,3 @@ def transient_failures(sessions: sessionmaker[Session], reasons: Sequence[str], 
             select(Ticket.id).where(Ticket.status == Status.NEEDS_REVIEW, Ticket.fallback_reason.in_(reasons),
                                     Ticket.fallback_retried.is_(False), Ticket.finished_at <= finished_before)
             .order_by(Ticket.id)))
-
-
-def holder_of(sessions: sessionmaker[Session], ticket_id: int) -> str | None:
-    """Who holds the ticket (``assigned_to``); :class:`TicketNotFoundError` when there is no such ticket."""
-    with sessions() as session:
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is None:
-            raise TicketNotFoundError(ticket_id)
-        return ticket.assigned_to
-
-
-def current_fields(sessions: sessionmaker[Session], ticket_id: int) -> dict[str, Any]:
-    """The ticket's fields (``{}`` before extraction); :class:`~triage.errors.NotFoundError` when there is none."""
-    with sessions() as session:
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is None:
-            raise TicketNotFoundError(ticket_id)
-        return dict(ticket.fields or {})

@@ -8,9 +8,11 @@ audit event), and each is run once more when its connection turned out dead
 (:func:`~triage.store.db.retry_disconnect`).
 Automatic steps hold a *lease*: :func:`claim` hands a worker a token with a deadline, and every
 later write of that run is conditional on the token, so a redelivered message, a duplicate, or a
-worker whose lease ran out cannot overwrite a finished ticket. A person's actions lock the row
-and check :data:`~triage.tickets.states.TRANSITIONS`; a transition the table does not hold raises
-:class:`~triage.tickets.states.TransitionError`. Every change that matters to people writes an
+worker whose lease ran out cannot overwrite a finished ticket. A person's actions lock the row,
+then check who holds the ticket (someone else's claim raises :class:`ClaimConflictError`), what the
+correction's fields are worth (:func:`corrected_fields`) and :data:`~triage.tickets.states.TRANSITIONS`
+(a transition the table does not hold raises :class:`~triage.tickets.states.TransitionError`), all under
+that lock: the API and the desk only call them. Every change that matters to people writes an
 audit :class:`~triage.store.models.Event` whose before and after come from :func:`snapshot`, and in the
 same transaction the outbox's deliveries that decision needs (write-back, events, alerts:
 :func:`triage.outbox.outbox.decided`, published only after the commit)::
@@ -51,18 +53,20 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.conversation import Conversation
-from triage.errors import ConflictError
+from triage.errors import ConflictError, RejectedError
 from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.outbox import outbox
 from triage.routing import RouteDecision, Router
+from triage.schema import TicketSchema, ValidationIssue
 from triage.store import search
 from triage.store.db import changed_rows, retry_disconnect
 from triage.store.models import ATTEMPTS, CONVERSATIONS, EVENTS, TICKETS, Event, Ticket
 from triage.store.models import Conversation as ConversationRow
 from triage.store.queries import TicketNotFoundError
 from triage.tickets.states import (
+    TRANSITIONS,
     Action,
     EventKind,
     FallbackReason,
@@ -81,7 +85,33 @@ HUMAN_EXTRACTOR = "human"
 
 
 class ClaimConflictError(ConflictError):
-    """Someone else holds the ticket (or nobody does, for a release)."""
+    """Someone else holds the ticket (or nobody does, for a release); ``holder`` names who holds it."""
+
+    def __init__(self, message: str, holder: str | None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class CorrectionRejectedError(RejectedError):
+    """A correction the ticket schema refuses: fields it does not define (``unknown``), required fields the
+    corrected ticket would lack (``missing``), and every schema error with its path (``issues``)."""
+
+    def __init__(self, message: str, *, unknown: Sequence[str] = (), missing: Sequence[str] = (),
+                 issues: Sequence[ValidationIssue] = ()) -> None:
+        super().__init__(message)
+        self.unknown, self.missing, self.issues = list(unknown), list(missing), list(issues)
+
+    def detail(self) -> dict[str, Any]:
+        """The refusal as the API answers it: ``message`` and, where there are any, ``fields``, ``missing``
+        and ``errors`` (each ``{"path", "message"}``)."""
+        answer: dict[str, Any] = {"message": str(self)}
+        if self.unknown:
+            answer["fields"] = self.unknown
+        if self.missing:
+            answer["missing"] = self.missing
+        if self.issues:
+            answer["errors"] = [{"path": issue.path, "message": issue.message} for issue in self.issues]
+        return answer
 
 
 @dataclass(frozen=True)
@@ -542,16 +572,83 @@ def _poison(session: Session, ticket: Ticket, route: Callable[[datetime], RouteD
 
 
 # ---- a person's actions ---------------------------------------------------------------------------
+#
+# Who may act is decided here, on the row locked for the change: a ticket someone holds (the desk's
+# "Claim", ``POST /tickets/{id}/claim``) is theirs to correct, resolve, reprocess and release; anyone may
+# act on a ticket nobody holds. Every surface (the API, the desk) calls these functions and shows their
+# refusal; none checks anything itself first.
 
-def correct(sessions: sessionmaker[Session], ticket_id: int, actor: str, fields: dict[str, Any], router: Router,
-            now: datetime) -> None:
-    """Store a person's (already validated) fields and their route; status ``corrected``.
+def permitted(action: Action, status: str, holder: str | None, actor: str) -> bool:
+    """Whether ``actor`` may take ``action`` on a ticket that is ``status`` and held by ``holder`` (what a page
+    offers; the action itself decides again under the row lock). A claim is offered on a ticket nobody holds
+    (the holder's second claim changes nothing).
+
+    >>> permitted(Action.RESOLVE, "routed", None, "bob"), permitted(Action.RESOLVE, "routed", "alice", "bob")
+    (True, False)
+    >>> permitted(Action.ASSIGN, "routed", "alice", "bob"), permitted(Action.UNASSIGN, "routed", None, "bob")
+    (False, False)
+    >>> permitted(Action.CORRECT, "resolved", None, "bob")  # the status table's word
+    False
+    """
+    if action == Action.ASSIGN:
+        return holder is None
+    if action == Action.UNASSIGN:
+        return holder == actor
+    return holder in (None, actor) and status in TRANSITIONS[action]
+
+
+def _claimed_by_other(ticket: Ticket, actor: str) -> None:
+    """:class:`ClaimConflictError` naming the holder when someone other than ``actor`` holds ``ticket``."""
+    if ticket.assigned_to not in (None, actor):
+        raise ClaimConflictError(f"ticket {ticket.id} is claimed by {ticket.assigned_to}: only the holder can act "
+                                 "on it until they release it", ticket.assigned_to)
+
+
+def _acted_on(session: Session, ticket_id: int, actor: str) -> Ticket:
+    """The ticket locked for ``actor``'s action: :class:`ClaimConflictError` when someone else holds it."""
+    ticket = _locked(session, ticket_id)
+    _claimed_by_other(ticket, actor)
+    return ticket
+
+
+def corrected_fields(schema: TicketSchema, current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The ticket's fields after a person's ``changes`` (over its ``current`` ones): only the schema's fields,
+    and valid; :class:`CorrectionRejectedError` naming every problem otherwise.
+
+    >>> schema = TicketSchema.from_dict({"type": "object", "required": ["level"],
+    ...                                  "properties": {"level": {"enum": ["low", "high"]}}})
+    >>> corrected_fields(schema, {"level": "low"}, {"level": "high"})
+    {'level': 'high'}
+    >>> corrected_fields(schema, {}, {"colour": "red"})
+    Traceback (most recent call last):
+    ...
+    triage.tickets.lifecycle.CorrectionRejectedError: fields not in the ticket schema: colour
+    """
+    unknown = sorted(set(changes) - set(schema.properties))
+    if unknown:
+        raise CorrectionRejectedError(f"fields not in the ticket schema: {', '.join(unknown)}", unknown=unknown)
+    fields = schema.project({**current, **changes})
+    issues = schema.validate(fields)
+    if issues:
+        missing = [name for name in schema.required if name not in fields]
+        message = (f"the corrected ticket lacks required fields: {', '.join(missing)} (a ticket not extracted "
+                   "yet has none: give them all)" if missing else "the corrected ticket does not match the schema")
+        raise CorrectionRejectedError(message, missing=missing, issues=issues)
+    return fields
+
+
+def correct(sessions: sessionmaker[Session], ticket_id: int, actor: str, changes: Mapping[str, Any],
+            schema: TicketSchema, router: Router, now: datetime) -> dict[str, Any]:
+    """Set the fields ``changes`` names (the others stay) and route the ticket by them; status ``corrected``.
+    The fields that result are validated against ``schema`` under the row lock
+    (:func:`corrected_fields`); they are returned.
 
     The SLA is the route's, counted from the ticket's SLA start (not from the correction): a correction
     that leaves the route and priority as they were leaves the due time alone.
     """
     with sessions.begin() as session:
-        ticket = _locked(session, ticket_id)
+        ticket = _acted_on(session, ticket_id, actor)
+        fields = corrected_fields(schema, ticket.fields or {}, changes)
         before = snapshot(ticket)
         _apply(ticket, Action.CORRECT, now)
         decision = router.route(fields, ticket.sla_started_at)
@@ -564,16 +661,15 @@ def correct(sessions: sessionmaker[Session], ticket_id: int, actor: str, fields:
         _drop_lease(ticket)
         ticket.finished_at = now
         _audit(session, ticket, actor, EventKind.CORRECTED, before, now)
+        return fields
 
 
 def assign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
     """Give the ticket to ``actor`` (claiming it twice is fine); someone else's claim is a conflict."""
     with sessions.begin() as session:
-        ticket = _locked(session, ticket_id)
+        ticket = _acted_on(session, ticket_id, actor)
         if ticket.assigned_to == actor:
             return
-        if ticket.assigned_to is not None:
-            raise ClaimConflictError(f"ticket {ticket_id} is claimed by {ticket.assigned_to}")
         before = snapshot(ticket)
         _apply(ticket, Action.ASSIGN, now)
         ticket.assigned_to, ticket.assigned_at = actor, now
@@ -583,10 +679,9 @@ def assign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: dat
 def unassign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
     """Release ``actor``'s claim; only the holder may release it."""
     with sessions.begin() as session:
-        ticket = _locked(session, ticket_id)
-        if ticket.assigned_to != actor:
-            holder = f"claimed by {ticket.assigned_to}" if ticket.assigned_to else "not claimed"
-            raise ClaimConflictError(f"ticket {ticket_id} is {holder}; only the holder can release it")
+        ticket = _acted_on(session, ticket_id, actor)
+        if ticket.assigned_to is None:
+            raise ClaimConflictError(f"ticket {ticket_id} is not claimed; only a holder can release it", None)
         before = snapshot(ticket)
         _apply(ticket, Action.UNASSIGN, now)
         ticket.assigned_to = ticket.assigned_at = None
@@ -599,11 +694,23 @@ def reprocess(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: 
     A worker still holding the previous run loses its lease, so its late result is discarded.
     """
     with sessions.begin() as session:
-        ticket = _locked(session, ticket_id)
+        ticket = _acted_on(session, ticket_id, actor)
         before = snapshot(ticket)
         _apply(ticket, Action.REPROCESS, now)
         _audit(session, ticket, actor, EventKind.REPROCESS, before, now)
 
+
+def resolve(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+    """Close the ticket (``resolved``); a new customer message reopens it as a new extraction."""
+    with sessions.begin() as session:
+        ticket = _acted_on(session, ticket_id, actor)
+        before = snapshot(ticket)
+        _apply(ticket, Action.RESOLVE, now)
+        ticket.resolved_at = now
+        _audit(session, ticket, actor, EventKind.RESOLVED, before, now)
+
+
+# ---- a job's actions -------------------------------------------------------------------------------
 
 def reextract(sessions: sessionmaker[Session], ticket_id: int, kind: EventKind, now: datetime, *,
               only_from: Collection[Status] = (Status.ROUTED, Status.NEEDS_REVIEW),
@@ -619,13 +726,3 @@ def reextract(sessions: sessionmaker[Session], ticket_id: int, kind: EventKind, 
         ticket.fallback_retried = ticket.fallback_retried or fallback_retry
         _audit(session, ticket, kind.value, kind, before, now)
         return True
-
-
-def resolve(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
-    """Close the ticket (``resolved``); a new customer message reopens it as a new extraction."""
-    with sessions.begin() as session:
-        ticket = _locked(session, ticket_id)
-        before = snapshot(ticket)
-        _apply(ticket, Action.RESOLVE, now)
-        ticket.resolved_at = now
-        _audit(session, ticket, actor, EventKind.RESOLVED, before, now)

@@ -39,14 +39,13 @@ from triage.store.queries import (
     Order,
     TicketFilter,
     breached_among,
-    holder_of,
     known_ticket_id,
     list_tickets,
     queue_stats,
     ticket_detail,
 )
 from triage.tickets import lifecycle
-from triage.tickets.states import Action, Status, sources
+from triage.tickets.states import Action, Status
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +68,9 @@ SECURITY_HEADERS = {
 NOTICES = {"claimed": "You claimed this ticket.", "released": "You released this ticket.",
            "corrected": "Correction saved: the ticket was routed again.", "resolved": "Ticket resolved.",
            "reprocess": "Sent for a new extraction.", "signed_out": "You are signed out."}
+#: The ticket page's buttons and the lifecycle action each one takes (the page offers what the lifecycle permits).
+ACTIONS = {"claim": Action.ASSIGN, "release": Action.UNASSIGN, "correct": Action.CORRECT, "resolve": Action.RESOLVE,
+           "reprocess": Action.REPROCESS}
 ORDERS: dict[str, str] = {"sla": "SLA due first", "newest": "Newest first", "oldest": "Oldest first"}
 HTML_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "the page"},
@@ -202,12 +204,8 @@ class Desk:
                              message=f"There is no ticket {ticket_id}.")
         ticket = detail["ticket"]
         holder = ticket["assigned_to"]
-        free = holder in (None, viewer.actor)
-        status = ticket["status"]
-        allowed = {"claim": holder is None, "release": holder == viewer.actor,
-                   "correct": free and status in sources(Action.CORRECT),
-                   "resolve": free and status in sources(Action.RESOLVE),
-                   "reprocess": free and status in sources(Action.REPROCESS)}
+        allowed = {name: lifecycle.permitted(action, ticket["status"], holder, viewer.actor)
+                   for name, action in ACTIONS.items()}
         fields = submitted if submitted is not None else dict(ticket["fields"] or {})
         return self.page(
             "ticket.html", viewer, status_code, ticket=ticket, conversation=detail["conversation"],
@@ -238,29 +236,34 @@ class Desk:
             return f"No rule matched: the fallback target {settings.fallback.route}."
         return "Routed by an earlier version of the routing rules."
 
-    def act(self, viewer: Viewer, ticket_id: int, done: str, action: Callable[[], None], *,
-            needs_claim: bool = True) -> Response:
-        """Run a person's action, then back to the ticket; a refusal re-renders it with the reason."""
+    def act(self, viewer: Viewer, ticket_id: int, done: str, action: Callable[[], None]) -> Response:
+        """Run a person's action, then back to the ticket; the lifecycle's refusal (someone else's claim, a
+        status that does not allow it) re-renders the ticket with the reason."""
         try:
             known_ticket_id(ticket_id)
-            if needs_claim:
-                holder = holder_of(self.app.sessions, ticket_id)
-                if holder not in (None, viewer.actor):
-                    raise lifecycle.ClaimConflictError(f"ticket {ticket_id} is claimed by {holder}")
             action()
         except TriageError as exc:
             return self.ticket(viewer, ticket_id, error=str(exc), status_code=http_status(exc))
         return RedirectResponse(f"{DESK_PATH}tickets/{ticket_id}?done={done}", status_code=303)
 
     def correct(self, viewer: Viewer, ticket_id: int, form: forms.Form) -> Response:
+        """The form's fields through the lifecycle's correction; what the form or the schema refuses is shown
+        next to its field, nothing saved."""
         fields, problems = forms.read_form(self.app.schema, form)
         if not problems:
-            problems = forms.issues_by_field(self.app.schema.validate(fields), list(self.app.schema.properties))
-        if problems:
-            return self.ticket(viewer, ticket_id, submitted=fields, problems=problems, status_code=422,
-                               error="The correction was not saved: see the fields marked below.")
-        return self.act(viewer, ticket_id, "corrected", lambda: lifecycle.correct(
-            self.app.sessions, ticket_id, viewer.actor, fields, self.app.router, self.app.clock.now()))
+            try:
+                known_ticket_id(ticket_id)
+                lifecycle.correct(self.app.sessions, ticket_id, viewer.actor, fields, self.app.schema,
+                                  self.app.router, self.app.clock.now())
+            except lifecycle.CorrectionRejectedError as exc:
+                problems = forms.issues_by_field(exc.issues, list(self.app.schema.properties)) \
+                    or {forms.WHOLE_TICKET: str(exc)}
+            except TriageError as exc:
+                return self.ticket(viewer, ticket_id, error=str(exc), status_code=http_status(exc))
+            else:
+                return RedirectResponse(f"{DESK_PATH}tickets/{ticket_id}?done=corrected", status_code=303)
+        return self.ticket(viewer, ticket_id, submitted=fields, problems=problems, status_code=422,
+                           error="The correction was not saved: see the fields marked below.")
 
     def reprocess(self, ticket_id: int, actor: str) -> None:
         lifecycle.reprocess(self.app.sessions, ticket_id, actor, self.app.clock.now())
@@ -344,20 +347,17 @@ def _router(desk: Desk) -> APIRouter:
     def ticket_page(viewer: Signed, ticket_id: int, done: str = "") -> Response:
         return desk.ticket(viewer, ticket_id, notice=NOTICES.get(done))
 
-    def action(name: str, done: str, run: Callable[[int, str], None], needs_claim: bool = True) -> None:
+    def action(name: str, done: str, run: Callable[[int, str], None]) -> None:
         @router.post(f"/tickets/{{ticket_id}}/{name}", response_class=HTMLResponse, responses=FORM_ANSWERS,
                      summary=f"{name.capitalize()} the ticket (desk form)", name=f"desk_{name}")
         def post(viewer: Signed, ticket_id: int,
                  csrf_token: Annotated[str, Form()] = "") -> Response:
             checked(viewer, csrf_token)
-            return desk.act(viewer, ticket_id, done, lambda: run(ticket_id, viewer.actor),
-                            needs_claim=needs_claim)
+            return desk.act(viewer, ticket_id, done, lambda: run(ticket_id, viewer.actor))
 
     app = desk.app
-    action("claim", "claimed", lambda t, actor: lifecycle.assign(app.sessions, t, actor, app.clock.now()),
-           needs_claim=False)
-    action("release", "released", lambda t, actor: lifecycle.unassign(app.sessions, t, actor, app.clock.now()),
-           needs_claim=False)
+    action("claim", "claimed", lambda t, actor: lifecycle.assign(app.sessions, t, actor, app.clock.now()))
+    action("release", "released", lambda t, actor: lifecycle.unassign(app.sessions, t, actor, app.clock.now()))
     action("resolve", "resolved", lambda t, actor: lifecycle.resolve(app.sessions, t, actor, app.clock.now()))
     action("reprocess", "reprocess", desk.reprocess)
 
