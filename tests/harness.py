@@ -59,6 +59,30 @@ def fresh_database(server: str) -> Iterator[str]:
         admin.dispose()
 
 
+#: How long :func:`until_lock_waiters` waits for a statement to queue on a lock.
+LOCK_WAIT_SECONDS = 20
+
+
+def lock_waiters(url: str) -> int:
+    """How many sessions of ``url``'s PostgreSQL database wait for a lock (a row's, say) right now."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def until_lock_waiters(url: str, count: int) -> None:
+    """Return once ``count`` sessions of ``url``'s database wait for a lock (at most :data:`LOCK_WAIT_SECONDS`)."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while lock_waiters(url) < count:
+        assert time.monotonic() < deadline, f"{count} statements never queued on a lock"
+        time.sleep(0.02)
+
+
 def clean_environ() -> dict[str, str]:
     """The test process's environment without any triage or MiMo setting."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("TRIAGE_", "MIMO_"))}

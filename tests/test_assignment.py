@@ -10,7 +10,6 @@ the lock, not in a read before it.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,14 +20,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select, text
 
 from tests.factories import ALICE, BOB, Service, csrf_of, finish_with_rules, serve, sign_in, submit
+from tests.harness import LOCK_WAIT_SECONDS, until_lock_waiters
 from triage.store.models import Event, Ticket
 
 SURFACES = ("api", "desk")
 ACTIONS = ("correct", "resolve", "reprocess", "release")
 #: The correction both surfaces send: the one field that moves the ticket to a P1 route.
 CORRECTION = {"urgent_level": "high"}
-#: How long the race test waits for a request to queue on the row lock.
-LOCK_WAIT_SECONDS = 20
 
 
 def _form(service: Service, ticket_id: int, csrf: str) -> dict[str, str]:
@@ -173,24 +171,6 @@ def test_a_correction_the_schema_refuses_changes_nothing_on_either(people: Peopl
 
 # ---- two people at once (PostgreSQL: the row lock is real) ---------------------------------------------------
 
-def _waiting_on_locks(url: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return int(connection.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'")).scalar_one())
-    finally:
-        engine.dispose()
-
-
-def _until_waiting(url: str, count: int) -> None:
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while _waiting_on_locks(url) < count:
-        assert time.monotonic() < deadline, f"{count} requests never queued on the ticket's row lock"
-        time.sleep(0.02)
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("action", ["correct", "resolve", "reprocess"])
 @pytest.mark.parametrize("surface", SURFACES)
@@ -222,9 +202,9 @@ def test_two_people_at_once_the_one_behind_the_claim_is_refused(migrated_postgre
                 holding = connection.begin()
                 connection.execute(text("SELECT id FROM tickets WHERE id = :id FOR UPDATE"), {"id": ticket_id})
                 alice = run("alice", lambda: running.client.post(f"/tickets/{ticket_id}/claim", headers=ALICE))
-                _until_waiting(migrated_postgres_url, 1)
+                until_lock_waiters(migrated_postgres_url, 1)
                 bob = run("bob", bob_acts)
-                _until_waiting(migrated_postgres_url, 2)
+                until_lock_waiters(migrated_postgres_url, 2)
                 holding.commit()
             alice.join(LOCK_WAIT_SECONDS)
             bob.join(LOCK_WAIT_SECONDS)

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from celery.exceptions import Retry as CeleryRetry
 from prometheus_client import REGISTRY
-from sqlalchemy import event, select, update
+from sqlalchemy import create_engine, event, select, update
 
 from tests.factories import ManualClock, RecordingPublisher, build_app, count_statements, recording, submit
 from tests.fakeapi import BATCH_BLOCK, FakeMiMo, batch_keys, error, ok
+from tests.harness import LOCK_WAIT_SECONDS, until_lock_waiters
 from triage.app import App
 from triage.queues import EXTRACT_TASK
 from triage.ratelimit import Headroom, RateLimiter
@@ -334,6 +335,38 @@ def test_two_workers_never_claim_the_same_ticket(app: App) -> None:
         first, second = pool.map(take, [ids[0], ids[11]])
     assert not set(first) & set(second)
     assert len(first) + len(second) == 12 or min(len(first), len(second)) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("meanwhile", ["appends", "leases"])
+def test_a_ticket_locked_for_the_moment_is_waited_for_not_skipped(migrated_postgres_url: str, api: FakeMiMo,
+                                                                  meanwhile: str) -> None:
+    """Intake holds the ticket's row lock while it appends a message: the claim waits for it and then reads the
+    row as intake left it (still claimable: claimed, companions and all); only a ticket another run leased
+    meanwhile is nothing to do. Skipping the locked row took a claimable ticket for one held elsewhere."""
+    app = _app(migrated_postgres_url, api, TRIAGE__EXTRACTION__BATCH_MODE="always")
+    locker = create_engine(migrated_postgres_url)
+    try:
+        ids = _tickets(app, 2)
+        now = app.clock.now()
+        with locker.connect() as connection, ThreadPoolExecutor(1) as pool:
+            holding = connection.begin()
+            connection.execute(select(Ticket.id).where(Ticket.id == ids[0]).with_for_update())
+            claiming = pool.submit(lifecycle.claim_batch, app.sessions, ids[0], SIZE, now, app.lease_seconds)
+            until_lock_waiters(migrated_postgres_url, 1)
+            assert not claiming.done(), "the claim waits for the lock"
+            changes = {"updated_at": now} if meanwhile == "appends" else {
+                "status": "processing", "lease_token": "another-run", "lease_until": now + timedelta(minutes=1)}
+            connection.execute(update(Ticket).where(Ticket.id == ids[0]).values(**changes))
+            holding.commit()
+            claims = claiming.result(timeout=LOCK_WAIT_SECONDS)
+        if meanwhile == "appends":
+            assert [claim.ticket_id for claim in claims] == ids
+        else:
+            assert claims == [], "leased to another run: nothing to do"
+    finally:
+        locker.dispose()
+        app.close()
 
 
 def test_the_retention_purge_takes_a_batch_call_with_the_last_of_its_tickets(app: App) -> None:

@@ -82,7 +82,7 @@ def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
     except Exception as exc:
         _unclaimed_failure(app, task, ticket_id, exc)
     if claim is None:
-        log.info("ticket %s: not claimable (finished or held elsewhere), nothing to do", ticket_id)
+        log.info("ticket %s: not claimable (finished, or leased to another run), nothing to do", ticket_id)
         return SKIPPED
     return _extract_claimed(app, task, claim)
 
@@ -150,7 +150,7 @@ def extract_batch(app: App, task: Task[Any, Any], ticket_id: int, beyond: int) -
     companions = [claim for claim in claims if claim is not own]
     if not companions:
         if own is None:
-            log.info("ticket %s: not claimable (finished or held elsewhere), nothing to do", ticket_id)
+            log.info("ticket %s: not claimable (finished, or leased to another run), nothing to do", ticket_id)
             return SKIPPED
         return _extract_claimed(app, task, own)
     with Heartbeat(lambda: lifecycle.renew_batch(app.sessions, claims, app.clock.now(), app.lease_seconds) > 0,

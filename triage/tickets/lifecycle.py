@@ -41,7 +41,6 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
-    case,
     exists,
     func,
     insert,
@@ -342,7 +341,9 @@ def _claim(sessions: sessionmaker[Session], ticket_id: int, action: Action, now:
 
 def claim(sessions: sessionmaker[Session], ticket_id: int, now: datetime, lease_seconds: float) -> Claim | None:
     """Move a ``queued`` ticket (or a ``processing`` one whose lease ran out) to ``processing`` under a
-    new lease; ``None`` when it is finished or held (a redelivered message then changes nothing)."""
+    new lease; ``None`` when it is finished or leased to another run (a redelivered message then changes
+    nothing). A row lock held for the moment (intake appending a message, a person's action) is waited for:
+    the conditional ``UPDATE`` reads the row as that transaction left it."""
     return _claim(sessions, ticket_id, Action.CLAIM, now, lease_seconds)
 
 
@@ -361,9 +362,15 @@ def _batchable(now: datetime | ColumnElement[datetime], tickets: FromClause = TI
 @functools.cache
 def _batch_claim(counted: bool) -> Update:
     """:func:`claim_batch`'s one statement, built once and bound at each call (:func:`_batch_claim_values`):
-    a CTE with its subqueries costs far more CPU to build than to run. ``counted``: companions are taken
-    only when more than ``:beyond`` others wait, an uncorrelated subquery (run once) reading at most
-    ``:beyond + 1`` ids; without it, whenever a companion is found."""
+    CTEs with their subqueries cost far more CPU to build than to run.
+
+    ``own`` locks the run's own ticket if it is claimable, *waiting* for a lock someone holds for the moment
+    (intake appending a message, a person's action); PostgreSQL then reads the row as that transaction left it.
+    Skipping it instead would read a ticket intake is appending to as held elsewhere, and its message would be
+    spent with the ticket left ``queued``. ``companions``, only when ``own`` was claimable, are other claimable
+    tickets, oldest first, skipping rows another worker is claiming (``SKIP LOCKED``: any of them will do).
+    ``counted``: companions are taken only when more than ``:beyond`` others wait, an uncorrelated subquery
+    (run once) reading at most ``:beyond + 1`` ids; without it, whenever a companion is found."""
     ticket_id, now = bindparam("ticket_id", type_=Integer), bindparam("now", type_=TICKETS.c.updated_at.type)
     enough: ColumnElement[bool] = true()
     if counted:
@@ -371,14 +378,17 @@ def _batch_claim(counted: bool) -> Update:
         waiting = (select(other.c.id).where(other.c.id != ticket_id, _batchable(now, other))
                    .limit(bindparam("waiting_limit", type_=Integer)).subquery())
         enough = select(func.count()).select_from(waiting).scalar_subquery() > bindparam("beyond", type_=Integer)
-    chosen = (select(TICKETS.c.id)
-              .where(or_(TICKETS.c.id == ticket_id, and_(_batchable(now), enough)),
-                     TICKETS.c.status.in_(sources(Action.CLAIM)), _lease_free(now), _claimable_exists(ticket_id, now))
-              .order_by(case((TICKETS.c.id == ticket_id, 0), else_=1), TICKETS.c.id)
-              .limit(bindparam("size", type_=Integer)).with_for_update(skip_locked=True)
-              .cte("chosen"))  # a CTE runs once: PostgreSQL may run an IN subquery again, past its LIMIT
+    own = (select(TICKETS.c.id)
+           .where(TICKETS.c.id == ticket_id, TICKETS.c.status.in_(sources(Action.CLAIM)), _lease_free(now))
+           .with_for_update().cte("own"))
+    companions = (select(TICKETS.c.id)
+                  .where(TICKETS.c.id != ticket_id, _batchable(now), exists(select(own.c.id)), enough)
+                  .order_by(TICKETS.c.id).limit(bindparam("companions", type_=Integer))
+                  .with_for_update(skip_locked=True)
+                  .cte("companions"))  # a CTE runs once: PostgreSQL may run an IN subquery again, past its LIMIT
+    chosen = select(own.c.id).union_all(select(companions.c.id))
     return (update(TICKETS)
-            .where(TICKETS.c.id.in_(select(chosen.c.id)), TICKETS.c.status.in_(sources(Action.CLAIM)), _lease_free(now))
+            .where(TICKETS.c.id.in_(chosen), TICKETS.c.status.in_(sources(Action.CLAIM)), _lease_free(now))
             .values(status=single_target(Action.CLAIM), updated_at=now,
                     lease_token=bindparam("new_lease_token", type_=TICKETS.c.lease_token.type),
                     lease_until=bindparam("new_lease_until", type_=TICKETS.c.lease_until.type))
@@ -388,7 +398,7 @@ def _batch_claim(counted: bool) -> Update:
 
 def _batch_claim_values(ticket_id: int, size: int, now: datetime, lease_seconds: float, beyond: int) -> dict[str, Any]:
     lease = _grant_lease(now, lease_seconds)
-    values = {"ticket_id": ticket_id, "now": now, "size": size, "new_lease_token": lease["lease_token"],
+    values = {"ticket_id": ticket_id, "now": now, "companions": size - 1, "new_lease_token": lease["lease_token"],
               "new_lease_until": lease["lease_until"]}
     return values | ({"beyond": beyond, "waiting_limit": beyond + 1} if beyond else {})
 
@@ -402,7 +412,9 @@ def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now:
     with fewer, ``ticket_id`` is claimed alone).
 
     ``ticket_id``'s claim comes first; nothing is claimed (``[]``) when ``ticket_id`` itself is not
-    claimable. The other tickets' own messages then find them held (or finished) and do nothing.
+    claimable: finished, or leased to another run. A lock someone holds on it for the moment is waited
+    for, as :func:`claim`'s ``UPDATE`` waits. The other tickets' own messages then find them leased (or
+    finished) and do nothing.
     """
     with sessions.begin() as session:
         rows = session.execute(_batch_claim(beyond > 0),
@@ -422,12 +434,6 @@ def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now:
     claims = [Claim(row.id, str(row.lease_token), row.run, Conversation.from_dicts(messages[row.conversation_id]),
                     prior[row.id], row.sla_started_at) for row in rows]
     return sorted(claims, key=lambda claim: (claim.ticket_id != ticket_id, claim.ticket_id))
-
-
-def _claimable_exists(ticket_id: ColumnElement[int], now: ColumnElement[datetime]) -> ColumnElement[bool]:
-    """``ticket_id`` itself is claimable: a batch is only ever taken by its own ticket's message."""
-    own = TICKETS.alias("own")
-    return exists().where(own.c.id == ticket_id, own.c.status.in_(sources(Action.CLAIM)), _lease_free(now, own))
 
 
 @retry_disconnect
