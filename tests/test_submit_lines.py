@@ -42,6 +42,8 @@ HOSTILE = [
      "an integer of more than 4300 digits"),
     (b'{"source": "shop", "external_id": "utf8", "text": "caf\xe9"}', "not UTF-8"),
     (_line(external_id="nan", customer={"score": float("nan")}), "NaN is not a JSON number"),
+    (b'{"source": "shop", "external_id": "twice", "text": "hi", "external_id": "other"}',
+     'the key "external_id" is given twice'),
 ]
 
 
@@ -80,8 +82,8 @@ def test_a_file_of_hostile_lines_keeps_every_good_one(app: App) -> None:
     outcomes = _run(app, lines)
     stored = {o.external_id: o.number for o in outcomes if isinstance(o, Stored)}
     refused = {o.number: o.reason for o in outcomes if isinstance(o, Refused)}
-    assert stored == {"first": 1, "nul": 2, "surrogate": 3, "last": 11}
-    assert sorted(refused) == [4, 5, 6, 7, 8, 9]
+    assert stored == {"first": 1, "nul": 2, "surrogate": 3, "last": 12}
+    assert sorted(refused) == [4, 5, 6, 7, 8, 9, 10]
     for number, (_, expected) in enumerate(HOSTILE, start=2):
         if expected != "stored":
             assert expected in refused[number]
@@ -158,9 +160,12 @@ def test_invalid_utf8_costs_only_its_line_through_the_command(tmp_path: Path) ->
     assert [json.loads(line)["external_id"] for line in result.stdout.splitlines()] == [
         "bom-first", "nul", "surrogate", "after"]
     errors = result.stderr.splitlines()
-    assert [e.split(":")[0] for e in errors] == [f"line {n}" for n in (4, 5, 6, 7, 8, 9)]
+    assert [e.split(":")[0] for e in errors] == [f"line {n}" for n in (4, 5, 6, 7, 8, 9, 10)]
     assert "Traceback" not in result.stderr
     assert '"external_id" is 256 characters long' in errors[0] and "not UTF-8" in errors[4]
+    assert errors[6] == 'line 10: not usable JSON: the key "external_id" is given twice'
+    with stack.sessions() as session:
+        assert not session.scalars(select(Conversation).where(Conversation.external_id.in_(["twice", "other"]))).all()
     stack.close()
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from triage import __version__, logs
 from triage.api import errors
+from triage.api.bodies import StrictJSONRoute
 from triage.api.deliveries import deliveries_router
 from triage.api.desk import DESK_PATH, install_desk
 from triage.api.dispatch import dispatch_router
@@ -51,6 +52,7 @@ def create_app(app: App | None = None, publish: Callable[[int], None] | None = N
     publish = publish or app.publisher.extraction_or_log
     api = FastAPI(title="triage", summary="Customer-service ticket triage: webhooks in, dispatch review out.",
                   version=__version__, default_response_class=SafeJSONResponse, docs_url=None, redoc_url=None)
+    api.router.route_class = StrictJSONRoute  # the app's own routes read JSON as every router's do
     errors.install(api)
     install_metrics(api, app)
     install_docs(api)

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from triage.api.auth import require_actor
+from triage.api.bodies import StrictJSONRoute
 from triage.api.responses import DELIVERY_STATUS_HELP, DeliveryOut, DeliveryPageOut
 from triage.app import App
 from triage.outbox.states import DeliveryStatus
@@ -21,7 +22,7 @@ from triage.store.deliveries import list_deliveries
 
 def deliveries_router(app: App) -> APIRouter:
     authenticated = require_actor(app.settings.api.tokens)
-    router = APIRouter(tags=["outbox"], dependencies=[Depends(authenticated)])
+    router = APIRouter(tags=["outbox"], dependencies=[Depends(authenticated)], route_class=StrictJSONRoute)
     page_max = app.settings.api.page_size_max
 
     @router.get("/deliveries", response_model=DeliveryPageOut, summary="Outbox deliveries, newest first",

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Body, Depends, Query, status
 from pydantic import BaseModel, Field, create_model
 
 from triage.api.auth import require_actor
+from triage.api.bodies import StrictJSONRoute
 from triage.api.params import TicketId, plain_query
 from triage.api.responses import (
     Claimed,
@@ -71,6 +72,7 @@ CORRECTION_422 = {"model": CorrectionRejected | RequestInvalid,
 def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     authenticated = require_actor(app.settings.api.tokens)
     router = APIRouter(tags=["dispatch review"], dependencies=[Depends(authenticated), Depends(plain_query)],
+                       route_class=StrictJSONRoute,
                        responses=documented(400, 401))
     page_max = app.settings.api.page_size_max
     FieldFilters = _field_filters(app.settings.api.filter_fields)  # noqa: N806 (a class)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from triage.api.auth import require_actor
+from triage.api.bodies import StrictJSONRoute
 from triage.api.review_models import (
     AccuracyReport,
     CorrectionModel,
@@ -54,7 +55,7 @@ def accuracy_report(report: Accuracy) -> AccuracyReport:
 
 def review_router(app: App) -> APIRouter:
     authenticated = require_actor(app.settings.api.tokens)
-    router = APIRouter(tags=["dispatch review"], dependencies=[Depends(authenticated)])
+    router = APIRouter(tags=["dispatch review"], dependencies=[Depends(authenticated)], route_class=StrictJSONRoute)
 
     @router.delete("/tickets/{ticket_id}/claim", response_model=ReleasedTicket, responses=TICKET_ERRORS,
                    summary="Release your claim on the ticket (only the holder can)")

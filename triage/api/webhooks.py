@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 
+from triage.api.bodies import StrictJSONRoute
 from triage.api.responses import SafeJSONResponse, WebhookAccepted, WebhookIgnored, documented
 from triage.app import App
 from triage.intake.inbound import accept_inbound
@@ -71,7 +72,7 @@ def check_secrets(settings: Settings) -> None:
 
 def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     check_secrets(app.settings)
-    router = APIRouter(tags=["webhooks"])
+    router = APIRouter(tags=["webhooks"], route_class=StrictJSONRoute)
     hooks = app.settings.webhooks
 
     def platform_for(source: str) -> tuple[Platform, str | None]:

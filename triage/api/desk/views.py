@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from triage.api.bodies import StrictJSONRoute
 from triage.api.desk import forms
 from triage.api.desk.render import environment
 from triage.api.desk.session import PRESESSION_COOKIE, PRESESSION_SECONDS, SESSION_COOKIE, DeskSession, SessionKeys
@@ -304,7 +305,7 @@ def _event(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _router(desk: Desk) -> APIRouter:
-    router = APIRouter(prefix="/desk", tags=["desk"])
+    router = APIRouter(prefix="/desk", tags=["desk"], route_class=StrictJSONRoute)
     Signed = Annotated[Viewer, Depends(desk.viewer)]  # noqa: N806 (a type)
 
     def checked(viewer: Viewer, csrf_token: str) -> None:
