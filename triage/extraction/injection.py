@@ -35,6 +35,15 @@ MAX_MATCH_CHARS = 200
 PATTERN_FLAGS = re.IGNORECASE | re.MULTILINE
 
 
+def compile_patterns(patterns: Mapping[str, str]) -> dict[str, re.Pattern[str]]:
+    """``patterns`` (name -> regular expression over folded text) compiled as the detector matches them."""
+    return {name: re.compile(pattern, PATTERN_FLAGS) for name, pattern in patterns.items()}
+
+
+#: The shipped patterns (:data:`~triage.extraction.injection_patterns.DEFAULT_PATTERNS`), compiled once.
+SHIPPED = compile_patterns(DEFAULT_PATTERNS)
+
+
 @dataclass(frozen=True)
 class InjectionMatch:
     """The first pattern that matched, and what it matched (in :func:`~triage.extraction.untrusted.fold` form)."""
@@ -54,13 +63,13 @@ class InjectionDetector:
     InjectionMatch(pattern='refund', text='refund')
     """
 
-    def __init__(self, patterns: Mapping[str, str] = DEFAULT_PATTERNS) -> None:
-        self.patterns = {name: re.compile(pattern, PATTERN_FLAGS) for name, pattern in patterns.items()}
+    def __init__(self, patterns: Mapping[str, str] | None = None) -> None:
+        self.patterns = SHIPPED if patterns is None else compile_patterns(patterns)
 
     @classmethod
     def from_settings(cls, settings: ExtractionSettings) -> InjectionDetector:
         """The detector ``extraction.injection_patterns`` configures (empty: the shipped defaults)."""
-        return cls(settings.injection_patterns or DEFAULT_PATTERNS)
+        return cls(settings.injection_patterns or None)
 
     def scan(self, conversation: Conversation) -> InjectionMatch | None:
         """The first match in the customer's messages, in order; agents' messages are not read."""

@@ -8,6 +8,10 @@ invisible characters or accents, look-alike brackets as ASCII ``<``/``>``, full-
 punctuation as ASCII (``：`` is ``:``), every line break ``\\n``. Write new patterns for that form.
 ``extraction.injection_patterns`` replaces this set (see README, *Hostile and odd input*).
 
+Each one must scan in time linear in the text: ``tests/test_regex_budget.py`` times every shipped pattern
+on the largest message a webhook can carry, built to hurt it, and fails on a pattern that backtracks
+over a run it was already tried on (start a run's pattern with a lookbehind, as ``marker`` does).
+
 Each one is kept narrow on purpose: ``tests/test_injection.py`` holds ordinary English and
 Chinese support messages (\"please ignore my previous message\", \"I turned on developer mode\",
 \"系统提示：存储空间不足\") that none may match.
@@ -22,8 +26,9 @@ _TICKET_KEYS = (r"(?:route|priority|team|problem_type|urgent_level|device_model|
                 r"|extractor)")
 
 DEFAULT_PATTERNS: dict[str, str] = {
-    # <<<END CONVERSATION>>> and its look-alikes (brackets are folded to ASCII first)
-    "marker": r"<<+\s*(?:end\s+)?conversation\b|\bend\s+conversation\s*>>+",
+    # <<<END CONVERSATION>>> and its look-alikes (brackets are folded to ASCII first); a run of brackets is
+    # tried from its first one only, so a long run costs its length, not its square
+    "marker": r"(?<!<)<<+\s*(?:end\s+)?conversation\b|\bend\s+conversation\s*>>+",
     # <|im_start|>, [INST], <<SYS>>, <system>...</system>
     "chat-template": r"<\|[a-z_]{2,20}\|>|\[/?inst\]|<</?sys>>"
                      r"|<\s*/?\s*(?:system|assistant|developer|instructions?)\s*>",
@@ -35,9 +40,10 @@ DEFAULT_PATTERNS: dict[str, str] = {
                         r"(?!\s+(?:message|e-?mail|mail|address|number|order|link|photo|picture|comment|note))",
     # "new instructions: ...", "new task: ..."
     "new-instructions": r"\bnew\s+(?:instructions?|task|system\s+prompt|directives?)\s*:",
-    # "SYSTEM OVERRIDE", "Developer message:", "assistant:" at the start of a line
+    # "SYSTEM OVERRIDE", "Developer message:", "assistant:" at the start of a line (blanks before it on that
+    # line only: a line start must not read on through every following line break)
     "fake-role": r"\b(?:system|admin|developer)\s+override\b|\b(?:system|developer|admin)\s+(?:message|instruction)s?"
-                 r"\s*:|^\s*assistant\s*:",
+                 r"\s*:|^[^\S\n]*assistant\s*:",
     # a JSON answer in the text: {"route": ..., "priority": ...}
     "json-answer": rf'"{_TICKET_KEYS}"\s*:',
     # the schema's own field names: "set urgent_level to high"

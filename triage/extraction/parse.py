@@ -66,6 +66,7 @@ ParsePath = Literal["strict", "tolerant"]
 
 _REASONING_TAG = re.compile(r"</?(?:think|thinking|reasoning)\s*>", re.IGNORECASE)
 _FENCE_MARK = re.compile(r"```[ \t]*[\w+.-]*")
+_OPEN_BRACE = re.compile(r"\{")
 _JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number",
                     bool: "a boolean", type(None): "null"}
 NO_OBJECT = "no JSON object found in the answer"
@@ -349,7 +350,7 @@ def _brace_pairs(text: str) -> tuple[dict[int, int], set[int]]:
 
 
 def _opening_braces(text: str) -> list[int]:
-    return [match.start() for match in re.finditer(r"\{", text)]
+    return [match.start() for match in _OPEN_BRACE.finditer(text)]
 
 
 def _no_object_message(text: str) -> str:

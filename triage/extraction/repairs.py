@@ -74,9 +74,11 @@ _KEY_LOOKAHEAD_CHARS = 1024
 _STRUCTURE = re.compile(r'["\\{}\[\]]')
 _BLANK = re.compile(r"[ \t\r\n]*")
 _WORD = re.compile(r"[^\W\d][\w$-]*")
-_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.])")
+#: A number, from its first character only (the lookbehind): scanning a long run of digits then costs its length.
+_NUMBER = re.compile(r"(?<![\w.])-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.])")
 _HEX4 = re.compile(r"[0-9A-Fa-f]{4}")
-_ENDS_STRING = re.compile(r"[ \t\r\n]*(?:[,:}\]]|\Z)")
+#: What may follow a string's closing quote; blanks from their first one only (the lookbehind), as for _NUMBER.
+_ENDS_STRING = re.compile(r"(?<![ \t\r\n])[ \t\r\n]*(?:[,:}\]]|\Z)")
 _JSON_ESCAPES = frozenset('"\\/bfnrt')
 _CONTROL_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
 #: Opening quote -> the characters that may close it. Only ``"`` closes at its first occurrence;

@@ -107,6 +107,19 @@ _QUESTION_START = re.compile(
     re.IGNORECASE,
 )
 _FILLERS = re.compile(REQUIREMENT_LEADING_FILLERS, re.IGNORECASE)
+#: Runs of blanks and control characters (but the line break), made one space by :func:`normalize`.
+_BLANKS = re.compile(r"[ \t\r\f\v\x00-\x08\x0b-\x1f\u00a0\u3000]+")
+_WHITESPACE = re.compile(r"\s+")
+_CLAUSE_BREAKS = re.compile(_CLAUSE_BREAK)
+#: Where a captured model value stops.
+_MODEL_VALUE_END = re.compile(r"[,.;!?，。；！？、()（）\n]")
+#: Sentence ends (kept with their sentence) and commas: where :func:`_clauses` splits.
+_CLAUSE_SPLIT = re.compile(r"(?<=[.!?。！？；;\n])|[,，、]")
+#: Weibo mentions and hashtags.
+_MENTION = re.compile(r"[@#]\S+")
+_NON_WORD = re.compile(r"\W")
+#: A schema issue's path naming a top-level property: ``$.name`` or ``$['name']``.
+_TOP_LEVEL_PATH = re.compile(r"^\$(?:\.([^.\[]+)|\['((?:[^'\\]|\\.)*)'\])")
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,7 +134,7 @@ def normalize(text: str) -> str:
     "can't connect"
     """
     text = text[:MAX_TEXT_CHARS].replace("\u2019", "'").replace("\u2018", "'")
-    return re.sub(r"[ \t\r\f\v\x00-\x08\x0b-\x1f\u00a0\u3000]+", " ", text)
+    return _BLANKS.sub(" ", text)
 
 
 def is_negated(text: str, start: int) -> bool:
@@ -130,7 +143,7 @@ def is_negated(text: str, start: int) -> bool:
     >>> is_negated("no urgent demand", 3), is_negated("very urgent", 5), is_negated("不着急", 1)
     (True, False, True)
     """
-    before = re.split(_CLAUSE_BREAK, text[max(0, start - 40):start])[-1]
+    before = _CLAUSE_BREAKS.split(text[max(0, start - 40):start])[-1]
     if before and "\u4e00" <= before[-1] <= "\u9fff":
         around = text[max(0, start - 2):start + 1]
         return any(
@@ -208,7 +221,7 @@ def classify_urgency(text: str) -> str:
 
 def _clean_model(value: str) -> str | None:
     """Trim a captured model value at the first stop word; ``None`` when it means unknown."""
-    value = re.split(r"[,.;!?，。；！？、()（）\n]", value.strip())[0].strip()
+    value = _MODEL_VALUE_END.split(value.strip())[0].strip()
     words: list[str] = []
     for word in value.split():
         if word.lower() in MODEL_STOP_WORDS or len(words) == 4:
@@ -246,7 +259,7 @@ def find_device_model(text: str) -> str | None:
         if (model := _clean_model(match.group("value"))) is not None:
             return model
     if brand := _MODEL_BRAND.search(text):
-        return re.sub(r"\s+", " ", brand.group("name")).strip()
+        return _WHITESPACE.sub(" ", brand.group("name")).strip()
     if not _MODEL_UNKNOWN_INLINE.search(text) and (code := _MODEL_MY_CODE.search(text)):
         return code.group("name")
     return None
@@ -254,13 +267,13 @@ def find_device_model(text: str) -> str | None:
 
 def _clauses(text: str) -> list[str]:
     """Sentences split further at commas: the units requirements are picked from."""
-    parts = re.split(r"(?<=[.!?。！？；;\n])|[,，、]", text)
+    parts = _CLAUSE_SPLIT.split(text)
     return [part.strip() for part in parts if part and part.strip()]
 
 
 def _clean_requirement(clause: str) -> str:
-    clause = re.sub(r"[@#]\S+", " ", clause)  # Weibo mentions and hashtags
-    clause = re.sub(r"\s+", " ", clause).strip(" \t-—~*\"'“”\u2018\u2019.。!！;；")
+    clause = _MENTION.sub(" ", clause)
+    clause = _WHITESPACE.sub(" ", clause).strip(" \t-—~*\"'“”\u2018\u2019.。!！;；")
     while (stripped := _FILLERS.sub("", clause)) != clause:
         clause = stripped
     if len(clause) > MAX_REQUIREMENT_CHARS:
@@ -289,7 +302,7 @@ def find_requirements(text: str, *, questions: bool = False) -> list[str]:
         cleaned = _clean_requirement(clause)
         key = cleaned.casefold()
         rest = _REQUIREMENT_ZH.sub("", _REQUIREMENT_EN.sub("", cleaned))
-        if len(re.sub(r"\W", "", cleaned)) < 3 or len(re.sub(r"\W", "", rest)) < 2 or key in seen:
+        if len(_NON_WORD.sub("", cleaned)) < 3 or len(_NON_WORD.sub("", rest)) < 2 or key in seen:
             continue  # too short, or nothing but "please" / "求"
         seen.add(key)
         found.append(cleaned)
@@ -420,7 +433,7 @@ def _fields_in(issues: Iterable[Any]) -> set[str] | None:
     """Top-level property names the issues point at; ``None`` if one points at the ticket itself."""
     names: set[str] = set()
     for issue in issues:
-        match = re.match(r"^\$(?:\.([^.\[]+)|\['((?:[^'\\]|\\.)*)'\])", issue.path)
+        match = _TOP_LEVEL_PATH.match(issue.path)
         if not match:
             return None
         names.add(match.group(1) or match.group(2))

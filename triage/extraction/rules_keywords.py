@@ -186,9 +186,11 @@ URGENCY_CUES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 #: Words that negate the cue right after them: English within the last three words of the
-#: clause, Chinese as the one or two characters just before the cue.
+#: clause, Chinese as the one or two characters just before the cue. English contractions are of
+#: ASCII letters only: the cue's lookbehind then keeps a long run of letters from being tried at
+#: each of its characters.
 NEGATION_EN = (
-    r"(?:no|not|never|without|nothing|none|nobody|hardly|\w+n't|dont|cant|wont|didnt|doesnt|isnt"
+    r"(?:no|not|never|without|nothing|none|nobody|hardly|[A-Za-z]+n't|dont|cant|wont|didnt|doesnt|isnt"
     r"|wasnt|arent|couldnt|wouldnt|havent|hasnt)"
 )
 NEGATION_ZH = ("不", "没", "沒", "无", "無", "未", "别", "非")
