@@ -174,3 +174,20 @@ def test_from_settings_uses_base_url_key_and_options(api: FakeMiMo) -> None:
     assert request["headers"]["authorization"] == "Bearer sk-from-settings"
     assert request["body"]["thinking"] == {"type": "enabled"}
     assert "temperature" not in request["body"]
+
+
+def test_an_api_errors_text_is_stored_without_our_secrets_or_personal_data(api: FakeMiMo) -> None:
+    """An API may echo the key it refused and what the prompt held; neither is stored or shown as it came."""
+    key = "sk-live-0123456789abcdef"
+    llm = LLMClient(api.base_url, key, OPTIONS, secrets=["webhook-secret-value"])
+    try:
+        api.script("leaky", error(401, f"Incorrect API key provided: {key}. The prompt named li.lei@example.com, "
+                                       "+86 138 0013 8000 and webhook-secret-value"))
+        with pytest.raises(FatalAPIError) as refused:
+            ask(llm, "leaky")
+        stored = refused.value.attempts[0].error or ""
+        assert key not in stored and "li.lei@example.com" not in stored and "138 0013 8000" not in stored
+        assert "webhook-secret-value" not in stored and str(refused.value) == stored
+        assert "Incorrect API key provided: <redacted>" in stored and "[EMAIL]" in stored and "[PHONE]" in stored
+    finally:
+        llm.close()

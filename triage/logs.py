@@ -99,13 +99,26 @@ class ScrubbingFormatter(logging.Formatter):
     def __init__(self, inner: logging.Formatter, secrets: Sequence[str]) -> None:
         super().__init__()
         self.inner = inner
-        self.secrets = sorted({s for s in secrets if len(s) >= MIN_SCRUBBED_CHARS}, key=len, reverse=True)
+        self.secrets = scrubbed_order(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = self.inner.format(record)
-        for secret in self.secrets:
-            line = line.replace(secret, REDACTED)
-        return line
+        return scrub_secrets(self.inner.format(record), self.secrets)
+
+
+def scrub_secrets(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with each of ``secrets`` (longest first, as :func:`scrubbed_order` sorts them) as ``<redacted>``.
+
+    >>> scrub_secrets("key sk-123456 refused", scrubbed_order(["sk-123456", "ab"]))
+    'key <redacted> refused'
+    """
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def scrubbed_order(secrets: Sequence[str]) -> list[str]:
+    """The secrets worth scrubbing (:data:`MIN_SCRUBBED_CHARS` or longer), longest first, each once."""
+    return sorted({s for s in secrets if len(s) >= MIN_SCRUBBED_CHARS}, key=len, reverse=True)
 
 
 def _secrets_in(value: object) -> Iterator[str]:

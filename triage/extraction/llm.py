@@ -24,11 +24,15 @@ from openai.types.chat import ChatCompletion
 from openai.types.completion_usage import CompletionUsage
 
 from triage.backoff import parse_retry_after
+from triage.extraction.redact import redact
 from triage.extraction.types import APIError, Attempt, FatalAPIError, RetryableAPIError
-from triage.settings import ExtractionSettings, Settings, SettingsError
+from triage.logs import scrub_secrets, scrubbed_order, secret_values
+from triage.settings import ExtractionSettings, PrivacySettings, Settings, SettingsError
 
 JSON_OBJECT = {"type": "json_object"}
 MILLISECONDS = 1000
+#: Every kind of personal data redacted from an API error's text (not only what ``privacy`` takes out of prompts).
+ERROR_REDACTION = PrivacySettings()
 
 
 @dataclass(frozen=True)
@@ -58,17 +62,26 @@ class LLMClient:
         client.complete("mimo-v2-flash", [{"role": "user", "content": "..."}], 1024, n=1)
     """
 
-    def __init__(self, base_url: str, api_key: str, options: ExtractionSettings) -> None:
+    def __init__(self, base_url: str, api_key: str, options: ExtractionSettings, secrets: Sequence[str] = ()) -> None:
         self.options = options
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key,
                                      timeout=options.timeout_seconds, max_retries=0)
+        self._secrets = scrubbed_order([api_key, *secrets])
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLMClient:
-        """The client for ``settings.mimo_base_url`` with ``MIMO_API_KEY``; fails without a key."""
+        """The client for ``settings.mimo_base_url`` with ``MIMO_API_KEY``; fails without a key. Its errors are
+        scrubbed of every secret ``settings`` holds."""
         if settings.mimo_api_key is None:
             raise SettingsError("MIMO_API_KEY is not set: the LLM client needs a MiMo API key")
-        return cls(settings.mimo_base_url, settings.mimo_api_key.get_secret_value(), settings.extraction)
+        return cls(settings.mimo_base_url, settings.mimo_api_key.get_secret_value(), settings.extraction,
+                   secret_values(settings))
+
+    def scrubbed(self, text: str) -> str:
+        """An API error's text as it is stored and shown: our secrets (the key first among them) as
+        ``<redacted>``, then personal data (e-mail addresses, phone, card and ID numbers an API may echo from
+        the prompt) as placeholders, whatever ``privacy`` redacts from prompts."""
+        return redact(scrub_secrets(text, self._secrets), ERROR_REDACTION).text
 
     def close(self) -> None:
         """Release the HTTP connections."""
@@ -86,11 +99,12 @@ class LLMClient:
         try:
             return self._stream(request, started) if self.options.stream else self._create(request, started)
         except (openai.APIError, MalformedResponseError, json.JSONDecodeError) as exc:
-            attempt = Attempt(n=n, model=model, outcome="api_error", error=f"{type(exc).__name__}: {exc}",
+            error = self.scrubbed(f"{type(exc).__name__}: {exc}")
+            attempt = Attempt(n=n, model=model, outcome="api_error", error=error,
                               latency_ms=_elapsed_ms(started), max_completion_tokens=max_completion_tokens,
                               status_code=getattr(exc, "status_code", None))
             if not isinstance(exc, openai.APIError):  # a proxy's error page, a cut-off body: try again later
-                raise RetryableAPIError(f"malformed response body: {exc}", [attempt]) from exc
+                raise RetryableAPIError(self.scrubbed(f"malformed response body: {exc}"), [attempt]) from exc
             raise classify_error(exc, attempt) from exc
 
     def _request(self, model: str, messages: Sequence[Mapping[str, str]],
