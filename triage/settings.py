@@ -90,8 +90,11 @@ class ExtractionSettings(_Section):
     circuit_open_seconds: float = Field(60.0, gt=0)
     #: How long a model that answered 404 is skipped.
     retired_model_seconds: float = Field(3600.0, gt=0)
-    #: A suspected injection whose answer would put the ticket on a P1 route goes to review instead.
+    #: A suspected injection whose answer would put the ticket on a route of ``injection_review_priorities``
+    #: goes to review instead.
     injection_review: bool = True
+    #: The priorities a ticket flagged ``injection_suspected`` is not given on the model's word alone.
+    injection_review_priorities: list[str] = Field(default_factory=lambda: ["P0", "P1"])
     #: Injection patterns, name -> regular expression over folded customer text; empty: the shipped
     #: ones (triage.extraction.injection_patterns). A non-empty table replaces them.
     injection_patterns: dict[str, str] = Field(default_factory=dict)

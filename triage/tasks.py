@@ -22,7 +22,7 @@ from celery.exceptions import Retry as CeleryRetry
 from triage import jobs, metrics, runs
 from triage.app import App
 from triage.extraction import dedupe
-from triage.extraction.batched import conversation_tokens, fill_batches
+from triage.extraction.batched import build_batches
 from triage.extraction.dedupe import Lookup
 from triage.heartbeat import Heartbeat
 from triage.outbox import send
@@ -185,8 +185,9 @@ def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.C
                 asked.append(claim)
         except Exception as exc:
             steps[claim.ticket_id] = _unexpected(app, task, claim.ticket_id, exc)
-    tokens = [conversation_tokens(app.llm.prepare(claim.conversation).conversation) for claim in asked]
-    for group in fill_batches(tokens, options.batch_max_input_tokens, options.batch_size):
+    groups = build_batches(app.llm, [claim.conversation for claim in asked], options.batch_max_input_tokens,
+                           options.batch_size)
+    for group in groups:
         members = [asked[index] for index in group]
         try:
             for claim, outcome in zip(members, runs.batch(app, members), strict=True):

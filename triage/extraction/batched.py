@@ -108,6 +108,20 @@ def fill_batches(tokens: Sequence[int], limit: int, size: int) -> list[list[int]
     return groups
 
 
+def build_batches(extractor: LLMExtractor, conversations: Sequence[Conversation], limit: int,
+                  size: int) -> list[list[int]]:
+    """Indexes of ``conversations`` grouped into calls, as :func:`fill_batches` groups them, but each
+    conversation is scanned for injection first (what is sent of it, :meth:`LLMExtractor.prepare`) and a
+    flagged one is asked in a call of its own, first: one customer's instructions never share a prompt with
+    another customer's text."""
+    sent = [extractor.prepare(conversation).conversation for conversation in conversations]
+    flagged = [extractor.detector.scan(conversation) is not None for conversation in sent]
+    alone = [[index] for index, suspect in enumerate(flagged) if suspect]
+    others = [index for index, suspect in enumerate(flagged) if not suspect]
+    groups = fill_batches([conversation_tokens(sent[index]) for index in others], limit, size)
+    return alone + [[others[position] for position in group] for group in groups]
+
+
 def share(total: int | None, parts: int) -> list[int | None]:
     """``total`` split into ``parts`` whole shares that add up to it (None stays None).
 

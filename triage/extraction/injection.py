@@ -28,8 +28,6 @@ from triage.settings import ExtractionSettings
 
 #: The flag a ticket records, and the review reason when the flag holds a P1 ticket back.
 INJECTION_FLAG = INJECTION_REASON = "injection_suspected"
-#: Priorities a flagged ticket is not given on the model's word alone (P0 too, should a rule use it).
-REVIEW_PRIORITIES = frozenset({"P0", "P1"})
 #: Longest matched text recorded (patterns are short; a long match is cut).
 MAX_MATCH_CHARS = 200
 PATTERN_FLAGS = re.IGNORECASE | re.MULTILINE
@@ -89,8 +87,9 @@ class InjectionDetector:
 
 
 def holds_for_review(match: InjectionMatch | None, priority: str, settings: ExtractionSettings) -> bool:
-    """Whether a ticket goes to review instead of the route its fields give: a suspected injection
-    on a P1 route, while ``extraction.injection_review`` is on. Below P1 it is routed, flag and all.
+    """Whether a ticket goes to review instead of the route its fields give: a suspected injection on a
+    route of ``extraction.injection_review_priorities`` (P0 and P1 by default), while
+    ``extraction.injection_review`` is on. At other priorities it is routed, flag and all.
 
     >>> suspect = InjectionMatch("marker", "<<<end conversation")
     >>> on, off = ExtractionSettings(), ExtractionSettings(injection_review=False)
@@ -98,5 +97,7 @@ def holds_for_review(match: InjectionMatch | None, priority: str, settings: Extr
     (True, False, False)
     >>> holds_for_review(suspect, "P1", off)
     False
+    >>> holds_for_review(suspect, "P2", ExtractionSettings(injection_review_priorities=["P1", "P2"]))
+    True
     """
-    return settings.injection_review and match is not None and priority in REVIEW_PRIORITIES
+    return settings.injection_review and match is not None and priority in settings.injection_review_priorities
