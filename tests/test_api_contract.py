@@ -31,12 +31,12 @@ def _declared(api: Service, method: str, path: str) -> dict[str, Any]:
 
 #: What each endpoint can answer (a desk or operability endpoint added later belongs here too).
 STATUSES = {
-    ("get", "/tickets"): {"200", "400", "401", "422"},
-    ("get", "/tickets/{ticket_id}"): {"200", "400", "401", "404", "422"},
-    ("patch", "/tickets/{ticket_id}"): {"200", "400", "401", "404", "409", "422"},
-    ("post", "/tickets/{ticket_id}/claim"): {"200", "400", "401", "404", "409", "422"},
-    ("post", "/tickets/{ticket_id}/reprocess"): {"202", "400", "401", "404", "409", "422"},
-    ("get", "/queues"): {"200", "400", "401"},
+    ("get", "/tickets"): {"200", "400", "401", "422", "429"},
+    ("get", "/tickets/{ticket_id}"): {"200", "400", "401", "404", "422", "429"},
+    ("patch", "/tickets/{ticket_id}"): {"200", "400", "401", "404", "409", "413", "422", "429"},
+    ("post", "/tickets/{ticket_id}/claim"): {"200", "400", "401", "404", "409", "422", "429"},
+    ("post", "/tickets/{ticket_id}/reprocess"): {"202", "400", "401", "404", "409", "422", "429"},
+    ("get", "/queues"): {"200", "400", "401", "429"},
     ("post", "/webhooks/{source}"): {"200", "202", "400", "401", "404", "413", "415", "422"},
     ("get", "/healthz"): {"200", "503"},
 }

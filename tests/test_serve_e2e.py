@@ -87,4 +87,4 @@ def test_bad_requests_store_nothing(live: Live, headers_change: dict[str, str], 
 
 
 def test_health_reports_both_services(live: Live) -> None:
-    assert live.http.get(f"{live.base}/healthz").json() == {"status": "ok"}
+    assert live.http.get(f"{live.base}/healthz").json() == {"status": "ok", "database": "ok", "broker": "ok"}

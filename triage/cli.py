@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from triage.db_commands import add_db_commands
 from triage.errors import ConfigError, DatabaseNotReadyError, TriageError
-from triage.settings import SettingsError, load_settings
+from triage.settings import MIN_TOKEN_CHARS, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -215,15 +215,33 @@ def _cmd_deliveries(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_tokens(settings: Settings) -> None:
+    """Refuse access tokens shorter than :data:`~triage.settings.MIN_TOKEN_CHARS`, naming the user (never the
+    token): a short token is a guessable one."""
+    short = [name for name, token in settings.api.tokens.items() if len(token.get_secret_value()) < MIN_TOKEN_CHARS]
+    if short:
+        names = ", ".join(short)
+        raise SettingsError(f"TRIAGE_API_TOKENS: the token of {names} is shorter than {MIN_TOKEN_CHARS} characters; "
+                            f"make one with `triage token new {short[0]}` and paste its line in")
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What ``triage serve`` hands uvicorn besides the app and where to listen: its forwarded-headers handling
+    for the proxies of ``api.forwarded_allow_ips`` (X-Forwarded-For gives the client's address, X-Forwarded-Proto
+    the scheme), and our log handler (``logs.configure``) writes the lines."""
+    return {"proxy_headers": True, "forwarded_allow_ips": settings.api.forwarded_allow_ips, "log_config": None}
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from triage.api.app import create_app
 
+    check_tokens(load_settings())
     app = _service_app(args.loglevel)
     settings = app.settings
     where = {"host": args.host or settings.api.host, "port": args.port or settings.api.port,
-             "log_level": args.loglevel.lower(), "log_config": None}  # our handler (logs.configure) writes the lines
+             "log_level": args.loglevel.lower(), **uvicorn_options(settings)}
     if args.workers > 1 and settings.api.session_secret is None:
         print("triage serve: TRIAGE_SESSION_SECRET is not set, so each of the --workers processes signs desk "
               "sessions with its own random key and a sign-in works on one of them only; set it", file=sys.stderr)
@@ -232,6 +250,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.run("triage.api.app:create_app", factory=True, workers=args.workers, **where)
     else:
         uvicorn.run(api, **where)
+    return 0
+
+
+#: A new access token's random bytes (``secrets.token_urlsafe``: 43 characters).
+TOKEN_BYTES = 32
+
+
+def _cmd_token_new(args: argparse.Namespace) -> int:
+    import secrets
+
+    name = args.name.strip()
+    if not name or any(char in name for char in ":,") or name != args.name:
+        raise SettingsError(f"NAME={args.name!r}: give a name without ':', ',' or surrounding blanks (it is the "
+                            "actor the audit trail records)")
+    print(f"{name}:{secrets.token_urlsafe(TOKEN_BYTES)}")
     return 0
 
 
@@ -407,6 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="server processes (default: %(default)s)")
     serve.add_argument("--loglevel", default="INFO", help="default: %(default)s")
     serve.set_defaults(func=_cmd_serve)
+
+    token = sub.add_parser("token", help="make access tokens", description="Access tokens for the dispatch API and "
+                           "desk (TRIAGE_API_TOKENS, name:token pairs separated by commas).")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
+    new_token = token_sub.add_parser("new", help="print a NAME:TOKEN line to paste into TRIAGE_API_TOKENS",
+                                     description="Print NAME:TOKEN with a new random token of 43 characters (triage "
+                                     f"serve refuses tokens shorter than {MIN_TOKEN_CHARS}); add the line to "
+                                     "TRIAGE_API_TOKENS, comma-separated from the others.")
+    new_token.add_argument("name", metavar="NAME", help="who the token is for: the actor the audit trail records")
+    new_token.set_defaults(func=_cmd_token_new)
 
     sweep = sub.add_parser("sweep", help="re-enqueue stuck tickets now", description="Run the sweep job now "
                            "(beat runs it every worker.sweep_interval_seconds): take back tickets whose worker's "

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 
 from triage import metrics, retention
 from triage.app import App
-from triage.store import queries
+from triage.store import desk_sessions, queries
 from triage.store.jobs import forced_name, release, try_lock
 from triage.tickets import lifecycle
 from triage.tickets.states import EventKind, Status
@@ -167,11 +167,14 @@ def reprocess(app: App, selection: Selection, *, dry_run: bool = False,
 
 
 def purge_expired(app: App, *, holder: str | None = None) -> str:
-    """Delete conversations past ``privacy.retention_days`` (nothing when it is unset); a summary line."""
+    """Delete the desk sessions past their end, and conversations past ``privacy.retention_days`` (none when it
+    is unset); a summary line."""
     if not _locked(app, PURGE, holder, app.settings.jobs.purge_interval_seconds):
         return f"{PURGE}: skipped, another run holds the lock"
+    ended = desk_sessions.purge_ended(app.sessions, app.clock.now())
     report = retention.purge_expired(app.sessions, app.settings, app.clock)
-    return f"{PURGE}: retention off" if report is None else report.summary()
+    conversations = "retention off" if report is None else report.summary()
+    return f"{PURGE}: {conversations}; {ended} expired desk sessions deleted"
 
 
 def sla_alerts(app: App, *, holder: str | None = None) -> str:

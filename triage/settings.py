@@ -232,6 +232,8 @@ class IntakeSettings(_Section):
 
 #: The shortest ``TRIAGE_SESSION_SECRET`` accepted.
 MIN_SESSION_SECRET_CHARS = 32
+#: The shortest access token ``triage serve`` starts with (``triage token new NAME`` makes one of 43).
+MIN_TOKEN_CHARS = 32
 
 
 class ApiSettings(_Section):
@@ -248,6 +250,22 @@ class ApiSettings(_Section):
     session_hours: float = Field(12, gt=0)
     #: How often the desk's queue view refreshes itself.
     desk_refresh_seconds: float = Field(15, gt=0)
+    #: Failed sign-ins and bad bearer tokens one client address may make per minute (counted across every
+    #: serve process in the shared limiter's store); past it every authentication attempt from that address
+    #: gets 429 with Retry-After until its minute is over.
+    auth_failures_per_minute: int = Field(10, ge=1)
+    #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's ``forwarded_allow_ips``):
+    #: addresses or networks, or ``*``. Behind a TLS proxy listed here, HTTPS answers carry HSTS and the
+    #: session cookie is Secure.
+    forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    #: The largest request body taken on any route or form but the webhooks (which keep
+    #: ``webhooks.max_body_bytes``): above it, 413 before it is read whole.
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
     @field_validator("tokens", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triage import __version__, logs
 from triage.api import errors
@@ -21,6 +22,7 @@ from triage.api.deliveries import deliveries_router
 from triage.api.desk import DESK_PATH, install_desk
 from triage.api.dispatch import dispatch_router
 from triage.api.docs import install_docs
+from triage.api.guard import AuthGuard
 from triage.api.metrics import install_metrics
 from triage.api.responses import Health, SafeJSONResponse, documented
 from triage.api.review import review_router
@@ -31,15 +33,40 @@ from triage.startup import broker_problem
 
 #: uvicorn sets this logger's level from its --log-level before it builds the app.
 UVICORN_LOGGER = "uvicorn.error"
+log = logging.getLogger(__name__)
 
 
-def _database_ok(app: App) -> str | None:
+def _database_problem(app: App) -> str | None:
     try:
         with app.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure means "down"; the reason goes in the answer
+    except Exception as exc:  # any failure means "down"; the reason goes to the log only
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+#: What HTTPS answers carry: browsers keep to HTTPS for this host for a year.
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+
+
+class StrictTransportSecurity:
+    """Adds HSTS to every answer of a request that came over HTTPS (as a trusted proxy says, or directly);
+    plain HTTP (the demo on loopback) is left as it is."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_hsts(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), HSTS]
+            await send(message)
+
+        await self.app(scope, receive, with_hsts)
 
 
 def create_app(app: App | None = None, publish: Callable[[int], None] | None = None) -> FastAPI:
@@ -50,17 +77,20 @@ def create_app(app: App | None = None, publish: Callable[[int], None] | None = N
         logs.configure(settings, logging.getLogger(UVICORN_LOGGER).getEffectiveLevel())
         app = App.build(settings)
     publish = publish or app.publisher.extraction_or_log
+    guard = AuthGuard(app.settings, app.engine)
     api = FastAPI(title="triage", summary="Customer-service ticket triage: webhooks in, dispatch review out.",
-                  version=__version__, default_response_class=SafeJSONResponse, docs_url=None, redoc_url=None)
+                  version=__version__, default_response_class=SafeJSONResponse, docs_url=None, redoc_url=None,
+                  max_body_size=app.settings.api.max_body_bytes)
     api.router.route_class = StrictJSONRoute  # the app's own routes read JSON as every router's do
+    api.add_middleware(StrictTransportSecurity)
     errors.install(api)
     install_metrics(api, app)
     install_docs(api)
     api.include_router(webhook_router(app, publish))
-    api.include_router(dispatch_router(app, publish))
-    api.include_router(review_router(app))
-    install_desk(api, app, publish)
-    api.include_router(deliveries_router(app))
+    api.include_router(dispatch_router(app, publish, guard))
+    api.include_router(review_router(app, guard))
+    install_desk(api, app, publish, guard)
+    api.include_router(deliveries_router(app, guard))
 
     @api.get("/", tags=["desk"], status_code=307, response_class=RedirectResponse,
              summary="The dispatch desk (public: redirects to it)")
@@ -68,13 +98,15 @@ def create_app(app: App | None = None, publish: Callable[[int], None] | None = N
         return RedirectResponse(DESK_PATH, status_code=307)
 
     @api.get("/healthz", tags=["health"], summary="200 when the database and the broker are reachable",
-             response_model=Health, response_model_exclude_none=True,
+             response_model=Health,
              responses={503: {"model": Health, "description": documented(503)[503]["description"]}})
     def healthz() -> Any:
-        problems = {name: reason for name, reason in (("database", _database_ok(app)),
-                                                      ("broker", broker_problem(app.settings.broker_url))) if reason}
-        if problems:
-            return SafeJSONResponse({"status": "down", "down": problems}, status_code=503)
-        return {"status": "ok"}
+        problems = {"database": _database_problem(app), "broker": broker_problem(app.settings.broker_url)}
+        for name, problem in problems.items():
+            if problem:
+                log.warning("health: the %s is down: %s", name, problem)
+        answer = {name: "down" if problem else "ok" for name, problem in problems.items()}
+        status = "down" if any(problems.values()) else "ok"
+        return SafeJSONResponse({"status": status, **answer}, status_code=503 if status == "down" else 200)
 
     return api

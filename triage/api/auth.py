@@ -1,7 +1,9 @@
 """Bearer-token auth for the dispatch review API: the token's name is the actor in the audit trail.
 
-Tokens come from ``TRIAGE_API_TOKENS=alice:s3cret,bob:t0ken``. Comparison is constant-time and
-every configured token is compared, so timing tells nothing about which one nearly matched.
+Tokens come from ``TRIAGE_API_TOKENS=alice:<token>,bob:<token>``, each at least
+:data:`~triage.settings.MIN_TOKEN_CHARS` characters (``triage token new NAME`` makes one). Comparison
+is constant-time and every configured token is compared, so timing tells nothing about which one
+nearly matched. A wrong token counts against the caller's address (:mod:`triage.api.guard`).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import fnmatch
 import hmac
 from collections.abc import Callable, Mapping
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
+
+from triage.api.guard import AuthGuard
 
 _bearer = HTTPBearer(auto_error=False, description="a token from TRIAGE_API_TOKENS")
 
@@ -59,12 +63,19 @@ def actor_for(token: str, tokens: Mapping[str, SecretStr]) -> str | None:
     return found
 
 
-def require_actor(tokens: Mapping[str, SecretStr]) -> Callable[..., str]:
-    """A FastAPI dependency returning the caller's actor name, or answering 401."""
+def require_actor(tokens: Mapping[str, SecretStr], guard: AuthGuard) -> Callable[..., str]:
+    """A FastAPI dependency returning the caller's actor name, or answering 401 (429 while the caller's address
+    has made too many failed attempts this minute: :mod:`triage.api.guard`)."""
 
-    def dependency(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:  # noqa: B008
-        actor = actor_for(credentials.credentials, tokens) if credentials else None
+    def dependency(request: Request,
+                   credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:  # noqa: B008
+        if credentials is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        guard.check(request)
+        actor = actor_for(credentials.credentials, tokens)
         if actor is None:
+            guard.failed(request)
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
         return actor

@@ -14,20 +14,23 @@ from fastapi import APIRouter, Depends, Query
 
 from triage.api.auth import require_actor
 from triage.api.bodies import StrictJSONRoute
+from triage.api.guard import AuthGuard
 from triage.api.responses import DELIVERY_STATUS_HELP, DeliveryOut, DeliveryPageOut
 from triage.app import App
 from triage.outbox.states import DeliveryStatus
 from triage.store.deliveries import list_deliveries
 
 
-def deliveries_router(app: App) -> APIRouter:
-    authenticated = require_actor(app.settings.api.tokens)
+def deliveries_router(app: App, guard: AuthGuard) -> APIRouter:
+    authenticated = require_actor(app.settings.api.tokens, guard)
     router = APIRouter(tags=["outbox"], dependencies=[Depends(authenticated)], route_class=StrictJSONRoute)
     page_max = app.settings.api.page_size_max
 
     @router.get("/deliveries", response_model=DeliveryPageOut, summary="Outbox deliveries, newest first",
                 responses={400: {"description": "a cursor this listing did not hand out"},
-                           401: {"description": "no valid bearer token"}})
+                           401: {"description": "no valid bearer token"},
+                           429: {"description": "too many failed authentication attempts from this address this "
+                                                "minute: try again after Retry-After seconds"}})
     def get_deliveries(
         status_: Annotated[DeliveryStatus | None, Query(alias="status", description=DELIVERY_STATUS_HELP)] = None,
         ticket_id: Annotated[int | None, Query(ge=1, description="only this ticket's deliveries")] = None,

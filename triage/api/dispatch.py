@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, create_model
 
 from triage.api.auth import require_actor
 from triage.api.bodies import StrictJSONRoute
+from triage.api.guard import AuthGuard
 from triage.api.params import TicketId, plain_query
 from triage.api.responses import (
     Claimed,
@@ -69,11 +70,11 @@ CORRECTION_422 = {"model": CorrectionRejected | RequestInvalid,
                                  "(each with its path); or a body that is not a JSON object"}
 
 
-def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
-    authenticated = require_actor(app.settings.api.tokens)
+def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) -> APIRouter:
+    authenticated = require_actor(app.settings.api.tokens, guard)
     router = APIRouter(tags=["dispatch review"], dependencies=[Depends(authenticated), Depends(plain_query)],
                        route_class=StrictJSONRoute,
-                       responses=documented(400, 401))
+                       responses=documented(400, 401, 429))
     page_max = app.settings.api.page_size_max
     FieldFilters = _field_filters(app.settings.api.filter_fields)  # noqa: N806 (a class)
     allowed = FilterValues.of(app.settings, app.schema)
@@ -111,7 +112,7 @@ def dispatch_router(app: App, publish: Callable[[int], None]) -> APIRouter:
         return detail
 
     @router.patch("/tickets/{ticket_id}", summary="Correct a ticket's fields (re-routes it)",
-                  response_model=TicketDetail, responses={**documented(404, 409), 422: CORRECTION_422})
+                  response_model=TicketDetail, responses={**documented(404, 409, 413), 422: CORRECTION_422})
     def patch_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)],
                      changes: Annotated[dict[str, Any], Body(examples=[{"urgent_level": "high"}])]) -> dict[str, Any]:
         lifecycle.correct(app.sessions, ticket_id, actor, changes, app.schema, app.router, app.clock.now())

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from fastapi.utils import is_body_allowed_for_status_code
 from starlette.exceptions import HTTPException
 
+from triage.api.guard import TooManyFailuresError
 from triage.api.responses import SafeJSONResponse
 from triage.errors import (
     AuthError,
@@ -32,6 +33,7 @@ from triage.errors import (
 
 #: The first class an error is an instance of decides its status (order matters for multiple bases).
 STATUS_BY_KIND: tuple[tuple[type[TriageError], int], ...] = (
+    (TooManyFailuresError, 429),
     (AuthError, 401),
     (InputError, 400),
     (NotFoundError, 404),
@@ -55,6 +57,8 @@ def install(app: FastAPI) -> None:
     async def answer(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, TriageError)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+        if isinstance(exc, TooManyFailuresError):
+            headers = {"Retry-After": str(exc.retry_after)}
         detail = exc.detail() if isinstance(exc, RejectedError) else str(exc)
         return SafeJSONResponse({"detail": detail}, status_code=http_status(exc), headers=headers)
 

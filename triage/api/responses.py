@@ -80,9 +80,11 @@ STATUS_DESCRIPTIONS = {
     401: "missing or wrong credentials (bearer token, or the webhook's signature)",
     404: "no such ticket (or webhook source)",
     409: "the ticket's status or someone else's claim does not allow it",
-    413: "body above webhooks.max_body_bytes",
+    413: "body above its limit (webhooks.max_body_bytes for a webhook, api.max_body_bytes elsewhere)",
     415: "body not sent as application/json",
     422: "the request does not match the documented parameters or body",
+    429: "too many failed authentication attempts from this address this minute (api.auth_failures_per_minute): "
+         "try again after Retry-After seconds",
     503: "the database or the broker is down",
 }
 
@@ -260,6 +262,9 @@ class QueueStats(BaseModel):
 
 
 class Health(BaseModel):
+    """Up or down, and nothing more (why goes to the log): ``down`` when the database or the broker is."""
+
     status: Literal["ok", "down"]
-    down: dict[str, str] | None = Field(None, description="what is down and why")
+    database: Literal["ok", "down"]
+    broker: Literal["ok", "down"]
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query
 
 from triage.api.auth import require_actor
 from triage.api.bodies import StrictJSONRoute
+from triage.api.guard import AuthGuard
 from triage.api.review_models import (
     AccuracyReport,
     CorrectionModel,
@@ -29,7 +30,9 @@ from triage.store.queries import known_ticket_id
 from triage.tickets import lifecycle
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorAnswer, "description": "no valid bearer token"}}
+    401: {"model": ErrorAnswer, "description": "no valid bearer token"},
+    429: {"model": ErrorAnswer, "description": "too many failed authentication attempts from this address this "
+                                                "minute: try again after Retry-After seconds"}}
 TICKET_ERRORS: dict[int | str, dict[str, Any]] = {
     **UNAUTHORIZED,
     404: {"model": ErrorAnswer, "description": "no such ticket"},
@@ -53,8 +56,8 @@ def accuracy_report(report: Accuracy) -> AccuracyReport:
                      for c in report.corrections])
 
 
-def review_router(app: App) -> APIRouter:
-    authenticated = require_actor(app.settings.api.tokens)
+def review_router(app: App, guard: AuthGuard) -> APIRouter:
+    authenticated = require_actor(app.settings.api.tokens, guard)
     router = APIRouter(tags=["dispatch review"], dependencies=[Depends(authenticated)], route_class=StrictJSONRoute)
 
     @router.delete("/tickets/{ticket_id}/claim", response_model=ReleasedTicket, responses=TICKET_ERRORS,

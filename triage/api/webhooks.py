@@ -72,8 +72,11 @@ def check_secrets(settings: Settings) -> None:
 
 def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     check_secrets(app.settings)
-    router = APIRouter(tags=["webhooks"], route_class=StrictJSONRoute)
     hooks = app.settings.webhooks
+    # the webhooks keep their own cap (read_capped's, below): api.max_body_bytes, every other route's, must not
+    # cut them shorter
+    router = APIRouter(tags=["webhooks"], route_class=StrictJSONRoute,
+                       max_body_size=max(hooks.max_body_bytes, app.settings.api.max_body_bytes))
 
     def platform_for(source: str) -> tuple[Platform, str | None]:
         if source not in PLATFORMS:

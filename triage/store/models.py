@@ -180,6 +180,22 @@ class JobLock(Base):
     locked_until: Mapped[datetime | None]
 
 
+class DeskSession(Base):
+    """A desk sign-in: the cookie holds its id (signed), and only while this row is there does it count. Signing
+    out deletes it at once; it ends at ``expires_at`` (``api.session_hours``), and with its token: the token's
+    fingerprint (an HMAC under the session secret) must still be a configured token's. The retention job
+    deletes the rows past their end."""
+
+    __tablename__ = "desk_sessions"
+
+    #: SHA-256 of the cookie's session id: the table alone lets nobody forge a cookie.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    token_fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class BatchCall(Base):
     """One LLM call that answered several conversations: its raw output, stored once; each
     conversation's :class:`Attempt` points here (``batch_id``) and holds its share of the tokens."""

@@ -30,6 +30,7 @@ from triage.api.desk import forms
 from triage.api.desk.render import environment
 from triage.api.desk.session import PRESESSION_COOKIE, PRESESSION_SECONDS, SESSION_COOKIE, DeskSession, SessionKeys
 from triage.api.errors import http_status
+from triage.api.guard import AuthGuard, TooManyFailuresError
 from triage.app import App
 from triage.errors import TriageError
 from triage.filters import FilterValues, UnknownFilterValueError, as_utc
@@ -123,8 +124,8 @@ def _cookie(response: Response, request: Request, name: str, value: str, max_age
 class Desk:
     """The pages, over one :class:`~triage.app.App`."""
 
-    def __init__(self, app: App, keys: SessionKeys, publish: Callable[[int], None]) -> None:
-        self.app, self.keys, self.publish = app, keys, publish
+    def __init__(self, app: App, keys: SessionKeys, publish: Callable[[int], None], guard: AuthGuard) -> None:
+        self.app, self.keys, self.publish, self.guard = app, keys, publish, guard
         self.templates = environment()
         self.values = FilterValues.of(app.settings, app.schema)
 
@@ -158,8 +159,16 @@ class Desk:
         presession = self.keys.read_presession(request.cookies.get(PRESESSION_COOKIE))
         if not self.keys.csrf_ok(presession, csrf_token):
             return self.sign_in_page(request, next_path, "The sign-in form expired. Please try again.", 403)
+        try:
+            self.guard.check(request)
+        except TooManyFailuresError as exc:
+            page = self.sign_in_page(request, next_path, f"Too many failed sign-ins from your address: try again "
+                                                         f"in {exc.retry_after} s.", 429)
+            page.headers["Retry-After"] = str(exc.retry_after)
+            return page
         session = self.keys.sign_in(token)
         if session is None:
+            self.guard.failed(request)
             return self.sign_in_page(request, next_path, "That access token is not valid.", 401)
         response = RedirectResponse(_safe_next(next_path), status_code=303)
         _cookie(response, request, SESSION_COOKIE, self.keys.cookie(session), self.keys.max_age)
@@ -331,7 +340,9 @@ def _router(desk: Desk) -> APIRouter:
 
     @router.post("/sign-in", response_class=HTMLResponse, summary="Sign in with an access token (public)",
                  responses={303: {"description": "signed in"}, 401: {"description": "not a valid access token"},
-                            403: {"description": "the sign-in form's CSRF token is missing or wrong"}})
+                            403: {"description": "the sign-in form's CSRF token is missing or wrong"},
+                            429: {"description": "too many failed sign-ins from this address this minute: try "
+                                                 "again after Retry-After seconds"}})
     def sign_in(request: Request, token: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
                 next_: Annotated[str, Form(alias="next")] = DESK_PATH) -> Response:
         return desk.sign_in(request, token, csrf_token, next_)
@@ -339,6 +350,7 @@ def _router(desk: Desk) -> APIRouter:
     @router.post("/sign-out", responses=FORM_ANSWERS, summary="End the desk session")
     def sign_out(viewer: Signed, csrf_token: Annotated[str, Form()] = "") -> Response:
         checked(viewer, csrf_token)
+        desk.keys.sign_out(viewer.session)
         response = RedirectResponse(f"{SIGN_IN_PATH}?done=signed_out", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -389,14 +401,15 @@ class CsrfRefused(Exception):  # noqa: N818 (an answer, not a bug)
     """A form without the right CSRF token: answered 403, nothing done."""
 
 
-def install_desk(api: FastAPI, app: App, publish: Callable[[int], None]) -> None:
+def install_desk(api: FastAPI, app: App, publish: Callable[[int], None], guard: AuthGuard) -> None:
     """Add the desk's pages, static files and redirects to ``api``."""
     configured = app.settings.api.session_secret
     if configured is None:
         log.warning("TRIAGE_SESSION_SECRET is not set: desk sessions are signed with a random key of this process, "
                     "so they end when it restarts and do not carry over to other serve processes")
     secret = configured.get_secret_value() if configured else secrets.token_urlsafe(SESSION_SECRET_BYTES)
-    desk = Desk(app, SessionKeys(secret, app.settings.api.tokens, app.settings.api.session_hours, app.clock), publish)
+    keys = SessionKeys(secret, app.settings.api.tokens, app.settings.api.session_hours, app.clock, app.sessions)
+    desk = Desk(app, keys, publish, guard)
     api.mount(STATIC_PATH, StaticFiles(packages=[("triage.api.desk", "static")]), name="desk-static")
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:
