@@ -51,7 +51,8 @@ SCHEMA = TicketSchema.load(SCHEMA_PATH)
 #: A fixed moment tests start their clocks at.
 EPOCH = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 #: Dispatch API tokens for tests (``TRIAGE_API_TOKENS``), and each person's bearer header.
-TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+#: (``triage serve`` takes tokens of 32 characters or more.)
+TOKENS = {"alice": "alice-token-0123456789abcdefghijklm", "bob": "bob-token-0123456789abcdefghijklmnop"}
 TOKENS_ENV = ",".join(f"{name}:{token}" for name, token in TOKENS.items())
 
 

@@ -113,7 +113,7 @@ def test_a_forged_cookie_or_a_revoked_token_is_no_session(pages: Pages, migrated
     client.cookies.clear()
     client.cookies.set("triage_desk", cookie[:-3] + ("AAA" if not cookie.endswith("AAA") else "BBB"))
     assert client.get("/desk/").status_code == 303
-    revoked = build_app(migrated_sqlite_url, TRIAGE_API_TOKENS="bob:bob-token", TRIAGE_SESSION_SECRET=SECRET)
+    revoked = build_app(migrated_sqlite_url, TRIAGE_API_TOKENS=f"bob:{TOKENS['bob']}", TRIAGE_SESSION_SECRET=SECRET)
     with TestClient(create_app(revoked, publish=lambda _: None), follow_redirects=False) as other:
         other.cookies.set("triage_desk", cookie)
         assert other.get("/desk/").status_code == 303, "alice's token is gone: so is her session"
@@ -275,7 +275,7 @@ def test_a_correction_reroutes_and_updates_the_priority_and_sla(pages: Pages) ->
     page = client.get(response.headers["location"]).text
     assert '<dd id="priority">P1</dd>' in page and "in 30 min" in page, "1 h from the same start"
     assert "Rule routing.rules[0] matched (problem_type = device_fault, urgent_level = high)" in page
-    detail = client.get(f"/tickets/{ticket_id}", headers={"Authorization": "Bearer alice-token"}).json()
+    detail = client.get(f"/tickets/{ticket_id}", headers={"Authorization": f"Bearer {TOKENS['alice']}"}).json()
     assert detail["ticket"]["fields"] == {"problem_type": "device_fault", "urgent_level": "high",
                                           "device_model": None, "user_requirements": ["repair it"]}
 

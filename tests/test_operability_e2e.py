@@ -25,10 +25,11 @@ MODEL = "mimo-v2-flash"
 TICKET = {"problem_type": "device_fault", "device_model": "Speaker X", "urgent_level": "normal",
           "user_requirements": ["restore Wi-Fi"]}
 SECRETS = {"TRIAGE_WEBHOOK_SECRET_GENERIC": "whsec_b3BzLWUyZS1zZWNyZXQtZm9yLWdlbmVyaWMtaG9vaw==",
-           "TRIAGE_API_TOKENS": "ops:ops-e2e-dispatch-token",
+           "TRIAGE_API_TOKENS": "ops:ops-e2e-dispatch-token-0123456789abcdef",
            "TRIAGE_WRITEBACK_ZAMMAD_URL": "https://zammad.example.com",
            "TRIAGE_WRITEBACK_ZAMMAD_TOKEN": "zammad-e2e-api-token"}
-SECRET_VALUES = ["sk-test", SECRETS["TRIAGE_WEBHOOK_SECRET_GENERIC"], "ops-e2e-dispatch-token", "zammad-e2e-api-token"]
+SECRET_VALUES = ["sk-test", SECRETS["TRIAGE_WEBHOOK_SECRET_GENERIC"], "ops-e2e-dispatch-token-0123456789abcdef",
+                 "zammad-e2e-api-token"]
 #: Each conversation's marker and what the API answers it, in order; the run's expected counts follow.
 SCRIPTS = {
     "OPS-PLAIN": [ok(TICKET, usage={**USAGE, "completion_tokens_details": {"reasoning_tokens": 12}})],

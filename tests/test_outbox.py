@@ -101,7 +101,7 @@ def box(tmp_path: Path, migrated_sqlite_url: str) -> Iterator[Box]:
         config = config_file(tmp_path, ZENDESK.toml, endpoints=[Endpoint(receiver.url, EVENT_TYPES)])
         clock = ManualClock(datetime.now(UTC))  # the receiver checks signatures against the wall clock
         app = build_app(migrated_sqlite_url, clock=clock, TRIAGE_CONFIG=str(config),
-                        TRIAGE_API_TOKENS="alice:alice-token",
+                        TRIAGE_API_TOKENS="alice:alice-token-0123456789abcdefghijklm",
                         TRIAGE__ALERTS__WEBHOOK_URL=slack.webhook_url, TRIAGE__RETRY__BACKOFF_BASE_SECONDS="2",
                         TRIAGE__RETRY__BACKOFF_MAX_SECONDS="4", TRIAGE__WRITEBACK__MAX_ATTEMPTS="3",
                         **ZENDESK.env(zendesk.base_url))
@@ -498,7 +498,7 @@ def _failed(box: Box) -> tuple[int, str]:
 
 def test_get_deliveries_lists_failed_ones_typed_paged_and_without_secrets(box: Box) -> None:
     ticket_id, failed_id = _failed(box)
-    alice = {"Authorization": "Bearer alice-token"}
+    alice = {"Authorization": "Bearer alice-token-0123456789abcdefghijklm"}
     with TestClient(create_app(box.app, publish=lambda ticket: None)) as client:
         assert client.get("/deliveries?status=failed").status_code == 401
         page = client.get("/deliveries?status=failed", headers=alice).json()

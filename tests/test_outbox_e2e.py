@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tests.factories import TOKENS_ENV, bearer
 from tests.fakehelpdesks import FakeEventsReceiver, FakeHelpdesk
 from tests.harness import Stack
 from tests.writeback_cases import AGENT_TAGS, CASES, Endpoint, config_file
@@ -27,7 +28,7 @@ from triage.tickets import lifecycle
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.e2e]  # make e2e
 
 WEBHOOK_SECRET = "e2e-webhook-secret"
-ALICE = {"Authorization": "Bearer alice-token"}
+ALICE = bearer("alice")
 ESCALATION = {"problem_type": "device_fault", "urgent_level": "high"}
 ESCALATION_TAGS = ["triage-hw", "triage_hardware-escalation", "triage_p1"]
 EVENTS = ("ticket.routed", "ticket.corrected", "ticket.resolved")
@@ -55,7 +56,7 @@ def test_each_platform_gets_the_routed_ticket_the_correction_and_the_resolve(
         postgres_url: str, redis_url: str, tmp_path: Path, helpdesks: dict[str, FakeHelpdesk]) -> None:
     with FakeEventsReceiver(Endpoint("", ()).secret) as receiver:
         config = config_file(tmp_path, "".join(case.toml for case in CASES), endpoints=[Endpoint(receiver.url, EVENTS)])
-        env = {"TRIAGE_CONFIG": str(config), "TRIAGE_EXTRACTOR": "rules", "TRIAGE_API_TOKENS": "alice:alice-token"}
+        env = {"TRIAGE_CONFIG": str(config), "TRIAGE_EXTRACTOR": "rules", "TRIAGE_API_TOKENS": TOKENS_ENV}
         for case in CASES:
             env |= case.env(helpdesks[case.platform].base_url)
             env[f"TRIAGE_WEBHOOK_SECRET_{case.platform.upper()}"] = WEBHOOK_SECRET

@@ -44,7 +44,7 @@ def live(postgres_module_url: str, redis_url: str) -> Iterator[Live]:
     redis.Redis.from_url(redis_url).flushdb()
     with FakeMiMo(default=ok(TICKET)) as api:
         env = {f"TRIAGE_WEBHOOK_SECRET_{name.upper()}": secret for name, secret in SECRETS.items()}
-        env["TRIAGE_API_TOKENS"] = "dispatch:e2e-token"
+        env["TRIAGE_API_TOKENS"] = "dispatch:e2e-dispatch-token-0123456789abcdef"
         stack = Stack(postgres_module_url, redis_url, api.base_url, env)
         stack.migrate()
         with stack.worker("--concurrency", "4"), stack.server(free_port()) as base, httpx.Client(timeout=10) as http:
@@ -65,7 +65,7 @@ def test_every_platform_sample_becomes_a_routed_ticket(live: Live) -> None:
     assert {views[i].status for i in ids.values()} == {"routed"}
     assert {views[i].route for i in ids.values()} == {"hardware-support"}
     listed = live.http.get(f"{live.base}/tickets", params={"limit": 50},
-                           headers={"Authorization": "Bearer e2e-token"}).json()["items"]
+                           headers={"Authorization": "Bearer e2e-dispatch-token-0123456789abcdef"}).json()["items"]
     assert {t["id"] for t in listed} >= set(ids.values())
     assert {t["source"] for t in listed} >= set(PLATFORMS)
 

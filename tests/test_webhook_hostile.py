@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from tests.factories import SECRETS, Service
+from tests.factories import ALICE, SECRETS, Service
 from triage.intake.platforms import sample_payloads, sign
 from triage.store.models import Conversation, IntakeKey, Ticket
 
@@ -52,7 +52,7 @@ def test_text_with_nul_or_lone_surrogates_is_stored_repaired_and_flagged(api: Se
     assert conversation.messages == [{"role": "customer", "text": stored}]
     assert conversation.customer == {"name": "Jo", "note": "\ufffd"}
     assert _only_ticket(api).flags["text_repaired"] == {"fields": ["customer", "messages[0].text", "raw payload"]}
-    detail = api.client.get("/tickets/1", headers={"Authorization": "Bearer alice-token"}).json()
+    detail = api.client.get("/tickets/1", headers=ALICE).json()
     assert "text_repaired" in detail["ticket"]["flags"]
 
 
