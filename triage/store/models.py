@@ -235,6 +235,8 @@ class Event(Base):
     """Audit trail: who (``actor``) did what (``kind``) to a ticket, before and after."""
 
     __tablename__ = "events"
+    #: The learned extractor's retraining counts the reviews (kinds) after an event id.
+    __table_args__ = (Index("ix_events_kind_id", "kind", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
