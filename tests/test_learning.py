@@ -210,7 +210,7 @@ def test_reviews_are_labels(learned_app: App) -> None:
     assert by_key[f"ticket:{broken}"] == ("My phone screen is broken", {"problem_type": "device_fault",
                                                                          "urgent_level": "high"})
     rules = learned_app.rules.extract(Conversation.from_text("How do I set an alarm?")).ticket or {}
-    assert by_key[f"ticket:{alarm}"][1] == {"problem_type": rules["problem_type"], "urgent_level": rules["urgent_level"]}
+    assert by_key[f"ticket:{alarm}"][1] == {name: rules[name] for name in ("problem_type", "urgent_level")}
     assert by_key[f"ticket:{charged}"][1] == {"problem_type": "complaint", "urgent_level": "normal"}
     assert f"ticket:{unreviewed}" not in by_key and len(labels.rows) == 3
     later = review_labels(learned_app.sessions, ["problem_type"], after=labels.through)
@@ -285,7 +285,8 @@ def test_retraining_stores_a_version_at_least_as_good(migrated_sqlite_url: str,
         summary = retrain(app.sessions, app.schema, app.settings.learn, app.clock.now())
         assert summary.startswith("learn: stored v2"), summary
         model = load_version(app.sessions)
-        assert model is not None and model.sources == {"bitext": len(bitext_rows[::2]), "reviews": len(bitext_rows[1::2])}
+        assert model is not None
+        assert model.sources == {"bitext": len(bitext_rows[::2]), "reviews": len(bitext_rows[1::2])}
         assert "0 new reviews since v2" in retrain(app.sessions, app.schema, app.settings.learn, app.clock.now())
     finally:
         app.close()
