@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests.intercom_contract import DOCUMENT_VERSION, contract_violation, intercom_api
 from tests.loopback import Loopback
 
 
@@ -362,11 +363,20 @@ class FakeZendesk(FakeHelpdesk):
 class FakeIntercom(FakeHelpdesk):
     """``teams``: the workspace's team ids (None: any). A write naming an admin or team the workspace does not
     have answers 404 ``not_found`` "Resource Not Found", as a missing conversation does; ``GET /admins/{id}``
-    and ``GET /teams/{id}`` answer ``admin_not_found`` / ``team_not_found`` (the 2.14 description's examples)."""
+    and ``GET /teams/{id}`` answer ``admin_not_found`` / ``team_not_found`` (the 2.14 description's examples).
+
+    Every request for version 2.14 is first validated against Intercom's own OpenAPI description
+    (:mod:`tests.intercom_contract`): one that breaks it is answered 400 ``parameter_invalid`` and kept in
+    ``violations``, and leaving the ``with`` block with any violation fails the test.
+    """
 
     def __init__(self, token: str, admin_id: str, version: str = "2.14", teams: set[str] | None = None) -> None:
         super().__init__()
         self._token, self.admin_id, self.version, self.teams = token, admin_id, version, teams
+        self.violations: list[str] = []
+        #: Requests checked against the description, as "METHOD path" (it loads now: a second, once per process).
+        self.validated: list[str] = []
+        intercom_api()
         self.tag_ids: dict[str, str] = {}  # id -> name, the workspace's tags
         self._ids = itertools.count(17513)
         self.route("GET", r"/me", self._me)
@@ -382,6 +392,25 @@ class FakeIntercom(FakeHelpdesk):
 
     def authorized(self, headers: dict[str, str]) -> bool:
         return headers.get("authorization") == f"Bearer {self._token}"
+
+    def _dispatch(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
+                  body: Any) -> tuple[Answer, float]:
+        sent_version = {k.lower(): v for k, v in headers.items()}.get("intercom-version")
+        if sent_version == DOCUMENT_VERSION:
+            violation = contract_violation(method, path, query, headers, body)
+            with self._lock:
+                self.validated.append(f"{method} {path}")
+                if violation is not None:
+                    self.violations.append(violation)
+                    self.requests.append(Recorded(method, path, query, headers, body))
+                    return Answer(400, {"type": "error.list", "request_id": "req-1",
+                                        "errors": [{"code": "parameter_invalid", "message": violation}]}), 0.0
+        return super()._dispatch(method, path, query, headers, body)
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        if self.violations and exc[0] is None:
+            raise AssertionError("requests that break Intercom's 2.14 description:\n" + "\n".join(self.violations))
 
     def precheck(self, headers: dict[str, str]) -> Answer | None:
         if headers.get("intercom-version") != self.version:
