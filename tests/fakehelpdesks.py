@@ -365,9 +365,10 @@ class FakeIntercom(FakeHelpdesk):
     have answers 404 ``not_found`` "Resource Not Found", as a missing conversation does; ``GET /admins/{id}``
     and ``GET /teams/{id}`` answer ``admin_not_found`` / ``team_not_found`` (the 2.14 description's examples).
 
-    Every request for version 2.14 is first validated against Intercom's own OpenAPI description
-    (:mod:`tests.intercom_contract`): one that breaks it is answered 400 ``parameter_invalid`` and kept in
-    ``violations``, and leaving the ``with`` block with any violation fails the test.
+    Every request for version 2.14 to a path Intercom serves is first validated against Intercom's own
+    OpenAPI description (:mod:`tests.intercom_contract`): one that breaks it is answered 400
+    ``parameter_invalid`` and kept in ``violations``, and leaving the ``with`` block with any violation
+    fails the test. A path Intercom does not serve gets its 404.
     """
 
     def __init__(self, token: str, admin_id: str, version: str = "2.14", teams: set[str] | None = None) -> None:
@@ -396,7 +397,8 @@ class FakeIntercom(FakeHelpdesk):
     def _dispatch(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
                   body: Any) -> tuple[Answer, float]:
         sent_version = {k.lower(): v for k, v in headers.items()}.get("intercom-version")
-        if sent_version == DOCUMENT_VERSION:
+        served = any(verb == method and pattern.fullmatch(path) for verb, pattern, _ in self._routes)
+        if sent_version == DOCUMENT_VERSION and served:  # a path Intercom does not serve is its 404
             violation = contract_violation(method, path, query, headers, body)
             with self._lock:
                 self.validated.append(f"{method} {path}")
