@@ -97,26 +97,30 @@ def deliver(adapter: WritebackAdapter, write: Write, *, done: Collection[str] = 
     return tuple(ran)
 
 
+AnswerT = TypeVar("AnswerT")
+
+
 class ProbeCache:
     """Answers about an adapter's configuration (a probe's, a token check's), each kept for ``seconds`` of
-    ``clock``. An answer is None (the configuration checks out) or the failure message; a probe that raises
-    (a transient error) caches nothing."""
+    ``clock``. An answer is None (the configuration checks out) or what is wrong; a probe that raises (a
+    transient error) caches nothing."""
 
     def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
         self.seconds, self.clock = seconds, clock
-        self._answers: dict[str, tuple[float, str | None]] = {}
+        self._answers: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str, probe: Callable[[], str | None]) -> str | None:
+    def get(self, key: str, probe: Callable[[], AnswerT]) -> AnswerT:
         now = self.clock()
         with self._lock:
             kept = self._answers.get(key)
         if kept is not None and now - kept[0] < self.seconds:
-            return kept[1]
-        answer = probe()
+            answer: AnswerT = kept[1]
+            return answer
+        fresh = probe()
         with self._lock:
-            self._answers[key] = (now, answer)
-        return answer
+            self._answers[key] = (now, fresh)
+        return fresh
 
 
 SectionT = TypeVar("SectionT", bound=PlatformWriteback[Any, Any])

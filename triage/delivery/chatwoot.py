@@ -37,7 +37,7 @@ from .http import build_client
 from .note import plain
 from .write import Write
 
-UNAUTHORIZED = 401
+UNAUTHORIZED, NOT_FOUND = 401, 404
 #: Chatwoot's words when a bot token calls a user endpoint (access_token_auth_helper.rb), and ours.
 BOT_REFUSAL = "not authorized for bots"
 BOT_TOKEN = "write-back needs a user access token, not an agent-bot token"
@@ -65,18 +65,20 @@ class ChatwootAdapter(BaseAdapter[ChatwootWriteback]):
     def preflight(self, step: str) -> None:
         wrong = self.probes.get("token", self._token_check)
         if wrong is not None:
-            raise self.failed(step, wrong)
+            status, message = wrong
+            raise self.failed(step, message, status=status)
 
-    def _token_check(self) -> str | None:
-        """None when the token is a user's; the failure message for an agent-bot token."""
+    def _token_check(self) -> tuple[int, str] | None:
+        """None when the token is a user's; else the status and message the delivery fails with."""
         try:
             self.peer.request("token", "GET", "/api/v1/profile")
-        except UnexplainedNotFoundError:
-            return f"GET /api/v1/profile answers 404: check {self.url_setting} (the Chatwoot host, without /api/v1)"
+        except UnexplainedNotFoundError as missing:
+            return missing.status or NOT_FOUND, (f"GET /api/v1/profile answers 404: check {self.url_setting} "
+                                                 "(the Chatwoot host, without /api/v1)")
         except FailedDeliveryError as refused:
             if refused.status == UNAUTHORIZED and BOT_REFUSAL in refused.message.lower():
-                return (f"{BOT_TOKEN} (Chatwoot: {refused.message}); use the access token on a user's "
-                        "Profile settings page")
+                return UNAUTHORIZED, (f"{BOT_TOKEN} (Chatwoot: {refused.message}); use the access token on a "
+                                      "user's Profile settings page")
             raise
         return None
 
