@@ -136,3 +136,65 @@ def test_each_platform_gets_the_routed_ticket_the_correction_and_the_resolve(
     assert "Task triage.deliver" in stack.logs["deliveries"] and "Task triage.deliver" not in stack.logs["worker"]
     secrets = [receiver.url, *(env[case.token_variable] for case in CASES)]
     assert not [secret for secret in secrets for log in stack.logs.values() if secret in log]
+
+
+def test_a_deliveries_worker_rides_out_more_429s_than_max_attempts_and_fails_a_misaddressed_404(
+        postgres_url: str, redis_url: str, tmp_path: Path) -> None:
+    """Real workers, the real clock: Zendesk answers 429 more times than writeback.max_attempts (3, with
+    retry.backoff_* shortened to 0.05-0.2 s) and the write-back still lands; a Freshdesk configured with its
+    API path doubled fails naming the URL variable, announced as delivery.failed and counted by the metric."""
+    with ExitStack() as stack_of:
+        zendesk, freshdesk = (stack_of.enter_context(case.fake()) for case in (CASES[0], CASES[4]))
+        receiver = stack_of.enter_context(FakeEventsReceiver(Endpoint("", ()).secret))
+        for case, fake in ((CASES[0], zendesk), (CASES[4], freshdesk)):
+            fake.ticket(case.ticket_id, tags=list(AGENT_TAGS))
+        zendesk.answer_next(429, method="PUT", times=6, headers={"Retry-After": "0"}, message="Rate limit exceeded")
+        config = config_file(tmp_path, CASES[0].toml + CASES[4].toml,
+                             endpoints=[Endpoint(receiver.url, ("delivery.failed",))])
+        env = {"TRIAGE_CONFIG": str(config), "TRIAGE_EXTRACTOR": "rules", "TRIAGE__WRITEBACK__MAX_ATTEMPTS": "3",
+               "TRIAGE__RETRY__BACKOFF_BASE_SECONDS": "0.05", "TRIAGE__RETRY__BACKOFF_MAX_SECONDS": "0.2",
+               **CASES[0].env(zendesk.base_url), **CASES[4].env(freshdesk.base_url + "/api/v2")}
+        for case in (CASES[0], CASES[4]):
+            env[f"TRIAGE_WEBHOOK_SECRET_{case.platform.upper()}"] = WEBHOOK_SECRET
+        stack = Stack(postgres_url, redis_url, None, env)
+        stack.migrate()
+        app = App.build(load_settings({**env, "TRIAGE_DATABASE_URL": postgres_url, "TRIAGE_BROKER_URL": redis_url}))
+
+        def logs() -> str:
+            return "\n".join(f"--- {name}\n{text[-3000:]}" for name, text in stack.logs.items())
+
+        def writebacks() -> dict[str, tuple[str, int, str | None]]:
+            with stack.sessions() as session:
+                rows = session.execute(select(Conversation.source, Delivery.status, Delivery.attempts,
+                                              Delivery.last_error)
+                                       .join(Ticket, Ticket.conversation_id == Conversation.id)
+                                       .join(Delivery, Delivery.ticket_id == Ticket.id)
+                                       .where(Delivery.kind == "writeback")).all()
+            return {source: (status, attempts, error) for source, status, attempts, error in rows}
+
+        def settled() -> bool:
+            found = writebacks()
+            return (found.get("zendesk", ("",))[0], found.get("freshdesk", ("",))[0]) == ("delivered", "failed") and (
+                len(receiver.received) == 1)
+
+        try:
+            with stack.worker("--queues", "triage,fallback"), \
+                    stack.process("worker", "--queues", "deliveries", "--loglevel", "INFO", name="deliveries"), \
+                    TestClient(create_app(app)) as client:
+                for case in (CASES[0], CASES[4]):
+                    body, headers = signed_request(case.platform, sample_payloads()[case.platform], WEBHOOK_SECRET,
+                                                   time.time())
+                    assert client.post(f"/webhooks/{case.platform}", content=body, headers=headers).status_code == 202
+                _wait("the write-backs did not settle", settled, logs)
+                metrics = client.get("/metrics").text
+        finally:
+            app.close()
+            stack.close()
+
+    found = writebacks()
+    assert found["zendesk"][1] == 7 > 3  # six 429s, then delivered
+    assert found["freshdesk"][1] == 1 and "check TRIAGE_WRITEBACK_FRESHDESK_URL" in (found["freshdesk"][2] or "")
+    [failed] = [received.payload for received in receiver.received]
+    assert failed["type"] == "delivery.failed" and failed["data"]["delivery"]["target"] == "freshdesk"  # type: ignore[index]
+    assert 'triage_deliveries{status="failed"} 1.0' in metrics
+    assert zendesk.tickets[CASES[0].ticket_id].tags != AGENT_TAGS
