@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,31 +38,25 @@ def intercom_api() -> OpenAPI:
 
 @dataclass
 class SentRequest:
-    """A request as the loopback Intercom received it, in the shape openapi-core reads (its Request protocol)."""
+    """What openapi-core reads of a request (its Request protocol); it fills ``parameters.path`` itself."""
 
     method: str
     path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
+    parameters: RequestParameters
+    content_type: str
     body: bytes | None
     host_url: str = SERVER
-    #: Filled once: openapi-core writes the path's variables into it while it validates.
-    parameters: RequestParameters = field(init=False)
-
-    def __post_init__(self) -> None:
-        query = ImmutableMultiDict([(name, value) for name, values in self.query.items() for value in values])
-        self.parameters = RequestParameters(query=query, header=Headers(self.headers), cookie=ImmutableMultiDict())
-
-    @property
-    def content_type(self) -> str:
-        return {name.lower(): value for name, value in self.headers.items()}.get("content-type", "")
 
 
 def contract_violation(method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
                        body: Any) -> str | None:
     """Why the request breaks Intercom's 2.14 description (None: it keeps it)."""
-    raw = None if body is None else json.dumps(body).encode()
-    request = SentRequest(method.lower(), path, query, headers, raw)
+    parameters = RequestParameters(
+        query=ImmutableMultiDict([(name, value) for name, values in query.items() for value in values]),
+        header=Headers(headers), cookie=ImmutableMultiDict())
+    content_type = {name.lower(): value for name, value in headers.items()}.get("content-type", "")
+    request = SentRequest(method.lower(), path, parameters, content_type,
+                          None if body is None else json.dumps(body).encode())
     try:
         intercom_api().validate_request(request)
     except OpenAPIError as exc:
