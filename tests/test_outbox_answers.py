@@ -40,7 +40,7 @@ from tests.factories import (
     sign_in,
 )
 from tests.factories import finish_with_rules as route
-from tests.fakehelpdesks import FakeChatwoot, FakeEventsReceiver, FakeHelpdesk, FakeSlack, Note
+from tests.fakehelpdesks import FakeChatwoot, FakeEventsReceiver, FakeHelpdesk, FakeIntercom, FakeSlack, Note
 from tests.writeback_cases import (
     AGENT_TAGS,
     CASES,
@@ -213,7 +213,52 @@ def test_a_ticket_the_platform_says_is_gone_ends_quietly(case: Case, migrated_sq
         assert d.events("delivery.failed") == [] and d.metric("failed") == 0 and d.metric("gone") == 1
 
 
+@pytest.mark.parametrize(("admin", "teams", "named"), [
+    ("992", None, "admin 992 does not: check TRIAGE_WRITEBACK_INTERCOM_ADMIN_ID"),
+    ("991", {"5001"}, "team 5002 does not: check writeback.intercom.routes.hardware-support.team_id"),
+], ids=["admin", "team"])
+def test_a_wrong_intercom_admin_or_team_fails_naming_it(admin: str, teams: set[str] | None, named: str,
+                                                        migrated_sqlite_url: str, tmp_path: Path) -> None:
+    fake = FakeIntercom(token="ic-secret-token-1", admin_id="991", teams=teams)
+    with desk(INTERCOM, migrated_sqlite_url, tmp_path, fake=fake, TRIAGE_WRITEBACK_INTERCOM_ADMIN_ID=admin,
+              **SHORT) as d:
+        d.fake.ticket(INTERCOM.ticket_id, tags=list(AGENT_TAGS))
+        d.decide()
+        d.settle()
+        row = d.writeback()
+        assert (row.status, row.last_status) == (DeliveryStatus.FAILED, 404) and named in (row.last_error or "")
+        assert len(d.events("delivery.failed")) == 1 and d.metric("failed") == 1
+        assert d.fake.tickets[INTERCOM.ticket_id].group is None
+
+
+def test_a_chatwoot_account_that_does_not_exist_fails_naming_the_account(migrated_sqlite_url: str,
+                                                                       tmp_path: Path) -> None:
+    with desk(CHATWOOT, migrated_sqlite_url, tmp_path, TRIAGE_WRITEBACK_CHATWOOT_ACCOUNT_ID="7", **SHORT) as d:
+        ticket_id = receive_from(d.app, "chatwoot", CHATWOOT.ticket_id, "7", P2_TEXT)  # an account Chatwoot lost
+        route(d.app, ticket_id)
+        d.settle()
+        row = d.writeback()
+        assert (row.status, row.last_status) == (DeliveryStatus.FAILED, 404)
+        assert "check TRIAGE_WRITEBACK_CHATWOOT_ACCOUNT_ID (account 7 does not answer)" in (row.last_error or "")
+
+
 # ---- transient answers: a deadline, not a count ------------------------------------------------------------
+
+def test_connection_errors_and_timeouts_are_retried_past_max_attempts(migrated_sqlite_url: str,
+                                                                     tmp_path: Path) -> None:
+    with desk(ZENDESK, migrated_sqlite_url, tmp_path, events=("delivery.failed",), **SHORT) as d:
+        d.fake.ticket(ZENDESK.ticket_id, tags=list(AGENT_TAGS))
+        d.decide()
+        with d.fake.down():
+            for _ in range(4):
+                waited = d.attempt_writeback()
+                assert isinstance(waited, Wait) and "could not reach it" in (d.writeback().last_error or "")
+                d.clock.advance(seconds=waited.seconds)
+                d.published.deliveries.append(d.writeback().id)
+        d.fake.answer_late(0.6, method="PUT")  # then one answer later than the client's timeout
+        d.settle()
+        row = d.writeback()
+        assert (row.status, row.attempts, row.transient_attempts) == (DeliveryStatus.DELIVERED, 6, 5)
 
 def test_more_consecutive_429s_than_max_attempts_still_deliver(migrated_sqlite_url: str, tmp_path: Path) -> None:
     with desk(ZENDESK, migrated_sqlite_url, tmp_path, **SHORT) as d:
