@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries = sub.add_parser("deliveries", help="list or retry the outbox's deliveries", description="List the "
                                 "outbox's deliveries (write-back to the helpdesks, signed events, alerts), newest "
                                 "first, as a table or JSON Lines; or put failed ones back in the queue with a fresh "
-                                "budget of writeback.max_attempts attempts (steps already done are not done again).")
+                                "budget: writeback.give_up_after_hours from now for transient answers, "
+                                "writeback.max_attempts for the others (steps already done are not done again).")
     shown = deliveries.add_mutually_exclusive_group()
     shown.add_argument("--failed", action="store_true", help="only failed deliveries (same as --status failed)")
     shown.add_argument("--status", choices=[s.value for s in DeliveryStatus], help="only deliveries in this status")
@@ -405,9 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries.add_argument("--limit", type=int, default=100, help="at most this many (default: %(default)s)")
     deliveries.add_argument("--json", action="store_true", help="one JSON object per line")
     retry_what = deliveries.add_mutually_exclusive_group()
-    retry_what.add_argument("--retry", action="append", metavar="ID", help="retry this failed (or gone) delivery; "
-                            "may be given more than once")
-    retry_what.add_argument("--retry-all", action="store_true", help="retry every failed delivery")
+    retry_what.add_argument("--retry", action="append", metavar="ID", help="retry this failed, gone or skipped "
+                            "delivery; may be given more than once")
+    retry_what.add_argument("--retry-all", action="store_true", help="retry every failed delivery (never a gone or "
+                            "skipped one)")
     deliveries.set_defaults(func=_cmd_deliveries)
 
     serve = sub.add_parser("serve", help="run the HTTP service (webhooks, dispatch review)", description="Run "

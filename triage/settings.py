@@ -511,10 +511,17 @@ class PlatformWriteback(_Section, Generic[RouteT, PriorityT]):
 
 
 class ZendeskWriteback(PlatformWriteback[ZendeskRoute, ZendeskPriority]):
+    """Zendesk: ``clear_assignee_on_group_change`` re-sends a group change Zendesk refused because the
+    ticket's assignee is not a member of the new group with ``assignee_id: null`` (off: the delivery fails
+    naming the conflict)."""
+
     email: Annotated[Email | None, Blank] = None
+    clear_assignee_on_group_change: bool = True
 
 
 INTERCOM_US = "https://api.intercom.io"
+#: The one Intercom-Version whose conversation update takes ``priority`` (``priority_via = "priority_field"``).
+INTERCOM_PREVIEW = "Preview"
 
 
 class IntercomWriteback(PlatformWriteback[IntercomRoute, str]):
@@ -568,8 +575,14 @@ WRITEBACK_REQUIRED = {
 class WritebackSettings(_Section):
     """Write-back of routing decisions to the helpdesk each conversation came from."""
 
-    #: Attempts per delivery before it fails (the outbox's budget).
+    #: Transient answers (429, 5xx, timeouts, no connection) are retried until this many hours after a
+    #: delivery's creation or its last ``triage deliveries --retry`` (fractions allowed).
+    give_up_after_hours: float = Field(24.0, gt=0)
+    #: Attempts that met an answer the adapter cannot classify (or whose worker died) before a delivery fails.
     max_attempts: int = Field(10, ge=1)
+    #: How long an adapter keeps the answer of its configuration probe (is a 404 a gone ticket or a wrong
+    #: URL or account?) and of its token check.
+    probe_cache_seconds: float = Field(600.0, gt=0)
     #: Connect, read, write and pool timeout of one HTTP call to a platform.
     timeout_seconds: float = Field(15.0, gt=0)
     #: A longer Retry-After / rate-limit reset is clamped to this.
@@ -610,6 +623,11 @@ class WritebackSettings(_Section):
                                  f"but {' and '.join(missing)} {verb} not set")
             found += _unknown(f"writeback.{name}.routes", section.routes, routes, "route")
             found += _unknown(f"writeback.{name}.priorities", section.priorities, priorities, "priority")
+        intercom = self.intercom
+        if intercom.priority_via == "priority_field" and intercom.version != INTERCOM_PREVIEW:
+            found.append(f'writeback.intercom.priority_via = "priority_field" needs writeback.intercom.version = '
+                         f'"{INTERCOM_PREVIEW}" (version {intercom.version!r} has no writable conversation '
+                         'priority): set the version, or priority_via = "custom_attribute" or "none"')
         return found
 
 
