@@ -8,6 +8,7 @@ Scenarios (``--scenario``, comma-separated; default all but the full backlog):
   d        signed webhooks into triage serve alone, vs a bare FastAPI endpoint
   submit   triage submit of 10,000 lines into PostgreSQL
   tokens   the system prompt's tokens; prompt tokens per ticket without and with batches of 10
+  evaluate triage evaluate of 10,000 labelled conversations with the rules and the learned extractor
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from benchmarks import conversations, scenarios
+from benchmarks import conversations, evaluation, scenarios
 from benchmarks.report import ScenarioResult, write_results
 from benchmarks.stack import REPO, Services
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
-DEFAULT_SCENARIOS = ("a", "b", "c", "d", "submit", "tokens")
+DEFAULT_SCENARIOS = ("a", "b", "c", "d", "submit", "tokens", "evaluate")
 KNOWN_SCENARIOS = (*DEFAULT_SCENARIOS, "c-full")
 
 
@@ -133,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "d": lambda: scenarios.scenario_webhooks(ctx),
             "submit": lambda: scenarios.scenario_submit(ctx),
             "tokens": lambda: scenarios.scenario_tokens(ctx),
+            "evaluate": lambda: evaluation.scenario_evaluate(Path(workdir), plan.evaluate_conversations,
+                                                             options.data),
         }
         results = [_guarded(name, runners[name], ctx) for name in chosen]
     minutes = (time.monotonic() - started) / 60

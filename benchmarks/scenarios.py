@@ -94,11 +94,12 @@ class Plan:
     webhook_warmup: int = 100
     submit_lines: int = 10_000
     token_tickets: int = 200
+    evaluate_conversations: int = 10_000
 
     @classmethod
     def quick(cls) -> Plan:
         return cls(tickets=150, seed_sample=10, backlog_divisor=25.0, webhooks=300, webhook_warmup=30,
-                   submit_lines=1000, token_tickets=60)
+                   submit_lines=1000, token_tickets=60, evaluate_conversations=1000)
 
     def scaled(self, factor: float) -> Plan:
         """Every count times ``factor`` (at least one of each)."""
@@ -106,7 +107,8 @@ class Plan:
             return max(1, round(n * factor))
         return Plan(size(self.tickets), size(self.seed_sample), self.workers, self.threads, self.latency,
                     self.jitter, self.backlog_divisor, size(self.webhooks), self.webhook_clients,
-                    size(self.webhook_warmup), size(self.submit_lines), size(self.token_tickets))
+                    size(self.webhook_warmup), size(self.submit_lines), size(self.token_tickets),
+                    size(self.evaluate_conversations))
 
     @property
     def concurrency(self) -> int:

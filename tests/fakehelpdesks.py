@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests.intercom_contract import DOCUMENT_VERSION, contract_violation, intercom_api
 from tests.loopback import Loopback
 
 
@@ -51,6 +52,8 @@ class FakeTicket:
     notes: list[Note] = field(default_factory=list)
     attributes: dict[str, Any] = field(default_factory=dict)
     closed: bool = False
+    #: The agent the ticket is assigned to (Zendesk's ``assignee_id``).
+    assignee: int | None = None
 
 
 @dataclass
@@ -153,7 +156,16 @@ class FakeHelpdesk(Loopback):
         return self.tickets.get(ticket_id)
 
     def missing(self, what: str = "ticket") -> Answer:
+        """The platform's answer for a record that does not exist."""
         return Answer(404, self.error(404, f"{what} not found"))
+
+    def no_route(self, method: str, path: str) -> Answer:
+        """The platform's answer for a path it does not serve (a misconfigured base URL)."""
+        return Answer(404, self.error(404, f"no route {method} {path}"))
+
+    def unauthorized(self) -> Answer:
+        """The platform's answer for credentials it does not know."""
+        return Answer(401, self.error(401, "authentication failed"))
 
     # ---- the server -----------------------------------------------------------------------------
 
@@ -166,7 +178,7 @@ class FakeHelpdesk(Loopback):
                 return scripted.answer, scripted.late
             lowered = {k.lower(): v for k, v in headers.items()}
             if not self.authorized(lowered):
-                return Answer(401, self.error(401, "authentication failed")), 0.0
+                return self.unauthorized(), 0.0
             answer = self.precheck(lowered) or self._route(method, path, query, body)
             if scripted is not None:
                 return scripted.answer or answer, scripted.late
@@ -186,7 +198,7 @@ class FakeHelpdesk(Loopback):
             match = pattern.fullmatch(path)
             if match and verb == method:
                 return handler(match, body, query)
-        return Answer(404, self.error(404, f"no route {method} {path}"))
+        return self.no_route(method, path)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -246,12 +258,25 @@ def _remove(tags: list[str], names: list[str]) -> None:
 # ---- Zendesk ------------------------------------------------------------------------------------
 
 ZENDESK_PRIORITIES = ("urgent", "high", "normal", "low")
+#: Zendesk's 422 bodies: any update of a closed ticket, and a group change whose assignee is not in the group
+#: (shapes as Zendesk answers them, quoted in facetoe/zenpy#628 and in clients' tests of closed tickets).
+ZENDESK_CLOSED = {"error": "RecordInvalid", "description": "Record validation errors",
+                  "details": {"status": [{"description": "Status: closed prevents ticket update"}]}}
+ZENDESK_ASSIGNEE_NOT_IN_GROUP = {"error": "RecordInvalid", "description": "Record validation errors", "details": {
+    "assignee": [{"description": "Assignee: is invalid", "error": "InvalidValue"},
+                 {"description": "Assignee: is not a member of the group"}]}}
 
 
 class FakeZendesk(FakeHelpdesk):
+    """``members``: group id -> the agents in it (a group not listed takes any agent); ``agents``: agent id ->
+    name, sideloaded by ``GET /api/v2/tickets/{id}?include=users``."""
+
     def __init__(self, email: str, token: str) -> None:
         super().__init__()
         self._auth = _basic(f"{email}/token", token)
+        self.members: dict[int, set[int]] = {}
+        self.agents: dict[int, str] = {}
+        self.route("GET", r"/api/v2/tickets/(\d+)", self._show)
         self.route("PUT", r"/api/v2/tickets/(\d+)", self._update)
         for verb in ("PUT", "POST", "DELETE"):
             self.route(verb, r"/api/v2/tickets/(\d+)/tags", self._tags(verb))
@@ -265,30 +290,55 @@ class FakeZendesk(FakeHelpdesk):
                   422: "RecordInvalid", 429: "TooManyRequests"}
         return {"error": titles.get(status, "Error"), "description": message}
 
+    def missing(self, what: str = "ticket") -> Answer:
+        return Answer(404, {"error": "RecordNotFound", "description": "Not found"})
+
+    def no_route(self, method: str, path: str) -> Answer:
+        return Answer(404, {"error": "InvalidEndpoint", "description": "Not found"})
+
+    def _view(self, ticket_id: str, ticket: FakeTicket) -> dict[str, Any]:
+        return {"id": int(ticket_id), "group_id": ticket.group, "priority": ticket.priority, "tags": ticket.tags,
+                "assignee_id": ticket.assignee, "status": "closed" if ticket.closed else "open"}
+
+    def _show(self, match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
+        ticket = self.find(match[1])
+        if ticket is None:
+            return self.missing()
+        data: dict[str, Any] = {"ticket": self._view(match[1], ticket)}
+        if "users" in ",".join(query.get("include", [])).split(","):
+            data["users"] = [{"id": ticket.assignee, "name": self.agents[ticket.assignee], "role": "agent"}
+                             ] if ticket.assignee in self.agents else []
+        return Answer(200, data)
+
     def _update(self, match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
         ticket = self.find(match[1])
         if ticket is None:
             return self.missing()
+        if ticket.closed:
+            return Answer(422, ZENDESK_CLOSED)
         fields = body["ticket"]
         if "priority" in fields and fields["priority"] not in ZENDESK_PRIORITIES:
             return Answer(422, {"error": "RecordInvalid", "description": "Record validation errors",
                                 "details": {"priority": [{"description": "Priority: is invalid"}]}})
-        ticket.group = fields.get("group_id", ticket.group)
+        assignee = fields.get("assignee_id", ticket.assignee)
+        group = fields.get("group_id", ticket.group)
+        if assignee is not None and group in self.members and assignee not in self.members[group]:
+            return Answer(422, ZENDESK_ASSIGNEE_NOT_IN_GROUP)
+        ticket.group, ticket.assignee = group, assignee
         ticket.priority = fields.get("priority", ticket.priority)
         if "tags" in fields:
             ticket.tags = list(fields["tags"])
         if "comment" in fields:
             ticket.notes.append(Note(fields["comment"]["body"], private=fields["comment"].get("public") is False))
-        return Answer(200, {"ticket": {"id": int(match[1]), "group_id": ticket.group, "priority": ticket.priority,
-                                       "tags": ticket.tags}})
+        return Answer(200, {"ticket": self._view(match[1], ticket)})
 
     def _tags(self, verb: str) -> Handler:
         def handle(match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
             ticket = self.find(match[1])
             if ticket is None:
                 return self.missing()
-            if ticket.closed:
-                return Answer(422, {"error": "RecordInvalid", "description": "closed tickets take no tag changes"})
+            if ticket.closed:  # "the Add, Set and Remove Tags endpoints do not work on closed tickets"
+                return Answer(422, ZENDESK_CLOSED)
             names = [name.lower() for name in body["tags"]]
             if verb == "PUT":
                 _add(ticket.tags, names)
@@ -311,11 +361,28 @@ class FakeZendesk(FakeHelpdesk):
 # ---- Intercom -----------------------------------------------------------------------------------
 
 class FakeIntercom(FakeHelpdesk):
-    def __init__(self, token: str, admin_id: str, version: str = "2.14") -> None:
+    """``teams``: the workspace's team ids (None: any). A write naming an admin or team the workspace does not
+    have answers 404 ``not_found`` "Resource Not Found", as a missing conversation does; ``GET /admins/{id}``
+    and ``GET /teams/{id}`` answer ``admin_not_found`` / ``team_not_found`` (the 2.14 description's examples).
+
+    Every request for version 2.14 to a path Intercom serves is first validated against Intercom's own
+    OpenAPI description (:mod:`tests.intercom_contract`): one that breaks it is answered 400
+    ``parameter_invalid`` and kept in ``violations``, and leaving the ``with`` block with any violation
+    fails the test. A path Intercom does not serve gets its 404.
+    """
+
+    def __init__(self, token: str, admin_id: str, version: str = "2.14", teams: set[str] | None = None) -> None:
         super().__init__()
-        self._token, self.admin_id, self.version = token, admin_id, version
+        self._token, self.admin_id, self.version, self.teams = token, admin_id, version, teams
+        self.violations: list[str] = []
+        #: Requests checked against the description, as "METHOD path" (it loads now: a second, once per process).
+        self.validated: list[str] = []
+        intercom_api()
         self.tag_ids: dict[str, str] = {}  # id -> name, the workspace's tags
         self._ids = itertools.count(17513)
+        self.route("GET", r"/me", self._me)
+        self.route("GET", r"/admins/(\w+)", self._admin)
+        self.route("GET", r"/teams/(\w+)", self._team)
         self.route("POST", r"/tags", self._create_tag)
         self.route("GET", r"/conversations/(\w+)", self._show)
         self.route("PUT", r"/conversations/(\w+)", self._update)
@@ -326,6 +393,26 @@ class FakeIntercom(FakeHelpdesk):
 
     def authorized(self, headers: dict[str, str]) -> bool:
         return headers.get("authorization") == f"Bearer {self._token}"
+
+    def _dispatch(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
+                  body: Any) -> tuple[Answer, float]:
+        sent_version = {k.lower(): v for k, v in headers.items()}.get("intercom-version")
+        served = any(verb == method and pattern.fullmatch(path) for verb, pattern, _ in self._routes)
+        if sent_version == DOCUMENT_VERSION and served:  # a path Intercom does not serve is its 404
+            violation = contract_violation(method, path, query, headers, body)
+            with self._lock:
+                self.validated.append(f"{method} {path}")
+                if violation is not None:
+                    self.violations.append(violation)
+                    self.requests.append(Recorded(method, path, query, headers, body))
+                    return Answer(400, {"type": "error.list", "request_id": "req-1",
+                                        "errors": [{"code": "parameter_invalid", "message": violation}]}), 0.0
+        return super()._dispatch(method, path, query, headers, body)
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        if self.violations and exc[0] is None:
+            raise AssertionError("requests that break Intercom's 2.14 description:\n" + "\n".join(self.violations))
 
     def precheck(self, headers: dict[str, str]) -> Answer | None:
         if headers.get("intercom-version") != self.version:
@@ -338,14 +425,38 @@ class FakeIntercom(FakeHelpdesk):
         return {"type": "error.list", "request_id": "req-1",
                 "errors": [{"code": codes.get(status, "server_error"), "message": message}]}
 
+    def no_route(self, method: str, path: str) -> Answer:
+        return Answer(404, self.error(404, "Resource Not Found"))
+
     def _tag_not_found(self) -> Answer:
         return Answer(404, {"type": "error.list", "errors": [{"code": "tag_not_found", "message": "Tag not found"}]})
 
     def _admin_ok(self, body: Any) -> bool:
         return isinstance(body, dict) and body.get("admin_id") == self.admin_id
 
-    def _bad_admin(self) -> Answer:
-        return Answer(400, self.error(400, "admin_id is required and must be a valid admin"))
+    def _bad_admin(self, body: Any = None) -> Answer:
+        if isinstance(body, dict) and body.get("admin_id"):
+            return Answer(404, self.error(404, "Resource Not Found"))  # an admin the workspace does not have
+        return Answer(400, {"type": "error.list", "request_id": "req-1",
+                            "errors": [{"code": "parameter_not_found", "message": "Admin ID not specified"}]})
+
+    def _admin_view(self) -> dict[str, Any]:
+        return {"type": "admin", "id": self.admin_id, "name": "triage bot", "email": "bot@acme.test"}
+
+    def _me(self, match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
+        return Answer(200, self._admin_view())
+
+    def _admin(self, match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
+        if match[1] != self.admin_id:
+            return Answer(404, {"type": "error.list", "request_id": "req-1",
+                                "errors": [{"code": "admin_not_found", "message": "Admin not found"}]})
+        return Answer(200, self._admin_view())
+
+    def _team(self, match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
+        if self.teams is not None and match[1] not in self.teams:
+            return Answer(404, {"type": "error.list", "request_id": "req-1",
+                                "errors": [{"code": "team_not_found", "message": "Team not found"}]})
+        return Answer(200, {"type": "team", "id": match[1], "name": f"team {match[1]}", "admin_ids": []})
 
     def _tag_id(self, name: str) -> str:
         """The workspace's tag called ``name`` (case-insensitively), created when there is none."""
@@ -384,7 +495,7 @@ class FakeIntercom(FakeHelpdesk):
         if ticket is None:
             return self.missing("conversation")
         if not self._admin_ok(body):
-            return self._bad_admin()
+            return self._bad_admin(body)
         if body.get("id") not in self.tag_ids:
             return self._tag_not_found()
         _add(ticket.tags, [self.tag_ids[body["id"]]])
@@ -395,7 +506,7 @@ class FakeIntercom(FakeHelpdesk):
         if ticket is None:
             return self.missing("conversation")
         if not self._admin_ok(body):
-            return self._bad_admin()
+            return self._bad_admin(body)
         name = self.tag_ids.get(match[2])
         if name is None or name.casefold() not in {tag.casefold() for tag in ticket.tags}:
             return self._tag_not_found()
@@ -407,7 +518,9 @@ class FakeIntercom(FakeHelpdesk):
         if ticket is None:
             return self.missing("conversation")
         if not self._admin_ok(body) or body.get("message_type") != "assignment" or body.get("type") != "team":
-            return self._bad_admin()
+            return self._bad_admin(body)
+        if self.teams is not None and body["assignee_id"] not in self.teams:
+            return Answer(404, self.error(404, "Resource Not Found"))
         ticket.group = body["assignee_id"]
         return self._show(match, None, query)
 
@@ -416,7 +529,7 @@ class FakeIntercom(FakeHelpdesk):
         if ticket is None:
             return self.missing("conversation")
         if not self._admin_ok(body) or body.get("type") != "admin":
-            return self._bad_admin()
+            return self._bad_admin(body)
         ticket.notes.append(Note(body["body"], private=body.get("message_type") == "note"))
         return self._show(match, None, query)
 
@@ -427,12 +540,22 @@ CHATWOOT_PRIORITIES = ("urgent", "high", "medium", "low", None)
 
 
 class FakeChatwoot(FakeHelpdesk):
-    """``teams``: the account's team ids; ``labels``: the labels defined in the account (None: any string)."""
+    """``teams``: the account's team ids; ``labels``: the labels defined in the account (None: any string);
+    ``bot_token``: an agent bot's access token, which reaches only ``BOT_ACCESSIBLE_ENDPOINTS``
+    (app/controllers/concerns/access_token_auth_helper.rb: conversation create, update, toggle_status,
+    toggle_priority, custom_attributes; messages create; assignments create). Errors are ``{"error": ...}``;
+    a missing account and a missing conversation both answer 404 "Resource could not be found"."""
 
-    def __init__(self, token: str, account_id: int, teams: set[int], labels: set[str] | None = None) -> None:
+    BOT_ENDPOINTS = ("assignments", "toggle_priority", "messages")
+
+    def __init__(self, token: str, account_id: int, teams: set[int], labels: set[str] | None = None,
+                 bot_token: str | None = None) -> None:
         super().__init__()
         self._token, self.account_id, self.teams, self.labels = token, account_id, teams, labels
+        self._bot_token = bot_token
         base = r"/api/v1/accounts/(\d+)/conversations/(\d+)/"
+        self.route("GET", r"/api/v1/profile", self._profile)
+        self.route("GET", r"/api/v1/accounts/(\d+)/teams", self._teams)
         self.route("GET", base + "labels", self._conversation(self._get_labels))
         self.route("POST", base + "labels", self._conversation(self._set_labels))
         self.route("POST", base + "assignments", self._conversation(self._assign))
@@ -441,7 +564,40 @@ class FakeChatwoot(FakeHelpdesk):
         self.route("GET", base + "messages", self._conversation(self._messages))
 
     def authorized(self, headers: dict[str, str]) -> bool:
-        return headers.get("api_access_token") == self._token
+        return headers.get("api_access_token") in (self._token, self._bot_token)
+
+    def error(self, status: int, message: str) -> Any:
+        return {"error": message}
+
+    def unauthorized(self) -> Answer:
+        return Answer(401, {"error": "Invalid Access Token"})
+
+    def missing(self, what: str = "ticket") -> Answer:
+        return Answer(404, {"error": "Resource could not be found"})
+
+    def no_route(self, method: str, path: str) -> Answer:
+        return Answer(404, "Not Found")  # Rails' routing error page, not JSON
+
+    def _dispatch(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
+                  body: Any) -> tuple[Answer, float]:
+        token = {k.lower(): v for k, v in headers.items()}.get("api_access_token")
+        if self._bot_token is not None and token == self._bot_token and not self._bot_reaches(method, path):
+            with self._lock:
+                self.requests.append(Recorded(method, path, query, headers, body))
+            return Answer(401, {"error": "Access to this endpoint is not authorized for bots"}), 0.0
+        return super()._dispatch(method, path, query, headers, body)
+
+    def _bot_reaches(self, method: str, path: str) -> bool:
+        return method == "POST" and path.rsplit("/", 1)[-1] in self.BOT_ENDPOINTS
+
+    def _profile(self, match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
+        return Answer(200, {"id": 1, "name": "triage", "email": "triage@acme.test",
+                            "accounts": [{"id": self.account_id, "name": "Acme", "role": "agent"}]})
+
+    def _teams(self, match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
+        if int(match[1]) != self.account_id:
+            return self.missing()
+        return Answer(200, [{"id": team, "name": f"team {team}"} for team in sorted(self.teams)])
 
     def _conversation(self, handler: Callable[[FakeTicket, Any], Answer]) -> Handler:
         def handle(match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
@@ -478,9 +634,15 @@ class FakeChatwoot(FakeHelpdesk):
 # ---- Zammad -------------------------------------------------------------------------------------
 
 class FakeZammad(FakeHelpdesk):
+    """Errors as Zammad renders them (``{"error", "error_human"}``, app/controllers/application_controller/
+    handles_errors.rb). ``by_ticket`` answers every article whatever the page (the controller we read),
+    unless ``pages_articles``: then it honours ``page`` / ``per_page`` as Zammad's lists do."""
+
     def __init__(self, token: str, groups: dict[int, str], priorities: dict[int, str]) -> None:
         super().__init__()
         self._token, self.groups, self.priorities = token, groups, priorities
+        self.pages_articles = False
+        self.route("GET", r"/api/v1/users/me", self._me)
         self.route("PUT", r"/api/v1/tickets/(\d+)", self._update)
         self.route("GET", r"/api/v1/tags", self._list_tags)
         self.route("POST", r"/api/v1/tags/add", self._tag(_add))
@@ -493,6 +655,15 @@ class FakeZammad(FakeHelpdesk):
 
     def error(self, status: int, message: str) -> Any:
         return {"error": message, "error_human": message}
+
+    def missing(self, what: str = "ticket") -> Answer:
+        return Answer(404, self.error(404, f"Couldn't find {what.capitalize()} with 'id'"))
+
+    def no_route(self, method: str, path: str) -> Answer:
+        return Answer(404, self.error(404, f"No route matches [{method}] \"{path}\""))
+
+    def _me(self, match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
+        return Answer(200, {"id": 3, "login": "triage@acme.test", "firstname": "triage", "active": True})
 
     def _update(self, match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
         ticket = self.find(match[1])
@@ -534,16 +705,23 @@ class FakeZammad(FakeHelpdesk):
         ticket = self.find(match[1])
         if ticket is None:
             return self.missing()
-        return Answer(200, [{"id": n, "body": note.body, "internal": note.private}
-                            for n, note in enumerate(ticket.notes, 1)])
+        articles = [{"id": n, "body": note.body, "internal": note.private} for n, note in enumerate(ticket.notes, 1)]
+        if self.pages_articles:
+            page, per_page = _page(query, default=100, most=500)
+            articles = articles[(page - 1) * per_page:page * per_page]
+        return Answer(200, articles)
 
 
 # ---- Freshdesk ----------------------------------------------------------------------------------
 
 class FakeFreshdesk(FakeHelpdesk):
+    """A 404 has no body, for a missing ticket as for a path Freshdesk does not serve. Lists are paged (``page``,
+    ``per_page``: 30 by default, 100 at most) with ``Link: <...>; rel="next"`` while more follow."""
+
     def __init__(self, api_key: str) -> None:
         super().__init__()
         self._api_key = api_key
+        self.route("GET", r"/api/v2/agents/me", self._me)
         self.route("GET", r"/api/v2/tickets/(\d+)", self._show)
         self.route("PUT", r"/api/v2/tickets/(\d+)", self._update)
         self.route("POST", r"/api/v2/tickets/(\d+)/notes", self._note)
@@ -559,6 +737,15 @@ class FakeFreshdesk(FakeHelpdesk):
     def error(self, status: int, message: str) -> Any:
         codes = {401: "invalid_credentials", 403: "access_denied", 404: "not_found", 409: "inconsistent_state"}
         return {"code": codes.get(status, "error"), "message": message}
+
+    def missing(self, what: str = "ticket") -> Answer:
+        return Answer(404, "")
+
+    def no_route(self, method: str, path: str) -> Answer:
+        return Answer(404, "")
+
+    def _me(self, match: re.Match[str], body: Any, query: dict[str, list[str]]) -> Answer:
+        return Answer(200, {"id": 19, "contact": {"email": "triage@acme.test", "name": "triage"}})
 
     def _view(self, ticket_id: str, ticket: FakeTicket) -> dict[str, Any]:
         return {"id": int(ticket_id), "group_id": ticket.group, "priority": ticket.priority, "tags": ticket.tags}
@@ -592,8 +779,20 @@ class FakeFreshdesk(FakeHelpdesk):
         ticket = self.find(match[1])
         if ticket is None:
             return self.missing()
-        return Answer(200, [{"id": n, "body": note.body, "body_text": note.body, "private": note.private}
-                            for n, note in enumerate(ticket.notes, 1)])
+        page, per_page = _page(query, default=30, most=100)
+        entries = [{"id": n, "body": note.body, "body_text": note.body, "private": note.private}
+                   for n, note in enumerate(ticket.notes, 1)]
+        shown = entries[(page - 1) * per_page:page * per_page]
+        more = page * per_page < len(entries)
+        link = f"<{self.base_url}{match[0]}?page={page + 1}&per_page={per_page}>; rel=\"next\""
+        return Answer(200, shown, {"Link": link} if more else {})
+
+
+def _page(query: dict[str, list[str]], *, default: int, most: int) -> tuple[int, int]:
+    """``page`` (from 1) and ``per_page`` (at most ``most``) of a listing's query."""
+    page = int(query.get("page", ["1"])[0])
+    per_page = min(int(query.get("per_page", [str(default)])[0]), most)
+    return max(page, 1), per_page
 
 
 # ---- Slack-compatible incoming webhook, Standard Webhooks receiver --------------------------------

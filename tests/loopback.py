@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -60,9 +62,17 @@ class Loopback:
     def restart(self, down_seconds: float) -> None:
         """Stop listening (connections are refused), wait ``down_seconds``, listen again on the same port, as
         a peer's outage looks from outside (what the subclass holds, e.g. a helpdesk's tickets, stays)."""
+        with self.down():
+            time.sleep(down_seconds)
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        """Not listening inside the block (connections are refused), back on the same port after it."""
         port = self._server.server_address[1]
         self.__exit__()
-        time.sleep(down_seconds)
-        self._listen(port)
-        self._thread.start()
-        self.restarts += 1
+        try:
+            yield
+        finally:
+            self._listen(port)
+            self._thread.start()
+            self.restarts += 1

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.writeback_cases import AGENT_TAGS, CHATWOOT, FRESHDESK, INTERCOM, ZAMMAD, ZENDESK, Case, rig
-from triage.delivery import FailedDeliveryError, GoneDeliveryError, RetryableDeliveryError, deliver
+from triage.delivery import (
+    FailedDeliveryError,
+    GoneDeliveryError,
+    RetryableDeliveryError,
+    SkippedDeliveryError,
+    deliver,
+)
 
 
 def _basic(user: str, password: str) -> str:
@@ -53,12 +59,19 @@ def test_zendesk_retry_reads_the_newest_comments_first(tmp_path: Path) -> None:
         assert (read.path, read.query) == ("/api/v2/tickets/35436/comments", {"sort_order": ["desc"]})
 
 
-def test_zendesk_closed_ticket_fails_with_zendesk_words(tmp_path: Path) -> None:
+def test_zendesk_closed_ticket_is_skipped_with_zendesk_words(tmp_path: Path) -> None:
     with rig(ZENDESK, tmp_path) as r:
         r.ticket(closed=True)
-        with pytest.raises(FailedDeliveryError, match="closed tickets take no tag changes") as caught:
+        with pytest.raises(SkippedDeliveryError, match=r"ticket closed: .*closed prevents ticket update") as caught:
             deliver(r.adapter, r.write("d-1", "hardware-escalation", "P1"))
-        assert (caught.value.step, caught.value.status) == ("tags", 422)
+        assert (caught.value.step, caught.value.status) == ("ticket", 422)
+        r.fake.tickets["35436"].closed = False
+        done: list[str] = []
+        deliver(r.adapter, r.write("d-2", "general-inquiries", "P4"), record=lambda step, remarks: done.append(step))
+        r.fake.tickets["35436"].closed = True  # closed between two steps: the tags endpoints refuse it alike
+        with pytest.raises(SkippedDeliveryError) as tags:
+            deliver(r.adapter, r.write("d-3", "general-inquiries", "P4"))
+        assert (tags.value.step, tags.value.status) == ("tags", 422)
 
 
 def test_zendesk_route_without_group_or_priority_has_no_ticket_step(tmp_path: Path) -> None:
@@ -136,7 +149,9 @@ def test_intercom_a_tag_someone_else_detached_first_is_fine_but_a_gone_conversat
         deliver(r.adapter, r.write("d-1", "hardware-support", "P2", previous=("hardware-support", "P1")))
         assert "triage_p2" in r.tags
         r.fake.tickets["147"].tags.append("triage_p2")
+        # the conversation is deleted between the tags step's read and its DELETE: both answer not_found
         r.fake.answer_next(404, method="DELETE", message="Resource Not Found")
+        r.fake.answer_next(404, method="GET", path="^/conversations/147$", after=1, message="Resource Not Found")
         with pytest.raises(GoneDeliveryError, match="not_found: Resource Not Found"):
             deliver(r.adapter, r.write("d-2", "hardware-support", "P3", previous=("hardware-support", "P2")))
 
@@ -150,11 +165,13 @@ def test_intercom_version_is_a_setting_and_a_mismatch_fails_with_intercoms_code(
         assert r.fake.calls()[0].headers["Intercom-Version"] == "2.16"
 
 
-@pytest.mark.parametrize(("via", "body"), [
-    ("priority_field", {"priority": "urgent", "admin_id": "991"}), ("none", None)])
-def test_intercom_priority_is_written_as_configured(tmp_path: Path, via: str, body: dict[str, str] | None) -> None:
-    toml = INTERCOM.toml.replace('"custom_attribute"', f'"{via}"')
+@pytest.mark.parametrize(("via", "version", "body"), [
+    ("priority_field", "Preview", {"priority": "urgent", "admin_id": "991"}), ("none", "2.14", None)])
+def test_intercom_priority_is_written_as_configured(tmp_path: Path, via: str, version: str,
+                                                    body: dict[str, str] | None) -> None:
+    toml = INTERCOM.toml.replace('"custom_attribute"', f'"{via}"\nversion = "{version}"')
     with rig(INTERCOM, tmp_path, toml=toml, note=False) as r:
+        r.fake.version = version
         r.ticket()
         deliver(r.adapter, r.write("d-1", "hardware-escalation", "P1"))
         assert [c.body for c in r.fake.calls(method="PUT")] == ([body] if body else [])
@@ -169,8 +186,8 @@ def test_chatwoot_merges_labels_because_post_replaces_them(tmp_path: Path) -> No
         deliver(r.adapter, r.write("d-1", "hardware-escalation", "P1", previous=("hardware-support", "P2")))
         base = "/api/v1/accounts/1/conversations/12/"
         assert [(c.method, c.path.removeprefix(base)) for c in r.fake.calls()] == [
-            ("POST", "assignments"), ("POST", "toggle_priority"), ("GET", "labels"), ("POST", "labels"),
-            ("POST", "messages")]
+            ("GET", "/api/v1/profile"), ("POST", "assignments"), ("POST", "toggle_priority"), ("GET", "labels"),
+            ("POST", "labels"), ("POST", "messages")]
         assert {c.headers["api_access_token"] for c in r.fake.calls()} == {"cw-secret-token-1"}
         [labels] = r.fake.calls(method="POST", path="labels$")
         assert labels.body == {"labels": ["vip", "triage_hardware-escalation", "triage_p1", "triage-hw"]}

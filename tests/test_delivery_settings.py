@@ -5,10 +5,13 @@ variable or key, without ever echoing a secret."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.factories import ready_environ
 from tests.harness import REPO
 from tests.writeback_cases import ROUTING_TOML
 from triage.settings import AlertsSettings, EventsSettings, Settings, SettingsError, WritebackSettings, load_settings
@@ -120,6 +123,12 @@ def test_an_empty_variable_leaves_write_back_off(tmp_path: Path) -> None:
     ('[writeback.zammad.routes."hardware-escalation"]\ngroup_id = 1\ngroup = "Users"\n', {},
      "set group_id or group, not both"),
     ('[writeback.intercom]\npriority_via = "tag"\n', {}, "writeback.intercom.priority_via='tag'"),
+    ('[writeback.intercom]\npriority_via = "priority_field"\n', {},
+     'writeback.intercom.priority_via = "priority_field" needs writeback.intercom.version = "Preview"'),
+    ('[writeback]\ngive_up_after_hours = 0\n', {}, "writeback.give_up_after_hours=0: Input should be greater than 0"),
+    ('[writeback]\nprobe_cache_seconds = -1\n', {}, "writeback.probe_cache_seconds=-1"),
+    ('[writeback.zendesk]\nclear_assignee_on_group_change = "sometimes"\n', {},
+     "writeback.zendesk.clear_assignee_on_group_change='sometimes'"),
     ('[writeback]\ntag_prefix = "Triage "\n', {}, "writeback.tag_prefix='Triage '"),
     ('[writeback]\ntriage_url = "triage.example.com"\n', {}, "writeback.triage_url='triage.example.com'"),
     ('[[events.endpoints]]\nurl = "https://h.example"\nsecret = "whsec_not*base64"\nevents = ["ticket.routed"]\n', {},
@@ -144,6 +153,31 @@ def test_malformed_values_are_refused_naming_the_key(tmp_path: Path, toml: str, 
     assert named in message
     secrets = ("hunter2", "zd-token-7f3a", "zd token", "XXXXXXXX", "not*base64", EVENTS_SECRET.removeprefix("whsec_"))
     assert not [secret for secret in secrets if secret in message]
+
+
+def test_the_deadline_and_the_zendesk_switch_are_settings_fractions_allowed(tmp_path: Path) -> None:
+    defaults = _load(tmp_path).writeback
+    assert (defaults.give_up_after_hours, defaults.max_attempts, defaults.probe_cache_seconds) == (24.0, 10, 600.0)
+    assert defaults.zendesk.clear_assignee_on_group_change is True
+    toml = ('[writeback]\ngive_up_after_hours = 1.5\n[writeback.zendesk]\nclear_assignee_on_group_change = false\n'
+            '[writeback.intercom]\npriority_via = "priority_field"\nversion = "Preview"\n')
+    chosen = _load(tmp_path, toml, {"TRIAGE__WRITEBACK__PROBE_CACHE_SECONDS": "30"}).writeback
+    assert (chosen.give_up_after_hours, chosen.probe_cache_seconds) == (1.5, 30.0)
+    assert chosen.zendesk.clear_assignee_on_group_change is False and chosen.intercom.priority_via == "priority_field"
+
+
+def test_priority_field_without_preview_makes_the_worker_exit_2_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "triage.toml"
+    config.write_text(ROUTING_TOML + '[writeback.intercom]\npriority_via = "priority_field"\nversion = "2.14"\n',
+                      encoding="utf-8")
+    env = {**ready_environ(tmp_path), "TRIAGE_CONFIG": str(config), "TRIAGE_WRITEBACK_INTERCOM_TOKEN": "ic-token-77",
+           "TRIAGE_WRITEBACK_INTERCOM_ADMIN_ID": "991"}
+    worker = subprocess.run([sys.executable, "-m", "triage", "worker"], env=env, cwd=REPO, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert worker.returncode == 2 and worker.stdout == ""
+    [line] = worker.stderr.splitlines()
+    assert line.startswith('triage: writeback.intercom.priority_via = "priority_field" needs '
+                           'writeback.intercom.version = "Preview"') and "ic-token-77" not in line
 
 
 def test_the_shipped_config_states_the_defaults_and_switches_nothing_on() -> None:

@@ -15,9 +15,11 @@ import pytest
 
 from tests.writeback_cases import AGENT_TAGS, CASES, HANG, TRIAGE_URL, Case, Rig, make_write, rig, settings_for
 from triage.delivery import (
+    DeliveryError,
     FailedDeliveryError,
     GoneDeliveryError,
     RetryableDeliveryError,
+    TransientDeliveryError,
     build_adapter,
     build_adapters,
     deliver,
@@ -42,7 +44,7 @@ def test_routed_ticket_gets_group_priority_tags_and_one_private_note(platform: R
     platform.ticket()
     write = platform.write("d-1", "hardware-escalation", "P1")
     done: list[str] = []
-    ran = deliver(platform.adapter, write, record=done.append)
+    ran = deliver(platform.adapter, write, record=lambda step, remarks: done.append(step))
     assert ran == tuple(done) == platform.adapter.steps(write) and ran[-1] == "note"
     assert platform.state == platform.case.escalation_p1
     assert platform.tags == sorted(AGENT_TAGS + ESCALATION_TAGS)
@@ -110,7 +112,7 @@ def test_recorded_steps_are_not_run_again(platform: Rig) -> None:
     platform.ticket()
     write = platform.write("d-1", "hardware-escalation", "P1")
     done: list[str] = []
-    deliver(platform.adapter, write, record=done.append)
+    deliver(platform.adapter, write, record=lambda step, remarks: done.append(step))
     calls = len(platform.fake.requests)
     assert deliver(platform.adapter, write, done=done, resumed=True) == ()
     assert len(platform.fake.requests) == calls
@@ -123,7 +125,7 @@ def test_a_retry_after_a_failed_note_runs_only_the_note(platform: Rig) -> None:
     write = platform.write("d-1", "hardware-escalation", "P1")
     done: list[str] = []
     with pytest.raises(RetryableDeliveryError) as caught:
-        deliver(platform.adapter, write, record=done.append)
+        deliver(platform.adapter, write, record=lambda step, remarks: done.append(step))
     assert (caught.value.step, caught.value.status, caught.value.wait) == ("note", 503, None)
     assert done == [step for step in platform.adapter.steps(write) if step != "note"]
     writes_before = _writes(platform)
@@ -139,7 +141,7 @@ def test_a_note_whose_answer_was_lost_is_not_posted_again(platform: Rig) -> None
     write = platform.write("d-1", "hardware-escalation", "P1")
     done: list[str] = []
     with pytest.raises(RetryableDeliveryError, match="no answer within"):
-        deliver(platform.adapter, write, record=done.append)
+        deliver(platform.adapter, write, record=lambda step, remarks: done.append(step))
     assert len(platform.fake.tickets[platform.case.ticket_id].notes) == 1
     assert deliver(platform.adapter, write, done=done, resumed=True) == ("note",)
     assert len(platform.fake.tickets[platform.case.ticket_id].notes) == 1
@@ -157,10 +159,18 @@ def test_without_notes_there_is_no_note_step(tmp_path: Path) -> None:
 
 # ---- errors ----------------------------------------------------------------------------------
 
+#: The request that tells a missing ticket from a misconfiguration where the 404's body cannot.
+PROBES = {"chatwoot": "/api/v1/accounts/1/teams", "zammad": "/api/v1/users/me", "freshdesk": "/api/v2/agents/me",
+          "intercom": "/me"}
+
+
 def test_a_deleted_ticket_ends_the_delivery(platform: Rig) -> None:
     with pytest.raises(GoneDeliveryError) as caught:
         deliver(platform.adapter, platform.write("d-1", "hardware-escalation", "P1"))
-    assert caught.value.status == 404 and "not found" in caught.value.message.lower()
+    assert caught.value.status == 404
+    probe = PROBES.get(platform.case.platform)
+    assert [call.path for call in platform.fake.calls("GET", "^(/me|.*/teams|.*/users/me|.*/agents/me)$")] == (
+        [probe] if probe else [])
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -177,13 +187,22 @@ def test_wrong_credentials_fail_at_once_without_echoing_any_token(case: Case, tm
     assert "wrong-token-123" not in str(caught.value) and "secret" not in str(caught.value)
 
 
-@pytest.mark.parametrize("status", [403, 409, 422])
+@pytest.mark.parametrize("status", [403, 422])
 def test_refusals_fail_at_once_with_the_platform_message(platform: Rig, status: int) -> None:
     platform.ticket()
     platform.fake.answer_next(status, message="Ticket is locked by an automation rule")
     with pytest.raises(FailedDeliveryError) as caught:
         deliver(platform.adapter, platform.write("d-1", "hardware-escalation", "P1"))
     assert caught.value.status == status and "Ticket is locked by an automation rule" in str(caught.value)
+
+
+def test_a_409_fails_at_once_except_zendesks_database_conflict(platform: Rig) -> None:
+    platform.ticket()
+    platform.fake.answer_next(409, message="Database collision")  # each platform's own 409 body
+    expected = TransientDeliveryError if platform.case.platform == "zendesk" else FailedDeliveryError
+    with pytest.raises(DeliveryError) as caught:
+        deliver(platform.adapter, platform.write("d-1", "hardware-escalation", "P1"))
+    assert type(caught.value) is expected and caught.value.status == 409
 
 
 def test_a_platform_echoing_our_token_has_it_scrubbed(platform: Rig) -> None:

@@ -16,7 +16,8 @@ from matplotlib.image import imread
 from tests.harness import clean_environ
 from triage.charts import DPI, PANEL_INCHES
 from triage.conversation import Conversation
-from triage.evaluation import (
+from triage.evaluation.command import evaluate_command
+from triage.evaluation.labels import (
     BANKING77_EXCLUDED,
     BANKING77_PROBLEM_TYPE,
     BITEXT_EXCLUDED,
@@ -25,13 +26,13 @@ from triage.evaluation import (
     NO_TICKET,
     PROBLEM_TYPES,
     DatasetNotFoundError,
-    agreement,
-    evaluate,
-    evaluate_command,
     find_dataset_file,
     resolve_datasets,
     spread,
 )
+from triage.evaluation.report import format_report
+from triage.evaluation.runners import evaluate
+from triage.evaluation.scoring import agreement
 from triage.extraction.rules import RulesExtractor
 from triage.extraction.types import ExtractionResult
 from triage.schema import TicketSchema
@@ -152,7 +153,7 @@ def test_missing_and_unknown_datasets(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError, match="banking77"):
         find_dataset_file("banking77", tmp_path)
     with pytest.raises(ValueError, match="unknown data set"):
-        evaluate("mnist", tmp_path, ScriptedExtractor({}))
+        find_dataset_file("mnist", tmp_path)
 
 
 def test_dataset_names() -> None:
@@ -215,7 +216,7 @@ def test_stc3_uses_customer_turns_and_has_no_accuracy(data: Path, rules: RulesEx
     assert report.distributions["urgent_level"] == {"high": 1, "normal": 2}
     assert report.filled["device_model"] == 1
     assert report.filled["user_requirements"] == 2
-    assert "accuracy" not in report.format()
+    assert "accuracy" not in format_report(report)
     assert report.to_dict()["accuracy"] is None
 
 
@@ -238,7 +239,7 @@ def test_invalid_tickets_and_errors_are_counted(data: Path) -> None:
     assert report.error_examples == ["RuntimeError: HTTP 503 from the API"]
     assert report.confusion["device_fault"] == {NO_TICKET: 2}
     assert report.accuracy == 0.5
-    assert "errors: 1" in report.format()
+    assert "errors: 1" in format_report(report)
 
 
 def test_limit_takes_an_even_spread_and_reports_progress(data: Path) -> None:
@@ -253,7 +254,7 @@ def test_limit_takes_an_even_spread_and_reports_progress(data: Path) -> None:
 
 def test_format_and_to_dict(data: Path, rules: RulesExtractor) -> None:
     report = evaluate("banking77", data, rules)
-    text = report.format()
+    text = format_report(report)
     for expected in ("dataset: banking77", "accuracy (problem_type)", "precision", "confusion",
                      "schema-valid tickets: 4/4", "excluded as unmappable: 2 rows in 2 labels", "approximations"):
         assert expected in text
@@ -276,9 +277,9 @@ def test_evaluate_command_text_and_json(data: Path, rules: RulesExtractor) -> No
 
     out = io.StringIO()
     assert evaluate_command("banking77", data, 2, True, out=out, err=err) == 0  # default: rules extractor
-    document = json.loads(out.getvalue())
-    assert [r["dataset"] for r in document["reports"]] == ["banking77"]
-    assert document["reports"][0]["evaluated"] == 2
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["dataset"], r["extractor"]) for r in lines] == [("banking77", "rules")]
+    assert lines[0]["evaluated"] == 2
 
 
 def test_evaluate_command_errors(data: Path, tmp_path: Path, rules: RulesExtractor) -> None:
@@ -302,7 +303,7 @@ def test_the_data_folder_comes_from_data_or_triage_eval_data(data: Path) -> None
     assert "give --data DIR or set TRIAGE_EVAL_DATA" in missing.stderr
     from_env = _triage("evaluate", "banking77", "--json", env={**env, "TRIAGE_EVAL_DATA": str(data)})
     assert from_env.returncode == 0, from_env.stderr
-    assert json.loads(from_env.stdout)["reports"][0]["evaluated"] == 4
+    assert json.loads(from_env.stdout.splitlines()[0])["evaluated"] == 4
     from_flag = _triage("evaluate", "banking77", "--json", "--data", str(data),
                         env={**env, "TRIAGE_EVAL_DATA": str(data / "elsewhere")})
     assert from_flag.returncode == 0 and _untimed(from_flag.stdout) == _untimed(from_env.stdout)
@@ -310,7 +311,7 @@ def test_the_data_folder_comes_from_data_or_triage_eval_data(data: Path) -> None
 
 def _untimed(report: str) -> list[dict[str, object]]:
     """The reports of ``--json`` output without their timings (which differ run to run)."""
-    return [{key: value for key, value in r.items() if key != "seconds"} for r in json.loads(report)["reports"]]
+    return [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in report.splitlines()]
 
 
 def test_triage_eval_data_in_the_config_file_is_relative_to_it(tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ def test_deliveries_waiting_are_the_deliveries_queue_and_every_status_has_a_seri
     assert sample(samples, "triage_queue_oldest_seconds", queue="deliveries") == 300
     deliveries = {dict(labels)["status"]: value for (name, labels), value in samples.items()
                   if name == "triage_deliveries"}
-    assert deliveries == {"pending": 1, "delivering": 0, "delivered": 0, "gone": 0, "failed": 0, "superseded": 0}
+    assert deliveries == {"pending": 1, "delivering": 0, "delivered": 0, "gone": 0, "skipped": 0, "failed": 0,
+                          "superseded": 0}
 
 
 def test_webhooks_are_counted_by_known_source_and_status(client: TestClient) -> None:

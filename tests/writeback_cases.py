@@ -272,9 +272,12 @@ class Rig:
 
 
 @contextmanager
-def rig(case: Case, tmp_path: Path, **options: Any) -> Iterator[Rig]:
-    with case.fake() as fake:
-        settings = settings_for(case, fake.base_url, tmp_path, **options)
+def rig(case: Case, tmp_path: Path, *, base_path: str = "", fake: FakeHelpdesk | None = None,
+        **options: Any) -> Iterator[Rig]:
+    """``case``'s fake (or ``fake``) and an adapter on it; ``base_path`` is appended to the configured URL
+    (a misconfiguration, e.g. ``/api/v2`` on Zendesk's)."""
+    with fake or case.fake() as fake:
+        settings = settings_for(case, fake.base_url + base_path, tmp_path, **options)
         clock = Clock()
         adapter = build_adapter(case.platform, settings.writeback, clock=clock)
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from celery import Celery
 from sqlalchemy import Engine
@@ -44,6 +45,9 @@ from triage.settings import Settings
 from triage.startup import check_urls
 from triage.store.db import make_engine, make_sessionmaker
 from triage.store.queries import VIEW_KEYS
+
+if TYPE_CHECKING:
+    from triage.learning.extractor import LearnedExtractor
 
 
 def check_fields(settings: Settings, schema: TicketSchema) -> None:
@@ -120,10 +124,42 @@ class App:
         """This process's outbound HTTP clients (write-back adapters, events, alerts), built when first used."""
         return Senders(self.settings, self.clock)
 
+    @cached_property
+    def learned(self) -> LearnedExtractor:
+        """The learned extractor, following the newest model version in the database (imported when first used:
+        only the processes that score with it load scikit-learn)."""
+        from triage.learning.extractor import LearnedExtractor, ModelSource
+
+        source = ModelSource(self.sessions, self.clock, self.settings.learn.poll_seconds)
+        return LearnedExtractor(self.schema, source, self.rules)
+
     @property
-    def extractor(self) -> LLMExtractor | RulesExtractor:
+    def extractor(self) -> LLMExtractor | RulesExtractor | LearnedExtractor:
         """The primary extractor chosen by ``TRIAGE_EXTRACTOR``."""
-        return self.llm if self.settings.extractor == "llm" else self.rules
+        chosen = self.settings.extractor
+        return self.llm if chosen == "llm" else self.learned if chosen == "learned" else self.rules
+
+    @property
+    def fallback_extractor(self) -> RulesExtractor | LearnedExtractor:
+        """The fallback queue's extractor (``fallback.extractor``): ``auto`` is the learned one once a model is
+        stored, else the rules."""
+        chosen = self.settings.fallback.extractor
+        if chosen == "rules":
+            return self.rules
+        if chosen == "learned" or self.learned.models.current() is not None:
+            return self.learned
+        return self.rules
+
+    def require_extractors_ready(self) -> None:
+        """What a worker needs before it takes a message: MiMo's key for the LLM, a stored model where the
+        learned extractor is chosen (:class:`~triage.errors.ConfigError` saying what to do)."""
+        self.settings.require_llm_ready()
+        for chosen, what in ((self.settings.extractor, "TRIAGE_EXTRACTOR=learned"),
+                             (self.settings.fallback.extractor, "fallback.extractor = learned")):
+            if chosen == "learned":
+                from triage.learning.extractor import require_model
+
+                require_model(self.sessions, what)
 
     def close(self) -> None:
         """Release the database connections and the outbound HTTP clients."""

@@ -62,3 +62,68 @@ def confusion_matrices_png(matrices: Sequence[ConfusionMatrix], path: Path) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One field's calibration: per confidence bin its mean confidence, accuracy and size; and the
+    coverage-accuracy curve (accepting the most confident predictions first)."""
+
+    title: str
+    bins: Sequence[tuple[float, float, float | None, float | None, int]]  # low, high, confidence, accuracy, count
+    curve: Sequence[tuple[float, float]]
+    ece: float
+
+
+def calibration_png(panels: Sequence[Calibration], path: Path) -> None:
+    """Per panel, a reliability diagram (accuracy per confidence bin against the diagonal) beside its
+    coverage-accuracy curve."""
+    plt = pyplot()
+    figure, axes = plt.subplots(len(panels), 2, figsize=(2 * PANEL_INCHES, PANEL_INCHES * len(panels)),
+                                squeeze=False, layout="constrained")
+    for (reliability, coverage), panel in zip(axes, panels, strict=True):
+        filled = [b for b in panel.bins if b[4]]
+        reliability.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+        reliability.bar([(b[0] + b[1]) / 2 for b in filled], [b[3] or 0.0 for b in filled],
+                        width=[b[1] - b[0] for b in filled], edgecolor="black", alpha=0.7, label="accuracy")
+        reliability.plot([b[2] for b in filled], [b[3] for b in filled], marker="o", color="tab:red",
+                         label="mean confidence -> accuracy")
+        reliability.set(title=f"{panel.title}: reliability (ECE {panel.ece:.3f})", xlabel="confidence",
+                        ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02))
+        reliability.legend(loc="upper left", fontsize="small")
+        coverage.plot([c for c, _ in panel.curve], [a for _, a in panel.curve], color="tab:blue")
+        coverage.set(title=f"{panel.title}: coverage vs accuracy", xlabel="share of tickets accepted (most "
+                     "confident first)", ylabel="accuracy of the accepted", xlim=(0, 1.0))
+        coverage.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+
+
+@dataclass(frozen=True)
+class Bars:
+    """One grouped bar chart: per group (data set), one bar per series (extractor)."""
+
+    title: str
+    ylabel: str
+    groups: Sequence[str]
+    series: dict[str, Sequence[float | None]]
+
+
+def bars_png(chart: Bars, path: Path) -> None:
+    """Grouped bars, each labelled with its value (a missing value is left out)."""
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(max(PANEL_INCHES, 1.6 * len(chart.groups) + 1), PANEL_INCHES),
+                              layout="constrained")
+    width = 0.8 / max(len(chart.series), 1)
+    for index, (name, values) in enumerate(chart.series.items()):
+        xs = [g + (index - (len(chart.series) - 1) / 2) * width for g in range(len(chart.groups))]
+        shown = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
+        bars = ax.bar([x for x, _ in shown], [v for _, v in shown], width=width, label=name)
+        ax.bar_label(bars, labels=[f"{v:.3f}" for _, v in shown], fontsize="small")
+    ax.set(title=chart.title, ylabel=chart.ylabel, xticks=range(len(chart.groups)), ylim=(0, 1.08))
+    ax.set_xticklabels(chart.groups)
+    ax.legend(loc="lower right")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)

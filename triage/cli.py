@@ -58,6 +58,8 @@ def _service_app(loglevel: str, *, extracts: bool = False) -> App:
     if extracts:
         app.settings.require_llm_ready()
     check_services(app)
+    if extracts:
+        app.require_extractors_ready()
     logs.configure(app.settings, loglevel)
     return app
 
@@ -358,10 +360,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from triage.evaluation import evaluate_command
+    from triage.evaluation.command import evaluate_command
 
     return evaluate_command(args.dataset, Path(args.data) if args.data else None, args.limit, args.json,
-                            chart=Path(args.chart) if args.chart else None)
+                            chart=Path(args.chart) if args.chart else None, extractors=args.extractor,
+                            split=args.split, report_dir=Path(args.report) if args.report else None,
+                            concurrency=args.concurrency)
+
+
+def _cmd_learn(args: argparse.Namespace) -> int:
+    from triage.learning.command import learn_command
+
+    return learn_command(_app(), args.dataset, data=Path(args.data) if args.data else None,
+                         from_reviews=args.from_reviews, since=args.since, as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -419,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries = sub.add_parser("deliveries", help="list or retry the outbox's deliveries", description="List the "
                                 "outbox's deliveries (write-back to the helpdesks, signed events, alerts), newest "
                                 "first, as a table or JSON Lines; or put failed ones back in the queue with a fresh "
-                                "budget of writeback.max_attempts attempts (steps already done are not done again).")
+                                "budget: writeback.give_up_after_hours from now for transient answers, "
+                                "writeback.max_attempts for the others (steps already done are not done again).")
     shown = deliveries.add_mutually_exclusive_group()
     shown.add_argument("--failed", action="store_true", help="only failed deliveries (same as --status failed)")
     shown.add_argument("--status", choices=[s.value for s in DeliveryStatus], help="only deliveries in this status")
@@ -427,9 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries.add_argument("--limit", type=int, default=100, help="at most this many (default: %(default)s)")
     deliveries.add_argument("--json", action="store_true", help="one JSON object per line")
     retry_what = deliveries.add_mutually_exclusive_group()
-    retry_what.add_argument("--retry", action="append", metavar="ID", help="retry this failed (or gone) delivery; "
-                            "may be given more than once")
-    retry_what.add_argument("--retry-all", action="store_true", help="retry every failed delivery")
+    retry_what.add_argument("--retry", action="append", metavar="ID", help="retry this failed, gone or skipped "
+                            "delivery; may be given more than once")
+    retry_what.add_argument("--retry-all", action="store_true", help="retry every failed delivery (never a gone or "
+                            "skipped one)")
     deliveries.set_defaults(func=_cmd_deliveries)
 
     serve = sub.add_parser("serve", help="run the HTTP service (webhooks, dispatch review)", description="Run "
@@ -496,17 +509,44 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait (default: %(default)s)")
     demo.set_defaults(func=_cmd_demo)
 
-    evaluate = sub.add_parser("evaluate", help="measure extraction accuracy on a labelled data set",
-                              description="Run an extractor over a labelled public data set and print "
-                              "accuracy figures.")
-    evaluate.add_argument("dataset", help="banking77, bitext, stc3-cn, stc3-en, stc3 (both) or all")
+    evaluate = sub.add_parser("evaluate", help="measure the extractors on labelled data (held-out figures)",
+                              description="Run extractors over labelled data sets (public sets, or your own "
+                              "tickets as JSON Lines) and report, per extractor and field, accuracy, macro F1, "
+                              "per-class precision and recall, the confusion matrix, calibration, tokens and cost.")
+    evaluate.add_argument("dataset", nargs="+", metavar="DATASET", help="banking77, bitext, stc3-cn, stc3-en, stc3 "
+                          "(both), all, or a JSON Lines file of labelled conversations (README: Labelled data)")
+    evaluate.add_argument("--extractor", choices=["rules", "learned", "llm", "all"], default="rules",
+                          help="all: rules and learned (the LLM only when named; it calls MIMO_BASE_URL) "
+                          "(default: %(default)s)")
+    evaluate.add_argument("--split", choices=["test", "all"], default="test", help="test: the learned extractor's "
+                          "out-of-fold figures (seeded stratified folds, a throw-away model per fold); all: the "
+                          "stored model on every row (default: %(default)s)")
     evaluate.add_argument("--data", help="folder holding banking77/, bitext/ and stc3/ (default: "
                           "TRIAGE_EVAL_DATA)")
-    evaluate.add_argument("--limit", type=int, help="an evenly spaced sample of N rows per data set")
-    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--limit", type=_positive, metavar="N", help="an evenly spaced sample of N rows per data set")
+    evaluate.add_argument("--concurrency", type=_positive, default=1, metavar="N", help="LLM calls at once "
+                          "(within the fleet's rate budget; default: %(default)s)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON Lines: one object per (data set, extractor)")
+    evaluate.add_argument("--report", metavar="DIR", help="write DIR/report.md and its PNG charts (needs the "
+                          "charts extra: pip install 'triage[charts]')")
     evaluate.add_argument("--chart", metavar="FILE", help="also draw the confusion matrices as a PNG (needs "
                           "the charts extra: pip install 'triage[charts]')")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    learn = sub.add_parser("learn", help="fit the learned extractor and store it as a new version",
+                           description="Fit a text classifier for each enum field of the ticket schema (word and "
+                           "character n-gram TF-IDF, a calibrated linear model: scikit-learn) on the labelled rows "
+                           "given and/or the desk's reviews, report its accuracy from a seeded 5-fold split, and "
+                           "store it in the database as the newest version: every worker uses it within a minute.")
+    learn.add_argument("dataset", nargs="*", metavar="DATASET", help="banking77, bitext, or a JSON Lines file of "
+                       "labelled conversations (README: Labelled data); its rows become the stored training set")
+    learn.add_argument("--from-reviews", action="store_true", help="also learn from the desk's reviews (a "
+                       "correction is the corrected value; a resolve without one confirms the machine's)")
+    learn.add_argument("--since", metavar="DATE", help="only reviews made at or after DATE (ISO date or time with "
+                       "zone, e.g. 2026-11-01)")
+    learn.add_argument("--data", help="folder holding banking77/ and bitext/ (default: TRIAGE_EVAL_DATA)")
+    learn.add_argument("--json", action="store_true", help="print the new version's figures as one JSON object")
+    learn.set_defaults(func=_cmd_learn)
     return parser
 
 

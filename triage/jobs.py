@@ -9,6 +9,8 @@
   or with a status since a time; never for a ticket a person corrected.
 - :func:`purge_expired`: the retention purge (``privacy.retention_days``), when it is on.
 - :func:`sla_alerts`: one alert per SLA breach (``[alerts] webhook_url``), through the outbox.
+- :func:`learn`: retrain the learned extractor on the stored training set plus the desk's reviews
+  (:func:`triage.learning.retrain.retrain`), once ``learn.min_new_labels`` new reviews arrived.
 
 The sweep also re-publishes the outbox's deliveries whose message was lost (pending past due, or
 held by a worker whose lease ran out).
@@ -38,8 +40,9 @@ from triage.tickets import lifecycle
 from triage.tickets.states import EventKind, Status
 
 Progress = Callable[[int, int], None]
-SWEEP, RETRY_FALLBACK, REPROCESS, PURGE, SLA_ALERTS = ("sweep-stuck", "retry-fallback", "reprocess",
-                                                      "purge-expired", "sla-alerts")
+SWEEP, RETRY_FALLBACK, REPROCESS, PURGE, SLA_ALERTS, LEARN = ("sweep-stuck", "retry-fallback", "reprocess",
+                                                             "purge-expired", "sla-alerts", "learn")
+SECONDS_PER_HOUR = 3600
 HOLDER_MAX_CHARS = 48
 
 
@@ -186,3 +189,15 @@ def sla_alerts(app: App, *, holder: str | None = None) -> str:
     raised = app.outbox.raise_sla_alerts(app.clock.now())
     tickets = f" (tickets {', '.join(map(str, raised))})" if raised else ""
     return f"{SLA_ALERTS}: {len(raised)} breaches alerted{tickets}"
+
+
+def learn(app: App, *, holder: str | None = None) -> str:
+    """The scheduled retraining (``jobs.learn_interval_hours``); a summary line."""
+    interval = app.settings.jobs.learn_interval_hours * SECONDS_PER_HOUR
+    if not interval:
+        return f"{LEARN}: off (jobs.learn_interval_hours = 0)"
+    if not _locked(app, LEARN, holder, interval):
+        return f"{LEARN}: skipped, another run holds the lock"
+    from triage.learning.retrain import retrain
+
+    return retrain(app.sessions, app.schema, app.settings.learn, app.clock.now())

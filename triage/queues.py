@@ -41,6 +41,8 @@ RETRY_FALLBACK_TASK = "triage.retry_fallback"
 PURGE_TASK = "triage.purge_expired"
 DELIVER_TASK = "triage.deliver"
 SLA_ALERTS_TASK = "triage.sla_alerts"
+LEARN_TASK = "triage.learn"
+SECONDS_PER_HOUR = 3600
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -75,6 +77,8 @@ def create_celery(settings: Settings) -> Celery:
             "retry-fallback": {"task": RETRY_FALLBACK_TASK, "schedule": settings.jobs.retry_fallback_interval_seconds},
             "purge-expired": {"task": PURGE_TASK, "schedule": settings.jobs.purge_interval_seconds},
             "sla-alerts": {"task": SLA_ALERTS_TASK, "schedule": settings.alerts.sla_check_interval_seconds},
+            **({"learn": {"task": LEARN_TASK, "schedule": settings.jobs.learn_interval_hours * SECONDS_PER_HOUR}}
+               if settings.jobs.learn_interval_hours else {}),
         },
     )
     return celery

@@ -13,7 +13,7 @@ Any bad value stops start-up with :class:`SettingsError`, naming the key and the
     >>> load_settings({"TRIAGE_EXTRACTOR": "magic"})
     Traceback (most recent call last):
     ...
-    triage.settings.SettingsError: TRIAGE_EXTRACTOR='magic': Input should be 'llm' or 'rules'
+    triage.settings.SettingsError: TRIAGE_EXTRACTOR='magic': Input should be 'llm', 'rules' or 'learned'
 """
 
 from __future__ import annotations
@@ -62,6 +62,13 @@ class SchemaSettings(_Section):
     path: Path = Path("config/ticket_schema.json")
 
 
+class ModelPrice(_Section):
+    """``[extraction.prices."<model>"]``: what a model's tokens cost, per million (any one currency)."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
 class ExtractionSettings(_Section):
     attempts: int = Field(3, ge=1, le=10)
     max_completion_tokens: int = Field(1024, ge=16)
@@ -108,6 +115,8 @@ class ExtractionSettings(_Section):
     batch_max_input_tokens: int = Field(32_000, ge=1_000)
     #: A batch's answer budget is ``max_completion_tokens`` per conversation, capped by this.
     batch_max_completion_tokens: int = Field(8_192, ge=16)
+    #: Token prices by model (``triage evaluate`` reports tokens and cost per 1,000 tickets from them).
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     @field_validator("injection_patterns")
     @classmethod
@@ -140,6 +149,47 @@ class EvaluationSettings(_Section):
     """``triage evaluate``: where the labelled public data sets are (``TRIAGE_EVAL_DATA``)."""
 
     data: Path | None = None
+
+
+class FallbackSettings(_Section):
+    """The fallback queue's extractor: ``auto`` is the learned one once a model is stored, else the rules."""
+
+    extractor: Literal["auto", "rules", "learned"] = "auto"
+
+
+class LearnSettings(_Section):
+    """The learned extractor (``triage learn``; see triage.learning): how it is fitted and how workers follow it.
+
+    The featurizer's settings are stored with each model version, so a version is scored as it was fitted.
+    """
+
+    #: The scheduled retraining runs once this many new reviews arrived since the latest version.
+    min_new_labels: int = Field(200, ge=1)
+    #: How often a worker asks the database whether a newer version is stored (at most a minute).
+    poll_seconds: float = Field(30.0, gt=0, le=60)
+    #: Folds of the seeded, stratified cross-validation (learn's report, evaluate --split test, retraining).
+    folds: int = Field(5, ge=2, le=20)
+    seed: int = Field(0, ge=0)
+    #: Word n-grams and character n-grams (within word boundaries: Chinese, unspaced, works) of the TF-IDF.
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] = (2, 5)
+    #: A term is kept when it is in at least this many texts; each part keeps at most ``max_features`` terms.
+    min_df: int = Field(2, ge=1)
+    max_features: int = Field(100_000, ge=100)
+    #: The linear SVM's regularisation (scikit-learn's ``C``; smaller: smoother).
+    c: float = Field(0.5, gt=0)
+    #: A class with fewer labelled rows than this is left out of its field's model (the rules decide it).
+    min_class_rows: int = Field(10, ge=2)
+    #: Model versions kept in the database; older ones are deleted when a new one is stored.
+    keep_versions: int = Field(5, ge=1)
+
+    @field_validator("word_ngrams", "char_ngrams")
+    @classmethod
+    def _ngram_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 1 <= low <= high <= 8:
+            raise ValueError("give [lowest, highest] n-gram lengths, 1 <= lowest <= highest <= 8")
+        return value
 
 
 class RetrySettings(_Section):
@@ -188,6 +238,9 @@ class JobSettings(_Section):
         "api_error_504"])
     #: How often beat runs the retention purge (it does nothing unless ``privacy.retention_days`` is set).
     purge_interval_seconds: float = Field(3600, gt=0)
+    #: How often beat retrains the learned extractor on the stored training set plus the reviews (it stores a new
+    #: version only once ``learn.min_new_labels`` new reviews arrived, and only when it is at least as good); 0: off.
+    learn_interval_hours: float = Field(6, ge=0)
     #: The share of a job's interval its lock is held, so a second beat's run of the same slot is skipped.
     lock_share: float = Field(0.9, gt=0, le=1)
 
@@ -479,10 +532,17 @@ class PlatformWriteback(_Section, Generic[RouteT, PriorityT]):
 
 
 class ZendeskWriteback(PlatformWriteback[ZendeskRoute, ZendeskPriority]):
+    """Zendesk: ``clear_assignee_on_group_change`` re-sends a group change Zendesk refused because the
+    ticket's assignee is not a member of the new group with ``assignee_id: null`` (off: the delivery fails
+    naming the conflict)."""
+
     email: Annotated[Email | None, Blank] = None
+    clear_assignee_on_group_change: bool = True
 
 
 INTERCOM_US = "https://api.intercom.io"
+#: The one Intercom-Version whose conversation update takes ``priority`` (``priority_via = "priority_field"``).
+INTERCOM_PREVIEW = "Preview"
 
 
 class IntercomWriteback(PlatformWriteback[IntercomRoute, str]):
@@ -536,8 +596,14 @@ WRITEBACK_REQUIRED = {
 class WritebackSettings(_Section):
     """Write-back of routing decisions to the helpdesk each conversation came from."""
 
-    #: Attempts per delivery before it fails (the outbox's budget).
+    #: Transient answers (429, 5xx, timeouts, no connection) are retried until this many hours after a
+    #: delivery's creation or its last ``triage deliveries --retry`` (fractions allowed).
+    give_up_after_hours: float = Field(24.0, gt=0)
+    #: Attempts that met an answer the adapter cannot classify (or whose worker died) before a delivery fails.
     max_attempts: int = Field(10, ge=1)
+    #: How long an adapter keeps the answer of its configuration probe (is a 404 a gone ticket or a wrong
+    #: URL or account?) and of its token check.
+    probe_cache_seconds: float = Field(600.0, gt=0)
     #: Connect, read, write and pool timeout of one HTTP call to a platform.
     timeout_seconds: float = Field(15.0, gt=0)
     #: A longer Retry-After / rate-limit reset is clamped to this.
@@ -578,6 +644,11 @@ class WritebackSettings(_Section):
                                  f"but {' and '.join(missing)} {verb} not set")
             found += _unknown(f"writeback.{name}.routes", section.routes, routes, "route")
             found += _unknown(f"writeback.{name}.priorities", section.priorities, priorities, "priority")
+        intercom = self.intercom
+        if intercom.priority_via == "priority_field" and intercom.version != INTERCOM_PREVIEW:
+            found.append(f'writeback.intercom.priority_via = "priority_field" needs writeback.intercom.version = '
+                         f'"{INTERCOM_PREVIEW}" (version {intercom.version!r} has no writable conversation '
+                         'priority): set the version, or priority_via = "custom_attribute" or "none"')
         return found
 
 
@@ -648,7 +719,8 @@ class Settings(_Section):
     mimo_api_key: SecretStr | None = None
     mimo_base_url: str = "https://api.xiaomimimo.com/v1"
     model: str = "mimo-v2-flash"
-    extractor: Literal["llm", "rules"] = "llm"
+    #: ``learned``: the model ``triage learn`` stored (enum fields), free-text fields from the rules.
+    extractor: Literal["llm", "rules", "learned"] = "llm"
     #: ``json``: every log line of serve, worker and beat is one JSON object (``TRIAGE_LOG_FORMAT``).
     log_format: Literal["text", "json"] = "text"
     config_path: Path = DEFAULT_CONFIG_PATH
@@ -665,6 +737,8 @@ class Settings(_Section):
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    fallback: FallbackSettings = Field(default_factory=FallbackSettings)
+    learn: LearnSettings = Field(default_factory=LearnSettings)
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)

@@ -21,6 +21,7 @@ from celery.exceptions import Retry as CeleryRetry
 
 from triage import jobs, metrics, runs
 from triage.app import App
+from triage.errors import ConfigError
 from triage.extraction import dedupe
 from triage.extraction.batched import build_batches
 from triage.extraction.dedupe import Lookup
@@ -43,13 +44,13 @@ from triage.queues import (
     DELIVER_TASK,
     EXTRACT_TASK,
     FALLBACK_TASK,
+    LEARN_TASK,
     PURGE_TASK,
     RETRY_FALLBACK_TASK,
     SLA_ALERTS_TASK,
     SWEEP_TASK,
 )
 from triage.ratelimit import Headroom
-from triage.settings import SettingsError
 from triage.tickets import lifecycle
 from triage.tickets.states import Status
 
@@ -284,7 +285,8 @@ def _retry(task: Task[Any, Any], step: Defer | Retry | Outage) -> NoReturn:
 
 
 def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
-    """Apply the rules extractor to a failed ticket and leave it ``needs_review`` on the fallback route.
+    """Apply the fallback extractor (``fallback.extractor``: the learned one once a model is stored, else the
+    rules) to a failed ticket and leave it ``needs_review`` on the fallback route.
 
     An unexpected error leaves it ``needs_review`` as it is, with ``internal_error``; an outage is retried.
     """
@@ -297,7 +299,7 @@ def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
         return SKIPPED
     try:
         with _heartbeat(app, claim):
-            result = app.rules.extract(claim.conversation)
+            result = app.fallback_extractor.extract(claim.conversation)
         decision = app.router.fallback(claim.sla_started_at)
         if lifecycle.finish_fallback(app.sessions, claim, result, decision, app.clock.now()):
             metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, result.extractor)
@@ -332,7 +334,7 @@ def celery_for(app: App) -> Celery:
 
     @celery.task(bind=True, name=FALLBACK_TASK, max_retries=None, shared=False)
     def fallback_ticket(task: Task[Any, Any], ticket_id: int) -> str:
-        """Fill a failed ticket in with the rules extractor and leave it for a person."""
+        """Fill a failed ticket in with the fallback extractor (learned or rules) and leave it for a person."""
         return fallback(app, task, ticket_id)
 
     @celery.task(bind=True, name=DELIVER_TASK, max_retries=None, shared=False)
@@ -371,11 +373,19 @@ def celery_for(app: App) -> Celery:
         log.info("%s", summary)
         return summary
 
+    @celery.task(name=LEARN_TASK, shared=False)
+    def learn() -> str:
+        """Retrain the learned extractor on the stored training set plus the desk's reviews."""
+        summary = jobs.learn(app)
+        log.info("%s", summary)
+        return summary
+
     def refuse_without_key(**_: Any) -> None:
-        """A worker that would call MiMo without a key stops before taking any message."""
+        """A worker that would call MiMo without a key, or score with a learned model none stored, stops before
+        taking any message."""
         try:
-            app.settings.require_llm_ready()
-        except SettingsError as exc:
+            app.require_extractors_ready()
+        except ConfigError as exc:
             raise SystemExit(f"triage worker: {exc}") from None
 
     signals.celeryd_init.connect(refuse_without_key, weak=False)

@@ -202,8 +202,10 @@ class EventRecord(BaseModel):
 #: What each delivery status means (the outbox's: triage.outbox.states).
 DELIVERY_STATUS_HELP = (
     "pending (waiting for its first attempt or its next retry), delivering (a worker is sending it), "
-    "delivered, gone (the target no longer exists, e.g. the ticket was deleted on the helpdesk: ended, "
-    "not retried), failed (refused for good, or writeback.max_attempts spent: see last_error; "
+    "delivered, gone (the platform says the record does not exist, e.g. the ticket was deleted on the "
+    "helpdesk: ended, not retried), skipped (the record takes no change, e.g. a closed Zendesk ticket: "
+    "ended, not retried, no alert), failed (refused for good, misaddressed, or out of time "
+    "(writeback.give_up_after_hours) or attempts (writeback.max_attempts): see last_error; "
     "`triage deliveries --retry ID` tries again), superseded (a newer write-back of the same ticket "
     "replaced it before it ran)")
 
@@ -216,7 +218,7 @@ class DeliveryOut(BaseModel):
     topic: str = Field(description="what it carries: the decision written back (routed, needs_review, corrected, "
                                    "resolved), the event type (ticket.routed...), or the alert (p1, sla_breach)")
     status: DeliveryStatus = Field(description=DELIVERY_STATUS_HELP)
-    attempts: int = Field(description="attempts made (at most writeback.max_attempts)")
+    attempts: int = Field(description="attempts made since the delivery was created or last retried by hand")
     steps_done: list[str] = Field(description="the write-back steps already done (never done again)")
     last_error: str | None = Field(description="the last attempt's error, in the peer's own words")
     last_status: int | None = Field(description="the HTTP status of the last error, when there was one")

@@ -12,22 +12,33 @@ Everything here makes the HTTP calls of one delivery and says how it went; the o
 - outbound events: :func:`event_body` when the event happens, :meth:`EventSender.send` per attempt;
 - alerts: :func:`p1_text` / :func:`sla_breach_text` when raised, :meth:`AlertSender.send` per attempt.
 
-Every call raises one of :class:`RetryableDeliveryError` (``wait``: the peer's own wait, or
-None for backoff), :class:`GoneDeliveryError` (stop, not retried) or
-:class:`FailedDeliveryError` (fail now, with the peer's message), all :class:`DeliveryError`.
+Every call raises one of :class:`TransientDeliveryError` (the peer is busy or away: retried until
+the deadline; ``wait``: the peer's own wait, or None for backoff), :class:`RetryableDeliveryError`
+(an answer nobody could classify: retried at most ``writeback.max_attempts`` times),
+:class:`GoneDeliveryError` (the record does not exist: stop), :class:`SkippedDeliveryError` (it
+exists but takes no change: stop, no alert) or :class:`FailedDeliveryError` (fail now, with the
+peer's message), all :class:`DeliveryError`.
 """
 
 from __future__ import annotations
 
 from .adapter import WritebackAdapter, deliver
 from .alerts import AlertSender, p1_text, sla_breach_text
-from .errors import DeliveryError, FailedDeliveryError, GoneDeliveryError, RetryableDeliveryError
+from .errors import (
+    DeliveryError,
+    FailedDeliveryError,
+    GoneDeliveryError,
+    RetryableDeliveryError,
+    SkippedDeliveryError,
+    TransientDeliveryError,
+)
 from .events import EventSender, event_body
 from .registry import ADAPTERS, build_adapter, build_adapters
 from .write import PlatformRef, Write, ticket_link
 
 __all__ = [
     "ADAPTERS", "AlertSender", "DeliveryError", "EventSender", "FailedDeliveryError", "GoneDeliveryError",
-    "PlatformRef", "RetryableDeliveryError", "Write", "WritebackAdapter", "build_adapter", "build_adapters",
-    "deliver", "event_body", "p1_text", "sla_breach_text", "ticket_link",
+    "PlatformRef", "RetryableDeliveryError", "SkippedDeliveryError", "TransientDeliveryError", "Write",
+    "WritebackAdapter", "build_adapter", "build_adapters", "deliver", "event_body", "p1_text", "sla_breach_text",
+    "ticket_link",
 ]

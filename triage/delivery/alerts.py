@@ -23,20 +23,20 @@ import httpx
 
 from triage.settings import AlertsSettings
 
-from .errors import FailedDeliveryError, RetryableDeliveryError
-from .http import TIMEOUT_STATUS, USER_AGENT, Outcome, Peer
+from .errors import FailedDeliveryError, TransientDeliveryError
+from .http import USER_AGENT, Outcome, Peer, transient_status
 
 TARGET = "alerts webhook"
 STEP = "alert"
-RATE_LIMITED = 429
 
 
 def alert_outcome(status: int) -> Outcome:
-    """2xx done; 408, 429 and 5xx retried; every other answer (400, 403, 404, 410...) is permanent."""
+    """2xx done; 408, 429 and 5xx transient (retried until the deadline); every other answer (400, 403,
+    404, 410...) is permanent."""
     if 200 <= status < 300:
         return None
-    if status in (TIMEOUT_STATUS, RATE_LIMITED) or status >= 500:
-        return RetryableDeliveryError
+    if transient_status(status):
+        return TransientDeliveryError
     return FailedDeliveryError
 
 

@@ -12,8 +12,14 @@ All under ``/api/v1/accounts/{account_id}/conversations/{display id}/``:
 - ``note``: ``POST messages`` with ``{"content", "message_type": "outgoing", "private": true}``;
   a retry first reads ``GET messages`` (the latest page).
 
-Auth: the ``api_access_token`` header. The account is ``TRIAGE_WRITEBACK_CHATWOOT_ACCOUNT_ID``; a
-conversation stored from another account is refused, never written to.
+Auth: the ``api_access_token`` header, a **user's** access token. An agent-bot token reaches only the
+bot endpoints (``BOT_ACCESSIBLE_ENDPOINTS``: no labels before Chatwoot 4.x, never the message list),
+so before its first step the adapter checks the token once with ``GET /api/v1/profile``, which a bot
+token cannot read (401 "Access to this endpoint is not authorized for bots"): the delivery then fails
+before anything is written. The account is ``TRIAGE_WRITEBACK_CHATWOOT_ACCOUNT_ID``; a conversation
+stored from another account is refused, never written to. Chatwoot answers every missing record
+alike (404 "Resource could not be found"), a missing account as a missing conversation, so a probe
+decides: ``GET /api/v1/accounts/{account_id}/teams``.
 """
 
 from __future__ import annotations
@@ -26,9 +32,16 @@ import httpx
 from triage.settings import ChatwootWriteback
 
 from .adapter import BaseAdapter, StepAction
+from .errors import FailedDeliveryError, UnexplainedNotFoundError
 from .http import build_client
 from .note import plain
 from .write import Write
+
+UNAUTHORIZED, NOT_FOUND = 401, 404
+#: Chatwoot's words when a bot token calls a user endpoint (access_token_auth_helper.rb), and ours.
+BOT_REFUSAL = "not authorized for bots"
+BOT_TOKEN = "write-back needs a user access token, not an agent-bot token"
+ACCOUNT_VARIABLE = "TRIAGE_WRITEBACK_CHATWOOT_ACCOUNT_ID"
 
 
 class ChatwootAdapter(BaseAdapter[ChatwootWriteback]):
@@ -47,12 +60,42 @@ class ChatwootAdapter(BaseAdapter[ChatwootWriteback]):
             actions["priority"] = self._priority
         return self.with_note(write, {**actions, "labels": self._labels})
 
-    def _path(self, write: Write, step: str, tail: str) -> str:
+    # ---- the token and the account ---------------------------------------------------------------
+
+    def preflight(self, step: str) -> None:
+        wrong = self.probes.get("token", self._token_check)
+        if wrong is not None:
+            status, message = wrong
+            raise self.failed(step, message, status=status)
+
+    def _token_check(self) -> tuple[int, str] | None:
+        """None when the token is a user's; else the status and message the delivery fails with."""
+        try:
+            self.peer.request("token", "GET", "/api/v1/profile")
+        except UnexplainedNotFoundError as missing:
+            return missing.status or NOT_FOUND, (f"GET /api/v1/profile answers 404: check {self.url_setting} "
+                                                 "(the Chatwoot host, without /api/v1)")
+        except FailedDeliveryError as refused:
+            if refused.status == UNAUTHORIZED and BOT_REFUSAL in refused.message.lower():
+                return UNAUTHORIZED, (f"{BOT_TOKEN} (Chatwoot: {refused.message}); use the access token on a "
+                                      "user's Profile settings page")
+            raise
+        return None
+
+    def probe(self) -> str | None:
+        account = self.section.account_id
+        return self.probe_path(f"/api/v1/accounts/{account}/teams",
+                               f"{ACCOUNT_VARIABLE} (account {account} does not answer) or {self.url_setting}")
+
+    def refuse(self, write: Write, step: str) -> None:
+        super().refuse(write, step)
         account = str(self.section.account_id)
         if write.ref.account_id is not None and write.ref.account_id != account:
             raise self.failed(step, f"the conversation is in account {write.ref.account_id[:20]!r}, "
                                     f"write-back is configured for account {account}")
-        return f"/api/v1/accounts/{account}/conversations/{self.ticket_id(write, step)}/{tail}"
+
+    def _path(self, write: Write, step: str, tail: str) -> str:
+        return f"/api/v1/accounts/{self.section.account_id}/conversations/{self.ticket_id(write, step)}/{tail}"
 
     def _team(self, write: Write, resumed: bool) -> None:
         team_id = self.section.routes[write.route].team_id

@@ -9,7 +9,9 @@ the same ``webhook-id``, the delivery's id, which receivers use to de-duplicate:
 
 Signing is :mod:`triage.standard_webhooks`, the code that verifies ``POST /webhooks/generic``.
 Answers follow the spec: 2xx is delivered; 410 means the receiver wants no more (the delivery
-ends); anything else, redirects included (never followed), is retried, honouring Retry-After.
+ends); anything else, redirects included (never followed), is retried, honouring Retry-After: 408,
+429 and 5xx (the receiver is busy or away) until the delivery's deadline, any other answer at most
+``writeback.max_attempts`` times (a receiver answering 400 or 401 forever is misconfigured).
 
 >>> from datetime import datetime, timezone
 >>> event_body("ticket.routed", {"id": 42, "route": "hardware-escalation"},
@@ -32,8 +34,8 @@ import httpx
 from triage.settings import EVENT_TYPES, EventsSettings
 from triage.standard_webhooks import signed_headers
 
-from .errors import FailedDeliveryError, GoneDeliveryError, RetryableDeliveryError
-from .http import USER_AGENT, Outcome, Peer
+from .errors import FailedDeliveryError, GoneDeliveryError, RetryableDeliveryError, TransientDeliveryError
+from .http import USER_AGENT, Outcome, Peer, transient_status
 
 #: A ``webhook-id`` must not contain ``.`` (the signed string joins id, timestamp and body with dots).
 WEBHOOK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -42,10 +44,17 @@ STEP = "event"
 
 
 def event_outcome(status: int) -> Outcome:
-    """A receiver's answer per the spec: 2xx done, 410 gone (stop), anything else retried."""
+    """A receiver's answer per the spec: 2xx done, 410 gone (stop), anything else retried (408, 429 and
+    5xx as transient).
+
+    >>> [getattr(event_outcome(status), "__name__", None) for status in (204, 410, 503, 401)]
+    [None, 'GoneDeliveryError', 'TransientDeliveryError', 'RetryableDeliveryError']
+    """
     if 200 <= status < 300:
         return None
-    return GoneDeliveryError if status == ENDPOINT_GONE else RetryableDeliveryError
+    if status == ENDPOINT_GONE:
+        return GoneDeliveryError
+    return TransientDeliveryError if transient_status(status) else RetryableDeliveryError
 
 
 def iso_utc(moment: datetime) -> str:

@@ -5,10 +5,13 @@
   ``tags`` on an update replaces the whole list and Freshdesk has no per-tag call, so this races
   with an agent editing tags at the same moment. Nothing to change: no ``PUT``;
 - ``note``: ``POST /api/v2/tickets/{id}/notes`` with ``{"body": <HTML>, "private": true}``; a
-  retry first reads ``GET /api/v2/tickets/{id}/conversations``.
+  retry first reads every page of ``GET /api/v2/tickets/{id}/conversations?page=N&per_page=100``
+  (Freshdesk pages its lists, 30 by default, and says ``Link: <...>; rel="next"`` while more follow).
 
 Auth: ``Authorization: Basic base64("<API key>:X")``. Validation errors are 400s (Freshdesk has no
-422) and fail the delivery; 429s carry ``Retry-After``.
+422) and fail the delivery; 429s carry ``Retry-After``. A 404 body does not say whether the ticket is
+missing or the URL is wrong, so a probe decides: ``GET /api/v2/agents/me`` answers when the URL and key
+are right (then the ticket is gone).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import httpx
 
 from triage.settings import FreshdeskWriteback
 
-from .adapter import BaseAdapter, StepAction
+from .adapter import PAGE_SIZE, BaseAdapter, StepAction
 from .http import build_client
 from .note import html
 from .write import Write
@@ -63,10 +66,20 @@ class FreshdeskAdapter(BaseAdapter[FreshdeskWriteback]):
         if update:
             self.peer.request("ticket", "PUT", path, json=update)
 
+    def probe(self) -> str | None:
+        return self.probe_path("/api/v2/agents/me", f"{self.url_setting} (https://{{domain}}.freshdesk.com, "
+                                                    "without /api/v2)")
+
     def existing_notes(self, write: Write) -> Iterable[str | None]:
-        data = self.peer.json("note", self.peer.request("note", "GET", self._path(write, "note", "/conversations")))
-        return [entry.get("body") or entry.get("body_text") for entry in data if isinstance(entry, dict)] if isinstance(
-            data, list) else []
+        path = self._path(write, "note", "/conversations")
+
+        def page(number: int) -> tuple[list[Any], bool]:
+            response = self.peer.request("note", "GET", path, params={"page": number, "per_page": PAGE_SIZE})
+            data = self.peer.json("note", response)
+            entries = [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
+            return entries, bool(entries) and "next" in response.links
+
+        return [entry.get("body") or entry.get("body_text") for entry in self.all_pages("note", page)]
 
     def post_note(self, write: Write, lines: list[str]) -> None:
         path = self._path(write, "note", "/notes")

@@ -3,7 +3,7 @@ timeout on every phase and no redirects followed, whose answers are sorted into 
 vocabulary of :mod:`triage.delivery.errors`, with the peer's own message and none of our secrets.
 
 >>> helpdesk_outcome(200) is None, helpdesk_outcome(404).__name__, helpdesk_outcome(429).__name__
-(True, 'GoneDeliveryError', 'RetryableDeliveryError')
+(True, 'UnexplainedNotFoundError', 'TransientDeliveryError')
 >>> {helpdesk_outcome(status).__name__ for status in (400, 401, 403, 409, 422, 301)}
 {'FailedDeliveryError'}
 >>> message_of({"type": "error.list", "errors": [{"code": "not_found", "message": "Resource Not Found"}]})
@@ -27,7 +27,13 @@ import httpx
 
 from triage.backoff import parse_retry_after
 
-from .errors import DeliveryError, FailedDeliveryError, GoneDeliveryError, RetryableDeliveryError
+from .errors import (
+    DeliveryError,
+    FailedDeliveryError,
+    RetryableDeliveryError,
+    TransientDeliveryError,
+    UnexplainedNotFoundError,
+)
 
 USER_AGENT = "triage"
 #: The longest peer message kept in an error (the rest is cut).
@@ -43,16 +49,25 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 Outcome = type[DeliveryError] | None
 Classify = Callable[[int], Outcome]
+#: A peer's own reading of an error answer (step, answer): the error it means, or None for the status's outcome.
+ReadAnswer = Callable[[str, httpx.Response], DeliveryError | None]
+NOT_FOUND = 404
+
+
+def transient_status(status: int) -> bool:
+    """408, 429 and 5xx: the peer is busy or away for now."""
+    return status in (TIMEOUT_STATUS, RATE_LIMITED) or status >= 500
 
 
 def helpdesk_outcome(status: int) -> Outcome:
-    """A helpdesk's answer: 2xx done, 404 gone, 408/429/5xx retry, anything else (3xx, 4xx) failed."""
+    """A helpdesk's answer: 2xx done, 408/429/5xx transient, 404 for the adapter to explain (gone or a
+    misaddressed request), anything else (3xx, 4xx) failed."""
     if 200 <= status < 300:
         return None
-    if status == 404:
-        return GoneDeliveryError
-    if status in (TIMEOUT_STATUS, RATE_LIMITED) or status >= 500:
-        return RetryableDeliveryError
+    if status == NOT_FOUND:
+        return UnexplainedNotFoundError
+    if transient_status(status):
+        return TransientDeliveryError
     return FailedDeliveryError
 
 
@@ -113,18 +128,20 @@ class Peer:
     ``reset_header`` names a header holding the unix time a rate limit resets (Intercom's
     ``X-RateLimit-Reset``), read when a 429 has no ``Retry-After``; ``rate_limited_wait`` is the
     wait for a 429 that names none at all (``None``: the outbox's backoff). Waits are clamped to
-    ``retry_after_max``; ``clock`` is unix seconds.
+    ``retry_after_max``; ``clock`` is unix seconds. ``read_answer`` is the peer's own reading of an error
+    answer before its status decides (Zendesk: a 409 ``DatabaseConflict`` is transient, a 422 on a closed
+    ticket is skipped).
     """
 
     def __init__(self, target: str, client: httpx.Client, *, retry_after_max: float,
                  secrets: Sequence[str] = (), reset_header: str | None = None,
                  rate_limited_wait: float | None = None, classify: Classify = helpdesk_outcome,
-                 clock: Callable[[], float] = time.time) -> None:
+                 read_answer: ReadAnswer | None = None, clock: Callable[[], float] = time.time) -> None:
         self.target, self.client = target, client
         self.retry_after_max = retry_after_max
         self._secrets = tuple(secret for secret in secrets if len(secret) >= MIN_SCRUBBED_CHARS)
         self.reset_header, self.rate_limited_wait = reset_header, rate_limited_wait
-        self.classify, self.clock = classify, clock
+        self.classify, self.read_answer, self.clock = classify, read_answer, clock
 
     def close(self) -> None:
         self.client.close()
@@ -136,21 +153,29 @@ class Peer:
         try:
             response = self.client.request(method, url, json=json, params=params, content=content, headers=headers)
         except httpx.TimeoutException:
-            raise self.retry(step, f"no answer within {self.client.timeout.read:g} s") from None
+            raise self.transient(step, f"no answer within {self.client.timeout.read:g} s") from None
         except httpx.UnsupportedProtocol:
             raise FailedDeliveryError(self.target, step, "the configured URL is not http(s)") from None
         except httpx.TransportError as exc:
-            raise self.retry(step, f"could not reach it ({type(exc).__name__})") from None
+            raise self.transient(step, f"could not reach it ({type(exc).__name__})") from None
         outcome = self.classify(response.status_code)
         if outcome is None or (tolerate is not None and tolerate(response)):
             return response
+        own = self.read_answer(step, response) if self.read_answer is not None else None
+        if own is not None:
+            raise own
         message = self.message(response)
+        if outcome is TransientDeliveryError:
+            raise self.transient(step, message, status=response.status_code, wait=self.wait(response))
         if outcome is RetryableDeliveryError:
             raise self.retry(step, message, status=response.status_code, wait=self.wait(response))
+        if outcome is UnexplainedNotFoundError:
+            raise UnexplainedNotFoundError(self.target, step, message, body=body_of(response), method=method, path=url)
         raise outcome(self.target, step, message, status=response.status_code)
 
     def json(self, step: str, response: httpx.Response) -> Any:
-        """The answer's JSON body; a body that is not JSON (a proxy's HTML page) is worth a retry."""
+        """The answer's JSON body; a body that is not JSON (a proxy's HTML page) is an answer nobody can
+        classify: retried, at most ``writeback.max_attempts`` times."""
         try:
             return response.json()
         except ValueError:
@@ -159,7 +184,13 @@ class Peer:
 
     def retry(self, step: str, message: str, *, status: int | None = None,
               wait: float | None = None) -> RetryableDeliveryError:
+        """An answer the adapter cannot classify: retried at most ``writeback.max_attempts`` times."""
         return RetryableDeliveryError(self.target, step, message, status=status, wait=wait)
+
+    def transient(self, step: str, message: str, *, status: int | None = None,
+                  wait: float | None = None) -> TransientDeliveryError:
+        """The peer is busy or away for now: retried until the delivery's deadline."""
+        return TransientDeliveryError(self.target, step, message, status=status, wait=wait)
 
     def message(self, response: httpx.Response) -> str:
         """The peer's own words about an error answer, cut short, with our secrets scrubbed."""
@@ -188,6 +219,32 @@ class Peer:
         if seconds is None and response.status_code == RATE_LIMITED:
             seconds = self.rate_limited_wait
         return None if seconds is None else min(max(seconds, 0.0), self.retry_after_max)
+
+
+def body_of(response: httpx.Response) -> Any:
+    """The answer's JSON body, or None when it has none or it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def error_codes(body: Any) -> list[str]:
+    """The machine-readable codes of an error body: Zendesk's ``error``, Intercom's ``errors[].code``.
+
+    >>> error_codes({"error": "RecordNotFound", "description": "Not found"})
+    ['RecordNotFound']
+    >>> error_codes({"type": "error.list", "errors": [{"code": "not_found", "message": "Conversation not found"}]})
+    ['not_found']
+    >>> error_codes("<html>Not Found</html>"), error_codes(None)
+    ([], [])
+    """
+    if not isinstance(body, dict):
+        return []
+    codes = [body["error"]] if isinstance(body.get("error"), str) else []
+    if isinstance(body.get("errors"), list):
+        codes += [str(item["code"]) for item in body["errors"] if isinstance(item, dict) and item.get("code")]
+    return codes
 
 
 def _number(value: str | None) -> float | None:

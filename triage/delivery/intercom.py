@@ -15,6 +15,12 @@
 
 Auth: ``Authorization: Bearer <token>`` and ``Intercom-Version`` (``writeback.intercom.version``).
 A 429 carries ``X-RateLimit-Reset`` (unix seconds), waited for; errors come as ``error.list``.
+
+A 404 is gone only when it is the conversation's: ``not_found`` on reading the conversation, with the
+workspace itself answering (``GET /me``, the probe). A write to the conversation answers the same
+``not_found`` for a wrong admin or team id, so the adapter reads the conversation, then
+``GET /admins/{admin id}`` and ``GET /teams/{team id}`` (``admin_not_found``, ``team_not_found``) to
+say which setting is wrong.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ import httpx
 from triage.settings import IntercomWriteback, WritebackSettings
 
 from .adapter import SAFE_ID, BaseAdapter, StepAction
-from .http import build_client
+from .errors import DeliveryError, GoneDeliveryError, UnexplainedNotFoundError
+from .http import build_client, error_codes
 from .note import html
 from .write import Write
 
-TAG_NOT_FOUND = "tag_not_found"
+TAG_NOT_FOUND, NOT_FOUND = "tag_not_found", "not_found"
+ADMIN_NOT_FOUND, TEAM_NOT_FOUND = "admin_not_found", "team_not_found"
+ADMIN_VARIABLE = "TRIAGE_WRITEBACK_INTERCOM_ADMIN_ID"
 #: Attempts to attach a tag whose cached id may be stale: the cached id, then a fresh one.
 ATTACH_TRIES = 2
 
@@ -40,6 +49,7 @@ ATTACH_TRIES = 2
 class IntercomAdapter(BaseAdapter[IntercomWriteback]):
     platform: ClassVar[str] = "intercom"
     reset_header: ClassVar[str | None] = "X-RateLimit-Reset"
+    numeric_ids: ClassVar[bool] = False
 
     def __init__(self, settings: WritebackSettings, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__(settings, clock=clock)
@@ -65,7 +75,54 @@ class IntercomAdapter(BaseAdapter[IntercomWriteback]):
         return self.section.admin_id or ""
 
     def _path(self, write: Write, step: str, tail: str = "") -> str:
-        return f"/conversations/{self.ticket_id(write, step, numeric=False)}{tail}"
+        return f"/conversations/{self.ticket_id(write, step)}{tail}"
+
+    # ---- what a 404 means -----------------------------------------------------------------------
+
+    def probe(self) -> str | None:
+        return self.probe_path("/me", f"{self.url_setting} (https://api.intercom.io, https://api.eu.intercom.io "
+                                      "or https://api.au.intercom.io)")
+
+    def explain_not_found(self, write: Write, answer: UnexplainedNotFoundError) -> DeliveryError:
+        codes = error_codes(answer.body)
+        if ADMIN_NOT_FOUND in codes:
+            return self.failed(answer.step, f"{answer.message} (check {ADMIN_VARIABLE})", status=answer.status)
+        wrong = self.probes.get("configuration", self.probe)
+        if wrong is not None or NOT_FOUND not in codes:
+            hint = wrong or f"not Intercom's not_found: check {self.url_setting}"
+            return self.failed(answer.step, f"{answer.message} ({hint})", status=answer.status)
+        conversation = self._path(write, answer.step)
+        if (answer.method, answer.path) != ("GET", conversation):
+            try:  # is it the conversation, or the admin or team the write named?
+                self.peer.request(answer.step, "GET", conversation)
+            except UnexplainedNotFoundError as missing:
+                if NOT_FOUND not in error_codes(missing.body):
+                    raise
+            else:
+                return self.failed(answer.step, f"{answer.message} ({self._misaddressed(write, answer.step)})",
+                                   status=answer.status)
+        return GoneDeliveryError(self.platform, answer.step, answer.message, status=answer.status)
+
+    def _misaddressed(self, write: Write, step: str) -> str:
+        """Why a write to a conversation that exists answered 404: the admin, the route's team, or unknown."""
+        admin = self._admin
+        if self.probes.get(f"admin:{admin}", lambda: self._missing(f"/admins/{admin}", ADMIN_NOT_FOUND)):
+            return f"the conversation exists, admin {admin} does not: check {ADMIN_VARIABLE}"
+        mapping = self.section.routes.get(write.route) if step == "team" else None
+        team = mapping.team_id if mapping is not None else None
+        if team is not None and SAFE_ID.fullmatch(team) and self.probes.get(
+                f"team:{team}", lambda: self._missing(f"/teams/{team}", TEAM_NOT_FOUND)):
+            return (f"the conversation exists, team {team} does not: check "
+                    f"writeback.intercom.routes.{write.route}.team_id")
+        return "the conversation exists: Intercom did not say what it could not find"
+
+    def _missing(self, path: str, code: str) -> str | None:
+        """``code`` when ``GET path`` answers 404 with it, else None."""
+        try:
+            self.peer.request("probe", "GET", path)
+        except UnexplainedNotFoundError as missing:
+            return code if code in error_codes(missing.body) else None
+        return None
 
     def _team(self, write: Write, resumed: bool) -> None:
         mapping = self.section.routes[write.route]

@@ -1,5 +1,6 @@
-"""The optional internal note: the extracted fields, a link to the ticket in triage, and a
-marker line naming the delivery, so a retry can see that the note is already there.
+"""The optional internal note: the extracted fields, what the write-back had to do on the way
+(its steps' remarks, e.g. an agent unassigned), a link to the ticket in triage, and a marker line
+naming the delivery, so a retry can see that the note is already there.
 
 >>> lines = note_lines("d-17", "hardware-escalation", "P1",
 ...                    {"problem_type": "device_fault", "user_requirements": ["refund", "<b>now</b>"]},
@@ -12,6 +13,8 @@ In triage: https://triage.example.com/tickets/42
 triage delivery d-17
 >>> html(lines).count("<p>"), "&lt;b&gt;now&lt;/b&gt;" in html(lines)
 (5, True)
+>>> note_lines("d-18", "billing", "P3", {}, None, remarks=("triage unassigned Ada (agent 7).",))
+['triage routed this ticket to billing (P3).', 'triage unassigned Ada (agent 7).', 'triage delivery d-18']
 >>> already_posted(["<p>triage delivery d-17</p>"], "d-17"), already_posted(["triage delivery d-170"], "d-17")
 (True, False)
 """
@@ -19,7 +22,7 @@ triage delivery d-17
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -32,11 +35,12 @@ def marker(delivery_id: str) -> str:
 
 
 def note_lines(delivery_id: str, route: str, priority: str, fields: Mapping[str, Any], link: str | None, *,
-               resolved: bool = False) -> list[str]:
+               resolved: bool = False, remarks: Sequence[str] = ()) -> list[str]:
     head = (f"triage: this ticket was resolved ({route}, {priority})." if resolved
             else f"triage routed this ticket to {route} ({priority}).")
     lines = [head]
     lines += [f"{name}: {_shown(value)}" for name, value in fields.items()]
+    lines += list(remarks)
     if link:
         lines.append(f"In triage: {link}")
     return [*lines, marker(delivery_id)]

@@ -35,7 +35,8 @@ class Write:
     (a re-route or a correction): only their triage tags are removed. ``fields`` are the
     extracted ticket fields, shown in the optional note. ``delivery_id`` is the outbox's id of
     this delivery, stable across its retries: the note carries it, so a retry can tell whether
-    the note was already posted.
+    the note was already posted. ``remarks`` are lines for the note from steps already done (the
+    outbox keeps them with the steps), e.g. the agent a Zendesk group change unassigned.
     """
 
     delivery_id: str
@@ -48,6 +49,7 @@ class Write:
     fields: Mapping[str, Any] = field(default_factory=dict)
     resolved: bool = False
     previous_resolved: bool = False
+    remarks: tuple[str, ...] = ()
 
     @property
     def moves(self) -> bool:
@@ -55,11 +57,12 @@ class Write:
         return not self.resolved
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "fields": dict(self.fields)}
+        return {**asdict(self), "fields": dict(self.fields), "remarks": list(self.remarks)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Write:
-        return cls(**{**data, "ref": PlatformRef(**data["ref"]), "fields": dict(data.get("fields") or {})})
+        return cls(**{**data, "ref": PlatformRef(**data["ref"]), "fields": dict(data.get("fields") or {}),
+                      "remarks": tuple(str(line) for line in data.get("remarks") or ())})
 
 
 def ticket_link(triage_url: str | None, ticket_id: int) -> str | None:

@@ -5,12 +5,16 @@
   triage's old tags that are there and ``POST /api/v1/tags/add`` for its current ones that are
   not, each with ``{"item", "object": "Ticket", "o_id"}``. Other tags are never touched;
 - ``note``: ``POST /api/v1/ticket_articles`` with ``type: note``, ``internal: true`` (an email-type
-  article would be sent even when internal); a retry first reads
-  ``GET /api/v1/ticket_articles/by_ticket/{id}``.
+  article would be sent even when internal); a retry first reads every page of
+  ``GET /api/v1/ticket_articles/by_ticket/{id}?page=N&per_page=100``. Zammad's API gives no total and
+  says to count pages up until no further objects come; the versions we read answer ``by_ticket`` with
+  every article whatever the page, so reading stops at a short page, an empty one, or one that brings no
+  article not seen before.
 
 Auth: ``Authorization: Token token=<token>``. The token's user needs the groups' permissions.
 Rate limits are undocumented: ``writeback.zammad.rate_limited_wait_seconds`` sets the wait after a
-429 without Retry-After.
+429 without Retry-After. A 404's body does not tell a missing ticket from a wrong URL, so a probe
+decides: ``GET /api/v1/users/me`` answers when the URL and token are right (then the ticket is gone).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import httpx
 
 from triage.settings import ZammadWriteback
 
-from .adapter import BaseAdapter, StepAction
+from .adapter import PAGE_SIZE, BaseAdapter, StepAction
 from .http import build_client
 from .note import plain
 from .write import Write
@@ -74,11 +78,22 @@ class ZammadAdapter(BaseAdapter[ZammadWriteback]):
             self.peer.request("tags", "POST", "/api/v1/tags/add",
                               json={"item": tag, "object": TAG_OBJECT, "o_id": ticket_id})
 
+    def probe(self) -> str | None:
+        return self.probe_path("/api/v1/users/me", f"{self.url_setting} (https://{{fqdn}}, without /api/v1)")
+
     def existing_notes(self, write: Write) -> Iterable[str | None]:
         path = f"/api/v1/ticket_articles/by_ticket/{self.ticket_id(write, 'note')}"
-        articles = self.peer.json("note", self.peer.request("note", "GET", path))
-        return [article.get("body") for article in articles if isinstance(article, dict)] if isinstance(
-            articles, list) else []
+        seen: set[Any] = set()
+
+        def page(number: int) -> tuple[list[Any], bool]:
+            response = self.peer.request("note", "GET", path, params={"page": number, "per_page": PAGE_SIZE})
+            data = self.peer.json("note", response)
+            articles = [article for article in data if isinstance(article, dict)] if isinstance(data, list) else []
+            new = [article for article in articles if article.get("id") not in seen]
+            seen.update(article.get("id") for article in articles)
+            return new, len(articles) >= PAGE_SIZE and bool(new)
+
+        return [article.get("body") for article in self.all_pages("note", page)]
 
     def post_note(self, write: Write, lines: list[str]) -> None:
         self.peer.request("note", "POST", "/api/v1/ticket_articles", json={

@@ -61,8 +61,9 @@ class ExtractionResult:
     saying why. ``attempts`` are the calls made in this run.
     """
 
-    #: ``dedupe``: an earlier ticket's LLM extraction reused (``dedupe_of``), no call made.
-    extractor: Literal["llm", "rules", "dedupe"]
+    #: ``dedupe``: an earlier ticket's LLM extraction reused (``dedupe_of``), no call made; ``learned``: the
+    #: stored text classifier's enum fields (triage.learning) with the rules' free-text fields.
+    extractor: Literal["llm", "rules", "dedupe", "learned"]
     ticket: dict[str, Any] | None
     attempts: list[Attempt] = field(default_factory=list)
     failure_reason: ExtractionFailure | None = None
@@ -78,6 +79,9 @@ class ExtractionResult:
     dedupe_key: str | None = None
     #: The ticket whose extraction this result reuses (extractor ``dedupe``).
     dedupe_of: int | None = None
+    #: How sure the extractor is of each field it decided, as a probability (the learned extractor's
+    #: calibrated top probability); None when it does not say.
+    confidence: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:

@@ -3,6 +3,8 @@ the decision's own transaction, delivered by the Celery task on the queue ``deli
 
 - :mod:`.states`: a delivery's kinds and statuses;
 - :mod:`.rules`: which deliveries a decision needs (pure);
+- :mod:`.retry`: when a delivery that did not go through is tried again, and when the outbox gives up
+  (transient answers until ``writeback.give_up_after_hours``, others at most ``writeback.max_attempts``);
 - :mod:`.outbox`: the :class:`~triage.outbox.outbox.Outbox`: records deliveries from
   :func:`triage.tickets.lifecycle._audit`, publishes them after the commit, and owns every later
   change of a delivery (claim under a lease, steps, retries, the end, the sweep, a person's retry)

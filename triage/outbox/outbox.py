@@ -11,8 +11,8 @@ A worker then takes a delivery the way it takes a ticket: :meth:`Outbox.claim` h
 lease; every later write (a step done, the end, a retry) is conditional on it::
 
     claim = outbox.claim(delivery_id, now)          # a DeliveryClaim, a Wait or a Skip
-    outbox.step_done(claim, "tags", now)            # False: the lease was lost
-    outbox.settle(claim, now, error=exc)            # delivered, gone, failed or pending again
+    outbox.step_done(claim, "tags", now)            # LeaseLostError: another worker holds it now
+    outbox.settle(claim, now, error=exc)            # delivered, gone, skipped, failed or pending again
 
 A ticket's write-backs apply in order: a write-back runs only once no older one of the same
 ticket and platform is unfinished; an older one that has not written anything yet is superseded
@@ -32,12 +32,13 @@ from typing import Any
 from sqlalchemy import and_, event, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.backoff import retry_countdown
 from triage.delivery import (
     DeliveryError,
     GoneDeliveryError,
     PlatformRef,
     RetryableDeliveryError,
+    SkippedDeliveryError,
+    TransientDeliveryError,
     Write,
     event_body,
     p1_text,
@@ -47,8 +48,9 @@ from triage.delivery import (
 from triage.delivery.alerts import TARGET as ALERTS_TARGET
 from triage.errors import ConflictError, NotFoundError
 from triage.outbox import rules
-from triage.outbox.states import FINAL, RETRYABLE_BY_HAND, AlertTopic, DeliveryKind, DeliveryStatus
-from triage.settings import RetrySettings, Settings
+from triage.outbox.retry import GiveUp, RetryPolicy
+from triage.outbox.states import FINAL, NOT_APPLIED, RETRYABLE_BY_HAND, AlertTopic, DeliveryKind, DeliveryStatus
+from triage.settings import Settings
 from triage.store.deliveries import delivery_view
 from triage.store.models import Delivery, Event, Ticket
 from triage.store.queries import sla_breached, ticket_view
@@ -138,13 +140,8 @@ class Outbox:
                  lease_seconds: float) -> None:
         self.settings, self.sessions, self.publish = settings, sessions, publish
         self.lease_seconds = lease_seconds
-        writeback = settings.writeback
-        self.max_attempts = writeback.max_attempts
-        self.backoff = RetrySettings(max_retries=writeback.max_attempts,
-                                     backoff_base_seconds=settings.retry.backoff_base_seconds,
-                                     backoff_max_seconds=settings.retry.backoff_max_seconds,
-                                     retry_after_max_seconds=writeback.retry_after_max_seconds)
-        self.enabled_platforms = writeback.enabled_platforms()
+        self.policy = RetryPolicy.from_settings(settings)
+        self.enabled_platforms = settings.writeback.enabled_platforms()
         self.alerts_on = settings.alerts.webhook_url is not None
 
     # ---- wiring -------------------------------------------------------------------------------------
@@ -230,7 +227,7 @@ class Outbox:
         latest = session.scalars(
             select(Delivery).where(Delivery.ticket_id == ticket.id, Delivery.kind == DeliveryKind.WRITEBACK,
                                    Delivery.target == ref.platform,
-                                   Delivery.status.not_in((DeliveryStatus.FAILED, DeliveryStatus.GONE)))
+                                   Delivery.status.not_in(NOT_APPLIED))
             .order_by(Delivery.event_id.desc()).limit(1)).first()
         if latest is not None and _same_decision(latest.payload, ticket.route, ticket.priority,
                                                  kind == EventKind.RESOLVED):
@@ -300,7 +297,7 @@ class Outbox:
                 if isinstance(ordered, Wait | Skip):
                     return ordered
                 previous = ordered
-            if row.attempts >= self.max_attempts:
+            if self.policy.out_of_attempts(row.attempts - row.transient_attempts):
                 self._fail(session, row, now, f"gave up after {row.attempts} attempts"
                            + (f"; the last: {row.last_error}" if row.last_error else ""))
                 return Skip(f"failed: out of attempts ({row.attempts})")
@@ -351,7 +348,7 @@ class Outbox:
         blocking = [old for old in older if old.status not in FINAL]
         if blocking:
             seconds = max(MIN_WAIT_SECONDS, *(self._until_done(old, now) for old in blocking))
-            return Wait(min(seconds, self.backoff.retry_after_max_seconds),
+            return Wait(min(seconds, self.policy.backoff.retry_after_max_seconds),
                         f"an older write-back of the ticket is unfinished ({blocking[-1].id})")
         applied = [old for old in older if old.steps_done]
         return dict(applied[-1].payload) if applied else None
@@ -362,19 +359,21 @@ class Outbox:
         return session.scalars(select(Delivery).where(Delivery.id == claim.id, Delivery.lease_token == claim.token)
                                .with_for_update()).one_or_none()
 
-    def step_done(self, claim: DeliveryClaim, step: str, now: datetime) -> None:
-        """Record that ``step`` happened (committed before the next step runs); :class:`LeaseLostError`
-        when another worker holds the delivery now."""
+    def step_done(self, claim: DeliveryClaim, step: str, now: datetime, remarks: Sequence[str] = ()) -> None:
+        """Record that ``step`` happened, with its ``remarks`` for the note (committed before the next step
+        runs); :class:`LeaseLostError` when another worker holds the delivery now."""
         with self.sessions.begin() as session:
             row = self._held_by(session, claim)
             if row is None:
                 raise LeaseLostError(f"delivery {claim.id}: the lease was lost before step {step!r} was recorded")
             row.steps_done, row.updated_at = [*(row.steps_done or []), step], now
+            if remarks:
+                row.payload = {**row.payload, "remarks": [*(row.payload.get("remarks") or []), *remarks]}
 
     def settle(self, claim: DeliveryClaim, now: datetime, error: DeliveryError | None = None) -> Wait | str:
-        """End the attempt: delivered (no ``error``), gone, failed, or pending again, as the error's
-        class says; a retryable error past ``writeback.max_attempts`` fails it. Returns the status, or
-        the :class:`Wait` before the next attempt."""
+        """End the attempt: delivered (no ``error``), gone, skipped, failed, or pending again, as the error's
+        class and the :class:`~triage.outbox.retry.RetryPolicy` say. Returns the status, or the :class:`Wait`
+        before the next attempt."""
         with self.sessions.begin() as session:
             row = self._held_by(session, claim)
             if row is None:
@@ -385,15 +384,22 @@ class Outbox:
                 self._end(row, DeliveryStatus.DELIVERED, now)
             elif isinstance(error, GoneDeliveryError):
                 self._end(row, DeliveryStatus.GONE, now)
-            elif isinstance(error, RetryableDeliveryError) and row.attempts < self.max_attempts:
-                seconds = retry_countdown(self.backoff, retries=row.attempts - 1, retry_after=error.wait)
+            elif isinstance(error, SkippedDeliveryError):
+                self._end(row, DeliveryStatus.SKIPPED, now)
+            elif isinstance(error, RetryableDeliveryError):
+                if isinstance(error, TransientDeliveryError):
+                    row.transient_attempts += 1
+                after = self.policy.next_try(row.retried_at or row.created_at, now, attempts=row.attempts,
+                                             unclassified=row.attempts - row.transient_attempts, wait=error.wait)
+                if isinstance(after, GiveUp):
+                    self._fail(session, row, now, f"{after.reason}; the last: {row.last_error}")
+                    return row.status
                 row.status, row.updated_at = DeliveryStatus.PENDING, now
-                row.next_attempt_at = now + timedelta(seconds=seconds)
+                row.next_attempt_at = now + timedelta(seconds=after.seconds)
                 row.lease_token = row.lease_until = None
-                return Wait(seconds, row.last_error or "retry")
+                return Wait(after.seconds, row.last_error or "retry")
             else:
-                suffix = "" if not isinstance(error, RetryableDeliveryError) else f" (after {row.attempts} attempts)"
-                self._fail(session, row, now, (row.last_error or "") + suffix)
+                self._fail(session, row, now, row.last_error or "")
             return row.status
 
     @staticmethod
@@ -431,8 +437,9 @@ class Outbox:
         return ids
 
     def retry(self, now: datetime, ids: Sequence[str] = (), *, all_failed: bool = False) -> list[str]:
-        """Put ``failed`` (or ``gone``) deliveries back to ``pending`` with a fresh budget of attempts and
-        publish them; ``all_failed`` takes every failed one. Steps already done are not done again."""
+        """Put ``failed`` (or ``gone``, or ``skipped``) deliveries back to ``pending`` with a fresh budget
+        (attempts, and ``writeback.give_up_after_hours`` from ``now``) and publish them; ``all_failed`` takes
+        every failed one (never a gone or skipped one). Steps already done are not done again."""
         with self.sessions.begin() as session:
             query = select(Delivery).with_for_update()
             query = (query.where(Delivery.status == DeliveryStatus.FAILED) if all_failed
@@ -443,9 +450,10 @@ class Outbox:
                 raise NotFoundError(f"no delivery {', '.join(missing)}")
             refused = [f"{row.id} is {row.status}" for row in rows if row.status not in RETRYABLE_BY_HAND]
             if refused:
-                raise ConflictError(f"only failed or gone deliveries can be retried: {'; '.join(refused)}")
+                raise ConflictError(f"only failed, gone or skipped deliveries can be retried: {'; '.join(refused)}")
             for row in rows:
-                row.status, row.attempts, row.updated_at = DeliveryStatus.PENDING, 0, now
+                row.status, row.attempts, row.transient_attempts, row.updated_at = DeliveryStatus.PENDING, 0, 0, now
+                row.retried_at = now
                 row.next_attempt_at = row.finished_at = None
             retried = [row.id for row in rows]
             self._publish_after_commit(session, retried)

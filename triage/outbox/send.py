@@ -35,6 +35,7 @@ from triage.delivery import (
     build_adapters,
     deliver,
 )
+from triage.delivery.adapter import RecordStep
 from triage.outbox import rules
 from triage.outbox.outbox import DeliveryClaim, LeaseLostError, Outbox, Skip, Wait
 from triage.outbox.states import DeliveryKind
@@ -84,7 +85,7 @@ class Senders:
                 return endpoint.url
         raise FailedDeliveryError(name, "event", "is no longer in [[events.endpoints]]")
 
-    def send(self, claim: DeliveryClaim, record: Callable[[str], None]) -> None:
+    def send(self, claim: DeliveryClaim, record: RecordStep) -> None:
         """Make the calls of ``claim``; raises a :class:`~triage.delivery.DeliveryError` when it did not happen."""
         if claim.kind == DeliveryKind.WRITEBACK:
             write = Write.from_json(claim.payload)
@@ -113,7 +114,7 @@ def attempt(outbox: Outbox, senders: Senders, clock: Clock, delivery_id: str) ->
         return claim
     error: DeliveryError | None = None
     try:
-        senders.send(claim, lambda step: outbox.step_done(claim, step, clock.now()))
+        senders.send(claim, lambda step, remarks: outbox.step_done(claim, step, clock.now(), remarks))
     except LeaseLostError as exc:
         log.warning("%s", exc)
         return "lease lost"

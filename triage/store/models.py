@@ -251,6 +251,8 @@ class Event(Base):
     """Audit trail: who (``actor``) did what (``kind``) to a ticket, before and after."""
 
     __tablename__ = "events"
+    #: The learned extractor's retraining counts the reviews (kinds) after an event id.
+    __table_args__ = (Index("ix_events_kind_id", "kind", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -270,6 +272,9 @@ class Delivery(Base):
     ``target`` names where it goes without a secret: the platform, ``endpoint:<hash of the URL>`` or
     ``alerts``; ``target_name`` is what people see. ``payload`` is what every attempt sends;
     ``steps_done`` the write-back steps already done. ``once_key`` makes an alert unique per ticket.
+    ``transient_attempts`` counts the attempts that met a transient answer (they spend time, not the
+    ``writeback.max_attempts`` budget); ``retried_at`` is the last ``triage deliveries --retry``, from which
+    (else from ``created_at``) ``writeback.give_up_after_hours`` runs.
     """
 
     __tablename__ = "deliveries"
@@ -287,6 +292,7 @@ class Delivery(Base):
     payload: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    transient_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     steps_done: Mapped[list[Any]] = mapped_column(JSON, default=list)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_status: Mapped[int | None] = mapped_column(Integer)
@@ -296,6 +302,7 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    retried_at: Mapped[datetime | None]
 
 
 def table_of(model: type[Base]) -> Table:

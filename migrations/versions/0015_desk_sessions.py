@@ -1,7 +1,7 @@
 """desk sessions on the server: signing out ends one at once; the retention job deletes the expired
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-08 00:30:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import triage.store.models
 
-revision: str = "0013"
-down_revision: str | None = "0012"
+revision: str = "0015"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
