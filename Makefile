@@ -17,6 +17,8 @@ VENV := .venv
 
 .PHONY: demo test e2e wheel-test browser faults bench
 BENCH_ARGS ?=
+# make test runs the suite in two processes (pytest-xdist), one per core of a CI machine
+TEST_PROCESSES ?= 2
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -29,7 +31,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_PROCESSES)
 
 e2e: $(VENV)/.installed
 	$(VENV)/bin/pytest -m e2e tests

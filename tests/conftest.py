@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -28,6 +29,7 @@ from triage.store.db import upgrade
 REPO = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("TRIAGE_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("TRIAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_DATABASES = 16  # Redis's default number of databases
 AMQP_URL = os.environ.get("TRIAGE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 POSTGRES_ADMIN_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -39,16 +41,26 @@ def _unavailable(service: str, error: Exception) -> None:
     pytest.skip(f"{message}; start it to run this test")
 
 
+def redis_url_of_this_process() -> str:
+    """``TRIAGE_TEST_REDIS_URL``'s database for a lone run; under pytest-xdist (``make test`` runs two
+    processes) worker ``gwN`` takes the N-th database after it, so parallel workers never flush each other's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    parts = urlsplit(REDIS_URL)
+    number = (int(parts.path.strip("/") or 0) + int(worker.removeprefix("gw"))) % REDIS_DATABASES
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis database number of our own, flushed before and after."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    url = redis_url_of_this_process()
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         client.ping()
     except redis.RedisError as exc:
         _unavailable("Redis", exc)
     client.flushdb()
-    yield REDIS_URL
+    yield url
     client.flushdb()
     client.close()
 
