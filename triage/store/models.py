@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -151,6 +152,13 @@ class Ticket(Base):
     #: ``dedupe``); purging that ticket leaves None here.
     dedupe_key: Mapped[str | None] = mapped_column(String(64), index=True)
     dedupe_of: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    #: How sure the machine is of its routing, in [0, 1]: per routing field, and the ticket's own (its lowest
+    #: routing field). None on a ticket no machine routed.
+    confidence: Mapped[float | None] = mapped_column(Float)
+    field_confidence: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    #: The autonomy level applied when the ticket was routed (auto, suggest, review, shadow): how much of
+    #: the decision went out to the helpdesk. None before routing.
+    autonomy: Mapped[str | None] = mapped_column(String(16))
 
     conversation: Mapped[Conversation] = relationship(back_populates="ticket")
     attempts: Mapped[list[Attempt]] = relationship(back_populates="ticket", order_by="Attempt.id")
@@ -241,6 +249,9 @@ class Attempt(Base):
     repairs: Mapped[list[Any] | None]
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch_calls.id"), index=True)
     batch_size: Mapped[int | None] = mapped_column(Integer)
+    #: The confidence of this attempt's answer, as on the ticket it decided.
+    confidence: Mapped[float | None] = mapped_column(Float)
+    field_confidence: Mapped[dict[str, float] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="attempts")
