@@ -82,6 +82,10 @@ class ExtractionResult:
     #: How sure the extractor is of each field it decided, as a probability (the learned extractor's
     #: calibrated top probability); None when it does not say.
     confidence: dict[str, float] | None = None
+    #: The combined confidence in [0, 1] of each routing field, and the ticket's (its lowest routing field),
+    #: as stored on the ticket and its attempt; None until scored (a ticket no machine decided stays None).
+    field_confidence: dict[str, float] | None = None
+    ticket_confidence: float | None = None
 
     @property
     def ok(self) -> bool:
