@@ -1,6 +1,8 @@
 # The two set-up commands of the README. Each creates .venv and installs what it needs.
 #   make demo   - run the whole pipeline on the embedded default (SQLite, no servers, no key)
 #   make test   - lint, type-check and run the test suite
+# The manual (docs/, MkDocs with the Material theme, the [docs] extra), built into site/ and checked strictly:
+#   make docs                          (python -m triage.settings_reference first if a setting changed)
 # The wheel suite: build the wheel, install it in a fresh venv outside the checkout, migrate, demo:
 #   make wheel-test
 # The end-to-end suite: real serve, worker and beat processes on PostgreSQL + Redis (+ RabbitMQ), minutes long:
@@ -15,7 +17,7 @@
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: demo test e2e wheel-test browser faults bench
+.PHONY: demo test docs e2e wheel-test browser faults bench
 BENCH_ARGS ?=
 # make test runs the suite in two processes (pytest-xdist), one per core of a CI machine
 TEST_PROCESSES ?= 2
@@ -27,6 +29,16 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/triage demo
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
+# The settings reference must match the model, then every page builds with no warning (links and anchors
+# checked). NO_MKDOCS_2_WARNING silences the theme's banner about MkDocs' future, which is not a warning here.
+docs: $(VENV)/.docs-installed
+	$(VENV)/bin/python -m triage.settings_reference --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
