@@ -213,8 +213,15 @@ def rows(model: type[BaseModel] = Settings, prefix: str = "", settable: bool = T
 
 
 def _cell(text: str) -> str:
+    r"""Text for one table cell: RST code as Markdown code, ``|`` escaped outside code.
+
+    >>> print(_cell("a | b, ``c | d``, :func:`e`"))
+    a \| b, `c | d`, `e`
+    """
     text = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", text)  # Sphinx roles (:func:`x`) as code
-    return text.replace("``", "`").replace("|", "\\|").replace("\n", " ")
+    parts = text.replace("``", "`").replace("\n", " ").split("`")
+    # a | outside code would end the cell; inside code MkDocs' tables keep it as it is
+    return "`".join(part if index % 2 else part.replace("|", "\\|") for index, part in enumerate(parts))
 
 
 def _section_doc(model: type[BaseModel]) -> str:
