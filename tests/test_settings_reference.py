@@ -1,13 +1,16 @@
-"""The settings reference page (docs/reference/settings.md) is the settings model's, and it is current."""
+"""The settings reference page (docs/reference/settings.md) is the settings model's, and it is current; the
+hand-written tables of docs/configuration.md and docs/writeback.md name only settings the model has."""
 
 from __future__ import annotations
 
+import re
+from itertools import takewhile
 from pathlib import Path
 
 import pytest
 
 from triage import settings_reference
-from triage.settings import ENV_KEYS, Settings, load_settings
+from triage.settings import ENV_KEYS, WRITEBACK_PLATFORMS, Settings, load_settings
 from triage.settings_reference import COMMAND, PAGE, MissingDescriptionError, main, render, rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,3 +67,39 @@ def test_a_setting_without_a_description_stops_the_generator(monkeypatch: pytest
     monkeypatch.setattr(settings_reference, "_doc_comments", lambda cls: {})
     with pytest.raises(MissingDescriptionError, match=r"database_url: no description: add a #: comment"):
         render()
+
+
+def _first_cells(page: str, header: str) -> list[str]:
+    """The first cell of each row of the table under ``header`` in docs/``page``."""
+    lines = (REPO / "docs" / page).read_text(encoding="utf-8").split("\n")
+    body = lines[lines.index(header) + 2:]
+    return [line.split(" | ")[0].removeprefix("| ") for line in takewhile(lambda line: line.startswith("|"), body)]
+
+
+def _is_setting(token: str, keys: set[str]) -> bool:
+    """A key or a section of the model; ``<platform>`` stands for each write-back platform."""
+    token = re.sub(r'\."<name>"$', "", re.sub(r'"<\w+>"', '"<name>"', token.strip("[]")))
+    forms = [token.replace("<platform>", name) for name in WRITEBACK_PLATFORMS]
+    return all(form in keys or any(key.startswith(form + ".") for key in keys) for form in forms)
+
+
+@pytest.mark.parametrize(("page", "header"), [("configuration.md", "| key | default | meaning |"),
+                                              ("writeback.md", "| key | default | meaning |")])
+def test_the_hand_written_key_tables_name_only_real_settings(page: str, header: str) -> None:
+    keys = {row.key for row in rows()}
+    for cell in _first_cells(page, header):
+        section = ""
+        for token in re.findall(r"`([^`]+)`", cell):  # `a.b`, `c`: c is a key of a's section
+            token = token if "." in token or token.startswith("[") else f"{section}.{token}"
+            section = token.strip("[]") if token.startswith("[") else token.rsplit(".", 1)[0]
+            assert _is_setting(token, keys), f"docs/{page} names {token!r}, which the settings model does not have"
+
+
+def test_the_hand_written_variable_table_names_only_real_variables() -> None:
+    names = {row.env for row in rows()} | {"TRIAGE__SECTION__KEY"}
+    for cell in _first_cells("configuration.md", "| environment variable | default | meaning |"):
+        first = ""
+        for token in re.findall(r"`([^`]+)`", cell):  # `TRIAGE_X_URL`, `_TOKEN`: TRIAGE_X_TOKEN
+            name = first.rsplit("_", 1)[0] + token if token.startswith("_") else token
+            first = first if token.startswith("_") else token
+            assert name in names, f"docs/configuration.md names {name}, which no setting reads"
