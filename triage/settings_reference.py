@@ -85,6 +85,8 @@ def type_name(annotation: Any) -> str:
 
     >>> type_name(list[str]), type_name(Literal["auto", "never"]), type_name(int | None)
     ('list of string', 'one of "auto", "never"', 'integer or unset')
+    >>> type_name(dict[str, str | int | list[str | int]])
+    'table of (string or integer or list of (string or integer))'
     """
     annotation = _unwrap(annotation)
     origin, args = get_origin(annotation), get_args(annotation)
@@ -94,18 +96,24 @@ def type_name(annotation: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(json.dumps(arg) for arg in args)
     if origin is list:
-        return f"list of {type_name(args[0])}"
+        return f"list of {_grouped(args[0])}"
     if origin is tuple:
         return "[" + ", ".join(type_name(arg) for arg in args) + "]"
     if origin is dict:
-        return f"table of {type_name(args[1])}"
-    model = _model_of(annotation)
-    if model is not None:
+        return f"table of {_grouped(args[1])}"
+    if _model_of(annotation) is not None:
         return "table"
     if isinstance(annotation, type) and annotation in SCALARS:
         return SCALARS[annotation]
-    name = getattr(annotation, "__name__", None)
-    return str(name or annotation)  # a TypeVar's bound is a route mapping: shown by its own rows
+    return str(getattr(annotation, "__name__", annotation))
+
+
+def _grouped(annotation: Any) -> str:
+    """An item type inside ``list of`` / ``table of``: parenthesised when it is a choice."""
+    if _model_of(_unwrap(annotation)) is not None:
+        return "tables (their keys below)"
+    name = type_name(annotation)
+    return f"({name})" if " or " in name else name
 
 
 def _field_type(field: FieldInfo) -> str:
