@@ -8,10 +8,10 @@
 # The end-to-end suite: real serve, worker and beat processes on PostgreSQL + Redis (+ RabbitMQ), minutes long:
 #   make e2e
 # The browser suite: Chromium (Debian's /usr/bin/chromium) driven by Playwright against the dispatch desk:
-#   make browser       (TRIAGE_DESK_SCREENSHOTS=docs make browser also refreshes the README's screenshots)
+#   make browser       (TRIAGE_DESK_SCREENSHOTS=docs make browser also refreshes the screenshots of docs/desk.md)
 # And the fault suite (kills workers, restarts Redis and PostgreSQL: run it on a CI machine):
 #   make faults
-# And the benchmarks (PostgreSQL + Redis, about 6 minutes; README "Benchmarks"):
+# And the benchmarks (PostgreSQL + Redis, about 6 minutes; docs/benchmarks.md):
 #   make bench                         # results in benchmarks/results/<date>.md and .png
 #   make bench BENCH_ARGS=--quick      # seconds per scenario, for development
 PYTHON ?= python3
