@@ -66,7 +66,7 @@ def test_the_patch_422_answers_match_the_declared_schema(api: Service) -> None:
 
 def test_correcting_a_ticket_not_yet_extracted_says_which_fields_are_missing(api: Service) -> None:
     submit(api.parts, "P-2", "My router is broken")  # queued: no fields yet
-    response = api.client.patch("/tickets/1", json={"urgent_level": "high"}, headers=ALICE)  # the README's example
+    response = api.client.patch("/tickets/1", json={"urgent_level": "high"}, headers=ALICE)  # docs/api.md example
     assert response.status_code == 422
     detail = response.json()["detail"]
     required = api.parts.schema.required

@@ -1,8 +1,9 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine.
 
 The file is parsed; every triage command in it must parse with `triage`'s own parser; every
-setting it passes must be one the README documents; the published port must be the one serve
-listens on, the healthchecks probe and the README gives. The healthcheck commands themselves are
+setting it passes must be one the settings reference (docs/reference/settings.md, generated from the
+model) documents; the published port must be the one serve listens on, the healthchecks probe and the
+production page (docs/production.md) gives. The healthcheck commands themselves are
 run here against a real `triage serve`, `triage worker` (Redis broker) and `triage beat`.
 """
 
@@ -28,7 +29,8 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 TRIAGE_SERVICES = {name: service for name, service in SERVICES.items() if service.get("build")}
 ONE_SHOT = {name for name, service in SERVICES.items() if service.get("restart") == "on-failure"}
 DOCKERFILE = (REPO / "Dockerfile").read_text(encoding="utf-8")
-README = (REPO / "README.md").read_text(encoding="utf-8")
+SETTINGS_REFERENCE = (REPO / "docs" / "reference" / "settings.md").read_text(encoding="utf-8")
+PRODUCTION = (REPO / "docs" / "production.md").read_text(encoding="utf-8")
 SERVE_PORT = 8000
 HEALTHY_SECONDS = 60
 
@@ -37,7 +39,7 @@ def _healthcheck(service: str) -> list[str]:
     return list(SERVICES[service]["healthcheck"]["test"])
 
 
-def test_the_triage_services_are_the_readme_shape() -> None:
+def test_the_triage_services_are_the_documented_shape() -> None:
     assert set(TRIAGE_SERVICES) == {"migrate", "serve", "worker", "beat"}
     assert {"migrate"} == ONE_SHOT
     for name in set(TRIAGE_SERVICES) - ONE_SHOT:
@@ -69,11 +71,11 @@ def test_rules_mode_needs_no_key() -> None:
     assert COMPOSE["x-triage"]["env_file"] == [{"path": ".env", "required": False}]
 
 
-def test_every_setting_passed_is_documented_in_the_readme() -> None:
+def test_every_setting_passed_is_in_the_settings_reference() -> None:
     env = COMPOSE["x-triage"]["environment"]
     interpolated = set(re.findall(r"\$\{(\w+)", yaml.safe_dump(COMPOSE)))
     for name in set(env) | interpolated:
-        assert f"| `{name}` |" in README, f"{name} is not in the README's settings table"
+        assert f"| `{name}` |" in SETTINGS_REFERENCE, f"{name} is not in docs/reference/settings.md"
 
 
 def test_the_published_port_is_the_one_serve_listens_on_and_the_checks_probe() -> None:
@@ -83,7 +85,7 @@ def test_the_published_port_is_the_one_serve_listens_on_and_the_checks_probe() -
     assert command[command.index("--port") + 1] == str(SERVE_PORT) and command[command.index("--host") + 1] == "0.0.0.0"
     url = f"http://127.0.0.1:{SERVE_PORT}/healthz"
     assert url in " ".join(_healthcheck("serve")) and url in DOCKERFILE
-    assert f"EXPOSE {SERVE_PORT}" in DOCKERFILE and f"localhost:{SERVE_PORT}/webhooks/{{source}}" in README
+    assert f"EXPOSE {SERVE_PORT}" in DOCKERFILE and f"localhost:{SERVE_PORT}/webhooks/{{source}}" in PRODUCTION
 
 
 def test_the_dockerfile_installs_the_wheel_and_runs_as_a_user() -> None:

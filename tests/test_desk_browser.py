@@ -2,8 +2,8 @@
 `triage serve` with a worker (SQLite, the embedded broker, the loopback OpenAI server as MiMo).
 
 Run with `make browser` (left out of `make test`). Without /usr/bin/chromium it skips (fails under
-TRIAGE_REQUIRE_SERVICES=1). `TRIAGE_DESK_SCREENSHOTS=docs make browser` also writes the README's
-screenshots (docs/desk-queue.png, docs/desk-ticket.png).
+TRIAGE_REQUIRE_SERVICES=1). `TRIAGE_DESK_SCREENSHOTS=docs make browser` also writes the
+screenshots of docs/desk.md (docs/desk-queue.png, docs/desk-ticket.png, docs/desk-phone.png).
 
 The walk is the one a dispatcher takes: sign in (a wrong token first), see the routed tickets,
 filter, search, claim; a second person sees the claim and cannot release it; correct

@@ -398,8 +398,8 @@ CORPUS_OUTCOMES = {Routes: "valid", Invalid: "invalid", TwoMeanings: "ambiguous"
 
 def test_the_wired_extractor_gives_the_corpus_outcomes_on_the_first_attempt(
         api: FakeMiMo, make_extractor: Factory, capsys: pytest.CaptureFixture[str]) -> None:
-    """README's figure: the share of tests/parse_corpus.py routed on the first attempt, through the real
-    client, parser, chooser and schema (one attempt each)."""
+    """The figure of docs/extraction.md ("Parsing"): the share of tests/parse_corpus.py routed on the first
+    attempt, through the real client, parser, chooser and schema (one attempt each)."""
     extractor = make_extractor(attempts=1)
 
     def first(case: Case) -> Attempt:
@@ -416,7 +416,7 @@ def test_the_wired_extractor_gives_the_corpus_outcomes_on_the_first_attempt(
             assert (attempt.parse_path, attempt.repairs) == (case.outcome.path, case.outcome.repairs), case.id
         outcomes[attempt.outcome] += 1
     valid = outcomes["valid"]
-    assert (valid, len(CORPUS)) == (55, 84), "README's Parsing paragraph states this figure"
+    assert (valid, len(CORPUS)) == (55, 84), "docs/extraction.md's Parsing paragraph states this figure"
     with capsys.disabled():
         print(f"\nwired extractor on the parse corpus: {valid} of {len(CORPUS)} ({valid / len(CORPUS):.0%}) valid "
               f"on the first attempt; {dict(outcomes)}")

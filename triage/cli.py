@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="triage",
         description="Customer-service ticket triage: extract a ticket from each conversation with an LLM "
                     "(or offline rules), validate it, route it, store it.",
-        epilog="Settings come from environment variables and config/triage.toml; see README.md.")
+        epilog="Settings come from environment variables and config/triage.toml; see docs/configuration.md.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('triage')}")
@@ -514,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "tickets as JSON Lines) and report, per extractor and field, accuracy, macro F1, "
                               "per-class precision and recall, the confusion matrix, calibration, tokens and cost.")
     evaluate.add_argument("dataset", nargs="+", metavar="DATASET", help="banking77, bitext, stc3-cn, stc3-en, stc3 "
-                          "(both), all, or a JSON Lines file of labelled conversations (README: Labelled data)")
+                          "(both), all, or a JSON Lines file of labelled conversations (docs/evaluation.md)")
     evaluate.add_argument("--extractor", choices=["rules", "learned", "llm", "all"], default="rules",
                           help="all: rules and learned (the LLM only when named; it calls MIMO_BASE_URL) "
                           "(default: %(default)s)")
@@ -539,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "given and/or the desk's reviews, report its accuracy from a seeded 5-fold split, and "
                            "store it in the database as the newest version: every worker uses it within a minute.")
     learn.add_argument("dataset", nargs="*", metavar="DATASET", help="banking77, bitext, or a JSON Lines file of "
-                       "labelled conversations (README: Labelled data); its rows become the stored training set")
+                       "labelled conversations (docs/evaluation.md); its rows become the stored training set")
     learn.add_argument("--from-reviews", action="store_true", help="also learn from the desk's reviews (a "
                        "correction is the corrected value; a resolve without one confirms the machine's)")
     learn.add_argument("--since", metavar="DATE", help="only reviews made at or after DATE (ISO date or time with "

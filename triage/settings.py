@@ -59,23 +59,33 @@ class _Section(BaseModel):
 
 
 class SchemaSettings(_Section):
+    #: The ticket JSON Schema; the prompt is generated from it.
     path: Path = Path("config/ticket_schema.json")
 
 
 class ModelPrice(_Section):
     """``[extraction.prices."<model>"]``: what a model's tokens cost, per million (any one currency)."""
 
+    #: Price of a million prompt tokens (any one currency).
     input_per_million: float = Field(ge=0)
+    #: Price of a million completion tokens (the same currency).
     output_per_million: float = Field(ge=0)
 
 
 class ExtractionSettings(_Section):
+    #: LLM answers per extraction, re-asks included.
     attempts: int = Field(3, ge=1, le=10)
+    #: The first answer's token budget.
     max_completion_tokens: int = Field(1024, ge=16)
+    #: A truncated answer (``finish_reason: length``) doubles the budget up to this.
     max_completion_tokens_cap: int = Field(4096, ge=16)
+    #: MiMo's ``thinking`` switch, sent on every call.
     thinking: bool = False
+    #: Stream the answer (SSE); the result is identical.
     stream: bool = False
+    #: Timeout of one HTTP call to the LLM API.
     timeout_seconds: float = Field(60.0, gt=0)
+    #: Sampling temperature, sent when thinking is off.
     temperature: float = Field(0.0, ge=0, le=2)
     #: Longest conversation transcript sent, in characters; longer ones are trimmed
     #: (first customer message + latest turns, see triage.extraction.trim).
@@ -94,6 +104,7 @@ class ExtractionSettings(_Section):
     dedupe_sources_off: list[str] = Field(default_factory=list)
     #: Consecutive 5xx answers that open a model's circuit, and how long it stays open.
     circuit_failures: int = Field(5, ge=1)
+    #: How long an open circuit keeps a model out before one trial call may close it again.
     circuit_open_seconds: float = Field(60.0, gt=0)
     #: How long a model that answered 404 is skipped.
     retired_model_seconds: float = Field(3600.0, gt=0)
@@ -105,7 +116,7 @@ class ExtractionSettings(_Section):
     #: Injection patterns, name -> regular expression over folded customer text; empty: the shipped
     #: ones (triage.extraction.injection_patterns). A non-empty table replaces them.
     injection_patterns: dict[str, str] = Field(default_factory=dict)
-    #: Several conversations in one call (see README "Batched extraction"): ``auto`` when the claimable
+    #: Several conversations in one call (see docs/extraction.md, "Batched extraction"): ``auto`` when the claimable
     #: queue is longer than the model's requests per window (one call per ticket would not keep up),
     #: ``always`` whenever other tickets are waiting, ``never``: one call per ticket.
     batch_mode: Literal["auto", "always", "never"] = "auto"
@@ -137,23 +148,35 @@ class PrivacySettings(_Section):
     are purged by the scheduled retention job; ``None`` (the default) keeps everything.
     """
 
+    #: Replace personal data in the text sent to the LLM API with placeholders (false: none of the kinds below); the
+    #: stored conversation keeps the original.
     redact_pii: bool = True
+    #: E-mail addresses become ``[EMAIL]``.
     emails: bool = True
+    #: Phone numbers become ``[PHONE]``.
     phones: bool = True
+    #: 13-19 digit numbers passing the Luhn check become ``[CARD]``.
     cards: bool = True
+    #: Chinese resident ID numbers with a valid check character become ``[ID_NUMBER]``.
     id_numbers: bool = True
+    #: Conversations older than this are purged by the scheduled retention job, as ``triage purge`` does; unset keeps
+    #: everything.
     retention_days: int | None = Field(None, ge=1)
 
 
 class EvaluationSettings(_Section):
     """``triage evaluate``: where the labelled public data sets are (``TRIAGE_EVAL_DATA``)."""
 
+    #: The folder holding ``banking77/``, ``bitext/`` and ``stc3/`` for ``triage evaluate`` and ``triage learn``
+    #: (relative to the config file; ``--data`` wins).
     data: Path | None = None
 
 
 class FallbackSettings(_Section):
     """The fallback queue's extractor: ``auto`` is the learned one once a model is stored, else the rules."""
 
+    #: The fallback queue's extractor: ``auto`` (the learned one once a model is stored, else the rules), ``rules``, or
+    #: ``learned`` (a worker stops at start-up while no model is stored).
     extractor: Literal["auto", "rules", "learned"] = "auto"
 
 
@@ -169,12 +192,15 @@ class LearnSettings(_Section):
     poll_seconds: float = Field(30.0, gt=0, le=60)
     #: Folds of the seeded, stratified cross-validation (learn's report, evaluate --split test, retraining).
     folds: int = Field(5, ge=2, le=20)
+    #: Seed of the cross-validation's folds.
     seed: int = Field(0, ge=0)
     #: Word n-grams and character n-grams (within word boundaries: Chinese, unspaced, works) of the TF-IDF.
     word_ngrams: tuple[int, int] = (1, 2)
+    #: Lengths of the character n-grams of the TF-IDF, within word boundaries.
     char_ngrams: tuple[int, int] = (2, 5)
     #: A term is kept when it is in at least this many texts; each part keeps at most ``max_features`` terms.
     min_df: int = Field(2, ge=1)
+    #: The most terms each part of the TF-IDF (words, characters) keeps.
     max_features: int = Field(100_000, ge=100)
     #: The linear SVM's regularisation (scikit-learn's ``C``; smaller: smoother).
     c: float = Field(0.5, gt=0)
@@ -193,9 +219,13 @@ class LearnSettings(_Section):
 
 
 class RetrySettings(_Section):
+    #: Celery retries for 429, 5xx, timeouts and connection errors of the LLM API, then the fallback queue.
     max_retries: int = Field(8, ge=0)
+    #: Exponential backoff: half of ``base * 2^n`` plus jitter.
     backoff_base_seconds: float = Field(2.0, gt=0)
+    #: The cap of one backoff wait.
     backoff_max_seconds: float = Field(300.0, gt=0)
+    #: A longer ``Retry-After`` is clamped to this.
     retry_after_max_seconds: float = Field(900.0, gt=0)
 
 
@@ -211,6 +241,7 @@ class DatabasePoolSettings(_Section):
 
 
 class WorkerSettings(_Section):
+    #: Threads per worker process (``triage worker --concurrency`` overrides it).
     concurrency: int = Field(4, ge=1)
     #: How long a worker's claim on a ticket lasts without a renewal: a killed worker's tickets come back after it.
     lease_seconds: float = Field(60, gt=0)
@@ -218,7 +249,10 @@ class WorkerSettings(_Section):
     heartbeat_seconds: float = Field(20, gt=0)
     #: A ``queued``/``fallback`` ticket nobody holds is published again after waiting this long.
     stuck_after_seconds: float = Field(900, gt=0)
+    #: How often beat runs the sweep (expired leases, stuck tickets, lost deliveries).
     sweep_interval_seconds: float = Field(15, gt=0)
+    #: Redis redelivers a message not acknowledged for this long; must exceed the longest retry wait plus the longest
+    #: task (checked at start).
     visibility_timeout_seconds: int = Field(3600, gt=0)
     #: Port of the worker's Prometheus endpoint (``triage worker --metrics-port``); 0 turns it off.
     metrics_port: int = Field(0, ge=0, le=65535)
@@ -231,6 +265,7 @@ class JobSettings(_Section):
     max_requeues: int = Field(5, ge=1)
     #: needs_review tickets that failed for a transient reason get one fresh LLM pass after this long.
     retry_fallback_after_seconds: float = Field(900, ge=0)
+    #: How often beat looks for tickets due their fresh LLM pass.
     retry_fallback_interval_seconds: float = Field(300, gt=0)
     #: Fallback reasons counted as transient (the API was down, rate limited or timing out).
     transient_reasons: list[str] = Field(default_factory=lambda: [
@@ -246,8 +281,11 @@ class JobSettings(_Section):
 
 
 class RouteTarget(_Section):
+    #: The route (a team's queue) the ticket goes to.
     route: str = Field(min_length=1)
+    #: The priority it gets (``P1``...).
     priority: str = Field(min_length=1)
+    #: Hours from the start of the customer's wait to the ticket's SLA due time.
     sla_hours: float = Field(gt=0)
 
 
@@ -259,19 +297,26 @@ class RouteRule(RouteTarget):
     """Matches when every ``when`` field (any field of the ticket schema) equals the value, or one of the listed
     values; checked against the schema at start-up (:func:`triage.routing.check_rules`)."""
 
+    #: Field -> value or list of values; the rule matches when every field named has one of its values (empty: every
+    #: ticket).
     when: dict[str, RuleValue | list[RuleValue]] = Field(default_factory=dict)
 
 
 class RoutingSettings(_Section):
+    #: The routing rules, in order: a ticket takes the first that matches; one no rule matches, or that ended in the
+    #: fallback queue, takes ``fallback``.
     rules: list[RouteRule] = Field(default_factory=list)
     fallback: RouteTarget = RouteTarget(route="manual-review", priority="P2", sla_hours=4)
 
 
 class WebhookSettings(_Section):
+    #: Larger webhook bodies get 413, before the body is read whole.
     max_body_bytes: int = Field(256 * 1024, gt=0)
+    #: Signed timestamps further off than this, either way, get 401.
     timestamp_tolerance_seconds: float = Field(300, gt=0)
     #: Accept requests without a signature from installs that cannot sign (no secret configured).
     chatwoot_allow_unsigned: bool = False
+    #: Accept unsigned requests from Zammad triggers without an HMAC token (no secret configured).
     zammad_allow_unsigned: bool = False
     #: Per-source secret, from ``TRIAGE_WEBHOOK_SECRET_<SOURCE>``.
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
@@ -290,10 +335,13 @@ MIN_TOKEN_CHARS = 32
 
 
 class ApiSettings(_Section):
+    #: The address ``triage serve`` listens on (``--host`` overrides it).
     host: str = "127.0.0.1"
+    #: The port ``triage serve`` listens on (``--port`` overrides it).
     port: int = Field(8000, ge=1, le=65535)
     #: Bearer tokens by actor name, from ``TRIAGE_API_TOKENS=name:token,name:token``.
     tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    #: The largest ``limit`` of ``GET /tickets``.
     page_size_max: int = Field(200, ge=1)
     #: Extracted fields ``GET /tickets`` filters on (each must be a field of the ticket schema).
     filter_fields: list[str] = Field(default_factory=lambda: ["problem_type", "urgent_level"])
@@ -355,7 +403,9 @@ class Budget:
 class ModelBudget(_Section):
     """A model's own budget; a missing value falls back to the section's ``rpm`` / ``tpm``."""
 
+    #: The model's requests per window; unset: ``rate_limit.rpm``.
     rpm: int | None = Field(None, ge=1)
+    #: The model's tokens per window; unset: ``rate_limit.tpm``.
     tpm: int | None = Field(None, ge=1)
 
 
@@ -369,14 +419,22 @@ class RateLimitSettings(_Section):
     (Budget(rpm=30, tpm=10000000), Budget(rpm=100, tpm=10000000))
     """
 
+    #: Every model's requests per window, across the fleet.
     rpm: int = Field(100, ge=1)
+    #: Every model's tokens per window, across the fleet.
     tpm: int = Field(10_000_000, ge=1)
+    #: A model's own budget, e.g. ``[rate_limit.per_model."mimo-v2.5-pro"]`` with ``rpm = 30``.
     per_model: dict[str, ModelBudget] = Field(default_factory=dict)
+    #: Where the budget is counted: ``redis`` (the broker's Redis), ``database``, or ``auto`` (Redis when the broker is
+    #: Redis).
     backend: Literal["auto", "redis", "database"] = "auto"
+    #: Prefix of the limiter's Redis keys and database rows; one prefix per MiMo account.
     key_prefix: str = Field("triage:ratelimit", min_length=1, max_length=100)
     #: The API counts per 60 s; one more second covers a granted call's way to the API.
     window_seconds: float = Field(61.0, gt=0)
+    #: Requests per window for every model, over ``rpm`` and ``per_model``.
     rpm_override: int | None = Field(None, ge=1)
+    #: Tokens per window for every model, over ``tpm`` and ``per_model``.
     tpm_override: int | None = Field(None, ge=1)
 
     def budget(self, model: str) -> Budget:
@@ -464,6 +522,7 @@ Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
 class RouteMapping(_Section):
     """What one route sets on one platform; ``tags`` are added besides ``triage_<route>`` / ``triage_<priority>``."""
 
+    #: Tags added besides ``triage_<route>`` and ``triage_<priority>`` (lower-case letters, digits, ``_`` and ``-``).
     tags: list[Tag] = Field(default_factory=list)
 
 
@@ -473,26 +532,34 @@ FreshdeskPriority = Annotated[int, Field(ge=1, le=4)]  # 1 low, 2 medium, 3 high
 
 
 class ZendeskRoute(RouteMapping):
+    #: The Zendesk group (``GET /api/v2/groups``).
     group_id: int | None = Field(None, ge=1)
+    #: The Zendesk priority: ``urgent``, ``high``, ``normal`` or ``low``.
     priority: ZendeskPriority | None = None
 
 
 class IntercomRoute(RouteMapping):
+    #: The Intercom team the conversation is assigned to (``GET /teams``).
     team_id: Ident | None = None
     #: Written only when ``writeback.intercom.priority_via`` is not ``none``.
     priority: str | None = Field(None, min_length=1, max_length=64)
 
 
 class ChatwootRoute(RouteMapping):
+    #: The Chatwoot team (``GET /api/v1/accounts/{id}/teams``).
     team_id: int | None = Field(None, ge=1)
+    #: The Chatwoot priority: ``urgent``, ``high``, ``medium`` or ``low``.
     priority: ChatwootPriority | None = None
 
 
 class ZammadRoute(RouteMapping):
     """Zammad takes a group by id or by name (ids are safer: sub-group names are undocumented)."""
 
+    #: The Zammad group by id (``GET /api/v1/groups``).
     group_id: int | None = Field(None, ge=1)
+    #: The Zammad group by name, instead of ``group_id``.
     group: str | None = Field(None, min_length=1, max_length=160)
+    #: The Zammad priority id (``GET /api/v1/ticket_priorities``; by default 1 low, 2 normal, 3 high).
     priority_id: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
@@ -503,7 +570,9 @@ class ZammadRoute(RouteMapping):
 
 
 class FreshdeskRoute(RouteMapping):
+    #: The Freshdesk group (``GET /api/v2/groups``).
     group_id: int | None = Field(None, ge=1)
+    #: The Freshdesk priority: 1 low, 2 medium, 3 high, 4 urgent.
     priority: FreshdeskPriority | None = None
 
 
@@ -519,10 +588,15 @@ class PlatformWriteback(_Section, Generic[RouteT, PriorityT]):
     ``rate_limited_wait_seconds``: how long to wait after a 429 that names no wait (unset: backoff).
     """
 
+    #: The platform's base URL; write-back to the platform is on when it is set (Intercom: when its token is).
     url: BaseUrl = None
+    #: The API token (Freshdesk: the agent's API key) write-back authenticates with.
     token: Token = None
+    #: Triage route -> what it sets on the platform, in the platform's terms; each key must be a route of ``[routing]``.
     routes: dict[str, RouteT] = Field(default_factory=dict)
+    #: Triage priority (``P1``...) -> the platform's priority, for routes whose mapping sets none.
     priorities: dict[str, PriorityT] = Field(default_factory=dict)
+    #: How long to wait after a 429 that names no wait; unset: the backoff.
     rate_limited_wait_seconds: float | None = Field(None, gt=0)
 
     @property
@@ -536,7 +610,10 @@ class ZendeskWriteback(PlatformWriteback[ZendeskRoute, ZendeskPriority]):
     ticket's assignee is not a member of the new group with ``assignee_id: null`` (off: the delivery fails
     naming the conflict)."""
 
+    #: The e-mail of the agent whose API token ``token`` is (Basic ``{email}/token:{token}``).
     email: Annotated[Email | None, Blank] = None
+    #: A group change Zendesk refuses because the assignee is not in the new group is sent again with ``assignee_id:
+    #: null`` (the note names the agent); false: the delivery fails naming the conflict.
     clear_assignee_on_group_change: bool = True
 
 
@@ -554,9 +631,14 @@ class IntercomWriteback(PlatformWriteback[IntercomRoute, str]):
     """
 
     url: BaseUrl = INTERCOM_US
+    #: The Intercom admin the writes are made as (``GET /me``).
     admin_id: Annotated[Ident | None, Blank] = None
+    #: The ``Intercom-Version`` header sent.
     version: str = Field("2.14", pattern=r"^[A-Za-z0-9.]{1,16}$")
+    #: How a priority is written: ``none`` (the ``triage_<priority>`` tag only), ``custom_attribute`` (the conversation
+    #: attribute ``priority_attribute``) or ``priority_field`` (needs version ``Preview``).
     priority_via: Literal["none", "custom_attribute", "priority_field"] = "none"
+    #: The conversation attribute ``priority_via = "custom_attribute"`` writes.
     priority_attribute: str = Field("triage_priority", min_length=1, max_length=190)
     #: No Retry-After and no X-RateLimit-Reset on a 429: Intercom counts in 10-second windows.
     rate_limited_wait_seconds: float | None = Field(10.0, gt=0)
@@ -567,6 +649,7 @@ class IntercomWriteback(PlatformWriteback[IntercomRoute, str]):
 
 
 class ChatwootWriteback(PlatformWriteback[ChatwootRoute, ChatwootPriority]):
+    #: The Chatwoot account; conversations stored from another account are never written.
     account_id: Annotated[Annotated[int, Field(ge=1)] | None, Blank] = None
 
 
@@ -659,19 +742,23 @@ def _unknown(where: str, keys: Mapping[str, Any] | list[str], known: set[str], w
 
 EventType = Literal["ticket.routed", "ticket.needs_review", "ticket.corrected", "ticket.claimed",
                     "ticket.resolved", "ticket.reopened", "delivery.failed"]
-#: Every outbound event type, in the order the README lists them.
+#: Every outbound event type, in the order the docs list them (docs/events.md).
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 class EventEndpoint(_Section):
     """One ``[[events.endpoints]]`` entry: a receiver of Standard Webhooks signed with ``secret``."""
 
+    #: The receiver's URL (it can hold a credential: it is never stored or echoed).
     url: Annotated[str, AfterValidator(_endpoint_url)]
+    #: The Standard Webhooks signing secret, ``whsec_`` and base64; one per endpoint.
     secret: Annotated[SecretStr, AfterValidator(_standard_webhooks_secret)]
+    #: The event types this receiver takes.
     events: list[EventType] = Field(min_length=1)
 
 
 class EventsSettings(_Section):
+    #: Receivers of signed outbound events, one ``[[events.endpoints]]`` table each.
     endpoints: list[EventEndpoint] = Field(default_factory=list)
     #: One HTTP call to an endpoint (the spec suggests 15-30 s).
     timeout_seconds: float = Field(15.0, gt=0)
@@ -700,6 +787,7 @@ class AlertsSettings(_Section):
 
     #: The incoming-webhook URL; it is a credential, so it is never echoed.
     webhook_url: Annotated[SecretStr | None, BeforeValidator(_blank_is_none), AfterValidator(_secret_url)] = None
+    #: One HTTP call to the alerts webhook.
     timeout_seconds: float = Field(10.0, gt=0)
     #: Triage priorities that alert when a ticket is routed with them.
     priorities: list[str] = Field(default_factory=lambda: ["P1"])
@@ -714,15 +802,24 @@ def _default_sqlite(name: str) -> str:
 class Settings(_Section):
     """Everything triage reads at start-up. Build it with :func:`load_settings`."""
 
+    #: SQLAlchemy URL of the database; production: ``postgresql+psycopg://...``.
     database_url: str = Field(default_factory=lambda: _default_sqlite("triage.sqlite3"))
+    #: Celery broker URL; production: ``redis://...`` or ``amqp://...``. The default is the embedded broker (kombu's
+    #: SQLAlchemy transport on a SQLite file).
     broker_url: str = Field(default_factory=lambda: "sqla+" + _default_sqlite("broker.sqlite3"))
+    #: The MiMo API key (``sk-...``); required when ``extractor`` is ``llm``.
     mimo_api_key: SecretStr | None = None
+    #: Base URL of the OpenAI-compatible chat API; Token Plan keys use ``https://token-plan-cn.xiaomimimo.com/v1``.
     mimo_base_url: str = "https://api.xiaomimimo.com/v1"
+    #: The model asked first; then ``extraction.fallback_models``, in order.
     model: str = "mimo-v2-flash"
-    #: ``learned``: the model ``triage learn`` stored (enum fields), free-text fields from the rules.
+    #: ``llm`` (MiMo), ``rules`` (the offline rules extractor) or ``learned``: the model ``triage learn`` stored
+    #: (enum fields), free-text fields from the rules.
     extractor: Literal["llm", "rules", "learned"] = "llm"
     #: ``json``: every log line of serve, worker and beat is one JSON object (``TRIAGE_LOG_FORMAT``).
     log_format: Literal["text", "json"] = "text"
+    #: The main config file: ``config/triage.toml`` in the working directory, else the one shipped in the package; paths
+    #: inside it are relative to it.
     config_path: Path = DEFAULT_CONFIG_PATH
     schema_: SchemaSettings = Field(default_factory=SchemaSettings, alias="schema")
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)

@@ -32,7 +32,7 @@ from triage.settings import WEBHOOK_SECRET_PREFIX, Settings, SettingsError
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json",)
-#: What the OpenAPI document says of a webhook's body: the platform's JSON event, signed (see the README).
+#: What the OpenAPI document says of a webhook's body: the platform's JSON event, signed (see docs/webhooks.md).
 WEBHOOK_BODY = {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "description": "the platform's event; verified over the raw bytes with the source's secret"}}}}
 

@@ -6,7 +6,7 @@ set the fields the route is computed from. The patterns are matched, in this ord
 :func:`triage.extraction.untrusted.fold` of each customer message: NFKC, case folded, no
 invisible characters or accents, look-alike brackets as ASCII ``<``/``>``, full-width Chinese
 punctuation as ASCII (``：`` is ``:``), every line break ``\\n``. Write new patterns for that form.
-``extraction.injection_patterns`` replaces this set (see README, *Hostile and odd input*).
+``extraction.injection_patterns`` replaces this set (see docs/hostile-input.md).
 
 Each one must scan in time linear in the text: ``tests/test_regex_budget.py`` times every shipped pattern
 on the largest message a webhook can carry, built to hurt it, and fails on a pattern that backtracks
