@@ -27,7 +27,7 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from triage.processes import stop_gracefully
+from triage.cli.processes import stop_gracefully
 
 REPO = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 30

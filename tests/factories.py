@@ -38,11 +38,11 @@ from triage.intake.receive import PlatformIds, receive
 from triage.intake.receive import submit as store_submission
 from triage.outbox import send
 from triage.outbox.outbox import Wait
-from triage.queues import Publisher
 from triage.schema import TicketSchema
 from triage.settings import Settings, load_settings
 from triage.store.db import upgrade
 from triage.tickets import lifecycle
+from triage.worker.queues import Publisher
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_PATH = REPO / "config" / "triage.toml"

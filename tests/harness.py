@@ -24,10 +24,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import CONFIG_PATH, REPO
-from triage.processes import stop_gracefully
+from triage.cli.processes import stop_gracefully
+from triage.states.tickets import FINISHED
 from triage.store.db import make_engine, make_sessionmaker, upgrade
 from triage.store.queries import TicketFilter, TicketView, list_tickets
-from triage.tickets.states import FINISHED
 
 STOP_GRACE_SECONDS = 20
 FAST_SETTINGS = {

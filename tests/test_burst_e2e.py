@@ -23,8 +23,8 @@ from sqlalchemy import func, select
 from tests.fakeapi import FakeMiMo, ok
 from tests.harness import Stack, free_port
 from triage.intake.platforms import signed_request
+from triage.states.tickets import FINISHED
 from triage.store.models import Attempt, Conversation, Ticket
-from triage.tickets.states import FINISHED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 

@@ -38,12 +38,12 @@ from tests.factories import (
     submit,
 )
 from tests.harness import clean_environ, free_port
-from triage import jobs
 from triage.api.app import create_app
 from triage.app import App
-from triage.cli import uvicorn_options
+from triage.cli.main import uvicorn_options
 from triage.settings import MIN_TOKEN_CHARS, load_settings
 from triage.store.models import DeskSession, Event
+from triage.worker import scheduled as jobs
 
 SECRET = "doors-test-secret-" + "x" * 32
 LIMIT = 3

@@ -16,10 +16,10 @@ from tests.factories import ManualClock, build_app, submit
 from tests.fakeapi import VALID_TICKET, FakeMiMo, hang, ok
 from tests.harness import Stack
 from triage.app import App
-from triage.heartbeat import Heartbeat, beat_until_stopped
 from triage.settings import SettingsError
 from triage.store.models import Event, Ticket
 from triage.tickets import lifecycle
+from triage.worker.heartbeat import Heartbeat, beat_until_stopped
 
 LEASE, HEARTBEAT = 60.0, 20.0
 #: A long LLM call: ten minutes (every attempt timing out, say), ten lease lengths.

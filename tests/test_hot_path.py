@@ -21,10 +21,10 @@ from triage.conversation import Conversation
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.intake.receive import receive
+from triage.states.tickets import FallbackReason, Status
 from triage.store.db import retry_disconnect, upgrade
 from triage.store.models import Attempt, Event, IntakeKey, Ticket
 from triage.tickets import lifecycle
-from triage.tickets.states import FallbackReason, Status
 
 LEASE = 60
 FIELDS = {"problem_type": "device_fault", "device_model": "X1", "urgent_level": "high", "user_requirements": []}

@@ -18,12 +18,13 @@ from tests.factories import (
     recording,
     submit,
 )
-from triage import cli, jobs
 from triage.app import App
+from triage.cli import main as cli
 from triage.clock import SystemClock
-from triage.store.jobs import forced_name, try_lock
+from triage.store.job_locks import forced_name, try_lock
 from triage.store.models import JobLock, Ticket
 from triage.tickets import lifecycle
+from triage.worker import scheduled as jobs
 
 
 @pytest.fixture

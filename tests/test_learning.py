@@ -22,7 +22,6 @@ from sqlalchemy import select
 
 from tests.factories import ManualClock, build_app, finish_with_rules, ready_environ, submit
 from tests.harness import clean_environ
-from triage import jobs
 from triage.app import App
 from triage.conversation import Conversation
 from triage.evaluation.labels import load_dataset
@@ -36,6 +35,7 @@ from triage.learning.reviews import review_labels
 from triage.learning.store import LearnedModelRow, latest_version, load_version, save_version, training_set
 from triage.settings import LearnSettings
 from triage.tickets import lifecycle
+from triage.worker import scheduled as jobs
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "public"
 PROBLEM_TYPES = ("device_fault", "consult", "complaint", "other")

@@ -20,10 +20,7 @@ from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.intake.receive import receive
-from triage.store.models import Event, Ticket
-from triage.store.queries import TicketNotFoundError, ticket_detail
-from triage.tickets import lifecycle
-from triage.tickets.states import (
+from triage.states.tickets import (
     TRANSITIONS,
     Action,
     EventKind,
@@ -33,6 +30,9 @@ from triage.tickets.states import (
     TransitionError,
     transition,
 )
+from triage.store.models import Event, Ticket
+from triage.store.queries import TicketNotFoundError, ticket_detail
+from triage.tickets import lifecycle
 
 LEASE = 60
 

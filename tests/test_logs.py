@@ -11,9 +11,9 @@ from celery import Celery, signals
 from celery.apps import worker as celery_worker
 
 from tests.factories import CONFIG_PATH
-from triage import logs
-from triage.queues import EXTRACT_TASK, SWEEP_TASK
 from triage.settings import load_settings
+from triage.worker import logs
+from triage.worker.queues import EXTRACT_TASK, SWEEP_TASK
 
 SECRETS = {"MIMO_API_KEY": "sk-mimo-key-0123456789", "TRIAGE_API_TOKENS": "alice:alice-token-abcdef",
            "TRIAGE_WEBHOOK_SECRET_ZENDESK": "zendesk-signing-secret",
@@ -104,7 +104,7 @@ def celery_hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for signal, uid in ((signals.setup_logging, "setup"), (signals.task_prerun, "bind"),
                         (signals.task_postrun, "unbind")):
-        signal.disconnect(dispatch_uid=f"triage.logs.{uid}")
+        signal.disconnect(dispatch_uid=f"triage.worker.logs.{uid}")
 
 
 def test_a_task_gives_its_lines_its_id_and_ticket(captured: Captured, celery_hooks: None) -> None:

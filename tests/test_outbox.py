@@ -28,17 +28,17 @@ from tests.factories import finish_with_rules as route
 from tests.fakehelpdesks import FakeEventsReceiver, FakeSlack, FakeZendesk
 from tests.harness import Stack
 from tests.writeback_cases import AGENT_TAGS, ZENDESK, Endpoint, config_file
-from triage import jobs
 from triage.api.app import create_app
 from triage.app import App
 from triage.errors import ConflictError, NotFoundError
 from triage.outbox.outbox import ORDER_WAIT_SECONDS, DeliveryClaim, LeaseLostError, Wait
-from triage.outbox.states import DeliveryKind, DeliveryStatus
 from triage.settings import EVENT_TYPES
+from triage.states.deliveries import DeliveryKind, DeliveryStatus
+from triage.states.tickets import EventKind
 from triage.store.models import Delivery, Ticket
 from triage.store.queries import ticket_detail
 from triage.tickets import lifecycle
-from triage.tickets.states import EventKind
+from triage.worker import scheduled as jobs
 
 ZENDESK_ID, ACCOUNT = ZENDESK.ticket_id, ZENDESK.account_id
 P1_TEXT = "My watch is broken, urgent please"        # the rules: device_fault, high -> hardware-escalation, P1
@@ -553,8 +553,8 @@ def test_triage_deliveries_lists_and_retries(box: Box, tmp_path: Path) -> None:
 
 
 def test_deliveries_run_on_their_own_queue_and_beat_checks_sla_breaches(box: Box) -> None:
-    from triage.queues import DELIVER_TASK, DELIVERIES_QUEUE, SLA_ALERTS_TASK
-    from triage.tasks import celery_for
+    from triage.worker.queues import DELIVER_TASK, DELIVERIES_QUEUE, SLA_ALERTS_TASK
+    from triage.worker.tasks import celery_for
 
     celery = celery_for(box.app)
     assert celery.conf.task_routes == {DELIVER_TASK: {"queue": DELIVERIES_QUEUE}} and DELIVER_TASK in celery.tasks

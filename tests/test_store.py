@@ -16,11 +16,11 @@ from triage.conversation import Conversation
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.intake.receive import Received, submit
-from triage.routing import RouteDecision
 from triage.store.db import alembic_config, make_engine, make_sessionmaker
 from triage.store.models import Ticket
 from triage.store.queries import list_tickets
 from triage.tickets import lifecycle
+from triage.tickets.routing import RouteDecision
 
 DECISION = RouteDecision("general-inquiries", "P3", datetime(2026, 1, 1, tzinfo=UTC), True)
 RESULT = ExtractionResult("llm", {"problem_type": "consult", "device_model": None, "urgent_level": "low",

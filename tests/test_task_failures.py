@@ -23,9 +23,9 @@ from triage.conversation import Conversation
 from triage.extraction.extractor import LLMExtractor
 from triage.extraction.rules import RulesExtractor
 from triage.extraction.types import Attempt, ExtractionResult
-from triage.queues import EXTRACT_TASK, FALLBACK_TASK
 from triage.store.queries import ticket_detail
-from triage.tasks import celery_for
+from triage.worker.queues import EXTRACT_TASK, FALLBACK_TASK
+from triage.worker.tasks import celery_for
 
 FAULT = {"problem_type": "device_fault", "device_model": "X", "urgent_level": "high",
          "user_requirements": ["fix the router"]}

@@ -37,14 +37,14 @@ from triage.extraction.model_chain import ModelChain
 from triage.extraction.rules import RulesExtractor
 from triage.outbox.outbox import Outbox
 from triage.outbox.send import Senders
-from triage.queues import Publisher, create_celery
 from triage.ratelimit import RateLimiter, make_rate_limiter
-from triage.routing import Router
 from triage.schema import TicketSchema
 from triage.settings import Settings
 from triage.startup import check_urls
 from triage.store.db import make_engine, make_sessionmaker
 from triage.store.queries import VIEW_KEYS
+from triage.tickets.routing import Router
+from triage.worker.queues import Publisher, create_celery
 
 if TYPE_CHECKING:
     from triage.learning.extractor import LearnedExtractor

@@ -257,7 +257,7 @@ RuleValue = str | int | float | bool
 
 class RouteRule(RouteTarget):
     """Matches when every ``when`` field (any field of the ticket schema) equals the value, or one of the listed
-    values; checked against the schema at start-up (:func:`triage.routing.check_rules`)."""
+    values; checked against the schema at start-up (:func:`triage.tickets.routing.check_rules`)."""
 
     when: dict[str, RuleValue | list[RuleValue]] = Field(default_factory=dict)
 

@@ -32,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tests.harness import REPO, Stack, free_port
-from triage.processes import stop_gracefully
+from triage.cli.processes import stop_gracefully
 
 #: Every fault run's conversations come from this source; their external ids are ``FLT-00001``...
 SOURCE = "faults"

@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from triage import __version__, logs
+from triage import __version__
 from triage.api import errors
 from triage.api.bodies import StrictJSONRoute
 from triage.api.deliveries import deliveries_router
@@ -30,6 +30,7 @@ from triage.api.webhooks import webhook_router
 from triage.app import App
 from triage.settings import load_settings
 from triage.startup import broker_problem
+from triage.worker import logs
 
 #: uvicorn sets this logger's level from its --log-level before it builds the app.
 UVICORN_LOGGER = "uvicorn.error"

@@ -40,7 +40,7 @@ from triage.api.responses import (
     documented,
 )
 from triage.app import App
-from triage.filters import FilterValues, as_utc
+from triage.store.filters import FilterValues, as_utc
 from triage.store.queries import (
     Order,
     TicketFilter,

@@ -22,10 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from triage.app import App
 from triage.intake.platforms import PLATFORMS
 from triage.metrics import WEBHOOKS
-from triage.outbox.states import DeliveryStatus
-from triage.queues import DELIVERIES_QUEUE, FALLBACK_QUEUE, TRIAGE_QUEUE
+from triage.states.deliveries import DeliveryStatus
+from triage.states.tickets import OPEN, Status
 from triage.store.gauges import Gauges, read_gauges
-from triage.tickets.states import OPEN, Status
+from triage.worker.queues import DELIVERIES_QUEUE, FALLBACK_QUEUE, TRIAGE_QUEUE
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from triage.api.review_models import (
     VersionAccuracyModel,
 )
 from triage.app import App
-from triage.filters import as_utc
 from triage.store.accuracy import Accuracy, FieldAccuracy, accuracy
+from triage.store.filters import as_utc
 from triage.store.queries import known_ticket_id
 from triage.tickets import lifecycle
 

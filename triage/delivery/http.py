@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from triage.backoff import parse_retry_after
+from triage.ratelimit.backoff import parse_retry_after
 
 from .errors import (
     DeliveryError,

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from triage.backoff import retry_countdown
 from triage.conversation import Conversation
 from triage.evaluation import cache
 from triage.evaluation.labels import Sample, conversation_hash
@@ -29,6 +28,7 @@ from triage.evaluation.scoring import Outcome, Progress
 from triage.extraction.batched import conversation_tokens, extract_batch, fill_batches
 from triage.extraction.extractor import LLMExtractor
 from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError
+from triage.ratelimit.backoff import retry_countdown
 from triage.settings import Settings
 
 MIN_BATCH = 2

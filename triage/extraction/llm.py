@@ -23,11 +23,11 @@ import openai
 from openai.types.chat import ChatCompletion
 from openai.types.completion_usage import CompletionUsage
 
-from triage.backoff import parse_retry_after
 from triage.extraction.redact import redact
 from triage.extraction.types import APIError, Attempt, FatalAPIError, RetryableAPIError
-from triage.logs import scrub_secrets, scrubbed_order, secret_values
+from triage.ratelimit.backoff import parse_retry_after
 from triage.settings import ExtractionSettings, PrivacySettings, Settings, SettingsError
+from triage.worker.logs import scrub_secrets, scrubbed_order, secret_values
 
 JSON_OBJECT = {"type": "json_object"}
 MILLISECONDS = 1000

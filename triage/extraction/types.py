@@ -46,7 +46,7 @@ class Attempt:
 
 
 class ExtractionFailure(StrEnum):
-    """Why an extractor returned no ticket (ticket statuses and fallback reasons: :mod:`triage.tickets.states`)."""
+    """Why an extractor returned no ticket (ticket statuses and fallback reasons: :mod:`triage.states.tickets`)."""
 
     INVALID_AFTER_ATTEMPTS = "invalid_after_attempts"  # every answer was unparseable, invalid or cut off
     RULES_INVALID = "rules_invalid"                    # the rules extractor could not fill the schema

@@ -49,12 +49,12 @@ from triage.delivery.alerts import TARGET as ALERTS_TARGET
 from triage.errors import ConflictError, NotFoundError
 from triage.outbox import rules
 from triage.outbox.retry import GiveUp, RetryPolicy
-from triage.outbox.states import FINAL, NOT_APPLIED, RETRYABLE_BY_HAND, AlertTopic, DeliveryKind, DeliveryStatus
 from triage.settings import Settings
+from triage.states.deliveries import FINAL, NOT_APPLIED, RETRYABLE_BY_HAND, AlertTopic, DeliveryKind, DeliveryStatus
+from triage.states.tickets import EventKind
 from triage.store.deliveries import delivery_view
 from triage.store.models import Delivery, Event, Ticket
 from triage.store.queries import sla_breached, ticket_view
-from triage.tickets.states import EventKind
 
 log = logging.getLogger(__name__)
 

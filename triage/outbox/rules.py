@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from triage.delivery import PlatformRef
-from triage.tickets.states import EventKind
+from triage.states.tickets import EventKind
 
 #: Decisions written back to the helpdesk.
 WRITEBACK_KINDS = frozenset({EventKind.ROUTED, EventKind.NEEDS_REVIEW, EventKind.CORRECTED, EventKind.RESOLVED})

@@ -38,8 +38,8 @@ from triage.delivery import (
 from triage.delivery.adapter import RecordStep
 from triage.outbox import rules
 from triage.outbox.outbox import DeliveryClaim, LeaseLostError, Outbox, Skip, Wait
-from triage.outbox.states import DeliveryKind
 from triage.settings import Settings
+from triage.states.deliveries import DeliveryKind
 
 log = logging.getLogger(__name__)
 

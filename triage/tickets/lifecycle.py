@@ -10,8 +10,8 @@ Automatic steps hold a *lease*: :func:`claim` hands a worker a token with a dead
 later write of that run is conditional on the token, so a redelivered message, a duplicate, or a
 worker whose lease ran out cannot overwrite a finished ticket. A person's actions lock the row,
 then check who holds the ticket (someone else's claim raises :class:`ClaimConflictError`), what the
-correction's fields are worth (:func:`corrected_fields`) and :data:`~triage.tickets.states.TRANSITIONS`
-(a transition the table does not hold raises :class:`~triage.tickets.states.TransitionError`), all under
+correction's fields are worth (:func:`corrected_fields`) and :data:`~triage.states.tickets.TRANSITIONS`
+(a transition the table does not hold raises :class:`~triage.states.tickets.TransitionError`), all under
 that lock: the API and the desk only call them. Every change that matters to people writes an
 audit :class:`~triage.store.models.Event` whose before and after come from :func:`snapshot`, and in the
 same transaction the outbox's deliveries that decision needs (write-back, events, alerts:
@@ -57,14 +57,8 @@ from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.outbox import outbox
-from triage.routing import RouteDecision, Router
 from triage.schema import TicketSchema, ValidationIssue
-from triage.store import search
-from triage.store.db import changed_rows, retry_disconnect
-from triage.store.models import ATTEMPTS, CONVERSATIONS, EVENTS, TICKETS, Event, Ticket
-from triage.store.models import Conversation as ConversationRow
-from triage.store.queries import TicketNotFoundError
-from triage.tickets.states import (
+from triage.states.tickets import (
     TRANSITIONS,
     Action,
     EventKind,
@@ -76,6 +70,12 @@ from triage.tickets.states import (
     sources,
     transition,
 )
+from triage.store import search
+from triage.store.db import changed_rows, retry_disconnect
+from triage.store.models import ATTEMPTS, CONVERSATIONS, EVENTS, TICKETS, Event, Ticket
+from triage.store.models import Conversation as ConversationRow
+from triage.store.queries import TicketNotFoundError
+from triage.tickets.routing import RouteDecision, Router
 
 WORKER_ACTOR = "worker"
 INTAKE_ACTOR = "intake"

@@ -17,7 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from triage.outbox.states import RETRYABLE_BY_HAND
+from triage.states.deliveries import RETRYABLE_BY_HAND
 
 SECONDS_PER_MINUTE, MINUTES_PER_HOUR, HOURS_PER_DAY = 60, 60, 24
 

@@ -33,8 +33,9 @@ from triage.api.errors import http_status
 from triage.api.guard import AuthGuard, TooManyFailuresError
 from triage.app import App
 from triage.errors import TriageError
-from triage.filters import FilterValues, UnknownFilterValueError, as_utc
+from triage.states.tickets import Action, Status
 from triage.store.accuracy import accuracy
+from triage.store.filters import FilterValues, UnknownFilterValueError, as_utc
 from triage.store.queries import (
     MAX_TICKET_ID,
     CursorError,
@@ -47,7 +48,6 @@ from triage.store.queries import (
     ticket_detail,
 )
 from triage.tickets import lifecycle
-from triage.tickets.states import Action, Status
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
-"""Celery tasks: claim, ask the policy, apply its step (the extraction run itself is triage.runs).
+"""Celery tasks: claim, ask the policy, apply its step (the extraction run itself is triage.worker.runs).
 
 Every task is idempotent: it first claims the ticket (:func:`triage.tickets.lifecycle.claim`), so
 a redelivered message for a finished (or currently held) ticket changes nothing. Messages are
 published only after the database transaction that makes them necessary has committed. While
-a task works on a ticket it renews the ticket's lease (:class:`triage.heartbeat.Heartbeat`), so a
+a task works on a ticket it renews the ticket's lease (:class:`triage.worker.heartbeat.Heartbeat`), so a
 long LLM call keeps it and a killed worker's tickets come back as soon as the lease runs out. An
-exception nothing else handles is the policy's to decide (:func:`triage.policy.on_exception`):
+exception nothing else handles is the policy's to decide (:func:`triage.worker.policy.on_exception`):
 an outage is retried, anything else ends the ticket in the fallback queue as ``internal_error``.
 :func:`celery_for` registers the tasks on an :class:`~triage.app.App`'s Celery app.
 """
@@ -19,16 +19,21 @@ from typing import Any, NoReturn
 from celery import Celery, Task, signals
 from celery.exceptions import Retry as CeleryRetry
 
-from triage import jobs, metrics, runs
+from triage import metrics
 from triage.app import App
 from triage.errors import ConfigError
 from triage.extraction import dedupe
 from triage.extraction.batched import build_batches
 from triage.extraction.dedupe import Lookup
-from triage.heartbeat import Heartbeat
 from triage.outbox import send
 from triage.outbox.outbox import Wait
-from triage.policy import (
+from triage.ratelimit import Headroom
+from triage.states.tickets import Status
+from triage.tickets import lifecycle
+from triage.worker import runs
+from triage.worker import scheduled as jobs
+from triage.worker.heartbeat import Heartbeat
+from triage.worker.policy import (
     Defer,
     Finish,
     HoldForReview,
@@ -40,7 +45,7 @@ from triage.policy import (
     decide,
     on_exception,
 )
-from triage.queues import (
+from triage.worker.queues import (
     DELIVER_TASK,
     EXTRACT_TASK,
     FALLBACK_TASK,
@@ -50,9 +55,6 @@ from triage.queues import (
     SLA_ALERTS_TASK,
     SWEEP_TASK,
 )
-from triage.ratelimit import Headroom
-from triage.tickets import lifecycle
-from triage.tickets.states import Status
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
     applies (:func:`batch_threshold`), claim and extract a whole batch (:func:`extract_batch`). With no
     rate budget left in the window nothing is claimed and the message waits (:func:`_wait_for_budget`).
 
-    Whatever else goes wrong is the policy's to decide too (:func:`triage.policy.on_exception`): an
+    Whatever else goes wrong is the policy's to decide too (:func:`triage.worker.policy.on_exception`): an
     outage is retried, anything else ends the ticket in the fallback queue with ``internal_error``.
     """
     try:

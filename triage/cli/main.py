@@ -16,7 +16,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from triage.db_commands import add_db_commands
+from triage.cli.db_commands import add_db_commands
 from triage.errors import ConfigError, DatabaseNotReadyError, TriageError
 from triage.settings import MIN_TOKEN_CHARS, Settings, SettingsError, load_settings
 
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from triage.app import App
-    from triage.jobs import JobReport
     from triage.schema import TicketSchema
+    from triage.worker.scheduled import JobReport
 
 #: The table's columns around the ticket's scalar fields (which come from the schema).
 HEAD_COLUMNS = ("id", "external_id", "status")
@@ -50,8 +50,8 @@ def _app(*, migrated: bool = True) -> App:
 def _service_app(loglevel: str, *, extracts: bool = False) -> App:
     """The app of a long-running process (worker, beat, serve) once everything it needs checks out
     (:mod:`triage.startup`; ``extracts``: the extractor's key too), logging as ``TRIAGE_LOG_FORMAT`` says."""
-    from triage import logs
     from triage.startup import check_services
+    from triage.worker import logs
 
     logs.check_level(loglevel)
     app = _app(migrated=False)
@@ -86,9 +86,10 @@ def start_celery(celery: Celery, argv: list[str]) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from triage import logs, metrics
-    from triage.queues import QUEUES
-    from triage.tasks import celery_for
+    from triage import metrics
+    from triage.worker import logs
+    from triage.worker.queues import QUEUES
+    from triage.worker.tasks import celery_for
 
     unknown = set(args.queues.split(",")) - set(QUEUES)
     if unknown:
@@ -100,8 +101,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_beat(args: argparse.Namespace) -> int:
-    from triage import logs
-    from triage.tasks import celery_for
+    from triage.worker import logs
+    from triage.worker.tasks import celery_for
 
     app = _service_app(args.loglevel)
     schedule = Path(args.schedule)
@@ -172,7 +173,7 @@ def print_tickets(views: Sequence[Any], schema: TicketSchema, as_json: bool) -> 
 
 
 def _cmd_tickets(args: argparse.Namespace) -> int:
-    from triage.filters import FilterValues
+    from triage.store.filters import FilterValues
     from triage.store.queries import TicketFilter, list_tickets
 
     app = _app()
@@ -195,7 +196,7 @@ ERROR_COLUMN_CHARS = 60
 
 
 def _cmd_deliveries(args: argparse.Namespace) -> int:
-    from triage.outbox.states import DeliveryStatus
+    from triage.states.deliveries import DeliveryStatus
     from triage.store.deliveries import list_deliveries
 
     app = _app()
@@ -292,7 +293,7 @@ def progress_bar(label: str, stream: IO[str] = sys.stderr) -> Callable[[int, int
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from triage import jobs
+    from triage.worker import scheduled as jobs
 
     report = jobs.sweep(_app(), holder="cli", force=args.force)
     print(report.summary())
@@ -307,7 +308,7 @@ def _hint_force(report: JobReport, forced: bool) -> None:
 
 
 def _cmd_retry_fallback(args: argparse.Namespace) -> int:
-    from triage import jobs
+    from triage.worker import scheduled as jobs
 
     report = jobs.retry_fallback(_app(), holder="cli", progress=progress_bar("retry"), force=args.force)
     print(report.summary())
@@ -318,7 +319,7 @@ def _cmd_retry_fallback(args: argparse.Namespace) -> int:
 def _cmd_reprocess(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from triage import jobs
+    from triage.worker import scheduled as jobs
 
     try:
         since = datetime.fromisoformat(args.since) if args.since else None
@@ -339,8 +340,8 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
-    from triage.retention import parse_cutoff
     from triage.store.purge import purge_before
+    from triage.worker.retention import parse_cutoff
 
     app = _app()
     try:
@@ -354,7 +355,7 @@ def _cmd_purge(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from triage.demo import run_demo
+    from triage.cli.demo import run_demo
 
     return run_demo(timeout=args.timeout)
 
@@ -376,8 +377,8 @@ def _cmd_learn(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from triage.outbox.states import DeliveryStatus
-    from triage.queues import QUEUES
+    from triage.states.deliveries import DeliveryStatus
+    from triage.worker.queues import QUEUES
 
     parser = argparse.ArgumentParser(
         prog="triage",

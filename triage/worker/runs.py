@@ -3,7 +3,7 @@
 A recent identical conversation's extraction is reused (:func:`dedupe_lookup`: no LLM call);
 otherwise a ticket is asked alone (:func:`single`), or several in one batch call
 (:func:`batch`), where every item that was not valid is asked again alone after it. The tasks
-(:mod:`triage.tasks`) claim the tickets, ask the policy what each outcome means and apply it.
+(:mod:`triage.worker.tasks`) claim the tickets, ask the policy what each outcome means and apply it.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from triage.extraction import batched, dedupe
 from triage.extraction.dedupe import Lookup
 from triage.extraction.extractor import LLMExtractor, next_number
 from triage.extraction.types import APIError, Attempt, RateLimitedError, RetryableAPIError
-from triage.policy import Outcome, attempt_extraction
 from triage.store.batches import store_call
 from triage.store.dedupe import find_earlier
 from triage.tickets import lifecycle
+from triage.worker.policy import Outcome, attempt_extraction
 
 
 def dedupe_lookup(app: App, ticket_id: int, conversation: Conversation) -> Lookup | None:

@@ -10,11 +10,11 @@ Whatever the format, every configured secret (API key, tokens, webhook and event
 passwords in the database and broker URLs) is replaced by ``<redacted>`` in the finished line,
 tracebacks included.
 
->>> record = logging.LogRecord("triage.tasks", logging.INFO, __file__, 1, "ticket %s routed", (7,), None)
+>>> record = logging.LogRecord("triage.worker.tasks", logging.INFO, __file__, 1, "ticket %s routed", (7,), None)
 >>> record.ticket_id = 7
 >>> line = json.loads(JsonFormatter().format(record))
 >>> line["level"], line["logger"], line["message"], line["ticket_id"]
-('INFO', 'triage.tasks', 'ticket 7 routed', 7)
+('INFO', 'triage.worker.tasks', 'ticket 7 routed', 7)
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from kombu.utils.url import url_to_parts
 from pydantic import BaseModel, SecretStr
 from sqlalchemy.engine import make_url
 
-from triage.queues import EXTRACT_TASK, FALLBACK_TASK
 from triage.settings import Settings, SettingsError
+from triage.worker.queues import EXTRACT_TASK, FALLBACK_TASK
 
 CONTEXT_FIELDS = ("ticket_id", "source", "external_id", "attempt", "model", "task_id")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -196,9 +196,9 @@ def celery_logging(settings: Settings) -> list[str]:
     def setup(loglevel: int | str = logging.INFO, **_: Any) -> None:
         configure(settings, loglevel)
 
-    signals.setup_logging.connect(setup, weak=False, dispatch_uid="triage.logs.setup")
-    signals.task_prerun.connect(_bind_task, weak=False, dispatch_uid="triage.logs.bind")
-    signals.task_postrun.connect(_unbind_task, weak=False, dispatch_uid="triage.logs.unbind")
+    signals.setup_logging.connect(setup, weak=False, dispatch_uid="triage.worker.logs.setup")
+    signals.task_prerun.connect(_bind_task, weak=False, dispatch_uid="triage.worker.logs.bind")
+    signals.task_postrun.connect(_unbind_task, weak=False, dispatch_uid="triage.worker.logs.unbind")
     if settings.log_format != "json":
         return []
     celery_worker.safe_say = _say_as_log  # type: ignore[attr-defined]  # no hook for these lines (not in the stubs)

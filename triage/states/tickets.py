@@ -19,7 +19,7 @@ Transition(target=<Status.RESOLVED: 'resolved'>, new_run=False)
 >>> transition(Action.FINISH, Status.QUEUED)
 Traceback (most recent call last):
 ...
-triage.tickets.states.TransitionError: cannot finish a ticket that is queued (allowed from: processing)
+triage.states.tickets.TransitionError: cannot finish a ticket that is queued (allowed from: processing)
 """
 
 from __future__ import annotations

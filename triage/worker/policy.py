@@ -31,14 +31,14 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 
-from triage.backoff import retry_countdown
 from triage.conversation import Conversation
 from triage.extraction.injection import InjectionMatch, holds_for_review
 from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError, RetryableAPIError
-from triage.routing import RouteDecision, Router
+from triage.ratelimit.backoff import retry_countdown
 from triage.settings import ExtractionSettings, RetrySettings
+from triage.states.tickets import FallbackReason
 from triage.text import repair_text
-from triage.tickets.states import FallbackReason
+from triage.tickets.routing import RouteDecision, Router
 
 #: What an extraction run can end with: a result, or the refusal or API error it raised.
 Outcome = ExtractionResult | RateLimitedError | APIError
