@@ -32,6 +32,7 @@ from sqlalchemy import Engine, event, func, select
 
 from triage.api.app import create_app
 from triage.app import App
+from triage.app.queues import Publisher
 from triage.conversation import Conversation
 from triage.intake.platforms import sample_payloads, signed_request
 from triage.intake.receive import PlatformIds, receive
@@ -42,7 +43,6 @@ from triage.schema import TicketSchema
 from triage.settings import Settings, load_settings
 from triage.store.db import upgrade
 from triage.tickets import lifecycle
-from triage.worker.queues import Publisher
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_PATH = REPO / "config" / "triage.toml"

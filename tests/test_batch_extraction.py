@@ -22,12 +22,12 @@ from tests.factories import ManualClock, RecordingPublisher, build_app, count_st
 from tests.fakeapi import BATCH_BLOCK, FakeMiMo, batch_keys, error, ok
 from tests.harness import LOCK_WAIT_SECONDS, until_lock_waiters
 from triage.app import App
+from triage.app.queues import EXTRACT_TASK
 from triage.ratelimit import Headroom, RateLimiter
 from triage.store.models import Attempt, BatchCall, Ticket
 from triage.store.purge import purge_before
 from triage.store.queries import ticket_detail
 from triage.tickets import lifecycle
-from triage.worker.queues import EXTRACT_TASK
 from triage.worker.tasks import SKIPPED, celery_for
 
 #: Only a batch request's user message says this (prompt.BATCH_USER_TEMPLATE).

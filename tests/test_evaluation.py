@@ -14,9 +14,9 @@ import pytest
 from matplotlib.image import imread
 
 from tests.harness import clean_environ
+from triage.cli.evaluate import evaluate_command
 from triage.conversation import Conversation
 from triage.evaluation.charts import DPI, PANEL_INCHES
-from triage.evaluation.command import evaluate_command
 from triage.evaluation.labels import (
     BANKING77_EXCLUDED,
     BANKING77_PROBLEM_TYPE,

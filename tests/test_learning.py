@@ -23,10 +23,10 @@ from sqlalchemy import select
 from tests.factories import ManualClock, build_app, finish_with_rules, ready_environ, submit
 from tests.harness import clean_environ
 from triage.app import App
+from triage.cli.learn import learn_command
 from triage.conversation import Conversation
 from triage.evaluation.labels import load_dataset
 from triage.evaluation.runners import training_rows
-from triage.learning.command import learn_command
 from triage.learning.extractor import LearnedExtractor, ModelSource, NoModelError
 from triage.learning.features import model_text, text_hash
 from triage.learning.fit import TrainingRow, fit_model, folds

@@ -553,7 +553,7 @@ def test_triage_deliveries_lists_and_retries(box: Box, tmp_path: Path) -> None:
 
 
 def test_deliveries_run_on_their_own_queue_and_beat_checks_sla_breaches(box: Box) -> None:
-    from triage.worker.queues import DELIVER_TASK, DELIVERIES_QUEUE, SLA_ALERTS_TASK
+    from triage.app.queues import DELIVER_TASK, DELIVERIES_QUEUE, SLA_ALERTS_TASK
     from triage.worker.tasks import celery_for
 
     celery = celery_for(box.app)

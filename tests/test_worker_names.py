@@ -9,8 +9,8 @@ from pathlib import Path
 import redis
 
 from tests.harness import Stack
+from triage.app.queues import create_celery
 from triage.settings import load_settings
-from triage.worker.queues import create_celery
 
 READY_SECONDS = 60
 

@@ -28,8 +28,8 @@ from triage.api.responses import Health, SafeJSONResponse, documented
 from triage.api.review import review_router
 from triage.api.webhooks import webhook_router
 from triage.app import App
+from triage.app.startup import broker_problem
 from triage.settings import load_settings
-from triage.startup import broker_problem
 from triage.worker import logs
 
 #: uvicorn sets this logger's level from its --log-level before it builds the app.

@@ -49,8 +49,8 @@ def _app(*, migrated: bool = True) -> App:
 
 def _service_app(loglevel: str, *, extracts: bool = False) -> App:
     """The app of a long-running process (worker, beat, serve) once everything it needs checks out
-    (:mod:`triage.startup`; ``extracts``: the extractor's key too), logging as ``TRIAGE_LOG_FORMAT`` says."""
-    from triage.startup import check_services
+    (:mod:`triage.app.startup`; ``extracts``: the extractor's key too), logging as ``TRIAGE_LOG_FORMAT`` says."""
+    from triage.app.startup import check_services
     from triage.worker import logs
 
     logs.check_level(loglevel)
@@ -87,8 +87,8 @@ def start_celery(celery: Celery, argv: list[str]) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     from triage import metrics
+    from triage.app.queues import QUEUES
     from triage.worker import logs
-    from triage.worker.queues import QUEUES
     from triage.worker.tasks import celery_for
 
     unknown = set(args.queues.split(",")) - set(QUEUES)
@@ -361,7 +361,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from triage.evaluation.command import evaluate_command
+    from triage.cli.evaluate import evaluate_command
 
     return evaluate_command(args.dataset, Path(args.data) if args.data else None, args.limit, args.json,
                             chart=Path(args.chart) if args.chart else None, extractors=args.extractor,
@@ -370,15 +370,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_learn(args: argparse.Namespace) -> int:
-    from triage.learning.command import learn_command
+    from triage.cli.learn import learn_command
 
     return learn_command(_app(), args.dataset, data=Path(args.data) if args.data else None,
                          from_reviews=args.from_reviews, since=args.since, as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from triage.app.queues import QUEUES
     from triage.states.deliveries import DeliveryStatus
-    from triage.worker.queues import QUEUES
 
     parser = argparse.ArgumentParser(
         prog="triage",

@@ -26,8 +26,8 @@ from openai.types.completion_usage import CompletionUsage
 from triage.extraction.redact import redact
 from triage.extraction.types import APIError, Attempt, FatalAPIError, RetryableAPIError
 from triage.ratelimit.backoff import parse_retry_after
+from triage.scrubbing import scrub_secrets, scrubbed_order, secret_values
 from triage.settings import ExtractionSettings, PrivacySettings, Settings, SettingsError
-from triage.worker.logs import scrub_secrets, scrubbed_order, secret_values
 
 JSON_OBJECT = {"type": "json_object"}
 MILLISECONDS = 1000

@@ -1,7 +1,7 @@
 """The worker's loop: the Celery tasks and what they run, in the order a ticket meets them.
 
-- :mod:`.queues`: the Celery app for the settings (queues, delivery guarantees, beat) and the publisher;
-- :mod:`.tasks`: the tasks: lease a ticket (or a batch), ask the policy, apply its step;
+- :mod:`.tasks`: the tasks on the queues of :mod:`triage.app.queues`: lease a ticket (or a batch),
+  ask the policy, apply its step;
 - :mod:`.runs`: one extraction run of leased tickets, without Celery;
 - :mod:`.policy`: the retry policy, pure: outcome + attempts + settings -> finish, defer, retry, fallback;
 - :mod:`.heartbeat`: a working task renews its ticket's lease;

@@ -21,6 +21,16 @@ from celery.exceptions import Retry as CeleryRetry
 
 from triage import metrics
 from triage.app import App
+from triage.app.queues import (
+    DELIVER_TASK,
+    EXTRACT_TASK,
+    FALLBACK_TASK,
+    LEARN_TASK,
+    PURGE_TASK,
+    RETRY_FALLBACK_TASK,
+    SLA_ALERTS_TASK,
+    SWEEP_TASK,
+)
 from triage.errors import ConfigError
 from triage.extraction import dedupe
 from triage.extraction.batched import build_batches
@@ -44,16 +54,6 @@ from triage.worker.policy import (
     Step,
     decide,
     on_exception,
-)
-from triage.worker.queues import (
-    DELIVER_TASK,
-    EXTRACT_TASK,
-    FALLBACK_TASK,
-    LEARN_TASK,
-    PURGE_TASK,
-    RETRY_FALLBACK_TASK,
-    SLA_ALERTS_TASK,
-    SWEEP_TASK,
 )
 
 log = logging.getLogger(__name__)

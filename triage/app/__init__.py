@@ -1,4 +1,6 @@
-"""The application object: everything a process needs, built once from the settings and handed around.
+"""The app wiring: the application object, everything a process needs, built once from the settings
+and handed around; with it the Celery app and publisher (:mod:`.queues`) and the checks a process makes
+before it takes any work (:mod:`.startup`).
 
 The HTTP app, the CLI, the demo and the Celery tasks receive an :class:`App` instead of reading
 module globals; only the Celery entry module (:mod:`triage.worker`) builds one at import. The
@@ -8,7 +10,7 @@ Every audited decision records the outbox's deliveries in its own transaction (:
 on the app's sessions, publishes them after the commit).
 
 Building checks what every process relies on before it takes any work: the database and broker
-URLs (:func:`triage.startup.check_urls`), the schema file, every routing rule against the schema,
+URLs (:func:`triage.app.startup.check_urls`), the schema file, every routing rule against the schema,
 and the fields the listings filter on; each failure is a :class:`~triage.errors.ConfigError`
 naming the key.
 
@@ -29,6 +31,8 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.app.queues import Publisher, create_celery
+from triage.app.startup import check_urls
 from triage.clock import Clock, SystemClock
 from triage.errors import ConfigError
 from triage.extraction.extractor import LLMExtractor
@@ -40,11 +44,9 @@ from triage.outbox.send import Senders
 from triage.ratelimit import RateLimiter, make_rate_limiter
 from triage.schema import TicketSchema
 from triage.settings import Settings
-from triage.startup import check_urls
 from triage.store.db import make_engine, make_sessionmaker
 from triage.store.queries import VIEW_KEYS
 from triage.tickets.routing import Router
-from triage.worker.queues import Publisher, create_celery
 
 if TYPE_CHECKING:
     from triage.learning.extractor import LearnedExtractor
