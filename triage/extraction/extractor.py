@@ -48,9 +48,10 @@ from triage.extraction.parse import ParseError, TruncatedError, is_truncated, pa
 from triage.extraction.prompt import ChatMessage, TicketPrompt
 from triage.extraction.redact import redact_conversation
 from triage.extraction.trim import Trimmed, trim
-from triage.extraction.types import APIError, Attempt, ExtractionFailure, ExtractionResult, Outcome, RateLimitedError
+from triage.extraction.types import APIError, Attempt, ExtractionResult, Outcome, RateLimitedError
 from triage.schema import TicketSchema
 from triage.settings import ExtractionSettings, PrivacySettings
+from triage.states.tickets import ExtractionFailure
 from triage.text import repair_text
 
 logger = logging.getLogger(__name__)

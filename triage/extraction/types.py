@@ -7,10 +7,10 @@ and decide what to do with an :class:`ExtractionResult` or an :class:`APIError`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 from triage.errors import ExtractionError
+from triage.states.tickets import ExtractionFailure
 
 if TYPE_CHECKING:
     from triage.extraction.injection import InjectionMatch
@@ -43,14 +43,6 @@ class Attempt:
     #: An item of a batch call: the stored call's id (set once it is stored) and how many it answered.
     batch_id: int | None = None
     batch_size: int | None = None
-
-
-class ExtractionFailure(StrEnum):
-    """Why an extractor returned no ticket (ticket statuses and fallback reasons: :mod:`triage.states.tickets`)."""
-
-    INVALID_AFTER_ATTEMPTS = "invalid_after_attempts"  # every answer was unparseable, invalid or cut off
-    RULES_INVALID = "rules_invalid"                    # the rules extractor could not fill the schema
-    AMBIGUOUS_ANSWER = "ambiguous_answer"              # still several objects that route differently after the re-ask
 
 
 @dataclass

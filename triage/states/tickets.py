@@ -29,7 +29,17 @@ from enum import StrEnum
 from http import HTTPStatus
 
 from triage.errors import ConflictError
-from triage.extraction.types import ExtractionFailure
+
+#: The extractor recorded when a person set the fields.
+HUMAN_EXTRACTOR = "human"
+
+
+class ExtractionFailure(StrEnum):
+    """Why an extractor returned no ticket (a ticket's fallback reasons include these)."""
+
+    INVALID_AFTER_ATTEMPTS = "invalid_after_attempts"  # every answer was unparseable, invalid or cut off
+    RULES_INVALID = "rules_invalid"                    # the rules extractor could not fill the schema
+    AMBIGUOUS_ANSWER = "ambiguous_answer"              # still several objects that route differently after the re-ask
 
 
 class Status(StrEnum):
@@ -52,7 +62,7 @@ IN_FLIGHT = (Status.QUEUED, Status.PROCESSING, Status.FALLBACK)
 
 class FallbackReason(StrEnum):
     """Why a ticket left automatic routing (stored in ``fallback_reason``); an extractor's own failures
-    (:class:`~triage.extraction.types.ExtractionFailure`) are among them."""
+    (:class:`ExtractionFailure`) are among them."""
 
     INVALID_AFTER_ATTEMPTS = ExtractionFailure.INVALID_AFTER_ATTEMPTS.value
     RULES_INVALID = ExtractionFailure.RULES_INVALID.value

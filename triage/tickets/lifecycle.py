@@ -59,6 +59,7 @@ from triage.extraction.types import ExtractionResult
 from triage.outbox import outbox
 from triage.schema import TicketSchema, ValidationIssue
 from triage.states.tickets import (
+    HUMAN_EXTRACTOR,
     TRANSITIONS,
     Action,
     EventKind,
@@ -79,8 +80,6 @@ from triage.tickets.routing import RouteDecision, Router
 
 WORKER_ACTOR = "worker"
 INTAKE_ACTOR = "intake"
-#: The extractor recorded when a person set the fields.
-HUMAN_EXTRACTOR = "human"
 
 
 class ClaimConflictError(ConflictError):
