@@ -1,6 +1,6 @@
 # The two set-up commands of the README. Each creates .venv and installs what it needs.
 #   make demo   - run the whole pipeline on the embedded default (SQLite, no servers, no key)
-#   make test   - lint, type-check and run the test suite
+#   make test   - lint, type-check, check the layers (lint-imports) and run the test suite
 # The wheel suite: build the wheel, install it in a fresh venv outside the checkout, migrate, demo:
 #   make wheel-test
 # The end-to-end suite: real serve, worker and beat processes on PostgreSQL + Redis (+ RabbitMQ), minutes long:
@@ -31,6 +31,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -n $(TEST_PROCESSES)
 
 e2e: $(VENV)/.installed
