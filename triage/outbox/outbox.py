@@ -50,7 +50,15 @@ from triage.errors import ConflictError, NotFoundError
 from triage.outbox import rules
 from triage.outbox.retry import GiveUp, RetryPolicy
 from triage.settings import Settings
-from triage.states.deliveries import FINAL, NOT_APPLIED, RETRYABLE_BY_HAND, AlertTopic, DeliveryKind, DeliveryStatus
+from triage.states.deliveries import (
+    FINAL,
+    NOT_APPLIED,
+    RETRYABLE_BY_HAND,
+    AlertTopic,
+    DeliveryKind,
+    DeliveryStatus,
+    transition,
+)
 from triage.states.tickets import EventKind
 from triage.store.deliveries import delivery_view
 from triage.store.models import Delivery, Event, Ticket
@@ -303,7 +311,7 @@ class Outbox:
                 return Skip(f"failed: out of attempts ({row.attempts})")
             resumed = row.attempts > 0 or row.last_error is not None or bool(row.steps_done)
             row.attempts += 1
-            row.status, row.updated_at = DeliveryStatus.DELIVERING, now
+            _move(row, DeliveryStatus.DELIVERING, now)
             row.lease_token, row.lease_until = str(uuid.uuid4()), now + timedelta(seconds=self.lease_seconds)
             payload = dict(row.payload)
             if row.kind == DeliveryKind.WRITEBACK and previous is not None:
@@ -394,7 +402,7 @@ class Outbox:
                 if isinstance(after, GiveUp):
                     self._fail(session, row, now, f"{after.reason}; the last: {row.last_error}")
                     return row.status
-                row.status, row.updated_at = DeliveryStatus.PENDING, now
+                _move(row, DeliveryStatus.PENDING, now)
                 row.next_attempt_at = now + timedelta(seconds=after.seconds)
                 row.lease_token = row.lease_until = None
                 return Wait(after.seconds, row.last_error or "retry")
@@ -404,7 +412,8 @@ class Outbox:
 
     @staticmethod
     def _end(row: Delivery, status: DeliveryStatus, now: datetime) -> None:
-        row.status, row.updated_at, row.finished_at = status, now, now
+        _move(row, status, now)
+        row.finished_at = now
         row.lease_token = row.lease_until = row.next_attempt_at = None
 
     def _fail(self, session: Session, row: Delivery, now: datetime, message: str) -> None:
@@ -452,12 +461,19 @@ class Outbox:
             if refused:
                 raise ConflictError(f"only failed, gone or skipped deliveries can be retried: {'; '.join(refused)}")
             for row in rows:
-                row.status, row.attempts, row.transient_attempts, row.updated_at = DeliveryStatus.PENDING, 0, 0, now
+                _move(row, DeliveryStatus.PENDING, now)
+                row.attempts, row.transient_attempts = 0, 0
                 row.retried_at = now
                 row.next_attempt_at = row.finished_at = None
             retried = [row.id for row in rows]
             self._publish_after_commit(session, retried)
         return retried
+
+
+def _move(row: Delivery, status: DeliveryStatus, now: datetime) -> None:
+    """Set ``row``'s status to ``status``, as :data:`~triage.states.deliveries.TRANSITIONS` allows
+    (:class:`~triage.states.deliveries.DeliveryTransitionError` otherwise)."""
+    row.status, row.updated_at = transition(row.status, status), now
 
 
 def _same_decision(payload: dict[str, Any], route: str | None, priority: str | None, resolved: bool) -> bool:
