@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Histogram, start_http_server
 
 from triage.errors import ConfigError
+from triage.states.tickets import AttemptOutcome
 
 if TYPE_CHECKING:
     from triage.extraction.types import Attempt
@@ -61,7 +62,7 @@ def llm_attempt(attempt: Attempt) -> None:
     llm_call(attempt.model, attempt.outcome, attempt.latency_ms,
              {"prompt": attempt.prompt_tokens, "completion": attempt.completion_tokens,
               "reasoning": attempt.reasoning_tokens})
-    if attempt.outcome == "api_error":
+    if attempt.outcome == AttemptOutcome.API_ERROR:
         LLM_API_ERRORS.labels(attempt.model, str(attempt.status_code or NONE_LABEL)).inc()
 
 

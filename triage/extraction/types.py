@@ -10,15 +10,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from triage.errors import ExtractionError
-from triage.states.tickets import ExtractionFailure
+from triage.states.tickets import AttemptOutcome, ExtractionFailure
 
 if TYPE_CHECKING:
     from triage.extraction.injection import InjectionMatch
-
-#: ``ambiguous``: objects that validate disagree on a routing field (re-asked once for one object);
-#: ``batch_unusable``: a batch answer had no usable item for the conversation (missing, given twice...).
-Outcome = Literal["valid", "invalid", "unparseable", "truncated", "ambiguous", "api_error", "batch_unusable"]
-
 
 @dataclass
 class Attempt:
@@ -26,7 +21,7 @@ class Attempt:
 
     n: int
     model: str
-    outcome: Outcome
+    outcome: AttemptOutcome
     raw_output: str | None = None
     finish_reason: str | None = None
     error: str | None = None

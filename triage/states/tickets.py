@@ -42,6 +42,18 @@ class ExtractionFailure(StrEnum):
     AMBIGUOUS_ANSWER = "ambiguous_answer"              # still several objects that route differently after the re-ask
 
 
+class AttemptOutcome(StrEnum):
+    """How one call to the LLM went (:attr:`triage.extraction.types.Attempt.outcome`, stored in ``attempts``)."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    UNPARSEABLE = "unparseable"
+    TRUNCATED = "truncated"
+    AMBIGUOUS = "ambiguous"            # objects that validate disagree on a routing field (re-asked once for one)
+    API_ERROR = "api_error"
+    BATCH_UNUSABLE = "batch_unusable"  # a batch answer had no usable item for the conversation (missing, twice...)
+
+
 class Status(StrEnum):
     QUEUED = "queued"              # stored, its extraction message published (or due)
     PROCESSING = "processing"      # a worker holds it (lease)

@@ -36,7 +36,7 @@ from triage.extraction.injection import InjectionMatch, holds_for_review
 from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError, RetryableAPIError
 from triage.ratelimit.backoff import retry_countdown
 from triage.settings import ExtractionSettings, RetrySettings
-from triage.states.tickets import FallbackReason
+from triage.states.tickets import AttemptOutcome, FallbackReason
 from triage.text import repair_text
 from triage.tickets.routing import RouteDecision, Router
 
@@ -126,7 +126,7 @@ def api_failures(attempts: Sequence[Attempt]) -> int:
     >>> api_failures([Attempt(1, "m", "api_error"), Attempt(2, "m", "invalid")])
     1
     """
-    return sum(attempt.outcome == "api_error" for attempt in attempts)
+    return sum(attempt.outcome == AttemptOutcome.API_ERROR for attempt in attempts)
 
 
 def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, router: Router, sla_start: datetime,
