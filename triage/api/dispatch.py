@@ -40,6 +40,7 @@ from triage.api.responses import (
     documented,
 )
 from triage.app import App
+from triage.states.tickets import Status
 from triage.store.filters import FilterValues, as_utc
 from triage.store.queries import (
     Order,
@@ -130,7 +131,7 @@ def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) 
     def reprocess_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
         lifecycle.reprocess(app.sessions, ticket_id, actor, app.clock.now())
         publish(ticket_id)
-        return {"ticket_id": ticket_id, "status": "queued"}
+        return {"ticket_id": ticket_id, "status": Status.QUEUED}
 
     @router.get("/queues", summary="Counts per route and status, oldest SLA due time per route",
                 response_model=QueueStats)

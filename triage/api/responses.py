@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from triage.states.deliveries import DeliveryKind, DeliveryStatus
+from triage.states.tickets import Status
 from triage.text import repair_strings
 
 #: An ISO-8601 timestamp with its UTC offset, as the store writes them.
@@ -249,7 +250,7 @@ class Claimed(BaseModel):
 
 class Requeued(BaseModel):
     ticket_id: int
-    status: Literal["queued"]
+    status: Literal[Status.QUEUED]
 
 
 class RouteQueue(BaseModel):

@@ -379,7 +379,9 @@ def _cmd_learn(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from triage.app.queues import QUEUES
     from triage.states.deliveries import DeliveryStatus
+    from triage.states.tickets import Status
 
+    *statuses, last_status = Status
     parser = argparse.ArgumentParser(
         prog="triage",
         description="Customer-service ticket triage: extract a ticket from each conversation with an LLM "
@@ -418,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tickets = sub.add_parser("tickets", help="list tickets", description="List tickets as a table, or as "
                              "JSON Lines with --json.")
-    tickets.add_argument("--status", help="queued, processing, fallback, routed, needs_review, corrected or resolved")
+    tickets.add_argument("--status", help=f"{', '.join(statuses)} or {last_status}")
     tickets.add_argument("--route", help="e.g. hardware-support (a route of the routing rules)")
     tickets.add_argument("--priority", help="e.g. P1 (a priority of the routing rules)")
     tickets.add_argument("--assigned-to", metavar="NAME", help="tickets claimed by this person")
