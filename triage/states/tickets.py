@@ -68,8 +68,6 @@ class Status(StrEnum):
 OPEN = (Status.ROUTED, Status.NEEDS_REVIEW, Status.CORRECTED)
 #: Tickets with an outcome (for waiting on a run to end).
 FINISHED = (*OPEN, Status.RESOLVED)
-#: Tickets the pipeline is still working on.
-IN_FLIGHT = (Status.QUEUED, Status.PROCESSING, Status.FALLBACK)
 
 
 class FallbackReason(StrEnum):

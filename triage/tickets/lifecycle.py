@@ -74,7 +74,6 @@ from triage.states.tickets import (
 from triage.store import search
 from triage.store.db import changed_rows, retry_disconnect
 from triage.store.models import ATTEMPTS, CONVERSATIONS, EVENTS, TICKETS, Event, Ticket
-from triage.store.models import Conversation as ConversationRow
 from triage.store.queries import TicketNotFoundError
 from triage.tickets.routing import RouteDecision, Router
 
@@ -279,15 +278,6 @@ def new_ticket(external_id: str, messages: Sequence[Mapping[str, Any]], now: dat
     counting from ``sent_at``, the platform's time for the first customer message, when given."""
     return {"status": Status.QUEUED, "run": 1, "created_at": now, "updated_at": now, "flags": dict(flags or {}),
             "sla_started_at": wait_began(sent_at, now), "search_text": search.search_text(external_id, messages, None)}
-
-
-def open_ticket(session: Session, conversation: ConversationRow, now: datetime,
-                sent_at: datetime | None = None) -> Ticket:
-    """A new ``queued`` ticket for a new conversation (the caller publishes it after the commit)."""
-    ticket = Ticket(conversation=conversation, **new_ticket(conversation.external_id, conversation.messages, now,
-                                                            sent_at))
-    session.add(ticket)
-    return ticket
 
 
 def append_message(session: Session, ticket: Ticket, now: datetime, sent_at: datetime | None = None) -> bool:
