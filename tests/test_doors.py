@@ -24,6 +24,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from benchmarks.stack import clean_environ, free_port
 from tests.factories import (
     ALICE,
     REPO,
@@ -37,7 +38,6 @@ from tests.factories import (
     sign_in,
     submit,
 )
-from tests.harness import clean_environ, free_port
 from triage.api.app import create_app
 from triage.app import App
 from triage.cli.main import uvicorn_options

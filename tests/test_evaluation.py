@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from matplotlib.image import imread
 
-from tests.harness import clean_environ
+from benchmarks.stack import clean_environ
 from triage.cli.evaluate import evaluate_command
 from triage.conversation import Conversation
 from triage.evaluation.charts import DPI, PANEL_INCHES

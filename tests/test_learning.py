@@ -20,8 +20,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 from sqlalchemy import select
 
+from benchmarks.stack import clean_environ
 from tests.factories import ManualClock, build_app, finish_with_rules, ready_environ, submit
-from tests.harness import clean_environ
 from triage.app import App
 from triage.cli.learn import learn_command
 from triage.conversation import Conversation
