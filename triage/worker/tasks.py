@@ -13,8 +13,8 @@ an outage is retried, anything else ends the ticket in the fallback queue as ``i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from celery import Celery, Task, signals
 from celery.exceptions import Retry as CeleryRetry
@@ -59,6 +59,9 @@ from triage.worker.policy import (
 log = logging.getLogger(__name__)
 
 SKIPPED = "skipped"
+Claimed = TypeVar("Claimed")
+#: Why a ticket's message found nothing to claim.
+NOT_CLAIMABLE = "not claimable (finished, or leased to another run)"
 #: The fewest conversations a batch call is worth making for.
 MIN_BATCH = 2
 
@@ -80,13 +83,10 @@ def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
     beyond = batch_threshold(app, room)
     if beyond is not None:
         return extract_batch(app, task, ticket_id, beyond)
-    try:
-        claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
-    except Exception as exc:
-        _unclaimed_failure(app, task, ticket_id, exc)
+    claim = _claimed(app, task, ticket_id, lambda: lifecycle.claim(app.sessions, ticket_id, app.clock.now(),
+                                                                   app.lease_seconds))
     if claim is None:
-        log.info("ticket %s: not claimable (finished, or leased to another run), nothing to do", ticket_id)
-        return SKIPPED
+        return _nothing_to_do(ticket_id, NOT_CLAIMABLE)
     return _extract_claimed(app, task, claim)
 
 
@@ -144,17 +144,13 @@ def extract_batch(app: App, task: Task[Any, Any], ticket_id: int, beyond: int) -
     countdown (its own message is spent); an outage leaves it to the sweep once its lease runs out.
     """
     options = app.settings.extraction
-    try:
-        claims = lifecycle.claim_batch(app.sessions, ticket_id, options.batch_size, app.clock.now(),
-                                       app.lease_seconds, beyond=beyond)
-    except Exception as exc:
-        _unclaimed_failure(app, task, ticket_id, exc)
+    claims = _claimed(app, task, ticket_id, lambda: lifecycle.claim_batch(
+        app.sessions, ticket_id, options.batch_size, app.clock.now(), app.lease_seconds, beyond=beyond))
     own = next((claim for claim in claims if claim.ticket_id == ticket_id), None)
     companions = [claim for claim in claims if claim is not own]
     if not companions:
         if own is None:
-            log.info("ticket %s: not claimable (finished, or leased to another run), nothing to do", ticket_id)
-            return SKIPPED
+            return _nothing_to_do(ticket_id, NOT_CLAIMABLE)
         return _extract_claimed(app, task, own)
     with Heartbeat(lambda: lifecycle.renew_batch(app.sessions, claims, app.clock.now(), app.lease_seconds) > 0,
                    app.settings.worker.heartbeat_seconds, name=f"heartbeat-batch-{ticket_id}"):
@@ -233,6 +229,19 @@ def _unexpected(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) 
     return step
 
 
+def _claimed(app: App, task: Task[Any, Any], ticket_id: int, claim: Callable[[], Claimed]) -> Claimed:
+    """What ``claim()`` took; a failure before anything is claimed is the policy's (:func:`_unclaimed_failure`)."""
+    try:
+        return claim()
+    except Exception as exc:
+        _unclaimed_failure(app, task, ticket_id, exc)
+
+
+def _nothing_to_do(ticket_id: int, why: str) -> str:
+    log.info("ticket %s: %s, nothing to do", ticket_id, why)
+    return SKIPPED
+
+
 def _unclaimed_failure(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) -> NoReturn:
     """Claiming failed, so there is no ticket to end: an outage is retried, anything else raised."""
     step = _unexpected(app, task, ticket_id, exc)
@@ -292,13 +301,10 @@ def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
 
     An unexpected error leaves it ``needs_review`` as it is, with ``internal_error``; an outage is retried.
     """
-    try:
-        claim = lifecycle.claim_fallback(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
-    except Exception as exc:
-        _unclaimed_failure(app, task, ticket_id, exc)
+    claim = _claimed(app, task, ticket_id, lambda: lifecycle.claim_fallback(app.sessions, ticket_id, app.clock.now(),
+                                                                            app.lease_seconds))
     if claim is None:
-        log.info("ticket %s: not waiting for the fallback queue, nothing to do", ticket_id)
-        return SKIPPED
+        return _nothing_to_do(ticket_id, "not waiting for the fallback queue")
     try:
         with _heartbeat(app, claim):
             result = app.fallback_extractor.extract(claim.conversation)
@@ -324,6 +330,12 @@ def deliver(app: App, task: Task[Any, Any], delivery_id: str) -> str:
     return outcome
 
 
+def _logged(summary: str) -> str:
+    """A scheduled job's summary, logged and returned (the task's result)."""
+    log.info("%s", summary)
+    return summary
+
+
 def celery_for(app: App) -> Celery:
     """``app``'s Celery app with the tasks registered, ready for a worker or beat."""
     celery = app.celery
@@ -347,9 +359,7 @@ def celery_for(app: App) -> Celery:
     @celery.task(name=SLA_ALERTS_TASK, shared=False)
     def sla_alerts() -> str:
         """Raise one alert per SLA breach (``[alerts] webhook_url``)."""
-        summary = jobs.sla_alerts(app)
-        log.info("%s", summary)
-        return summary
+        return _logged(jobs.sla_alerts(app))
 
     @celery.task(name=SWEEP_TASK, shared=False)
     def sweep_stuck() -> str:
@@ -371,16 +381,12 @@ def celery_for(app: App) -> Celery:
     @celery.task(name=PURGE_TASK, shared=False)
     def purge_expired() -> str:
         """The retention purge (``privacy.retention_days``); does nothing while retention is off."""
-        summary = jobs.purge_expired(app)
-        log.info("%s", summary)
-        return summary
+        return _logged(jobs.purge_expired(app))
 
     @celery.task(name=LEARN_TASK, shared=False)
     def learn() -> str:
         """Retrain the learned extractor on the stored training set plus the desk's reviews."""
-        summary = jobs.learn(app)
-        log.info("%s", summary)
-        return summary
+        return _logged(jobs.learn(app))
 
     def refuse_without_key(**_: Any) -> None:
         """A worker that would call MiMo without a key, or score with a learned model none stored, stops before
