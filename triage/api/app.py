@@ -16,7 +16,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triage import __version__
-from triage.api import errors
+from triage.api import error_answers
 from triage.api.bodies import StrictJSONRoute
 from triage.api.deliveries import deliveries_router
 from triage.api.desk import DESK_PATH, install_desk
@@ -84,7 +84,7 @@ def create_app(app: App | None = None, publish: Callable[[int], None] | None = N
                   max_body_size=app.settings.api.max_body_bytes)
     api.router.route_class = StrictJSONRoute  # the app's own routes read JSON as every router's do
     api.add_middleware(StrictTransportSecurity)
-    errors.install(api)
+    error_answers.install(api)
     install_metrics(api, app)
     install_docs(api)
     api.include_router(webhook_router(app, publish))

@@ -12,7 +12,7 @@ naming the holder (the lifecycle decides, under the row lock; so does the desk).
     GET  /queues                                     counts per route and status, oldest SLA due
 
 Views are thin: the queries are :mod:`triage.store.queries`, every change :mod:`triage.tickets.lifecycle`,
-and errors become answers in :mod:`triage.api.errors`. Every answer has its model in
+and errors become answers in :mod:`triage.api.error_answers`. Every answer has its model in
 :mod:`triage.api.responses` and every status a route can give is documented there.
 """
 

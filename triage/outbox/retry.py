@@ -1,6 +1,6 @@
 """When a delivery that did not go through is tried again, and when the outbox stops trying.
 
-Two budgets, one per kind of answer (:mod:`triage.delivery.errors`):
+Two budgets, one per kind of answer (:mod:`triage.delivery.failures`):
 
 - a **transient** answer (429, 5xx, a timeout, no connection, Zendesk's ``DatabaseConflict``) spends
   time: the delivery is retried with backoff until its deadline, ``writeback.give_up_after_hours``

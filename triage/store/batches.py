@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.store.models import BatchCall as BatchCallRow
 
 if TYPE_CHECKING:
-    from triage.extraction.batched import BatchCall
+    from triage.extraction.batch_call import BatchCall
 
 
 def store_call(sessions: sessionmaker[Session], call: BatchCall, now: datetime) -> int:

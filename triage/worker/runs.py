@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from triage.app import App
 from triage.conversation import Conversation
-from triage.extraction import batched, dedupe
+from triage.extraction import batch_call, dedupe
 from triage.extraction.dedupe import Lookup
 from triage.extraction.extractor import LLMExtractor, next_number
 from triage.extraction.types import APIError, Attempt, RateLimitedError, RetryableAPIError
@@ -52,7 +52,7 @@ def batch(app: App, claims: Sequence[lifecycle.Claim]) -> list[Outcome]:
     if len(claims) == 1:
         return [attempt_extraction(extractor.extract, claims[0].conversation, claims[0].prior_attempts)]
     try:
-        run = batched.extract_batch(extractor, [(claim.conversation, claim.prior_attempts) for claim in claims])
+        run = batch_call.extract_batch(extractor, [(claim.conversation, claim.prior_attempts) for claim in claims])
     except RateLimitedError as exc:
         return [RateLimitedError(exc.wait_seconds, []) for _ in claims]
     except RetryableAPIError as exc:  # the whole call failed: each ticket's run records it and retries

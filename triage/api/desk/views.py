@@ -29,7 +29,7 @@ from triage.api.bodies import StrictJSONRoute
 from triage.api.desk import forms
 from triage.api.desk.render import environment
 from triage.api.desk.session import PRESESSION_COOKIE, PRESESSION_SECONDS, SESSION_COOKIE, DeskSession, SessionKeys
-from triage.api.errors import http_status
+from triage.api.error_answers import http_status
 from triage.api.guard import AuthGuard, TooManyFailuresError
 from triage.app import App
 from triage.errors import TriageError

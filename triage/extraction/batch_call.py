@@ -3,7 +3,7 @@
 :func:`extract_batch` sends the batch prompt (:meth:`~triage.extraction.prompt.TicketPrompt.batch_messages`:
 each conversation in its own ``<<<CONVERSATION id="cN">>>`` block, ``cN`` an opaque key), charges the
 rate limiter once for the whole call, and reads the answer with
-:func:`~triage.extraction.batch.parse_batch_answer`. Every asked key's object goes through the
+:func:`~triage.extraction.batch_answer.parse_batch_answer`. Every asked key's object goes through the
 chooser and the schema like a single answer's (:func:`~triage.extraction.choose.choose`); what is
 valid becomes that conversation's result (with its own trim flag and injection scan), and what is
 not (missing, given twice, cut off, not an object, invalid) is left for the caller to ask again
@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from triage import metrics
 from triage.conversation import Conversation
-from triage.extraction.batch import BatchAnswer, BatchItem, parse_batch_answer
+from triage.extraction.batch_answer import BatchAnswer, BatchItem, parse_batch_answer
 from triage.extraction.choose import Chosen, NoneValid, choose
 from triage.extraction.extractor import CHARS_PER_TOKEN, LLMExtractor, estimate_tokens, next_number
 from triage.extraction.llm import Completion
