@@ -38,7 +38,7 @@ from triage.states.tickets import EventKind
 from triage.store.models import Delivery, Ticket
 from triage.store.queries import ticket_detail
 from triage.tickets import lifecycle
-from triage.worker import scheduled as jobs
+from triage.worker import scheduled
 
 ZENDESK_ID, ACCOUNT = ZENDESK.ticket_id, ZENDESK.account_id
 P1_TEXT = "My watch is broken, urgent please"        # the rules: device_fault, high -> hardware-escalation, P1
@@ -394,14 +394,14 @@ def test_the_sweep_republishes_deliveries_whose_message_was_lost_once_per_thresh
     route(box.app, ticket_id)
     ids = sorted(box.published.deliveries)
     box.published.deliveries.clear()  # the broker lost them
-    assert jobs.sweep(box.app, holder="t").deliveries == []
+    assert scheduled.sweep(box.app, holder="t").deliveries == []
     box.clock.advance(seconds=box.app.settings.worker.stuck_after_seconds + 1)
-    report = jobs.sweep(box.app, holder="t")
+    report = scheduled.sweep(box.app, holder="t")
     assert sorted(report.deliveries) == ids == sorted(box.published.deliveries)
     assert "2 deliveries re-published" in report.summary()
     box.published.deliveries.clear()
     box.clock.advance(seconds=box.app.settings.worker.sweep_interval_seconds)
-    assert jobs.sweep(box.app, holder="t").deliveries == []
+    assert scheduled.sweep(box.app, holder="t").deliveries == []
 
 
 def test_the_sweep_republishes_a_delivery_whose_worker_died(box: Box) -> None:
@@ -411,7 +411,7 @@ def test_the_sweep_republishes_a_delivery_whose_worker_died(box: Box) -> None:
     box.published.deliveries.clear()
     assert isinstance(box.app.outbox.claim(writeback.id, box.clock.now()), DeliveryClaim)  # ...and the worker dies
     box.clock.advance(seconds=box.app.settings.worker.stuck_after_seconds + 1)
-    assert writeback.id in jobs.sweep(box.app, holder="t").deliveries
+    assert writeback.id in scheduled.sweep(box.app, holder="t").deliveries
     assert box.run()[writeback.id] == DeliveryStatus.DELIVERED
 
 
@@ -443,11 +443,11 @@ def test_an_sla_breach_alerts_once_and_a_new_due_time_can_alert_again(box: Box) 
     ticket_id = _from_zendesk(box)  # P1: 1 h
     route(box.app, ticket_id)
     box.run()
-    assert jobs.sla_alerts(box.app, holder="t") == "sla-alerts: 0 breaches alerted"
+    assert scheduled.sla_alerts(box.app, holder="t") == "sla-alerts: 0 breaches alerted"
     box.clock.advance(hours=1, seconds=1)
-    assert jobs.sla_alerts(box.app, holder="t") == f"sla-alerts: 1 breaches alerted (tickets {ticket_id})"
+    assert scheduled.sla_alerts(box.app, holder="t") == f"sla-alerts: 1 breaches alerted (tickets {ticket_id})"
     box.clock.advance(seconds=box.app.settings.alerts.sla_check_interval_seconds)
-    assert jobs.sla_alerts(box.app, holder="t") == "sla-alerts: 0 breaches alerted"
+    assert scheduled.sla_alerts(box.app, holder="t") == "sla-alerts: 0 breaches alerted"
     box.run()
     assert box.slack.messages[-1].startswith(f"SLA breached: ticket {ticket_id} (P1, hardware-escalation) was due ")
 
@@ -466,7 +466,7 @@ def test_without_an_alerts_webhook_nothing_alerts(migrated_sqlite_url: str) -> N
     ticket_id = submit(app, "S-1", P1_TEXT)
     route(app, ticket_id)
     clock.advance(hours=2)
-    assert jobs.sla_alerts(app, holder="t") == "sla-alerts: alerts off"
+    assert scheduled.sla_alerts(app, holder="t") == "sla-alerts: alerts off"
     assert published.deliveries == []  # and no events endpoints either: nothing at all
 
 

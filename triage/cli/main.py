@@ -293,9 +293,9 @@ def progress_bar(label: str, stream: IO[str] = sys.stderr) -> Callable[[int, int
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from triage.worker import scheduled as jobs
+    from triage.worker import scheduled
 
-    report = jobs.sweep(_app(), holder="cli", force=args.force)
+    report = scheduled.sweep(_app(), holder="cli", force=args.force)
     print(report.summary())
     _hint_force(report, args.force)
     return 0
@@ -308,9 +308,9 @@ def _hint_force(report: JobReport, forced: bool) -> None:
 
 
 def _cmd_retry_fallback(args: argparse.Namespace) -> int:
-    from triage.worker import scheduled as jobs
+    from triage.worker import scheduled
 
-    report = jobs.retry_fallback(_app(), holder="cli", progress=progress_bar("retry"), force=args.force)
+    report = scheduled.retry_fallback(_app(), holder="cli", progress=progress_bar("retry"), force=args.force)
     print(report.summary())
     _hint_force(report, args.force)
     return 0
@@ -319,7 +319,7 @@ def _cmd_retry_fallback(args: argparse.Namespace) -> int:
 def _cmd_reprocess(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from triage.worker import scheduled as jobs
+    from triage.worker import scheduled
 
     try:
         since = datetime.fromisoformat(args.since) if args.since else None
@@ -327,10 +327,10 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
         raise SettingsError(f"--since={args.since!r}: use an ISO date or time, e.g. 2026-11-01T00:00Z") from None
     if since is not None and since.tzinfo is None:
         raise SettingsError(f"--since={args.since!r}: give a time zone, e.g. 2026-11-01T00:00+00:00")
-    selection = jobs.Selection(args.schema_version, args.prompt_version, args.status, since)
+    selection = scheduled.Selection(args.schema_version, args.prompt_version, args.status, since)
     if args.status and not args.since:
         raise SettingsError("--status needs --since (e.g. --status needs_review --since 2026-11-01T00:00Z)")
-    report = jobs.reprocess(_app(), selection, dry_run=args.dry_run, progress=progress_bar("reprocess"))
+    report = scheduled.reprocess(_app(), selection, dry_run=args.dry_run, progress=progress_bar("reprocess"))
     if args.dry_run:
         print(f"would reprocess {len(report.selected)} tickets ({selection.describe()}): "
               + " ".join(map(str, report.selected)))

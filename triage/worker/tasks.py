@@ -33,15 +33,14 @@ from triage.app.queues import (
 )
 from triage.errors import ConfigError
 from triage.extraction import dedupe
-from triage.extraction.batched import build_batches
+from triage.extraction.batch_call import build_batches
 from triage.extraction.dedupe import Lookup
 from triage.outbox import send
 from triage.outbox.outbox import Wait
 from triage.ratelimit import Headroom
 from triage.states.tickets import Status
 from triage.tickets import lifecycle
-from triage.worker import runs
-from triage.worker import scheduled as jobs
+from triage.worker import runs, scheduled
 from triage.worker.heartbeat import Heartbeat
 from triage.worker.policy import (
     Defer,
@@ -359,13 +358,13 @@ def celery_for(app: App) -> Celery:
     @celery.task(name=SLA_ALERTS_TASK, shared=False)
     def sla_alerts() -> str:
         """Raise one alert per SLA breach (``[alerts] webhook_url``)."""
-        return _logged(jobs.sla_alerts(app))
+        return _logged(scheduled.sla_alerts(app))
 
     @celery.task(name=SWEEP_TASK, shared=False)
     def sweep_stuck() -> str:
         """Take back tickets whose lease ran out; re-publish those left ``queued``/``fallback`` past the threshold,
         and deliveries whose message was lost."""
-        report = jobs.sweep(app)
+        report = scheduled.sweep(app)
         if report.requeued or report.poisoned or report.deliveries:
             log.warning("%s", report.summary())
         return report.summary()
@@ -373,7 +372,7 @@ def celery_for(app: App) -> Celery:
     @celery.task(name=RETRY_FALLBACK_TASK, shared=False)
     def retry_fallback() -> str:
         """One fresh LLM pass for tickets that ended in review because the API was unavailable."""
-        report = jobs.retry_fallback(app)
+        report = scheduled.retry_fallback(app)
         if report.requeued:
             log.warning("%s", report.summary())
         return report.summary()
@@ -381,12 +380,12 @@ def celery_for(app: App) -> Celery:
     @celery.task(name=PURGE_TASK, shared=False)
     def purge_expired() -> str:
         """The retention purge (``privacy.retention_days``); does nothing while retention is off."""
-        return _logged(jobs.purge_expired(app))
+        return _logged(scheduled.purge_expired(app))
 
     @celery.task(name=LEARN_TASK, shared=False)
     def learn() -> str:
         """Retrain the learned extractor on the stored training set plus the desk's reviews."""
-        return _logged(jobs.learn(app))
+        return _logged(scheduled.learn(app))
 
     def refuse_without_key(**_: Any) -> None:
         """A worker that would call MiMo without a key, or score with a learned model none stored, stops before
