@@ -31,7 +31,7 @@ from tests.writeback_cases import AGENT_TAGS, ZENDESK, Endpoint, config_file
 from triage.api.app import create_app
 from triage.app import App
 from triage.errors import ConflictError, NotFoundError
-from triage.outbox.outbox import ORDER_WAIT_SECONDS, DeliveryClaim, LeaseLostError, Wait
+from triage.outbox.outbox import ORDER_WAIT_SECONDS, DeliveryLease, LeaseLostError, Wait
 from triage.settings import EVENT_TYPES
 from triage.states.deliveries import DeliveryKind, DeliveryStatus
 from triage.states.tickets import EventKind
@@ -269,9 +269,9 @@ def test_a_newer_writeback_behind_one_a_worker_holds_polls_shortly(box: Box) -> 
     ticket_id = _from_zendesk(box)
     route(box.app, ticket_id)
     [older] = box.writebacks(ticket_id)
-    claim = box.app.outbox.claim(older.id, box.clock.now())
-    assert isinstance(claim, DeliveryClaim)
-    box.app.outbox.step_done(claim, "ticket", box.clock.now())
+    lease = box.app.outbox.lease(older.id, box.clock.now())
+    assert isinstance(lease, DeliveryLease)
+    box.app.outbox.step_done(lease, "ticket", box.clock.now())
     box.correct(ticket_id, SUPPORT_FIELDS)
     blocked = box.attempt(box.writebacks(ticket_id)[1].id)
     assert isinstance(blocked, Wait) and blocked.seconds == ORDER_WAIT_SECONDS < box.app.outbox.lease_seconds
@@ -377,12 +377,12 @@ def test_a_lost_lease_is_taken_over_and_the_old_holder_writes_nothing(box: Box) 
     ticket_id = _from_zendesk(box, P2_TEXT)
     route(box.app, ticket_id)
     [writeback] = box.writebacks(ticket_id)
-    first = box.app.outbox.claim(writeback.id, box.clock.now())
-    assert isinstance(first, DeliveryClaim) and first.attempt == 1 and not first.resumed
-    assert box.app.outbox.claim(writeback.id, box.clock.now()).reason == "held by another worker"  # type: ignore[union-attr]
+    first = box.app.outbox.lease(writeback.id, box.clock.now())
+    assert isinstance(first, DeliveryLease) and first.attempt == 1 and not first.resumed
+    assert box.app.outbox.lease(writeback.id, box.clock.now()).reason == "held by another worker"  # type: ignore[union-attr]
     box.clock.advance(seconds=box.app.outbox.lease_seconds + 1)
-    second = box.app.outbox.claim(writeback.id, box.clock.now())
-    assert isinstance(second, DeliveryClaim) and second.attempt == 2 and second.resumed
+    second = box.app.outbox.lease(writeback.id, box.clock.now())
+    assert isinstance(second, DeliveryLease) and second.attempt == 2 and second.resumed
     with pytest.raises(LeaseLostError):
         box.app.outbox.step_done(first, "ticket", box.clock.now())
     assert box.app.outbox.settle(first, box.clock.now()) == "lease lost"
@@ -409,7 +409,7 @@ def test_the_sweep_republishes_a_delivery_whose_worker_died(box: Box) -> None:
     route(box.app, ticket_id)
     [writeback] = box.writebacks(ticket_id)
     box.published.deliveries.clear()
-    assert isinstance(box.app.outbox.claim(writeback.id, box.clock.now()), DeliveryClaim)  # ...and the worker dies
+    assert isinstance(box.app.outbox.lease(writeback.id, box.clock.now()), DeliveryLease)  # ...and the worker dies
     box.clock.advance(seconds=box.app.settings.worker.stuck_after_seconds + 1)
     assert writeback.id in scheduled.sweep(box.app, holder="t").deliveries
     assert box.run()[writeback.id] == DeliveryStatus.DELIVERED

@@ -105,7 +105,7 @@ class ExtractionSettings(_Section):
     #: Injection patterns, name -> regular expression over folded customer text; empty: the shipped
     #: ones (triage.extraction.injection_patterns). A non-empty table replaces them.
     injection_patterns: dict[str, str] = Field(default_factory=dict)
-    #: Several conversations in one call (see README "Batched extraction"): ``auto`` when the claimable
+    #: Several conversations in one call (see README "Batched extraction"): ``auto`` when the leasable
     #: queue is longer than the model's requests per window (one call per ticket would not keep up),
     #: ``always`` whenever other tickets are waiting, ``never``: one call per ticket.
     batch_mode: Literal["auto", "always", "never"] = "auto"
@@ -212,7 +212,7 @@ class DatabasePoolSettings(_Section):
 
 class WorkerSettings(_Section):
     concurrency: int = Field(4, ge=1)
-    #: How long a worker's claim on a ticket lasts without a renewal: a killed worker's tickets come back after it.
+    #: How long a worker's lease on a ticket lasts without a renewal: a killed worker's tickets come back after it.
     lease_seconds: float = Field(60, gt=0)
     #: How often a working worker renews the lease of each ticket it holds (shorter than the lease).
     heartbeat_seconds: float = Field(20, gt=0)

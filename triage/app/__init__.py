@@ -80,7 +80,7 @@ class App:
     def __post_init__(self) -> None:
         self.rules = RulesExtractor(self.schema)
         # publishes through whatever self.publisher is at commit time (tests swap it for a recording one)
-        # a delivery attempt has no heartbeat: its claim lasts as long as any attempt may (all steps' timeouts)
+        # a delivery attempt has no heartbeat: its lease lasts as long as any attempt may (all steps' timeouts)
         self.outbox = Outbox(self.settings, self.sessions, lambda key: self.publisher.delivery_or_log(key),
                              lease_seconds=self.settings.worker.stuck_after_seconds)
         self.outbox.install()
@@ -100,7 +100,7 @@ class App:
 
     @property
     def lease_seconds(self) -> float:
-        """How long a worker's claim on a ticket lasts between two renewals (``worker.lease_seconds``)."""
+        """How long a worker's lease on a ticket lasts between two renewals (``worker.lease_seconds``)."""
         return self.settings.worker.lease_seconds
 
     @cached_property

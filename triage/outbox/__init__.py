@@ -7,7 +7,7 @@ the decision's own transaction, delivered by the Celery task on the queue ``deli
   (transient answers until ``writeback.give_up_after_hours``, others at most ``writeback.max_attempts``);
 - :mod:`.outbox`: the :class:`~triage.outbox.outbox.Outbox`: records deliveries from
   :func:`triage.tickets.lifecycle._audit`, publishes them after the commit, and owns every later
-  change of a delivery (claim under a lease, steps, retries, the end, the sweep, a person's retry)
+  change of a delivery (a lease for each attempt, steps, retries, the end, the sweep, a person's retry)
   and the SLA-breach alerts (:func:`triage.worker.scheduled.sla_alerts` runs them on beat);
 - :mod:`.send`: one attempt (the adapters of :mod:`triage.delivery`), the ``deliveries`` task's body.
 

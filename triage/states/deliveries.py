@@ -1,6 +1,6 @@
 """What a delivery is and where it is: its statuses and the transitions between them.
 
-    pending ──claim──▶ delivering ──▶ delivered
+    pending ──lease──▶ delivering ──▶ delivered
        ▲                  │  │ │ └───▶ gone       (the platform says the record does not exist; a 410)
        │                  │  │ └─────▶ skipped    (the record takes no change: a closed ticket; no alert)
        └── retryable ─────┘  └───────▶ failed     (refused; misaddressed; the deadline or max_attempts spent)
@@ -62,8 +62,8 @@ _P, _D, _OK, _GONE, _SKIP, _FAIL, _SUP = (DeliveryStatus.PENDING, DeliveryStatus
                                          DeliveryStatus.SUPERSEDED)
 
 #: The state machine: where a delivery may go from each status. A ``delivering`` delivery whose lease ran
-#: out is claimed again (``delivering`` to ``delivering``); a ``pending`` or abandoned one runs out of
-#: attempts (``failed``) or is superseded when it is claimed; a person's retry brings a failed, gone or
+#: out is leased again (``delivering`` to ``delivering``); a ``pending`` or abandoned one runs out of
+#: attempts (``failed``) or is superseded when it is leased; a person's retry brings a failed, gone or
 #: skipped one back to ``pending``.
 TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
     _P: frozenset({_D, _FAIL, _SUP}),

@@ -4,7 +4,7 @@ The table :data:`TRANSITIONS` is the whole state machine: for each :class:`Actio
 it may start from and where each one goes. :mod:`triage.tickets.lifecycle` applies it to every
 status change; a transition the table does not hold raises :class:`TransitionError`::
 
-    queued ──claim──▶ processing ──finish──▶ routed ──resolve──▶ resolved
+    queued ──lease──▶ processing ──finish──▶ routed ──resolve──▶ resolved
       ▲                 │  │  │               │                    │
       │ release_for_retry  │  └─send_to_fallback─▶ fallback ──finish_fallback──▶ needs_review
       │ / requeue          └──hold_for_review (a suspected injection on a P1 route) ──▶ needs_review
@@ -121,7 +121,7 @@ class EventKind(StrEnum):
     FALLBACK = "fallback"
     NEEDS_REVIEW = "needs_review"
     CORRECTED = "corrected"
-    CLAIMED = "claimed"
+    ASSIGNED = "claimed"
     RELEASED = "released"
     REPROCESS = "reprocess"
     RETRY_FALLBACK = "retry-fallback"
@@ -131,8 +131,8 @@ class EventKind(StrEnum):
 
 
 class Action(StrEnum):
-    CLAIM = "claim"                          # a worker takes a queued ticket (or one whose lease ran out)
-    CLAIM_FALLBACK = "claim_fallback"        # the fallback task takes a fallback ticket
+    LEASE = "lease"                          # a worker takes a queued ticket (or one whose lease ran out)
+    LEASE_FALLBACK = "lease_fallback"        # the fallback task takes a fallback ticket
     RENEW = "renew"                          # a worker extends its lease while it works
     FINISH = "finish"                        # a valid extraction is stored with its route
     SEND_TO_FALLBACK = "send_to_fallback"    # extraction failed for good
@@ -142,7 +142,7 @@ class Action(StrEnum):
     REQUEUE = "requeue"                      # the sweep takes back a ticket whose worker's lease ran out
     POISON = "poison"                        # the sweep gives up on a ticket that never finishes
     CORRECT = "correct"                      # a person sets the fields
-    ASSIGN = "assign"                        # a person claims the ticket
+    ASSIGN = "assign"                        # a person takes the ticket (its assignment)
     UNASSIGN = "unassign"                    # the holder releases it
     REPROCESS = "reprocess"                  # a person sends it through extraction again
     REEXTRACT = "reextract"                  # a job does (new schema or prompt, one fresh pass)
@@ -163,11 +163,11 @@ Q, P, F, R, N, C, X = (Status.QUEUED, Status.PROCESSING, Status.FALLBACK, Status
 _RERUN = Transition(Q, new_run=True)
 _NOT_RESOLVED = (Q, P, F, R, N, C)
 
-#: The state machine. A ``processing`` (or ``fallback``) ticket is claimable only once its lease ran out:
-#: that condition is the lease's, checked where the claim is made.
+#: The state machine. A ``processing`` (or ``fallback``) ticket is leasable only once its lease ran out:
+#: that condition is the lease's, checked where the lease is made.
 TRANSITIONS: dict[Action, dict[Status, Transition]] = {
-    Action.CLAIM: {Q: Transition(P), P: Transition(P)},
-    Action.CLAIM_FALLBACK: {F: Transition(F)},
+    Action.LEASE: {Q: Transition(P), P: Transition(P)},
+    Action.LEASE_FALLBACK: {F: Transition(F)},
     Action.RENEW: {P: Transition(P), F: Transition(F)},
     Action.FINISH: {P: Transition(R)},
     Action.SEND_TO_FALLBACK: {P: Transition(F)},
@@ -206,7 +206,7 @@ def transition(action: Action, current: str) -> Transition:
 def sources(action: Action) -> tuple[Status, ...]:
     """The statuses ``action`` may start from (for conditional UPDATEs).
 
-    >>> sources(Action.CLAIM)
+    >>> sources(Action.LEASE)
     (<Status.QUEUED: 'queued'>, <Status.PROCESSING: 'processing'>)
     """
     return tuple(TRANSITIONS[action])
@@ -215,7 +215,7 @@ def sources(action: Action) -> tuple[Status, ...]:
 def single_target(action: Action) -> Status:
     """The one status ``action`` leads to from every source (for actions applied by a conditional UPDATE).
 
-    >>> single_target(Action.CLAIM)
+    >>> single_target(Action.LEASE)
     <Status.PROCESSING: 'processing'>
     """
     (target,) = {step.target for step in TRANSITIONS[action].values()}

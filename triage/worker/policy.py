@@ -7,11 +7,11 @@ retry, retry after a backoff (penalising the model for the whole fleet on a 429)
 ticket to the fallback queue with a reason. It touches no database, broker or clock of its own,
 so every branch is a unit test::
 
-    step = decide(attempt_extraction(extractor.extract, claim.conversation, claim.prior_attempts),
-                  claim.prior_attempts, settings.retry, router, claim.sla_started_at,
+    step = decide(attempt_extraction(extractor.extract, lease.conversation, lease.prior_attempts),
+                  lease.prior_attempts, settings.retry, router, lease.sla_started_at,
                   extraction=settings.extraction)
 
-A finished ticket's SLA counts from ``claim.sla_started_at`` (when the customer's wait began), not now.
+A finished ticket's SLA counts from ``lease.sla_started_at`` (when the customer's wait began), not now.
 Anything else a task raises goes through :func:`on_exception`, the one rule for the unexpected:
 a database or broker outage (:func:`is_outage`) is retried later with nothing recorded; any
 other exception ends the ticket in the fallback queue with reason ``internal_error`` and the
