@@ -1,6 +1,6 @@
 # The two set-up commands of the README. Each creates .venv and installs what it needs.
 #   make demo   - run the whole pipeline on the embedded default (SQLite, no servers, no key); installs triage alone
-#   make test   - lint, type-check and run the test suite; installs triage with the [test] extra
+#   make test   - lint, type-check, check the layers (lint-imports) and run the test suite; installs the [test] extra
 # The manual (docs/, MkDocs with the Material theme, the [docs] extra), built into site/ and checked strictly:
 #   make docs                          (python -m triage.settings_reference first if a setting changed)
 # The wheel suite: build the wheel, install it in a fresh venv outside the checkout, migrate, demo:
@@ -52,6 +52,7 @@ docs: $(VENV)/.docs-installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -n $(TEST_PROCESSES)
 
 e2e: $(VENV)/.installed

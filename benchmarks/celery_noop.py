@@ -1,7 +1,7 @@
 """Raw Celery with a no-op task, configured like triage's worker: the engine's ceiling.
 
 Same broker (Redis), threads pool, late acks, reject on worker lost, prefetch 1, JSON, no results,
-as ``triage/worker.py`` sets them. The broker comes from ``BENCH_BROKER_URL``; run a worker with::
+as ``triage/worker/entry.py`` sets them. The broker comes from ``BENCH_BROKER_URL``; run a worker with::
 
     BENCH_BROKER_URL=redis://127.0.0.1:6379/11 celery -A benchmarks.celery_noop worker --pool=threads \\
         --concurrency=32 --queues=bench-noop

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from triage.processes import stop_gracefully
+from triage.cli.processes import stop_gracefully
 
 STOP_GRACE_SECONDS = 5
 START_TIMEOUT_SECONDS = 30

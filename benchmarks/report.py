@@ -145,7 +145,7 @@ def render(title: str, header: Sequence[str], results: Sequence[ScenarioResult],
 
 def write_chart(results: Sequence[ScenarioResult], path: Path) -> Path | None:
     """One horizontal bar chart per scenario (rate of each subject, ratio on the bar); None if nothing to plot."""
-    from triage.charts import DPI, pyplot
+    from triage.evaluation.charts import DPI, pyplot
 
     plt = pyplot()
 

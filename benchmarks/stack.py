@@ -27,7 +27,7 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from triage.processes import stop_gracefully
+from triage.cli.processes import stop_gracefully
 
 REPO = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 30
@@ -59,22 +59,28 @@ def flush_redis(url: str) -> None:
 
 
 @contextmanager
-def bench_database(services: Services, label: str) -> Iterator[str]:
-    """A fresh PostgreSQL database ``triage_bench_<label>_<hex>``, dropped afterwards."""
-    name = f"triage_bench_{re.sub(r'[^a-z0-9]', '_', label.lower())}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(services.postgres_admin_url, isolation_level="AUTOCOMMIT")
+def fresh_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A PostgreSQL database ``<prefix>_<hex>`` created on ``admin_url`` (an admin URL), dropped on exit; yields
+    its URL. The benchmarks' databases and the tests' (:func:`tests.harness.fresh_database`) both."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(services.postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
+def bench_database(services: Services, label: str) -> AbstractContextManager[str]:
+    """A fresh PostgreSQL database ``triage_bench_<label>_<hex>``, dropped afterwards."""
+    return fresh_database(services.postgres_admin_url, f"triage_bench_{re.sub(r'[^a-z0-9]', '_', label.lower())}")
+
+
 def clean_environ() -> dict[str, str]:
-    """This process's environment without any triage or MiMo setting."""
+    """This process's environment without any triage or MiMo setting (the tests' child processes' too)."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("TRIAGE_", "MIMO_"))}
 
 

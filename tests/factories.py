@@ -32,13 +32,13 @@ from sqlalchemy import Engine, event, func, select
 
 from triage.api.app import create_app
 from triage.app import App
+from triage.app.queues import Publisher
 from triage.conversation import Conversation
 from triage.intake.platforms import sample_payloads, signed_request
 from triage.intake.receive import PlatformIds, receive
 from triage.intake.receive import submit as store_submission
 from triage.outbox import send
 from triage.outbox.outbox import Wait
-from triage.queues import Publisher
 from triage.schema import TicketSchema
 from triage.settings import Settings, load_settings
 from triage.store.db import upgrade
@@ -109,14 +109,14 @@ def receive_from(app: App, platform: str, platform_ticket_id: str, account_id: s
                    platform=PlatformIds(platform_ticket_id, account_id)).ticket_id
 
 
-def finish_with_rules(app: App, ticket_id: int) -> lifecycle.Claim:
+def finish_with_rules(app: App, ticket_id: int) -> lifecycle.Lease:
     """Claim the ticket and finish it with the rules extractor's ticket on its route (``routed``)."""
-    claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), lease_seconds=60)
-    assert claim is not None, f"ticket {ticket_id} is not claimable"
-    result = app.rules.extract(claim.conversation)
-    decision = app.router.route(result.ticket or {}, claim.sla_started_at)
-    assert lifecycle.finish(app.sessions, claim, result, decision, app.clock.now())
-    return claim
+    lease = lifecycle.lease(app.sessions, ticket_id, app.clock.now(), lease_seconds=60)
+    assert lease is not None, f"ticket {ticket_id} is not claimable"
+    result = app.rules.extract(lease.conversation)
+    decision = app.router.route(result.ticket or {}, lease.sla_started_at)
+    assert lifecycle.finish(app.sessions, lease, result, decision, app.clock.now())
+    return lease
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

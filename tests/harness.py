@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -20,14 +18,15 @@ from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from benchmarks import stack
+from benchmarks.stack import clean_environ
 from tests.factories import CONFIG_PATH, REPO
-from triage.processes import stop_gracefully
+from triage.cli.processes import stop_gracefully
+from triage.states.tickets import FINISHED
 from triage.store.db import make_engine, make_sessionmaker, upgrade
 from triage.store.queries import TicketFilter, TicketView, list_tickets
-from triage.tickets.states import FINISHED
 
 STOP_GRACE_SECONDS = 20
 FAST_SETTINGS = {
@@ -38,25 +37,10 @@ FAST_SETTINGS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    """A PostgreSQL database created on ``server`` (an admin URL), dropped on exit; yields its URL."""
-    name = f"triage_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def fresh_database(server: str) -> AbstractContextManager[str]:
+    """A PostgreSQL database ``triage_test_<hex>`` created on ``server`` (an admin URL), dropped on exit; yields
+    its URL."""
+    return stack.fresh_database(server, "triage_test")
 
 
 #: How long :func:`until_lock_waiters` waits for a statement to queue on a lock.
@@ -81,11 +65,6 @@ def until_lock_waiters(url: str, count: int) -> None:
     while lock_waiters(url) < count:
         assert time.monotonic() < deadline, f"{count} statements never queued on a lock"
         time.sleep(0.02)
-
-
-def clean_environ() -> dict[str, str]:
-    """The test process's environment without any triage or MiMo setting."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("TRIAGE_", "MIMO_"))}
 
 
 class Stack:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from triage.extraction.batch import BatchAnswer, BatchItem, UnusableItem, parse_batch_answer
+from triage.extraction.batch_answer import BatchAnswer, BatchItem, UnusableItem, parse_batch_answer
 
 KEYS = ["c1", "c2", "c3"]
 FAULT: dict[str, Any] = {"problem_type": "device_fault", "device_model": "AX3000", "urgent_level": "high",

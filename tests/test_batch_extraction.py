@@ -22,13 +22,13 @@ from tests.factories import ManualClock, RecordingPublisher, build_app, count_st
 from tests.fakeapi import BATCH_BLOCK, FakeMiMo, batch_keys, error, ok
 from tests.harness import LOCK_WAIT_SECONDS, until_lock_waiters
 from triage.app import App
-from triage.queues import EXTRACT_TASK
+from triage.app.queues import EXTRACT_TASK
 from triage.ratelimit import Headroom, RateLimiter
 from triage.store.models import Attempt, BatchCall, Ticket
 from triage.store.purge import purge_before
 from triage.store.queries import ticket_detail
-from triage.tasks import SKIPPED, celery_for
 from triage.tickets import lifecycle
+from triage.worker.tasks import SKIPPED, celery_for
 
 #: Only a batch request's user message says this (prompt.BATCH_USER_TEMPLATE).
 BATCH_MARKER = "Extract a ticket from each of these"
@@ -229,37 +229,37 @@ def test_claiming_a_batch_is_one_statement(app: App) -> None:
 
     event.listen(app.engine, "before_cursor_execute", count)
     try:
-        claims = lifecycle.claim_batch(app.sessions, ids[3], 5, app.clock.now(), app.lease_seconds)
+        leases = lifecycle.lease_batch(app.sessions, ids[3], 5, app.clock.now(), app.lease_seconds)
     finally:
         event.remove(app.engine, "before_cursor_execute", count)
-    assert [claim.ticket_id for claim in claims] == [ids[3], ids[0], ids[1], ids[2], ids[4]]
-    assert [claim.conversation.messages[0].text for claim in claims] == [text_for(n) for n in (4, 1, 2, 3, 5)]
-    claiming = [s for s in statements if "UPDATE" in s.upper()]
-    assert len(claiming) == 1 and "UPDATE tickets" in claiming[0] and "LIMIT" in claiming[0]
+    assert [lease.ticket_id for lease in leases] == [ids[3], ids[0], ids[1], ids[2], ids[4]]
+    assert [lease.conversation.messages[0].text for lease in leases] == [text_for(n) for n in (4, 1, 2, 3, 5)]
+    leasing = [s for s in statements if "UPDATE" in s.upper()]
+    assert len(leasing) == 1 and "UPDATE tickets" in leasing[0] and "LIMIT" in leasing[0]
     if app.engine.dialect.name == "postgresql":
-        assert "FOR UPDATE SKIP LOCKED" in claiming[0]
+        assert "FOR UPDATE SKIP LOCKED" in leasing[0]
     assert len(statements) == 3  # the claim, then the conversations and the run's attempts, for all five
-    assert lifecycle.renew_batch(app.sessions, claims, app.clock.now(), app.lease_seconds) == 5
-    assert lifecycle.claim_batch(app.sessions, ids[0], 5, app.clock.now(), app.lease_seconds) == []
+    assert lifecycle.renew_batch(app.sessions, leases, app.clock.now(), app.lease_seconds) == 5
+    assert lifecycle.lease_batch(app.sessions, ids[0], 5, app.clock.now(), app.lease_seconds) == []
 
 
 def test_companions_come_only_beyond_the_threshold_in_the_same_statement(app: App) -> None:
     ids = _tickets(app, 5)  # four wait besides the first
     with count_statements(app.engine) as statements:
-        alone = lifecycle.claim_batch(app.sessions, ids[0], 3, app.clock.now(), app.lease_seconds, beyond=4)
-    assert [claim.ticket_id for claim in alone] == [ids[0]], "four wait, not more than four: claimed alone"
+        alone = lifecycle.lease_batch(app.sessions, ids[0], 3, app.clock.now(), app.lease_seconds, beyond=4)
+    assert [lease.ticket_id for lease in alone] == [ids[0]], "four wait, not more than four: claimed alone"
     assert len([s for s in statements if "UPDATE" in s.upper()]) == 1 and not any(
         s.upper().lstrip().startswith("SELECT COUNT") for s in statements), "the count is part of the claim"
-    together = lifecycle.claim_batch(app.sessions, ids[1], 3, app.clock.now(), app.lease_seconds, beyond=2)
-    assert [claim.ticket_id for claim in together] == [ids[1], ids[2], ids[3]], "three wait, more than two"
+    together = lifecycle.lease_batch(app.sessions, ids[1], 3, app.clock.now(), app.lease_seconds, beyond=2)
+    assert [lease.ticket_id for lease in together] == [ids[1], ids[2], ids[3]], "three wait, more than two"
 
 
 def test_a_ticket_waiting_for_its_retry_is_not_taken(app: App) -> None:
     ids = _tickets(app, 3)
-    [held] = lifecycle.claim_batch(app.sessions, ids[1], 1, app.clock.now(), app.lease_seconds)
+    [held] = lifecycle.lease_batch(app.sessions, ids[1], 1, app.clock.now(), app.lease_seconds)
     lifecycle.release_for_retry(app.sessions, held, [], 60, app.clock.now())
-    claims = lifecycle.claim_batch(app.sessions, ids[0], 5, app.clock.now(), app.lease_seconds)
-    assert [claim.ticket_id for claim in claims] == [ids[0], ids[2]]
+    leases = lifecycle.lease_batch(app.sessions, ids[0], 5, app.clock.now(), app.lease_seconds)
+    assert [lease.ticket_id for lease in leases] == [ids[0], ids[2]]
 
 
 def _retried_with_its_companions_republished(app: App, ids: list[int]) -> None:
@@ -343,7 +343,7 @@ def test_two_workers_never_claim_the_same_ticket(app: App) -> None:
 
     def take(ticket_id: int) -> list[int]:
         barrier.wait()
-        return [c.ticket_id for c in lifecycle.claim_batch(app.sessions, ticket_id, 8, app.clock.now(),
+        return [c.ticket_id for c in lifecycle.lease_batch(app.sessions, ticket_id, 8, app.clock.now(),
                                                            app.lease_seconds)]
 
     with ThreadPoolExecutor(2) as pool:
@@ -367,18 +367,18 @@ def test_a_ticket_locked_for_the_moment_is_waited_for_not_skipped(migrated_postg
         with locker.connect() as connection, ThreadPoolExecutor(1) as pool:
             holding = connection.begin()
             connection.execute(select(Ticket.id).where(Ticket.id == ids[0]).with_for_update())
-            claiming = pool.submit(lifecycle.claim_batch, app.sessions, ids[0], SIZE, now, app.lease_seconds)
+            leasing = pool.submit(lifecycle.lease_batch, app.sessions, ids[0], SIZE, now, app.lease_seconds)
             until_lock_waiters(migrated_postgres_url, 1)
-            assert not claiming.done(), "the claim waits for the lock"
+            assert not leasing.done(), "the claim waits for the lock"
             changes = {"updated_at": now} if meanwhile == "appends" else {
                 "status": "processing", "lease_token": "another-run", "lease_until": now + timedelta(minutes=1)}
             connection.execute(update(Ticket).where(Ticket.id == ids[0]).values(**changes))
             holding.commit()
-            claims = claiming.result(timeout=LOCK_WAIT_SECONDS)
+            leases = leasing.result(timeout=LOCK_WAIT_SECONDS)
         if meanwhile == "appends":
-            assert [claim.ticket_id for claim in claims] == ids
+            assert [lease.ticket_id for lease in leases] == ids
         else:
-            assert claims == [], "leased to another run: nothing to do"
+            assert leases == [], "leased to another run: nothing to do"
     finally:
         locker.dispose()
         app.close()

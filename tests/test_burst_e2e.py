@@ -20,11 +20,12 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
+from benchmarks.stack import free_port
 from tests.fakeapi import FakeMiMo, ok
-from tests.harness import Stack, free_port
+from tests.harness import Stack
 from triage.intake.platforms import signed_request
+from triage.states.tickets import FINISHED
 from triage.store.models import Attempt, Conversation, Ticket
-from triage.tickets.states import FINISHED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 

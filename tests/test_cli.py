@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, Stack, clean_environ
+from benchmarks.stack import clean_environ
+from tests.harness import REPO, Stack
 from triage.conversation import Conversation
 from triage.intake.receive import submit
 from triage.tickets import lifecycle

@@ -21,8 +21,9 @@ import pytest
 import redis
 import yaml
 
-from tests.harness import REPO, Stack, free_port
-from triage.cli import build_parser
+from benchmarks.stack import free_port
+from tests.harness import REPO, Stack
+from triage.cli.main import build_parser
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
-from tests.harness import REPO, Stack, clean_environ
+from benchmarks.stack import clean_environ
+from tests.harness import REPO, Stack
 from triage.resources import MIGRATIONS_DIR
 
 HEAD = str(ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head())

@@ -19,14 +19,14 @@ from sqlalchemy import select
 from tests.factories import EPOCH, SCHEMA_PATH, ManualClock, build_app, recording, submit
 from tests.fakeapi import FakeMiMo, ok
 from triage.app import App
+from triage.app.queues import EXTRACT_TASK
 from triage.conversation import Conversation
 from triage.extraction.dedupe import conversation_key
-from triage.queues import EXTRACT_TASK
 from triage.settings import PrivacySettings
 from triage.store.models import Event, Ticket
 from triage.store.purge import purge_before
 from triage.store.queries import ticket_detail
-from triage.tasks import celery_for
+from triage.worker.tasks import celery_for
 
 FAULT = {"problem_type": "device_fault", "device_model": "AX3000", "urgent_level": "high",
          "user_requirements": ["fix the router"]}

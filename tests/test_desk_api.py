@@ -26,9 +26,9 @@ from tests.factories import (
 from triage.api.app import create_app
 from triage.app import App
 from triage.conversation import Conversation
-from triage.filters import FilterValues, UnknownFilterValueError
 from triage.intake.platforms import InboundMessage, get_platform, sample_payloads, signed_request
 from triage.intake.receive import receive
+from triage.store.filters import FilterValues, UnknownFilterValueError
 from triage.store.queries import TicketFilter
 
 ALICE, BOB = bearer("alice"), bearer("bob")

@@ -24,9 +24,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from benchmarks.stack import free_port
 from tests.factories import REPO, TOKENS, TOKENS_ENV
 from tests.fakeapi import FakeMiMo, ok
-from tests.harness import Stack, free_port
+from tests.harness import Stack
 
 pytestmark = pytest.mark.browser
 

@@ -24,6 +24,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from benchmarks.stack import clean_environ, free_port
 from tests.factories import (
     ALICE,
     REPO,
@@ -37,13 +38,12 @@ from tests.factories import (
     sign_in,
     submit,
 )
-from tests.harness import clean_environ, free_port
-from triage import jobs
 from triage.api.app import create_app
 from triage.app import App
-from triage.cli import uvicorn_options
+from triage.cli.main import uvicorn_options
 from triage.settings import MIN_TOKEN_CHARS, load_settings
 from triage.store.models import DeskSession, Event
+from triage.worker import scheduled
 
 SECRET = "doors-test-secret-" + "x" * 32
 LIMIT = 3
@@ -92,7 +92,7 @@ def test_a_session_ends_after_session_hours_and_the_retention_job_deletes_it(des
     fresh = sign_in(_client(desk_app), "bob")
     clock.advance(hours=1, seconds=1)  # alice's 12 hours (api.session_hours) are over, bob's are not
     assert old.get("/desk/").status_code == 303 and fresh.get("/desk/").status_code == 200
-    summary = jobs.purge_expired(desk_app, holder="test")
+    summary = scheduled.purge_expired(desk_app, holder="test")
     assert summary.endswith("; 1 expired desk sessions deleted"), summary
     with desk_app.sessions() as session:
         assert [row.actor for row in session.scalars(select(DeskSession))] == ["bob"]

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from matplotlib.image import imread
 
-from tests.harness import clean_environ
-from triage.charts import DPI, PANEL_INCHES
+from benchmarks.stack import clean_environ
+from triage.cli.evaluate import evaluate_command
 from triage.conversation import Conversation
-from triage.evaluation.command import evaluate_command
+from triage.evaluation.charts import DPI, PANEL_INCHES
 from triage.evaluation.labels import (
     BANKING77_EXCLUDED,
     BANKING77_PROBLEM_TYPE,
@@ -340,7 +340,7 @@ def test_chart_of_unlabelled_sets_is_refused(data: Path, tmp_path: Path, rules: 
 
 
 def test_chart_without_matplotlib_names_the_extra(data: Path, tmp_path: Path) -> None:
-    without = ("import sys; sys.modules['matplotlib'] = None; from triage.cli import main; "
+    without = ("import sys; sys.modules['matplotlib'] = None; from triage.cli.main import main; "
                f"sys.exit(main(['evaluate', 'banking77', '--data', {str(data)!r}, '--chart', 'c.png']))")
     result = subprocess.run([sys.executable, "-c", without], capture_output=True, text=True, cwd=tmp_path,
                             env=clean_environ(), timeout=120, check=False)

@@ -15,12 +15,12 @@ import pytest
 from matplotlib.image import imread
 from sqlalchemy import func, select
 
+from benchmarks.stack import clean_environ
 from tests.factories import ManualClock, build_app, settings_for
 from tests.fakeapi import FakeMiMo, ok
-from tests.harness import clean_environ
 from tests.test_learning import FIXTURES, public_rows
+from triage.cli.evaluate import evaluate_command
 from triage.evaluation.cache import EvaluationAnswer
-from triage.evaluation.command import evaluate_command
 from triage.evaluation.labels import load_jsonl, parse_labelled_line
 from triage.learning.retrain import learn
 from triage.schema import TicketSchema

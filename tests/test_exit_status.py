@@ -15,7 +15,7 @@ import pytest
 from celery import Celery
 
 from tests.factories import ready_environ
-from triage import cli
+from triage.cli import main as cli
 
 CELERY_FAILURE = 1
 

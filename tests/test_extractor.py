@@ -18,8 +18,8 @@ from triage.conversation import Conversation
 from triage.extraction.extractor import LLMExtractor
 from triage.extraction.llm import LLMClient
 from triage.extraction.types import Attempt, FatalAPIError, RetryableAPIError
-from triage.routing import Router
 from triage.settings import ExtractionSettings, load_settings
+from triage.tickets.routing import Router
 
 #: The fields the shipped routing rules read: what an answer must not be ambiguous about.
 ROUTING_FIELDS = Router(load_settings({"TRIAGE_CONFIG": str(CONFIG_PATH)}).routing, SCHEMA).fields

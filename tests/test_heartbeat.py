@@ -16,29 +16,29 @@ from tests.factories import ManualClock, build_app, submit
 from tests.fakeapi import VALID_TICKET, FakeMiMo, hang, ok
 from tests.harness import Stack
 from triage.app import App
-from triage.heartbeat import Heartbeat, beat_until_stopped
 from triage.settings import SettingsError
 from triage.store.models import Event, Ticket
 from triage.tickets import lifecycle
+from triage.worker.heartbeat import Heartbeat, beat_until_stopped
 
 LEASE, HEARTBEAT = 60.0, 20.0
 #: A long LLM call: ten minutes (every attempt timing out, say), ten lease lengths.
 LONG_CALL_SECONDS = 600
 
 
-def _claim(app: App, external_id: str) -> lifecycle.Claim:
-    claim = lifecycle.claim(app.sessions, submit(app, external_id), app.clock.now(), LEASE)
-    assert claim is not None
-    return claim
+def _lease(app: App, external_id: str) -> lifecycle.Lease:
+    lease = lifecycle.lease(app.sessions, submit(app, external_id), app.clock.now(), LEASE)
+    assert lease is not None
+    return lease
 
 
-def _renew(app: App, claim: lifecycle.Claim) -> bool:
-    return lifecycle.renew(app.sessions, claim, app.clock.now(), LEASE)
+def _renew(app: App, lease: lifecycle.Lease) -> bool:
+    return lifecycle.renew(app.sessions, lease, app.clock.now(), LEASE)
 
 
-def _takeover(app: App, claim: lifecycle.Claim) -> lifecycle.Claim | None:
+def _takeover(app: App, lease: lifecycle.Lease) -> lifecycle.Lease | None:
     """Another worker (a redelivered message) trying to claim the same ticket now."""
-    return lifecycle.claim(app.sessions, claim.ticket_id, app.clock.now(), LEASE)
+    return lifecycle.lease(app.sessions, lease.ticket_id, app.clock.now(), LEASE)
 
 
 def test_the_settings_default_to_a_minute_renewed_every_twenty_seconds(app: App) -> None:
@@ -57,44 +57,44 @@ def test_a_heartbeat_not_shorter_than_the_lease_stops_start_up(sqlite_url: str, 
 
 
 def test_a_living_worker_keeps_its_lease_through_a_long_call(app: App, clock: ManualClock) -> None:
-    claim = _claim(app, "long-call")
-    takeovers: list[lifecycle.Claim | None] = []
+    lease = _lease(app, "long-call")
+    takeovers: list[lifecycle.Lease | None] = []
 
     def wait(seconds: float) -> bool:
         """The time between two beats passes on the app's clock; meanwhile someone tries to take the ticket."""
         clock.advance(seconds=seconds)
-        takeovers.append(_takeover(app, claim))
+        takeovers.append(_takeover(app, lease))
         return len(takeovers) * HEARTBEAT >= LONG_CALL_SECONDS
 
-    beats = beat_until_stopped(lambda: _renew(app, claim), HEARTBEAT, wait)
+    beats = beat_until_stopped(lambda: _renew(app, lease), HEARTBEAT, wait)
     assert beats == LONG_CALL_SECONDS / HEARTBEAT - 1
     assert takeovers == [None] * len(takeovers), "nobody could take the ticket while its worker lived"
-    assert _renew(app, claim), "and the claim still holds at the end"
+    assert _renew(app, lease), "and the claim still holds at the end"
 
 
 def test_a_killed_workers_ticket_is_free_once_the_lease_runs_out(app: App, clock: ManualClock) -> None:
-    claim = _claim(app, "killed")
+    lease = _lease(app, "killed")
     beats = iter([False, False, True])  # two beats, then the process dies: no more renewals
-    beat_until_stopped(lambda: _renew(app, claim), HEARTBEAT,
+    beat_until_stopped(lambda: _renew(app, lease), HEARTBEAT,
                        lambda seconds: next(beats) or clock.advance(seconds=seconds) is None)
-    assert _takeover(app, claim) is None
+    assert _takeover(app, lease) is None
     clock.advance(seconds=LEASE - 1)
-    assert _takeover(app, claim) is None, "the last renewal still runs"
+    assert _takeover(app, lease) is None, "the last renewal still runs"
     clock.advance(seconds=2)
-    assert _takeover(app, claim) is not None
+    assert _takeover(app, lease) is not None
 
 
 def test_a_lost_claim_ends_the_heartbeat(app: App, clock: ManualClock) -> None:
-    claim = _claim(app, "reprocessed")
+    lease = _lease(app, "reprocessed")
     waits: list[float] = []
 
     def wait(seconds: float) -> bool:
         waits.append(seconds)
         if len(waits) == 2:  # a person reprocesses the ticket between two beats: a new run, a new lease
-            lifecycle.reprocess(app.sessions, claim.ticket_id, "alice", clock.now())
+            lifecycle.reprocess(app.sessions, lease.ticket_id, "alice", clock.now())
         return False
 
-    assert beat_until_stopped(lambda: _renew(app, claim), HEARTBEAT, wait) == 1
+    assert beat_until_stopped(lambda: _renew(app, lease), HEARTBEAT, wait) == 1
     assert waits == [HEARTBEAT, HEARTBEAT]
 
 

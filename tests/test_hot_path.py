@@ -21,10 +21,10 @@ from triage.conversation import Conversation
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.intake.receive import receive
+from triage.states.tickets import FallbackReason, Status
 from triage.store.db import retry_disconnect, upgrade
 from triage.store.models import Attempt, Event, IntakeKey, Ticket
 from triage.tickets import lifecycle
-from triage.tickets.states import FallbackReason, Status
 
 LEASE = 60
 FIELDS = {"problem_type": "device_fault", "device_model": "X1", "urgent_level": "high", "user_requirements": []}
@@ -53,26 +53,26 @@ def _attempts(n: int) -> list[AttemptRecord]:
                           completion_tokens=5, repairs=("fence",)) for k in range(1, n + 1)]
 
 
-def _claimed(app: App, external_id: str) -> lifecycle.Claim:
-    claim = lifecycle.claim(app.sessions, submit(app, external_id), app.clock.now(), LEASE)
-    assert claim is not None
-    return claim
+def _leased(app: App, external_id: str) -> lifecycle.Lease:
+    lease = lifecycle.lease(app.sessions, submit(app, external_id), app.clock.now(), LEASE)
+    assert lease is not None
+    return lease
 
 
 def test_a_claim_is_an_update_returning_and_one_read(app: App) -> None:
     ticket_id = submit(app, "claim")
     with count_statements(app.engine) as statements:
-        claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), LEASE)
-    assert claim is not None and claim.conversation.customer_text() == "My router is broken"
-    assert claim.prior_attempts == []
+        lease = lifecycle.lease(app.sessions, ticket_id, app.clock.now(), LEASE)
+    assert lease is not None and lease.conversation.customer_text() == "My router is broken"
+    assert lease.prior_attempts == []
     assert _sent(statements) == ["UPDATE", "SELECT"], statements
 
 
 def test_a_claim_brings_the_runs_earlier_attempts_in_the_same_read(app: App) -> None:
-    claim = _claimed(app, "retried")
-    assert lifecycle.release_for_retry(app.sessions, claim, _attempts(2), 0, app.clock.now())
+    lease = _leased(app, "retried")
+    assert lifecycle.release_for_retry(app.sessions, lease, _attempts(2), 0, app.clock.now())
     with count_statements(app.engine) as statements:
-        again = lifecycle.claim(app.sessions, claim.ticket_id, app.clock.now(), LEASE)
+        again = lifecycle.lease(app.sessions, lease.ticket_id, app.clock.now(), LEASE)
     assert again is not None and [a.n for a in again.prior_attempts] == [1, 2]
     assert again.prior_attempts[0].repairs == ("fence",) and again.prior_attempts[0].prompt_tokens == 10
     assert _sent(statements) == ["UPDATE", "SELECT"], statements
@@ -80,45 +80,45 @@ def test_a_claim_brings_the_runs_earlier_attempts_in_the_same_read(app: App) -> 
 
 @pytest.mark.parametrize("attempts", [1, 3])
 def test_finishing_is_four_statements_whatever_the_attempts(app: App, attempts: int) -> None:
-    claim = _claimed(app, f"finish-{attempts}")
+    lease = _leased(app, f"finish-{attempts}")
     result = ExtractionResult("llm", FIELDS, _attempts(attempts), model="mimo-v2-flash")
-    decision = app.router.route(FIELDS, claim.sla_started_at)
+    decision = app.router.route(FIELDS, lease.sla_started_at)
     with count_statements(app.engine) as statements:
-        assert lifecycle.finish(app.sessions, claim, result, decision, app.clock.now())
+        assert lifecycle.finish(app.sessions, lease, result, decision, app.clock.now())
     assert _sent(statements) == ["SELECT", "INSERT", "UPDATE", "INSERT"], statements
     with app.sessions() as session:
-        ticket = session.get_one(Ticket, claim.ticket_id)
+        ticket = session.get_one(Ticket, lease.ticket_id)
         assert (ticket.status, ticket.route, ticket.lease_token, ticket.fields) == (
             Status.ROUTED, decision.route, None, FIELDS)
         assert "x1" in ticket.search_text.splitlines()
-        assert len(session.scalars(select(Attempt).where(Attempt.ticket_id == claim.ticket_id)).all()) == attempts
-        event = session.scalars(select(Event).where(Event.ticket_id == claim.ticket_id)).one()
+        assert len(session.scalars(select(Attempt).where(Attempt.ticket_id == lease.ticket_id)).all()) == attempts
+        event = session.scalars(select(Event).where(Event.ticket_id == lease.ticket_id)).one()
         assert event.before == lifecycle.snapshot_of({**event.before, "sla_due_at": None})
         assert (event.before["status"], event.after["status"]) == ("processing", "routed")
         assert event.after == lifecycle.snapshot(ticket)
 
 
 def test_sending_to_fallback_and_releasing_are_as_short(app: App) -> None:
-    claim = _claimed(app, "fallback")
+    lease = _leased(app, "fallback")
     with count_statements(app.engine) as statements:
-        assert lifecycle.send_to_fallback(app.sessions, claim, _attempts(2), FallbackReason.INVALID_AFTER_ATTEMPTS,
+        assert lifecycle.send_to_fallback(app.sessions, lease, _attempts(2), FallbackReason.INVALID_AFTER_ATTEMPTS,
                                           "two bad answers", app.clock.now())
     assert _sent(statements) == ["SELECT", "INSERT", "UPDATE", "INSERT"], statements
-    retry = _claimed(app, "retry")
+    retry = _leased(app, "retry")
     with count_statements(app.engine) as statements:
         assert lifecycle.release_for_retry(app.sessions, retry, _attempts(1), 30, app.clock.now())
     assert _sent(statements) == ["SELECT", "INSERT", "UPDATE"], statements
     with app.sessions() as session:
-        ticket = session.get_one(Ticket, claim.ticket_id)
+        ticket = session.get_one(Ticket, lease.ticket_id)
         assert (ticket.status, ticket.fallback_raw_output, ticket.lease_token) == (Status.FALLBACK, "{}", None)
 
 
 def test_a_lost_claim_changes_nothing_in_one_statement(app: App) -> None:
-    claim = _claimed(app, "lost")
-    lifecycle.reprocess(app.sessions, claim.ticket_id, "alice", app.clock.now())
+    lease = _leased(app, "lost")
+    lifecycle.reprocess(app.sessions, lease.ticket_id, "alice", app.clock.now())
     with count_statements(app.engine) as statements:
-        assert not lifecycle.finish(app.sessions, claim, ExtractionResult("llm", FIELDS, _attempts(1)),
-                                    app.router.route(FIELDS, claim.sla_started_at), app.clock.now())
+        assert not lifecycle.finish(app.sessions, lease, ExtractionResult("llm", FIELDS, _attempts(1)),
+                                    app.router.route(FIELDS, lease.sla_started_at), app.clock.now())
     assert _sent(statements) == ["SELECT"], statements
 
 
@@ -184,7 +184,7 @@ def test_a_pooled_connection_killed_by_the_server_is_retried_not_pinged(postgres
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()").scalar_one()
         admin.dispose()
         assert ended >= 1
-        claim = lifecycle.claim(app.sessions, ticket_id, clock.now(), LEASE)
-        assert claim is not None and claim.ticket_id == ticket_id
+        lease = lifecycle.lease(app.sessions, ticket_id, clock.now(), LEASE)
+        assert lease is not None and lease.ticket_id == ticket_id
     finally:
         app.close()

@@ -27,9 +27,9 @@ from triage.extraction.injection import InjectionDetector, InjectionMatch, holds
 from triage.extraction.injection_patterns import DEFAULT_PATTERNS
 from triage.extraction.llm import LLMClient
 from triage.extraction.prompt import CONVERSATION_END, CONVERSATION_START, TicketPrompt, neutralise_markers
-from triage.routing import Router
 from triage.schema import TicketSchema
 from triage.settings import ExtractionSettings, SettingsError, load_settings
+from triage.tickets.routing import Router
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = TicketSchema.load(REPO / "config" / "ticket_schema.json")

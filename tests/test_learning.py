@@ -20,14 +20,13 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 from sqlalchemy import select
 
+from benchmarks.stack import clean_environ
 from tests.factories import ManualClock, build_app, finish_with_rules, ready_environ, submit
-from tests.harness import clean_environ
-from triage import jobs
 from triage.app import App
+from triage.cli.learn import learn_command
 from triage.conversation import Conversation
 from triage.evaluation.labels import load_dataset
 from triage.evaluation.runners import training_rows
-from triage.learning.command import learn_command
 from triage.learning.extractor import LearnedExtractor, ModelSource, NoModelError
 from triage.learning.features import model_text, text_hash
 from triage.learning.fit import TrainingRow, fit_model, folds
@@ -36,6 +35,7 @@ from triage.learning.reviews import review_labels
 from triage.learning.store import LearnedModelRow, latest_version, load_version, save_version, training_set
 from triage.settings import LearnSettings
 from triage.tickets import lifecycle
+from triage.worker import scheduled
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "public"
 PROBLEM_TYPES = ("device_fault", "consult", "complaint", "other")
@@ -265,13 +265,13 @@ def test_retraining_waits_for_new_reviews_then_keeps_the_better_version(migrated
     app = build_app(migrated_sqlite_url, clock=ManualClock(), TRIAGE__LEARN__MIN_NEW_LABELS="20")
     try:
         learn(app.sessions, app.schema, app.settings.learn, bitext_rows, app.clock.now())
-        assert jobs.learn(app, holder="test") == "learn: 0 new reviews since v1, retraining at 20"
+        assert scheduled.learn(app, holder="test") == "learn: 0 new reviews since v1, retraining at 20"
         app.clock.advance(hours=7)
         # wrong labels on texts like the training set's: the new recipe is worse on the same held-out folds
         rows = public_rows("bitext")
         flipped = {"device_fault": "other", "other": "consult", "consult": "complaint", "complaint": "device_fault"}
         _review_many(app, [(row.text + " please", flipped[row.labels["problem_type"]]) for row in rows[::2]])
-        summary = jobs.learn(app, holder="test")
+        summary = scheduled.learn(app, holder="test")
         assert summary.startswith("learn: kept v1: on the same held-out folds"), summary
         assert latest_version(app.sessions) == 1
     finally:

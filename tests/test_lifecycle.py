@@ -20,10 +20,7 @@ from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.intake.receive import receive
-from triage.store.models import Event, Ticket
-from triage.store.queries import TicketNotFoundError, ticket_detail
-from triage.tickets import lifecycle
-from triage.tickets.states import (
+from triage.states.tickets import (
     TRANSITIONS,
     Action,
     EventKind,
@@ -33,6 +30,9 @@ from triage.tickets.states import (
     TransitionError,
     transition,
 )
+from triage.store.models import Event, Ticket
+from triage.store.queries import TicketNotFoundError, ticket_detail
+from triage.tickets import lifecycle
 
 LEASE = 60
 
@@ -66,13 +66,13 @@ def _events(app: App, ticket_id: int) -> list[Event]:
         return list(session.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(Event.id)))
 
 
-def _held_claim(app: App, ticket_id: int, status: Status) -> lifecycle.Claim:
+def _held_claim(app: App, ticket_id: int, status: Status) -> lifecycle.Lease:
     """A live claim on a ticket that is ``status`` (a worker's steps need their lease)."""
     with app.sessions.begin() as session:
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
             status=status, lease_token="token-1", lease_until=app.clock.now() + timedelta(seconds=LEASE)))
         run = session.get_one(Ticket, ticket_id).run
-    return lifecycle.Claim(ticket_id, "token-1", run, Conversation.from_text("x"), [], app.clock.now())
+    return lifecycle.Lease(ticket_id, "token-1", run, Conversation.from_text("x"), [], app.clock.now())
 
 
 def _result(app: App) -> tuple[object, object]:
@@ -128,7 +128,7 @@ def test_a_new_customer_message_follows_the_table(app: App, status: Status) -> N
     assert (received.status, received.enqueue) == (step.target, step.new_run)
 
 
-WORKER_STEPS: dict[Action, Callable[[App, lifecycle.Claim], bool]] = {
+WORKER_STEPS: dict[Action, Callable[[App, lifecycle.Lease], bool]] = {
     Action.FINISH: lambda app, c: lifecycle.finish(app.sessions, c, *_result(app), app.clock.now()),  # type: ignore[arg-type]
     Action.FINISH_FALLBACK: lambda app, c: lifecycle.finish_fallback(app.sessions, c, *_result(app),  # type: ignore[arg-type]
                                                                     app.clock.now()),
@@ -146,14 +146,14 @@ WORKER_STEPS: dict[Action, Callable[[App, lifecycle.Claim], bool]] = {
 @pytest.mark.parametrize("status", list(Status))
 def test_a_workers_step_follows_the_table(app: App, action: Action, status: Status) -> None:
     ticket_id = submit(app, f"{action}-{status}")
-    claim = _held_claim(app, ticket_id, status)
+    lease = _held_claim(app, ticket_id, status)
     allowed = TRANSITIONS[action].get(status)
     if allowed is None:
         with pytest.raises(TransitionError) if action != Action.RENEW else _no_change():
-            assert not WORKER_STEPS[action](app, claim)
+            assert not WORKER_STEPS[action](app, lease)
         assert _status(app, ticket_id) == status
     else:
-        assert WORKER_STEPS[action](app, claim)
+        assert WORKER_STEPS[action](app, lease)
         assert _status(app, ticket_id) == allowed.target
 
 
@@ -167,15 +167,15 @@ class _no_change:  # noqa: N801 (used like pytest.raises)
         return False
 
 
-@pytest.mark.parametrize("action", [Action.CLAIM, Action.CLAIM_FALLBACK])
+@pytest.mark.parametrize("action", [Action.LEASE, Action.LEASE_FALLBACK])
 @pytest.mark.parametrize("status", list(Status))
 def test_claims_follow_the_table_and_never_raise(app: App, action: Action, status: Status) -> None:
     ticket_id = submit(app, f"{action}-{status}")
     _force(app, ticket_id, status)
-    take = lifecycle.claim if action == Action.CLAIM else lifecycle.claim_fallback
-    claim = take(app.sessions, ticket_id, app.clock.now(), LEASE)
+    take = lifecycle.lease if action == Action.LEASE else lifecycle.lease_fallback
+    lease = take(app.sessions, ticket_id, app.clock.now(), LEASE)
     allowed = TRANSITIONS[action].get(status)
-    assert (claim is not None) == (allowed is not None)
+    assert (lease is not None) == (allowed is not None)
     assert _status(app, ticket_id) == (allowed.target if allowed else status)
 
 
@@ -197,14 +197,14 @@ def test_the_sweep_poisons_only_where_the_table_allows(app: App, clock: ManualCl
 def test_the_sweep_takes_back_a_dead_workers_ticket_only_where_the_table_allows(app: App, clock: ManualClock,
                                                                                 status: Status) -> None:
     ticket_id = submit(app, f"requeue-{status}")
-    claim = _held_claim(app, ticket_id, status)
+    lease = _held_claim(app, ticket_id, status)
     clock.advance(seconds=LEASE + 1)  # its worker died: nobody renewed the lease
     result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
     expected = TRANSITIONS[Action.REQUEUE].get(status)
     assert (ticket_id in [t.ticket_id for t in result.requeued]) == (expected is not None)
     assert _status(app, ticket_id) == (expected.target if expected else status)
     if expected is not None:
-        assert not lifecycle.renew(app.sessions, claim, clock.now(), LEASE), "the dead worker's lease is gone"
+        assert not lifecycle.renew(app.sessions, lease, clock.now(), LEASE), "the dead worker's lease is gone"
 
 
 @pytest.mark.parametrize("status", list(Status))
@@ -228,15 +228,15 @@ def test_every_action_and_status_is_in_the_pure_table() -> None:
 
 def test_a_lease_lasts_until_the_clock_passes_it_and_renewing_extends_it(app: App, clock: ManualClock) -> None:
     ticket_id = submit(app, "lease")
-    claim = lifecycle.claim(app.sessions, ticket_id, clock.now(), LEASE)
-    assert claim is not None
-    assert lifecycle.claim(app.sessions, ticket_id, clock.advance(seconds=LEASE - 1), LEASE) is None
-    assert lifecycle.renew(app.sessions, claim, clock.now(), LEASE)
-    assert lifecycle.claim(app.sessions, ticket_id, clock.advance(seconds=LEASE - 1), LEASE) is None, "renewed"
-    takeover = lifecycle.claim(app.sessions, ticket_id, clock.advance(seconds=2), LEASE)
-    assert takeover is not None and takeover.run == claim.run
-    assert not lifecycle.renew(app.sessions, claim, clock.now(), LEASE), "the old holder lost its lease"
-    assert not lifecycle.release_for_retry(app.sessions, claim, [AttemptRecord(1, "m", "api_error")], 1, clock.now())
+    lease = lifecycle.lease(app.sessions, ticket_id, clock.now(), LEASE)
+    assert lease is not None
+    assert lifecycle.lease(app.sessions, ticket_id, clock.advance(seconds=LEASE - 1), LEASE) is None
+    assert lifecycle.renew(app.sessions, lease, clock.now(), LEASE)
+    assert lifecycle.lease(app.sessions, ticket_id, clock.advance(seconds=LEASE - 1), LEASE) is None, "renewed"
+    takeover = lifecycle.lease(app.sessions, ticket_id, clock.advance(seconds=2), LEASE)
+    assert takeover is not None and takeover.run == lease.run
+    assert not lifecycle.renew(app.sessions, lease, clock.now(), LEASE), "the old holder lost its lease"
+    assert not lifecycle.release_for_retry(app.sessions, lease, [AttemptRecord(1, "m", "api_error")], 1, clock.now())
 
 
 def test_every_audit_event_records_the_same_fields_before_and_after(app: App) -> None:
@@ -258,12 +258,12 @@ def test_someone_elses_claim_is_a_conflict_and_only_the_holder_releases(app: App
     ticket_id = submit(app, "claims")
     lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())
     lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())  # twice is fine
-    with pytest.raises(lifecycle.ClaimConflictError, match="claimed by alice"):
+    with pytest.raises(lifecycle.AssignmentConflictError, match="claimed by alice"):
         lifecycle.assign(app.sessions, ticket_id, "bob", app.clock.now())
-    with pytest.raises(lifecycle.ClaimConflictError, match="only the holder"):
+    with pytest.raises(lifecycle.AssignmentConflictError, match="only the holder"):
         lifecycle.unassign(app.sessions, ticket_id, "bob", app.clock.now())
     lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
-    with pytest.raises(lifecycle.ClaimConflictError, match="not claimed"):
+    with pytest.raises(lifecycle.AssignmentConflictError, match="not claimed"):
         lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
     with pytest.raises(TicketNotFoundError):
         lifecycle.assign(app.sessions, 9999, "alice", app.clock.now())
@@ -301,7 +301,7 @@ def test_a_flag_is_stored_with_its_detail_and_shown_in_the_ticket_detail(app: Ap
 def test_a_killed_workers_ticket_is_back_once_its_lease_ends_not_after_the_queued_threshold(
         app: App, clock: ManualClock) -> None:
     ticket_id = submit(app, "killed")
-    assert lifecycle.claim(app.sessions, ticket_id, clock.now(), LEASE) is not None  # then kill -9: no renewals
+    assert lifecycle.lease(app.sessions, ticket_id, clock.now(), LEASE) is not None  # then kill -9: no renewals
     threshold = timedelta(minutes=15)  # worker.stuck_after_seconds: for queued tickets only
 
     def sweep() -> lifecycle.Sweep:
@@ -311,7 +311,7 @@ def test_a_killed_workers_ticket_is_back_once_its_lease_ends_not_after_the_queue
     clock.advance(seconds=LEASE + 1)
     assert sweep().requeued == [lifecycle.StuckTicket(ticket_id, Status.QUEUED)]
     assert sweep().requeued == [], "published once; now it waits in the queue like any other"
-    again = lifecycle.claim(app.sessions, ticket_id, clock.now(), LEASE)
+    again = lifecycle.lease(app.sessions, ticket_id, clock.now(), LEASE)
     assert again is not None and again.run == 1
     with app.sessions() as session:
         assert session.get_one(Ticket, ticket_id).requeue_count == 1
@@ -338,13 +338,13 @@ def test_a_sweep_that_finds_nothing_is_one_query(app: App, clock: ManualClock) -
 
 def test_holding_for_review_keeps_the_models_fields_and_records_the_flag(app: App) -> None:
     ticket_id = submit(app, "held")
-    claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), LEASE)
-    assert claim is not None
+    lease = lifecycle.lease(app.sessions, ticket_id, app.clock.now(), LEASE)
+    assert lease is not None
     fields = {"problem_type": "complaint", "device_model": None, "urgent_level": "high", "user_requirements": []}
     attempt = AttemptRecord(1, "mimo-v2-flash", "valid", raw_output="{...}", parse_path="tolerant",
                             repairs=("fence", "last_of_2"))
     result = ExtractionResult("llm", fields, [attempt], injection=InjectionMatch("ignore-instructions", "ignore all"))
-    assert lifecycle.hold_for_review(app.sessions, claim, result, app.router.fallback(app.clock.now()),
+    assert lifecycle.hold_for_review(app.sessions, lease, result, app.router.fallback(app.clock.now()),
                                      FallbackReason.INJECTION_SUSPECTED, "held: P1", app.clock.now())
     detail = ticket_detail(app.sessions, ticket_id)
     assert detail is not None
@@ -359,10 +359,10 @@ def test_holding_for_review_keeps_the_models_fields_and_records_the_flag(app: Ap
 
 def test_attempts_keep_their_parse_path_and_repairs_across_a_retry(app: App) -> None:
     ticket_id = submit(app, "retried")
-    claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), LEASE)
-    assert claim is not None
+    lease = lifecycle.lease(app.sessions, ticket_id, app.clock.now(), LEASE)
+    assert lease is not None
     made = [AttemptRecord(1, "m", "ambiguous", raw_output="{} {}", parse_path="tolerant", repairs=("prose",)),
             AttemptRecord(2, "m", "api_error", status_code=503)]
-    assert lifecycle.release_for_retry(app.sessions, claim, made, 0, app.clock.now())
-    again = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), LEASE)
+    assert lifecycle.release_for_retry(app.sessions, lease, made, 0, app.clock.now())
+    again = lifecycle.lease(app.sessions, ticket_id, app.clock.now(), LEASE)
     assert again is not None and again.prior_attempts == made

@@ -11,9 +11,10 @@ from celery import Celery, signals
 from celery.apps import worker as celery_worker
 
 from tests.factories import CONFIG_PATH
-from triage import logs
-from triage.queues import EXTRACT_TASK, SWEEP_TASK
+from triage import scrubbing
+from triage.app.queues import EXTRACT_TASK, SWEEP_TASK
 from triage.settings import load_settings
+from triage.worker import logs
 
 SECRETS = {"MIMO_API_KEY": "sk-mimo-key-0123456789", "TRIAGE_API_TOKENS": "alice:alice-token-abcdef",
            "TRIAGE_WEBHOOK_SECRET_ZENDESK": "zendesk-signing-secret",
@@ -77,7 +78,7 @@ def test_every_configured_secret_is_scrubbed_from_every_line(captured: Captured,
     log = logging.getLogger("triage.test")
     secrets = ["sk-mimo-key-0123456789", "alice-token-abcdef", "zendesk-signing-secret", "zammad-api-token-xyz",
                "db-password-42", "broker-password-7"]
-    assert sorted(logs.secret_values(settings)) == sorted(secrets)  # type: ignore[arg-type]
+    assert sorted(scrubbing.secret_values(settings)) == sorted(secrets)  # type: ignore[arg-type]
     for secret in secrets:
         log.info("calling with %s", secret)
     try:
@@ -85,7 +86,7 @@ def test_every_configured_secret_is_scrubbed_from_every_line(captured: Captured,
     except RuntimeError:
         log.exception("broker down")
     output = captured.getvalue()
-    assert output.count(logs.REDACTED) == len(secrets) + 1  # and the exception's line in the traceback
+    assert output.count(scrubbing.REDACTED) == len(secrets) + 1  # and the exception's line in the traceback
     assert not [secret for secret in secrets if secret in output]
 
 
@@ -104,7 +105,7 @@ def celery_hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for signal, uid in ((signals.setup_logging, "setup"), (signals.task_prerun, "bind"),
                         (signals.task_postrun, "unbind")):
-        signal.disconnect(dispatch_uid=f"triage.logs.{uid}")
+        signal.disconnect(dispatch_uid=f"triage.worker.logs.{uid}")
 
 
 def test_a_task_gives_its_lines_its_id_and_ticket(captured: Captured, celery_hooks: None) -> None:

@@ -14,9 +14,10 @@ import httpx
 import pytest
 import redis
 
+from benchmarks.stack import free_port
 from tests.factories import Samples, parse_metrics, sample
 from tests.fakeapi import USAGE, FakeMiMo, error, ok
-from tests.harness import Stack, free_port
+from tests.harness import Stack
 from triage.intake.platforms import sample_payloads, signed_request
 
 pytestmark = pytest.mark.e2e  # make e2e: real processes end to end, left out of make test

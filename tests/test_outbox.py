@@ -28,17 +28,17 @@ from tests.factories import finish_with_rules as route
 from tests.fakehelpdesks import FakeEventsReceiver, FakeSlack, FakeZendesk
 from tests.harness import Stack
 from tests.writeback_cases import AGENT_TAGS, ZENDESK, Endpoint, config_file
-from triage import jobs
 from triage.api.app import create_app
 from triage.app import App
 from triage.errors import ConflictError, NotFoundError
-from triage.outbox.outbox import ORDER_WAIT_SECONDS, DeliveryClaim, LeaseLostError, Wait
-from triage.outbox.states import DeliveryKind, DeliveryStatus
+from triage.outbox.outbox import ORDER_WAIT_SECONDS, DeliveryLease, LeaseLostError, Wait
 from triage.settings import EVENT_TYPES
+from triage.states.deliveries import DeliveryKind, DeliveryStatus
+from triage.states.tickets import EventKind
 from triage.store.models import Delivery, Ticket
 from triage.store.queries import ticket_detail
 from triage.tickets import lifecycle
-from triage.tickets.states import EventKind
+from triage.worker import scheduled
 
 ZENDESK_ID, ACCOUNT = ZENDESK.ticket_id, ZENDESK.account_id
 P1_TEXT = "My watch is broken, urgent please"        # the rules: device_fault, high -> hardware-escalation, P1
@@ -269,9 +269,9 @@ def test_a_newer_writeback_behind_one_a_worker_holds_polls_shortly(box: Box) -> 
     ticket_id = _from_zendesk(box)
     route(box.app, ticket_id)
     [older] = box.writebacks(ticket_id)
-    claim = box.app.outbox.claim(older.id, box.clock.now())
-    assert isinstance(claim, DeliveryClaim)
-    box.app.outbox.step_done(claim, "ticket", box.clock.now())
+    lease = box.app.outbox.lease(older.id, box.clock.now())
+    assert isinstance(lease, DeliveryLease)
+    box.app.outbox.step_done(lease, "ticket", box.clock.now())
     box.correct(ticket_id, SUPPORT_FIELDS)
     blocked = box.attempt(box.writebacks(ticket_id)[1].id)
     assert isinstance(blocked, Wait) and blocked.seconds == ORDER_WAIT_SECONDS < box.app.outbox.lease_seconds
@@ -377,12 +377,12 @@ def test_a_lost_lease_is_taken_over_and_the_old_holder_writes_nothing(box: Box) 
     ticket_id = _from_zendesk(box, P2_TEXT)
     route(box.app, ticket_id)
     [writeback] = box.writebacks(ticket_id)
-    first = box.app.outbox.claim(writeback.id, box.clock.now())
-    assert isinstance(first, DeliveryClaim) and first.attempt == 1 and not first.resumed
-    assert box.app.outbox.claim(writeback.id, box.clock.now()).reason == "held by another worker"  # type: ignore[union-attr]
+    first = box.app.outbox.lease(writeback.id, box.clock.now())
+    assert isinstance(first, DeliveryLease) and first.attempt == 1 and not first.resumed
+    assert box.app.outbox.lease(writeback.id, box.clock.now()).reason == "held by another worker"  # type: ignore[union-attr]
     box.clock.advance(seconds=box.app.outbox.lease_seconds + 1)
-    second = box.app.outbox.claim(writeback.id, box.clock.now())
-    assert isinstance(second, DeliveryClaim) and second.attempt == 2 and second.resumed
+    second = box.app.outbox.lease(writeback.id, box.clock.now())
+    assert isinstance(second, DeliveryLease) and second.attempt == 2 and second.resumed
     with pytest.raises(LeaseLostError):
         box.app.outbox.step_done(first, "ticket", box.clock.now())
     assert box.app.outbox.settle(first, box.clock.now()) == "lease lost"
@@ -394,14 +394,14 @@ def test_the_sweep_republishes_deliveries_whose_message_was_lost_once_per_thresh
     route(box.app, ticket_id)
     ids = sorted(box.published.deliveries)
     box.published.deliveries.clear()  # the broker lost them
-    assert jobs.sweep(box.app, holder="t").deliveries == []
+    assert scheduled.sweep(box.app, holder="t").deliveries == []
     box.clock.advance(seconds=box.app.settings.worker.stuck_after_seconds + 1)
-    report = jobs.sweep(box.app, holder="t")
+    report = scheduled.sweep(box.app, holder="t")
     assert sorted(report.deliveries) == ids == sorted(box.published.deliveries)
     assert "2 deliveries re-published" in report.summary()
     box.published.deliveries.clear()
     box.clock.advance(seconds=box.app.settings.worker.sweep_interval_seconds)
-    assert jobs.sweep(box.app, holder="t").deliveries == []
+    assert scheduled.sweep(box.app, holder="t").deliveries == []
 
 
 def test_the_sweep_republishes_a_delivery_whose_worker_died(box: Box) -> None:
@@ -409,9 +409,9 @@ def test_the_sweep_republishes_a_delivery_whose_worker_died(box: Box) -> None:
     route(box.app, ticket_id)
     [writeback] = box.writebacks(ticket_id)
     box.published.deliveries.clear()
-    assert isinstance(box.app.outbox.claim(writeback.id, box.clock.now()), DeliveryClaim)  # ...and the worker dies
+    assert isinstance(box.app.outbox.lease(writeback.id, box.clock.now()), DeliveryLease)  # ...and the worker dies
     box.clock.advance(seconds=box.app.settings.worker.stuck_after_seconds + 1)
-    assert writeback.id in jobs.sweep(box.app, holder="t").deliveries
+    assert writeback.id in scheduled.sweep(box.app, holder="t").deliveries
     assert box.run()[writeback.id] == DeliveryStatus.DELIVERED
 
 
@@ -443,11 +443,11 @@ def test_an_sla_breach_alerts_once_and_a_new_due_time_can_alert_again(box: Box) 
     ticket_id = _from_zendesk(box)  # P1: 1 h
     route(box.app, ticket_id)
     box.run()
-    assert jobs.sla_alerts(box.app, holder="t") == "sla-alerts: 0 breaches alerted"
+    assert scheduled.sla_alerts(box.app, holder="t") == "sla-alerts: 0 breaches alerted"
     box.clock.advance(hours=1, seconds=1)
-    assert jobs.sla_alerts(box.app, holder="t") == f"sla-alerts: 1 breaches alerted (tickets {ticket_id})"
+    assert scheduled.sla_alerts(box.app, holder="t") == f"sla-alerts: 1 breaches alerted (tickets {ticket_id})"
     box.clock.advance(seconds=box.app.settings.alerts.sla_check_interval_seconds)
-    assert jobs.sla_alerts(box.app, holder="t") == "sla-alerts: 0 breaches alerted"
+    assert scheduled.sla_alerts(box.app, holder="t") == "sla-alerts: 0 breaches alerted"
     box.run()
     assert box.slack.messages[-1].startswith(f"SLA breached: ticket {ticket_id} (P1, hardware-escalation) was due ")
 
@@ -466,7 +466,7 @@ def test_without_an_alerts_webhook_nothing_alerts(migrated_sqlite_url: str) -> N
     ticket_id = submit(app, "S-1", P1_TEXT)
     route(app, ticket_id)
     clock.advance(hours=2)
-    assert jobs.sla_alerts(app, holder="t") == "sla-alerts: alerts off"
+    assert scheduled.sla_alerts(app, holder="t") == "sla-alerts: alerts off"
     assert published.deliveries == []  # and no events endpoints either: nothing at all
 
 
@@ -553,8 +553,8 @@ def test_triage_deliveries_lists_and_retries(box: Box, tmp_path: Path) -> None:
 
 
 def test_deliveries_run_on_their_own_queue_and_beat_checks_sla_breaches(box: Box) -> None:
-    from triage.queues import DELIVER_TASK, DELIVERIES_QUEUE, SLA_ALERTS_TASK
-    from triage.tasks import celery_for
+    from triage.app.queues import DELIVER_TASK, DELIVERIES_QUEUE, SLA_ALERTS_TASK
+    from triage.worker.tasks import celery_for
 
     celery = celery_for(box.app)
     assert celery.conf.task_routes == {DELIVER_TASK: {"queue": DELIVERIES_QUEUE}} and DELIVER_TASK in celery.tasks

@@ -55,12 +55,12 @@ from tests.writeback_cases import (
     Endpoint,
     config_file,
 )
-from triage import cli
 from triage.api.app import create_app
 from triage.app import App
+from triage.cli import main as cli
 from triage.delivery.chatwoot import BOT_TOKEN
 from triage.outbox.outbox import Wait
-from triage.outbox.states import DeliveryKind, DeliveryStatus
+from triage.states.deliveries import DeliveryKind, DeliveryStatus
 from triage.store.models import Delivery
 
 P2_TEXT = "My router is broken"                    # the rules: hardware-support, P2 (no P1 alert)

@@ -17,14 +17,14 @@ from celery.exceptions import Retry as CeleryRetry
 from tests.factories import ManualClock, build_app, recording, submit
 from tests.fakeapi import VALID_TICKET, FakeMiMo, error, ok
 from triage.app import App
+from triage.app.queues import EXTRACT_TASK
 from triage.extraction.budget import ModelBudgets
 from triage.extraction.model_chain import ModelChain
-from triage.queues import EXTRACT_TASK
 from triage.ratelimit import Headroom
 from triage.ratelimit.window import Grant, headroom_us, prune, wait_us
 from triage.settings import RateLimitSettings
 from triage.store.queries import ticket_detail
-from triage.tasks import celery_for
+from triage.worker.tasks import celery_for
 
 PRIMARY, OVERFLOW = "mimo-v2-flash", "mimo-v2.5"
 #: The route of the loopback server's default ticket (problem_type "other").

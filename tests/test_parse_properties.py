@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triage.extraction.batch import BatchItem, parse_batch_answer
+from triage.extraction.batch_answer import BatchItem, parse_batch_answer
 from triage.extraction.choose import Ambiguous, Chosen, NoneValid, choose
 from triage.extraction.parse import ANSWER_REPAIRS, Candidate, ParseError, TruncatedError, parse_answer
 from triage.extraction.repairs import OBJECT_REPAIRS

@@ -21,7 +21,10 @@ from triage.extraction.types import (
     RateLimitedError,
     RetryableAPIError,
 )
-from triage.policy import (
+from triage.settings import ExtractionSettings, RetrySettings, load_settings
+from triage.states.tickets import FallbackReason
+from triage.tickets.routing import Router
+from triage.worker.policy import (
     Defer,
     Finish,
     HoldForReview,
@@ -35,9 +38,6 @@ from triage.policy import (
     is_outage,
     on_exception,
 )
-from triage.routing import Router
-from triage.settings import ExtractionSettings, RetrySettings, load_settings
-from triage.tickets.states import FallbackReason
 
 RETRY = RetrySettings(max_retries=2, backoff_base_seconds=2, backoff_max_seconds=60, retry_after_max_seconds=120)
 ROUTER = Router(load_settings({"TRIAGE_CONFIG": str(CONFIG_PATH)}).routing, SCHEMA)

@@ -14,12 +14,12 @@ from tests.factories import ManualClock
 from tests.harness import Stack
 from triage.conversation import Conversation as ConversationValue
 from triage.intake.receive import submit
-from triage.retention import RETENTION_ACTOR, purge_expired
 from triage.settings import SettingsError, load_settings
+from triage.states.tickets import Status
 from triage.store.db import make_engine, make_sessionmaker
 from triage.store.models import Attempt, Conversation, Delivery, Event, IntakeKey, Ticket
 from triage.store.purge import PurgeCounts, PurgeRecord, purge_before
-from triage.tickets.states import Status
+from triage.worker.retention import RETENTION_ACTOR, purge_expired
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=30)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.factories import CONFIG_PATH, SCHEMA
-from triage.routing import Router
 from triage.settings import load_settings
+from triage.tickets.routing import Router
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ROUTER = Router(load_settings({"TRIAGE_CONFIG": str(CONFIG_PATH)}).routing, SCHEMA)

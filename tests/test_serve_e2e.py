@@ -15,8 +15,9 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
+from benchmarks.stack import free_port
 from tests.fakeapi import FakeMiMo, ok
-from tests.harness import Stack, free_port
+from tests.harness import Stack
 from triage.intake.platforms import PLATFORMS, sample_payloads, signed_request
 from triage.store.models import Conversation
 

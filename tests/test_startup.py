@@ -13,9 +13,9 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
+from benchmarks.stack import clean_environ, free_port
 from tests.factories import REPO, ready_environ
-from tests.harness import clean_environ, free_port
-from triage import cli
+from triage.cli import main as cli
 from triage.store.db import alembic_config, make_engine
 
 #: The migration before the latest: where a database one release behind stands.

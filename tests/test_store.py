@@ -16,11 +16,11 @@ from triage.conversation import Conversation
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.intake.receive import Received, submit
-from triage.routing import RouteDecision
 from triage.store.db import alembic_config, make_engine, make_sessionmaker
 from triage.store.models import Ticket
 from triage.store.queries import list_tickets
 from triage.tickets import lifecycle
+from triage.tickets.routing import RouteDecision
 
 DECISION = RouteDecision("general-inquiries", "P3", datetime(2026, 1, 1, tzinfo=UTC), True)
 RESULT = ExtractionResult("llm", {"problem_type": "consult", "device_model": None, "urgent_level": "low",
@@ -68,33 +68,33 @@ def test_concurrent_duplicate_submits_make_one_ticket(sessions: sessionmaker[Ses
 def test_a_claimed_ticket_cannot_be_claimed_again_until_its_lease_ends(sessions: sessionmaker[Session]) -> None:
     ticket_id = _submit(sessions).ticket_id
     clock = ManualClock(NOW)
-    claim = lifecycle.claim(sessions, ticket_id, clock.now(), lease_seconds=60)
-    assert claim is not None and claim.conversation.customer_text() == "Wi-Fi 断了"
-    assert lifecycle.claim(sessions, ticket_id, clock.advance(seconds=59), lease_seconds=60) is None
-    takeover = lifecycle.claim(sessions, ticket_id, clock.advance(seconds=2), lease_seconds=60)
+    lease = lifecycle.lease(sessions, ticket_id, clock.now(), lease_seconds=60)
+    assert lease is not None and lease.conversation.customer_text() == "Wi-Fi 断了"
+    assert lifecycle.lease(sessions, ticket_id, clock.advance(seconds=59), lease_seconds=60) is None
+    takeover = lifecycle.lease(sessions, ticket_id, clock.advance(seconds=2), lease_seconds=60)
     assert takeover is not None
-    assert not lifecycle.finish(sessions, claim, RESULT, DECISION, clock.now()), "a stale claim must not write"
+    assert not lifecycle.finish(sessions, lease, RESULT, DECISION, clock.now()), "a stale claim must not write"
     assert lifecycle.finish(sessions, takeover, RESULT, DECISION, clock.now())
 
 
 def test_a_finished_ticket_is_never_extracted_again(sessions: sessionmaker[Session]) -> None:
     ticket_id = _submit(sessions).ticket_id
-    claim = lifecycle.claim(sessions, ticket_id, NOW, lease_seconds=60)
-    assert claim is not None and lifecycle.finish(sessions, claim, RESULT, DECISION, NOW)
+    lease = lifecycle.lease(sessions, ticket_id, NOW, lease_seconds=60)
+    assert lease is not None and lifecycle.finish(sessions, lease, RESULT, DECISION, NOW)
     later = NOW + timedelta(hours=1)
-    assert lifecycle.claim(sessions, ticket_id, later, lease_seconds=60) is None
-    assert lifecycle.claim_fallback(sessions, ticket_id, later, lease_seconds=60) is None
+    assert lifecycle.lease(sessions, ticket_id, later, lease_seconds=60) is None
+    assert lifecycle.lease_fallback(sessions, ticket_id, later, lease_seconds=60) is None
     view = list_tickets(sessions).items[0]
     assert (view.status, view.route, view.attempts) == ("routed", "general-inquiries", 1)
 
 
 def test_retry_release_keeps_the_attempts_for_the_next_claim(sessions: sessionmaker[Session]) -> None:
     ticket_id = _submit(sessions).ticket_id
-    claim = lifecycle.claim(sessions, ticket_id, NOW, lease_seconds=60)
-    assert claim is not None
+    lease = lifecycle.lease(sessions, ticket_id, NOW, lease_seconds=60)
+    assert lease is not None
     failed = AttemptRecord(n=1, model="m", outcome="api_error", status_code=503, error="overloaded")
-    assert lifecycle.release_for_retry(sessions, claim, [failed], 5, NOW)
-    again = lifecycle.claim(sessions, ticket_id, NOW + timedelta(seconds=5), lease_seconds=60)
+    assert lifecycle.release_for_retry(sessions, lease, [failed], 5, NOW)
+    again = lifecycle.lease(sessions, ticket_id, NOW + timedelta(seconds=5), lease_seconds=60)
     assert again is not None and [a.status_code for a in again.prior_attempts] == [503]
 
 

@@ -19,13 +19,13 @@ from celery.exceptions import Retry as CeleryRetry
 from tests.factories import ManualClock, RecordingPublisher, build_app, recording, settings_for, submit
 from tests.fakeapi import FakeMiMo, ok
 from triage.app import App
+from triage.app.queues import EXTRACT_TASK, FALLBACK_TASK
 from triage.conversation import Conversation
 from triage.extraction.extractor import LLMExtractor
 from triage.extraction.rules import RulesExtractor
 from triage.extraction.types import Attempt, ExtractionResult
-from triage.queues import EXTRACT_TASK, FALLBACK_TASK
 from triage.store.queries import ticket_detail
-from triage.tasks import celery_for
+from triage.worker.tasks import celery_for
 
 FAULT = {"problem_type": "device_fault", "device_model": "X", "urgent_level": "high",
          "user_requirements": ["fix the router"]}

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from benchmarks.stack import free_port
 from tests.factories import serve
-from tests.harness import Stack, free_port
+from tests.harness import Stack
 from triage.settings import SettingsError
 
 #: 32 bytes: its base64 ends in one "=", which producers often leave out.

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, clean_environ
+from benchmarks.stack import clean_environ
+from tests.harness import REPO
 
 pytestmark = pytest.mark.wheel
 #: What a source checkout may hold that is not part of the sources.

@@ -9,7 +9,7 @@ from pathlib import Path
 import redis
 
 from tests.harness import Stack
-from triage.queues import create_celery
+from triage.app.queues import create_celery
 from triage.settings import load_settings
 
 READY_SECONDS = 60

@@ -13,8 +13,8 @@
     ├── ExtractionError        the LLM API failed (APIError and its kinds) or the rate budget is used up
     └── DeliveryError          a write-back, outbound event or alert could not be delivered (triage.delivery)
 
-The CLI maps the tree to exit statuses once (:mod:`triage.cli`), the HTTP app to answers once
-(:mod:`triage.api.errors`); nothing else translates errors.
+The CLI maps the tree to exit statuses once (:mod:`triage.cli.main`), the HTTP app to answers once
+(:mod:`triage.api.error_answers`); nothing else translates errors.
 
 >>> issubclass(NotFoundError, TriageError)
 True

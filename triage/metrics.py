@@ -5,9 +5,11 @@ needs one line (``metrics.TICKETS.labels(...).inc()`` or a helper below). Each p
 own: ``triage serve`` at ``/metrics`` (webhooks, and the gauges read from the database, see
 :mod:`triage.api.metrics`), each ``triage worker`` on ``--metrics-port`` (tickets, LLM calls,
 rate-limit waits; the threads pool keeps a worker in one process, so no multiprocess mode is
-needed). This module imports no database or Celery code: the extraction room counts through it.
+needed). This module imports no database, Celery or stage code (the shared core): the extraction room counts
+through it.
 
 >>> from prometheus_client import REGISTRY
+>>> from triage.extraction.types import Attempt
 >>> llm_attempt(Attempt(1, "doc-model", "valid", latency_ms=800, prompt_tokens=300, completion_tokens=40))
 >>> REGISTRY.get_sample_value("triage_llm_tokens_total", {"model": "doc-model", "kind": "prompt"})
 300.0
@@ -16,11 +18,15 @@ needed). This module imports no database or Celery code: the extraction room cou
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram, start_http_server
 
 from triage.errors import ConfigError
-from triage.extraction.types import Attempt
+from triage.states.tickets import AttemptOutcome
+
+if TYPE_CHECKING:
+    from triage.extraction.types import Attempt
 
 MILLISECONDS = 1000
 #: LLM call durations: MiMo answers in about a second; a truncated or thinking answer takes longer.
@@ -56,7 +62,7 @@ def llm_attempt(attempt: Attempt) -> None:
     llm_call(attempt.model, attempt.outcome, attempt.latency_ms,
              {"prompt": attempt.prompt_tokens, "completion": attempt.completion_tokens,
               "reasoning": attempt.reasoning_tokens})
-    if attempt.outcome == "api_error":
+    if attempt.outcome == AttemptOutcome.API_ERROR:
         LLM_API_ERRORS.labels(attempt.model, str(attempt.status_code or NONE_LABEL)).inc()
 
 

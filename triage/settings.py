@@ -116,7 +116,7 @@ class ExtractionSettings(_Section):
     #: Injection patterns, name -> regular expression over folded customer text; empty: the shipped
     #: ones (triage.extraction.injection_patterns). A non-empty table replaces them.
     injection_patterns: dict[str, str] = Field(default_factory=dict)
-    #: Several conversations in one call (see docs/extraction.md, "Batched extraction"): ``auto`` when the claimable
+    #: Several conversations in one call (see docs/extraction.md, "Batched extraction"): ``auto`` when the leasable
     #: queue is longer than the model's requests per window (one call per ticket would not keep up),
     #: ``always`` whenever other tickets are waiting, ``never``: one call per ticket.
     batch_mode: Literal["auto", "always", "never"] = "auto"
@@ -243,7 +243,7 @@ class DatabasePoolSettings(_Section):
 class WorkerSettings(_Section):
     #: Threads per worker process (``triage worker --concurrency`` overrides it).
     concurrency: int = Field(4, ge=1)
-    #: How long a worker's claim on a ticket lasts without a renewal: a killed worker's tickets come back after it.
+    #: How long a worker's lease on a ticket lasts without a renewal: a killed worker's tickets come back after it.
     lease_seconds: float = Field(60, gt=0)
     #: How often a working worker renews the lease of each ticket it holds (shorter than the lease).
     heartbeat_seconds: float = Field(20, gt=0)
@@ -295,7 +295,7 @@ RuleValue = str | int | float | bool
 
 class RouteRule(RouteTarget):
     """Matches when every ``when`` field (any field of the ticket schema) equals the value, or one of the listed
-    values; checked against the schema at start-up (:func:`triage.routing.check_rules`)."""
+    values; checked against the schema at start-up (:func:`triage.tickets.routing.check_rules`)."""
 
     #: Field -> value or list of values; the rule matches when every field named has one of its values (empty: every
     #: ticket).

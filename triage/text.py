@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 NUL = "\x00"
-#: What a lone surrogate becomes (Unicode's replacement character).
-REPLACEMENT_CHARACTER = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: UTF-16 is the one codec that pairs surrogates back up: a high one followed by a low one is a
 #: real character; anything left over is decoded as the replacement character.

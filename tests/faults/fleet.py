@@ -31,8 +31,9 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from tests.harness import REPO, Stack, free_port
-from triage.processes import stop_gracefully
+from benchmarks.stack import free_port
+from tests.harness import REPO, Stack
+from triage.cli.processes import stop_gracefully
 
 #: Every fault run's conversations come from this source; their external ids are ``FLT-00001``...
 SOURCE = "faults"

@@ -15,8 +15,8 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from triage import __version__, logs
-from triage.api import errors
+from triage import __version__
+from triage.api import error_answers
 from triage.api.bodies import StrictJSONRoute
 from triage.api.deliveries import deliveries_router
 from triage.api.desk import DESK_PATH, install_desk
@@ -28,8 +28,9 @@ from triage.api.responses import Health, SafeJSONResponse, documented
 from triage.api.review import review_router
 from triage.api.webhooks import webhook_router
 from triage.app import App
+from triage.app.startup import broker_problem
 from triage.settings import load_settings
-from triage.startup import broker_problem
+from triage.worker import logs
 
 #: uvicorn sets this logger's level from its --log-level before it builds the app.
 UVICORN_LOGGER = "uvicorn.error"
@@ -83,7 +84,7 @@ def create_app(app: App | None = None, publish: Callable[[int], None] | None = N
                   max_body_size=app.settings.api.max_body_bytes)
     api.router.route_class = StrictJSONRoute  # the app's own routes read JSON as every router's do
     api.add_middleware(StrictTransportSecurity)
-    errors.install(api)
+    error_answers.install(api)
     install_metrics(api, app)
     install_docs(api)
     api.include_router(webhook_router(app, publish))

@@ -17,7 +17,7 @@ from triage.api.bodies import StrictJSONRoute
 from triage.api.guard import AuthGuard
 from triage.api.responses import DELIVERY_STATUS_HELP, DeliveryOut, DeliveryPageOut
 from triage.app import App
-from triage.outbox.states import DeliveryStatus
+from triage.states.deliveries import DeliveryStatus
 from triage.store.deliveries import list_deliveries
 
 

@@ -12,7 +12,7 @@ naming the holder (the lifecycle decides, under the row lock; so does the desk).
     GET  /queues                                     counts per route and status, oldest SLA due
 
 Views are thin: the queries are :mod:`triage.store.queries`, every change :mod:`triage.tickets.lifecycle`,
-and errors become answers in :mod:`triage.api.errors`. Every answer has its model in
+and errors become answers in :mod:`triage.api.error_answers`. Every answer has its model in
 :mod:`triage.api.responses` and every status a route can give is documented there.
 """
 
@@ -40,7 +40,8 @@ from triage.api.responses import (
     documented,
 )
 from triage.app import App
-from triage.filters import FilterValues, as_utc
+from triage.states.tickets import Status
+from triage.store.filters import FilterValues, as_utc
 from triage.store.queries import (
     Order,
     TicketFilter,
@@ -130,7 +131,7 @@ def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) 
     def reprocess_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
         lifecycle.reprocess(app.sessions, ticket_id, actor, app.clock.now())
         publish(ticket_id)
-        return {"ticket_id": ticket_id, "status": "queued"}
+        return {"ticket_id": ticket_id, "status": Status.QUEUED}
 
     @router.get("/queues", summary="Counts per route and status, oldest SLA due time per route",
                 response_model=QueueStats)

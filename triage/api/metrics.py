@@ -20,12 +20,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triage.app import App
+from triage.app.queues import DELIVERIES_QUEUE, FALLBACK_QUEUE, TRIAGE_QUEUE
 from triage.intake.platforms import PLATFORMS
 from triage.metrics import WEBHOOKS
-from triage.outbox.states import DeliveryStatus
-from triage.queues import DELIVERIES_QUEUE, FALLBACK_QUEUE, TRIAGE_QUEUE
+from triage.states.deliveries import DeliveryStatus
+from triage.states.tickets import OPEN, Status
 from triage.store.gauges import Gauges, read_gauges
-from triage.tickets.states import OPEN, Status
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from triage.outbox.states import DeliveryKind, DeliveryStatus
+from triage.states.deliveries import DeliveryKind, DeliveryStatus
+from triage.states.tickets import Status
 from triage.text import repair_strings
 
 #: An ISO-8601 timestamp with its UTC offset, as the store writes them.
@@ -199,7 +200,7 @@ class EventRecord(BaseModel):
     created_at: Timestamp | None
 
 
-#: What each delivery status means (the outbox's: triage.outbox.states).
+#: What each delivery status means (the outbox's: triage.states.deliveries).
 DELIVERY_STATUS_HELP = (
     "pending (waiting for its first attempt or its next retry), delivering (a worker is sending it), "
     "delivered, gone (the platform says the record does not exist, e.g. the ticket was deleted on the "
@@ -249,7 +250,7 @@ class Claimed(BaseModel):
 
 class Requeued(BaseModel):
     ticket_id: int
-    status: Literal["queued"]
+    status: Literal[Status.QUEUED]
 
 
 class RouteQueue(BaseModel):

@@ -24,8 +24,9 @@ from triage.api.review_models import (
     VersionAccuracyModel,
 )
 from triage.app import App
-from triage.filters import as_utc
+from triage.states.tickets import Status
 from triage.store.accuracy import Accuracy, FieldAccuracy, accuracy
+from triage.store.filters import as_utc
 from triage.store.queries import known_ticket_id
 from triage.tickets import lifecycle
 
@@ -70,7 +71,7 @@ def review_router(app: App, guard: AuthGuard) -> APIRouter:
                  summary="Close the ticket (a new customer message reopens it)")
     def resolve_ticket(ticket_id: int, actor: Annotated[str, Depends(authenticated)]) -> ResolvedTicket:
         lifecycle.resolve(app.sessions, known_ticket_id(ticket_id), actor, app.clock.now())
-        return ResolvedTicket(ticket_id=ticket_id, status="resolved")
+        return ResolvedTicket(ticket_id=ticket_id, status=Status.RESOLVED)
 
     @router.get("/stats/accuracy", response_model=AccuracyReport, responses=UNAUTHORIZED,
                 summary="How often the extracted values survived review, per field and per extractor version")

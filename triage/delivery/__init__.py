@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from .adapter import WritebackAdapter, deliver
 from .alerts import AlertSender, p1_text, sla_breach_text
-from .errors import (
+from .events import EventSender, event_body
+from .failures import (
     DeliveryError,
     FailedDeliveryError,
     GoneDeliveryError,
@@ -32,7 +33,6 @@ from .errors import (
     SkippedDeliveryError,
     TransientDeliveryError,
 )
-from .events import EventSender, event_body
 from .registry import ADAPTERS, build_adapter, build_adapters
 from .write import PlatformRef, Write, ticket_link
 

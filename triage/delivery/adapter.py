@@ -37,7 +37,7 @@ import httpx
 
 from triage.settings import PlatformWriteback, RouteMapping, WritebackSettings
 
-from .errors import DeliveryError, FailedDeliveryError, GoneDeliveryError, UnexplainedNotFoundError
+from .failures import DeliveryError, FailedDeliveryError, GoneDeliveryError, UnexplainedNotFoundError
 from .http import Peer
 from .note import already_posted, note_lines
 from .tags import TagChange, priority_tag, resolved_tag, route_tag, triage_tags
@@ -69,7 +69,7 @@ class WritebackAdapter(Protocol):
         ...
 
     def apply(self, step: str, write: Write, *, resumed: bool) -> Remarks:
-        """Run one step; its remarks for the note. Raise :class:`~triage.delivery.errors.DeliveryError`
+        """Run one step; its remarks for the note. Raise :class:`~triage.delivery.failures.DeliveryError`
         when it did not happen."""
         ...
 

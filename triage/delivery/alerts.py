@@ -23,7 +23,7 @@ import httpx
 
 from triage.settings import AlertsSettings
 
-from .errors import FailedDeliveryError, TransientDeliveryError
+from .failures import FailedDeliveryError, TransientDeliveryError
 from .http import USER_AGENT, Outcome, Peer, transient_status
 
 TARGET = "alerts webhook"

@@ -32,7 +32,7 @@ import httpx
 from triage.settings import ChatwootWriteback
 
 from .adapter import BaseAdapter, StepAction
-from .errors import FailedDeliveryError, UnexplainedNotFoundError
+from .failures import FailedDeliveryError, UnexplainedNotFoundError
 from .http import build_client
 from .note import plain
 from .write import Write

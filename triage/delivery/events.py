@@ -34,7 +34,7 @@ import httpx
 from triage.settings import EVENT_TYPES, EventsSettings
 from triage.standard_webhooks import signed_headers
 
-from .errors import FailedDeliveryError, GoneDeliveryError, RetryableDeliveryError, TransientDeliveryError
+from .failures import FailedDeliveryError, GoneDeliveryError, RetryableDeliveryError, TransientDeliveryError
 from .http import USER_AGENT, Outcome, Peer, transient_status
 
 #: A ``webhook-id`` must not contain ``.`` (the signed string joins id, timestamp and body with dots).

@@ -1,6 +1,6 @@
 """One HTTP peer (a helpdesk, an events endpoint, a Slack webhook): an httpx client with a
 timeout on every phase and no redirects followed, whose answers are sorted into the error
-vocabulary of :mod:`triage.delivery.errors`, with the peer's own message and none of our secrets.
+vocabulary of :mod:`triage.delivery.failures`, with the peer's own message and none of our secrets.
 
 >>> helpdesk_outcome(200) is None, helpdesk_outcome(404).__name__, helpdesk_outcome(429).__name__
 (True, 'UnexplainedNotFoundError', 'TransientDeliveryError')
@@ -25,9 +25,9 @@ from typing import Any
 
 import httpx
 
-from triage.backoff import parse_retry_after
+from triage.ratelimit.backoff import parse_retry_after
 
-from .errors import (
+from .failures import (
     DeliveryError,
     FailedDeliveryError,
     RetryableDeliveryError,

@@ -34,7 +34,7 @@ import httpx
 from triage.settings import IntercomWriteback, WritebackSettings
 
 from .adapter import SAFE_ID, BaseAdapter, StepAction
-from .errors import DeliveryError, GoneDeliveryError, UnexplainedNotFoundError
+from .failures import DeliveryError, GoneDeliveryError, UnexplainedNotFoundError
 from .http import build_client, error_codes
 from .note import html
 from .write import Write

@@ -29,7 +29,7 @@ import httpx
 from triage.settings import ZendeskWriteback
 
 from .adapter import BaseAdapter, Remarks, StepAction
-from .errors import (
+from .failures import (
     DeliveryError,
     FailedDeliveryError,
     GoneDeliveryError,

@@ -6,7 +6,7 @@
 - :mod:`triage.evaluation.runners`: how each extractor is run (out-of-fold for the learned one, the
   LLM with its answer cache);
 - :mod:`triage.evaluation.report`: the text, ``report.md``, the charts and the JSON Lines;
-- :mod:`triage.evaluation.command`: ``triage evaluate``.
+- :mod:`triage.cli.evaluate`: ``triage evaluate``.
 """
 
 from triage.evaluation.labels import (

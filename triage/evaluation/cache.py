@@ -17,7 +17,8 @@ from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from triage.extraction.types import Attempt, ExtractionFailure, ExtractionResult
+from triage.extraction.types import Attempt, ExtractionResult
+from triage.states.tickets import ExtractionFailure
 from triage.store.models import Base, utcnow
 
 #: Conversation hashes looked up per query.

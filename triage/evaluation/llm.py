@@ -2,7 +2,7 @@
 
 Every conversation goes through what a worker runs (:class:`~triage.extraction.extractor.LLMExtractor`:
 prompt, parse, validation, re-ask, the model chain, the fleet's rate limiter; batches through
-:func:`~triage.extraction.batched.extract_batch` when ``extraction.batch_mode`` says so, an item that
+:func:`~triage.extraction.batch_call.extract_batch` when ``extraction.batch_mode`` says so, an item that
 was not valid asked again alone) against ``MIMO_BASE_URL``, which may be any OpenAI-compatible
 endpoint. ``concurrency`` threads ask at once; a call the rate budget refuses waits for its slot, a
 retryable API error is retried with the worker's backoff (``[retry]``), then counted as an error.
@@ -21,14 +21,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from triage.backoff import retry_countdown
 from triage.conversation import Conversation
 from triage.evaluation import cache
 from triage.evaluation.labels import Sample, conversation_hash
 from triage.evaluation.scoring import Outcome, Progress
-from triage.extraction.batched import conversation_tokens, extract_batch, fill_batches
+from triage.extraction.batch_call import conversation_tokens, extract_batch, fill_batches
 from triage.extraction.extractor import LLMExtractor
 from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError
+from triage.ratelimit.backoff import retry_countdown
 from triage.settings import Settings
 
 MIN_BATCH = 2

@@ -12,7 +12,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from triage.charts import Bars, Calibration, ConfusionMatrix, bars_png, calibration_png, confusion_matrices_png
+from triage.evaluation.charts import (
+    Bars,
+    Calibration,
+    ConfusionMatrix,
+    bars_png,
+    calibration_png,
+    confusion_matrices_png,
+)
 from triage.evaluation.labels import LABEL_FIELD
 from triage.evaluation.scoring import EvaluationReport, FieldReport, ratio
 

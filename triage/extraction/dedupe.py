@@ -5,7 +5,7 @@ applied (:func:`triage.extraction.redact.redact_conversation`, as ``[privacy]`` 
 runs folded to one space, case folded, one ``role: text`` line per message; together with the
 schema version and the prompt version, so a new schema or prompt never reuses an old answer.
 Finding the earlier ticket is the store's (:func:`triage.store.dedupe.find_earlier`); the task
-puts the two together (:func:`triage.runs.dedupe_lookup`).
+puts the two together (:func:`triage.worker.runs.dedupe_lookup`).
 
 >>> from triage.settings import PrivacySettings
 >>> normalise(Conversation.from_text("  My ROUTER\\n is   broken, mail me at Li@Example.com "), PrivacySettings())

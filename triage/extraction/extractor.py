@@ -48,9 +48,10 @@ from triage.extraction.parse import ParseError, TruncatedError, is_truncated, pa
 from triage.extraction.prompt import ChatMessage, TicketPrompt
 from triage.extraction.redact import redact_conversation
 from triage.extraction.trim import Trimmed, trim
-from triage.extraction.types import APIError, Attempt, ExtractionFailure, ExtractionResult, Outcome, RateLimitedError
+from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError
 from triage.schema import TicketSchema
 from triage.settings import ExtractionSettings, PrivacySettings
+from triage.states.tickets import AttemptOutcome, ExtractionFailure
 from triage.text import repair_text
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ BUDGET_GROWTH = 2
 #: Conservative characters per token for the budget estimate (Chinese runs near 1, English near 4).
 CHARS_PER_TOKEN = 2
 #: Outcomes whose answer is sent back, with its problems, in the next re-ask.
-REASK_OUTCOMES: tuple[Outcome, ...] = ("invalid", "unparseable", "ambiguous")
+REASK_OUTCOMES = (AttemptOutcome.INVALID, AttemptOutcome.UNPARSEABLE, AttemptOutcome.AMBIGUOUS)
 #: Ambiguous answers in one run that fail it with ``ambiguous_answer``: the first one is re-asked once.
 AMBIGUOUS_LIMIT = 2
 
@@ -165,7 +166,7 @@ class LLMExtractor:
         bad = next((a for a in reversed(history) if a.outcome in REASK_OUTCOMES), None)
         if bad is None:
             return self.prompt.messages(conversation, today)
-        if bad.outcome == "ambiguous":
+        if bad.outcome == AttemptOutcome.AMBIGUOUS:
             return self.prompt.ambiguous_reask_messages(conversation, today, bad.raw_output or "",
                                                         object_count(bad.raw_output))
         return self.prompt.reask_messages(conversation, today, bad.raw_output or "",
@@ -174,34 +175,35 @@ class LLMExtractor:
     def _judge(self, completion: Completion, model: str, n: int,
                budget: int) -> tuple[Attempt, dict[str, Any] | None]:
         """The attempt record for ``completion`` and, when it is valid, the projected ticket."""
-        def record(outcome: Outcome, error: str | None, path: str | None = None,
+        def record(outcome: AttemptOutcome, error: str | None, path: str | None = None,
                    repairs: tuple[str, ...] = ()) -> Attempt:
             return _attempt(completion, model, n, budget, outcome, error, path, repairs)
 
         if is_truncated(completion.finish_reason):
-            return record("truncated", f"the answer was cut off at max_completion_tokens={budget} "
+            return record(AttemptOutcome.TRUNCATED, f"the answer was cut off at max_completion_tokens={budget} "
                                        "(finish_reason=length)"), None
         try:
             answer = parse_answer(completion.text)
         except TruncatedError as exc:
-            return record("truncated", f"the answer was cut off at max_completion_tokens={budget}: {exc}"), None
+            cut_off = f"the answer was cut off at max_completion_tokens={budget}: {exc}"
+            return record(AttemptOutcome.TRUNCATED, cut_off), None
         except ParseError as exc:
-            return record("unparseable", f"the answer is not usable JSON: {exc}"), None
+            return record(AttemptOutcome.UNPARSEABLE, f"the answer is not usable JSON: {exc}"), None
         choice = choose(answer.candidates, self.schema.validate, self.routing_fields)
         if isinstance(choice, Chosen):
-            return record("valid", None, answer.path, choice.repairs), self.schema.project(choice.value)
+            return record(AttemptOutcome.VALID, None, answer.path, choice.repairs), self.schema.project(choice.value)
         if isinstance(choice, Ambiguous):
             error = f"{choice.reask} (the objects disagree on {', '.join(choice.fields)})"
-            return record("ambiguous", error, answer.path, answer.repairs), None
+            return record(AttemptOutcome.AMBIGUOUS, error, answer.path, answer.repairs), None
         issues = "\n".join(map(str, choice.issues))
-        return record("invalid", issues, answer.path, choice.candidate.repairs), None
+        return record(AttemptOutcome.INVALID, issues, answer.path, choice.candidate.repairs), None
 
     def _result(self, made: list[Attempt], ticket: dict[str, Any] | None, model: str) -> ExtractionResult:
         return ExtractionResult(extractor="llm", ticket=ticket, attempts=made, model=model,
                                 schema_version=self.schema.version, prompt_version=self.prompt.version)
 
 
-def _attempt(completion: Completion, model: str, n: int, budget: int, outcome: Outcome,
+def _attempt(completion: Completion, model: str, n: int, budget: int, outcome: AttemptOutcome,
              error: str | None, parse_path: str | None, repairs: tuple[str, ...]) -> Attempt:
     """The record of one answer; its raw text and error made storable (no NUL, no lone surrogate)."""
     return Attempt(n=n, model=model, outcome=outcome, raw_output=repair_text(completion.text).text,
@@ -227,7 +229,7 @@ def answered_count(attempts: Sequence[Attempt]) -> int:
     >>> answered_count([Attempt(1, "m", "api_error"), Attempt(2, "m", "invalid")])
     1
     """
-    return sum(attempt.outcome != "api_error" for attempt in attempts)
+    return sum(attempt.outcome != AttemptOutcome.API_ERROR for attempt in attempts)
 
 
 def next_number(attempts: Sequence[Attempt]) -> int:
@@ -251,7 +253,7 @@ def next_budget(attempts: Sequence[Attempt], settings: ExtractionSettings) -> in
     budget = settings.max_completion_tokens
     for attempt in attempts:
         budget = attempt.max_completion_tokens or budget
-        if attempt.outcome == "truncated":
+        if attempt.outcome == AttemptOutcome.TRUNCATED:
             budget = max(budget, min(budget * BUDGET_GROWTH, settings.max_completion_tokens_cap))
     return budget
 
@@ -262,7 +264,7 @@ def ambiguous_count(attempts: Sequence[Attempt]) -> int:
     >>> ambiguous_count([Attempt(1, "m", "ambiguous"), Attempt(2, "m", "invalid")])
     1
     """
-    return sum(attempt.outcome == "ambiguous" for attempt in attempts)
+    return sum(attempt.outcome == AttemptOutcome.AMBIGUOUS for attempt in attempts)
 
 
 def object_count(answer: str | None) -> int:
@@ -281,8 +283,8 @@ def failure_reason(attempts: Sequence[Attempt]) -> ExtractionFailure:
     >>> failure_reason([Attempt(1, "m", "ambiguous"), Attempt(2, "m", "api_error")]).value
     'ambiguous_answer'
     """
-    last = next((a for a in reversed(attempts) if a.outcome != "api_error"), None)
-    if last is not None and last.outcome == "ambiguous":
+    last = next((a for a in reversed(attempts) if a.outcome != AttemptOutcome.API_ERROR), None)
+    if last is not None and last.outcome == AttemptOutcome.AMBIGUOUS:
         return ExtractionFailure.AMBIGUOUS_ANSWER
     return ExtractionFailure.INVALID_AFTER_ATTEMPTS
 
@@ -293,4 +295,4 @@ def last_error(attempts: Sequence[Attempt]) -> str | None:
     >>> last_error([Attempt(1, "m", "invalid", error="$.x: bad"), Attempt(2, "m", "api_error", error="503")])
     '$.x: bad'
     """
-    return next((a.error for a in reversed(attempts) if a.outcome != "api_error"), None)
+    return next((a.error for a in reversed(attempts) if a.outcome != AttemptOutcome.API_ERROR), None)

@@ -26,8 +26,6 @@ from triage.extraction.injection_patterns import DEFAULT_PATTERNS
 from triage.extraction.untrusted import fold
 from triage.settings import ExtractionSettings
 
-#: The flag a ticket records, and the review reason when the flag holds a P1 ticket back.
-INJECTION_FLAG = INJECTION_REASON = "injection_suspected"
 #: Longest matched text recorded (patterns are short; a long match is cut).
 MAX_MATCH_CHARS = 200
 PATTERN_FLAGS = re.IGNORECASE | re.MULTILINE

@@ -23,11 +23,12 @@ import openai
 from openai.types.chat import ChatCompletion
 from openai.types.completion_usage import CompletionUsage
 
-from triage.backoff import parse_retry_after
 from triage.extraction.redact import redact
 from triage.extraction.types import APIError, Attempt, FatalAPIError, RetryableAPIError
-from triage.logs import scrub_secrets, scrubbed_order, secret_values
+from triage.ratelimit.backoff import parse_retry_after
+from triage.scrubbing import scrub_secrets, scrubbed_order, secret_values
 from triage.settings import ExtractionSettings, PrivacySettings, Settings, SettingsError
+from triage.states.tickets import AttemptOutcome
 
 JSON_OBJECT = {"type": "json_object"}
 MILLISECONDS = 1000
@@ -100,7 +101,7 @@ class LLMClient:
             return self._stream(request, started) if self.options.stream else self._create(request, started)
         except (openai.APIError, MalformedResponseError, json.JSONDecodeError) as exc:
             error = self.scrubbed(f"{type(exc).__name__}: {exc}")
-            attempt = Attempt(n=n, model=model, outcome="api_error", error=error,
+            attempt = Attempt(n=n, model=model, outcome=AttemptOutcome.API_ERROR, error=error,
                               latency_ms=_elapsed_ms(started), max_completion_tokens=max_completion_tokens,
                               status_code=getattr(exc, "status_code", None))
             if not isinstance(exc, openai.APIError):  # a proxy's error page, a cut-off body: try again later

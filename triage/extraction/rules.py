@@ -57,8 +57,9 @@ from triage.extraction.rules_keywords import (
     URGENCY_CUES,
     URGENT_LEVEL_FIELD,
 )
-from triage.extraction.types import Attempt, ExtractionFailure, ExtractionResult
+from triage.extraction.types import Attempt, ExtractionResult
 from triage.schema import RefWalker, TicketSchema
+from triage.states.tickets import ExtractionFailure
 
 # --------------------------------------------------------------------------------------------
 # Compiled patterns

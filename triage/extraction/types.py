@@ -7,18 +7,13 @@ and decide what to do with an :class:`ExtractionResult` or an :class:`APIError`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 from triage.errors import ExtractionError
+from triage.states.tickets import AttemptOutcome, ExtractionFailure
 
 if TYPE_CHECKING:
     from triage.extraction.injection import InjectionMatch
-
-#: ``ambiguous``: objects that validate disagree on a routing field (re-asked once for one object);
-#: ``batch_unusable``: a batch answer had no usable item for the conversation (missing, given twice...).
-Outcome = Literal["valid", "invalid", "unparseable", "truncated", "ambiguous", "api_error", "batch_unusable"]
-
 
 @dataclass
 class Attempt:
@@ -26,7 +21,7 @@ class Attempt:
 
     n: int
     model: str
-    outcome: Outcome
+    outcome: AttemptOutcome
     raw_output: str | None = None
     finish_reason: str | None = None
     error: str | None = None
@@ -43,14 +38,6 @@ class Attempt:
     #: An item of a batch call: the stored call's id (set once it is stored) and how many it answered.
     batch_id: int | None = None
     batch_size: int | None = None
-
-
-class ExtractionFailure(StrEnum):
-    """Why an extractor returned no ticket (ticket statuses and fallback reasons: :mod:`triage.tickets.states`)."""
-
-    INVALID_AFTER_ATTEMPTS = "invalid_after_attempts"  # every answer was unparseable, invalid or cut off
-    RULES_INVALID = "rules_invalid"                    # the rules extractor could not fill the schema
-    AMBIGUOUS_ANSWER = "ambiguous_answer"              # still several objects that route differently after the re-ask
 
 
 @dataclass

@@ -37,11 +37,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.conversation import Conversation, Message
 from triage.errors import ConflictError
+from triage.states.tickets import Flag, Status
 from triage.store.db import insert_ignoring_conflicts, retry_disconnect
 from triage.store.models import CONVERSATIONS, INTAKE_KEYS, TICKETS, Ticket
 from triage.store.models import Conversation as ConversationRow
 from triage.tickets import lifecycle
-from triage.tickets.states import Flag, Status
 
 RACE_RETRIES = 3
 

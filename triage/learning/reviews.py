@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.conversation import Conversation
 from triage.learning.features import model_text
 from triage.learning.fit import TrainingRow
+from triage.states.tickets import EventKind
 from triage.store.models import Conversation as ConversationRow
 from triage.store.models import Event, Ticket
-from triage.tickets.states import EventKind
 
 #: The audit events that are reviews.
 REVIEW_KINDS = (EventKind.CORRECTED, EventKind.RESOLVED)

@@ -1,5 +1,5 @@
 """The outbox: deliveries recorded in the decision's transaction, published after its commit, then
-claimed, stepped and settled under a lease.
+leased, stepped and settled under a lease.
 
 :func:`decided` is what :func:`triage.tickets.lifecycle._audit` calls for every audited decision;
 it finds the :class:`Outbox` on the session (:meth:`Outbox.install` puts it on the app's
@@ -7,12 +7,12 @@ sessionmaker) and adds the rows the decision needs (:mod:`triage.outbox.rules`).
 rows are kept on the session and published when, and only when, it commits: nothing is sent for
 a decision that did not commit. A session without an outbox (a bare sessionmaker) records nothing.
 
-A worker then takes a delivery the way it takes a ticket: :meth:`Outbox.claim` hands out a
+A worker then takes a delivery the way it takes a ticket: :meth:`Outbox.lease` hands out a
 lease; every later write (a step done, the end, a retry) is conditional on it::
 
-    claim = outbox.claim(delivery_id, now)          # a DeliveryClaim, a Wait or a Skip
-    outbox.step_done(claim, "tags", now)            # LeaseLostError: another worker holds it now
-    outbox.settle(claim, now, error=exc)            # delivered, gone, skipped, failed or pending again
+    lease = outbox.lease(delivery_id, now)          # a DeliveryLease, a Wait or a Skip
+    outbox.step_done(lease, "tags", now)            # LeaseLostError: another worker holds it now
+    outbox.settle(lease, now, error=exc)            # delivered, gone, skipped, failed or pending again
 
 A ticket's write-backs apply in order: a write-back runs only once no older one of the same
 ticket and platform is unfinished; an older one that has not written anything yet is superseded
@@ -49,12 +49,20 @@ from triage.delivery.alerts import TARGET as ALERTS_TARGET
 from triage.errors import ConflictError, NotFoundError
 from triage.outbox import rules
 from triage.outbox.retry import GiveUp, RetryPolicy
-from triage.outbox.states import FINAL, NOT_APPLIED, RETRYABLE_BY_HAND, AlertTopic, DeliveryKind, DeliveryStatus
 from triage.settings import Settings
+from triage.states.deliveries import (
+    FINAL,
+    NOT_APPLIED,
+    RETRYABLE_BY_HAND,
+    AlertTopic,
+    DeliveryKind,
+    DeliveryStatus,
+    transition,
+)
+from triage.states.tickets import EventKind
 from triage.store.deliveries import delivery_view
 from triage.store.models import Delivery, Event, Ticket
 from triage.store.queries import sla_breached, ticket_view
-from triage.tickets.states import EventKind
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +107,7 @@ class LeaseLostError(ConflictError):
 
 
 @dataclass(frozen=True)
-class DeliveryClaim:
+class DeliveryLease:
     """A worker's hold on one delivery for one attempt; ``payload`` is what to send (a write-back's
     with ``previous_*`` filled in), ``resumed`` says an earlier attempt may have done part of it."""
 
@@ -130,7 +138,7 @@ class Skip:
     reason: str
 
 
-Claimed = DeliveryClaim | Wait | Skip
+Leased = DeliveryLease | Wait | Skip
 
 
 class Outbox:
@@ -268,9 +276,9 @@ class Outbox:
                 self._alert(session, now, ticket.id, AlertTopic.SLA_BREACH, text, once_key=f"sla_breach:{due}")
             return [ticket.id for ticket in tickets]
 
-    # ---- claiming -----------------------------------------------------------------------------------
+    # ---- leasing -----------------------------------------------------------------------------------
 
-    def claim(self, delivery_id: str, now: datetime) -> Claimed:
+    def lease(self, delivery_id: str, now: datetime) -> Leased:
         """Hold ``delivery_id`` for one attempt (see the module); a :class:`Wait` or :class:`Skip` otherwise."""
         with self.sessions.begin() as session:
             head = session.execute(select(Delivery.kind, Delivery.ticket_id, Delivery.target)
@@ -303,13 +311,13 @@ class Outbox:
                 return Skip(f"failed: out of attempts ({row.attempts})")
             resumed = row.attempts > 0 or row.last_error is not None or bool(row.steps_done)
             row.attempts += 1
-            row.status, row.updated_at = DeliveryStatus.DELIVERING, now
+            _move(row, DeliveryStatus.DELIVERING, now)
             row.lease_token, row.lease_until = str(uuid.uuid4()), now + timedelta(seconds=self.lease_seconds)
             payload = dict(row.payload)
             if row.kind == DeliveryKind.WRITEBACK and previous is not None:
                 payload |= {"previous_route": previous.get("route"), "previous_priority": previous.get("priority"),
                             "previous_resolved": bool(previous.get("resolved"))}
-            return DeliveryClaim(row.id, row.lease_token, DeliveryKind(row.kind), row.target, row.target_name,
+            return DeliveryLease(row.id, row.lease_token, DeliveryKind(row.kind), row.target, row.target_name,
                                  row.topic, payload, tuple(row.steps_done or ()), row.attempts, resumed)
 
     @staticmethod
@@ -355,27 +363,27 @@ class Outbox:
 
     # ---- one attempt's progress and end (conditional on the lease) ----------------------------------
 
-    def _held_by(self, session: Session, claim: DeliveryClaim) -> Delivery | None:
-        return session.scalars(select(Delivery).where(Delivery.id == claim.id, Delivery.lease_token == claim.token)
+    def _held_by(self, session: Session, lease: DeliveryLease) -> Delivery | None:
+        return session.scalars(select(Delivery).where(Delivery.id == lease.id, Delivery.lease_token == lease.token)
                                .with_for_update()).one_or_none()
 
-    def step_done(self, claim: DeliveryClaim, step: str, now: datetime, remarks: Sequence[str] = ()) -> None:
+    def step_done(self, lease: DeliveryLease, step: str, now: datetime, remarks: Sequence[str] = ()) -> None:
         """Record that ``step`` happened, with its ``remarks`` for the note (committed before the next step
         runs); :class:`LeaseLostError` when another worker holds the delivery now."""
         with self.sessions.begin() as session:
-            row = self._held_by(session, claim)
+            row = self._held_by(session, lease)
             if row is None:
-                raise LeaseLostError(f"delivery {claim.id}: the lease was lost before step {step!r} was recorded")
+                raise LeaseLostError(f"delivery {lease.id}: the lease was lost before step {step!r} was recorded")
             row.steps_done, row.updated_at = [*(row.steps_done or []), step], now
             if remarks:
                 row.payload = {**row.payload, "remarks": [*(row.payload.get("remarks") or []), *remarks]}
 
-    def settle(self, claim: DeliveryClaim, now: datetime, error: DeliveryError | None = None) -> Wait | str:
+    def settle(self, lease: DeliveryLease, now: datetime, error: DeliveryError | None = None) -> Wait | str:
         """End the attempt: delivered (no ``error``), gone, skipped, failed, or pending again, as the error's
         class and the :class:`~triage.outbox.retry.RetryPolicy` say. Returns the status, or the :class:`Wait`
         before the next attempt."""
         with self.sessions.begin() as session:
-            row = self._held_by(session, claim)
+            row = self._held_by(session, lease)
             if row is None:
                 return "lease lost"
             if error is not None:
@@ -394,7 +402,7 @@ class Outbox:
                 if isinstance(after, GiveUp):
                     self._fail(session, row, now, f"{after.reason}; the last: {row.last_error}")
                     return row.status
-                row.status, row.updated_at = DeliveryStatus.PENDING, now
+                _move(row, DeliveryStatus.PENDING, now)
                 row.next_attempt_at = now + timedelta(seconds=after.seconds)
                 row.lease_token = row.lease_until = None
                 return Wait(after.seconds, row.last_error or "retry")
@@ -404,7 +412,8 @@ class Outbox:
 
     @staticmethod
     def _end(row: Delivery, status: DeliveryStatus, now: datetime) -> None:
-        row.status, row.updated_at, row.finished_at = status, now, now
+        _move(row, status, now)
+        row.finished_at = now
         row.lease_token = row.lease_until = row.next_attempt_at = None
 
     def _fail(self, session: Session, row: Delivery, now: datetime, message: str) -> None:
@@ -452,12 +461,19 @@ class Outbox:
             if refused:
                 raise ConflictError(f"only failed, gone or skipped deliveries can be retried: {'; '.join(refused)}")
             for row in rows:
-                row.status, row.attempts, row.transient_attempts, row.updated_at = DeliveryStatus.PENDING, 0, 0, now
+                _move(row, DeliveryStatus.PENDING, now)
+                row.attempts, row.transient_attempts = 0, 0
                 row.retried_at = now
                 row.next_attempt_at = row.finished_at = None
             retried = [row.id for row in rows]
             self._publish_after_commit(session, retried)
         return retried
+
+
+def _move(row: Delivery, status: DeliveryStatus, now: datetime) -> None:
+    """Set ``row``'s status to ``status``, as :data:`~triage.states.deliveries.TRANSITIONS` allows
+    (:class:`~triage.states.deliveries.DeliveryTransitionError` otherwise)."""
+    row.status, row.updated_at = transition(row.status, status), now
 
 
 def _same_decision(payload: dict[str, Any], route: str | None, priority: str | None, resolved: bool) -> bool:

@@ -1,6 +1,6 @@
 """When a delivery that did not go through is tried again, and when the outbox stops trying.
 
-Two budgets, one per kind of answer (:mod:`triage.delivery.errors`):
+Two budgets, one per kind of answer (:mod:`triage.delivery.failures`):
 
 - a **transient** answer (429, 5xx, a timeout, no connection, Zendesk's ``DatabaseConflict``) spends
   time: the delivery is retried with backoff until its deadline, ``writeback.give_up_after_hours``
@@ -9,7 +9,7 @@ Two budgets, one per kind of answer (:mod:`triage.delivery.errors`):
 - any other retryable answer (one the adapter cannot classify), or an attempt whose worker died, spends
   an attempt: at most ``writeback.max_attempts`` of them.
 
-The wait is :func:`triage.backoff.retry_countdown` (exponential with jitter, the peer's ``Retry-After``
+The wait is :func:`triage.ratelimit.backoff.retry_countdown` (exponential with jitter, the peer's ``Retry-After``
 as a floor, clamped to ``writeback.retry_after_max_seconds``).
 
 >>> from datetime import datetime, timezone
@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from triage.backoff import retry_countdown
+from triage.ratelimit.backoff import retry_countdown
 from triage.settings import RetrySettings, Settings
 
 SECONDS_PER_HOUR = 3600

@@ -7,7 +7,7 @@
 - **a P1 alert** when an automatic decision (routed, sent to review) gives the ticket an alerting
   priority (``alerts.priorities``) it did not have before, so a reprocessed P1 ticket alerts once.
 
->>> writes_back(EventKind.CORRECTED), writes_back(EventKind.CLAIMED)
+>>> writes_back(EventKind.CORRECTED), writes_back(EventKind.ASSIGNED)
 (True, False)
 >>> event_type(EventKind.REOPENED), event_type(EventKind.RELEASED) is None
 ('ticket.reopened', True)
@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from triage.delivery import PlatformRef
-from triage.tickets.states import EventKind
+from triage.states.tickets import EventKind
 
 #: Decisions written back to the helpdesk.
 WRITEBACK_KINDS = frozenset({EventKind.ROUTED, EventKind.NEEDS_REVIEW, EventKind.CORRECTED, EventKind.RESOLVED})
@@ -44,7 +44,7 @@ EVENT_TYPES = {
     EventKind.ROUTED: "ticket.routed",
     EventKind.NEEDS_REVIEW: "ticket.needs_review",
     EventKind.CORRECTED: "ticket.corrected",
-    EventKind.CLAIMED: "ticket.claimed",
+    EventKind.ASSIGNED: "ticket.claimed",
     EventKind.RESOLVED: "ticket.resolved",
     EventKind.REOPENED: "ticket.reopened",
 }

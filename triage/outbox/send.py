@@ -1,4 +1,4 @@
-"""One attempt of one delivery: claim it, send it with :mod:`triage.delivery`, settle it.
+"""One attempt of one delivery: lease it, send it with :mod:`triage.delivery`, settle it.
 
 :class:`Senders` holds one process's HTTP clients (one write-back adapter per platform that is
 on, the events sender, the alerts sender), built when first needed. :func:`attempt` is the
@@ -37,9 +37,9 @@ from triage.delivery import (
 )
 from triage.delivery.adapter import RecordStep
 from triage.outbox import rules
-from triage.outbox.outbox import DeliveryClaim, LeaseLostError, Outbox, Skip, Wait
-from triage.outbox.states import DeliveryKind
+from triage.outbox.outbox import DeliveryLease, LeaseLostError, Outbox, Skip, Wait
 from triage.settings import Settings
+from triage.states.deliveries import DeliveryKind
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +85,16 @@ class Senders:
                 return endpoint.url
         raise FailedDeliveryError(name, "event", "is no longer in [[events.endpoints]]")
 
-    def send(self, claim: DeliveryClaim, record: RecordStep) -> None:
-        """Make the calls of ``claim``; raises a :class:`~triage.delivery.DeliveryError` when it did not happen."""
-        if claim.kind == DeliveryKind.WRITEBACK:
-            write = Write.from_json(claim.payload)
-            deliver(self.adapter(claim.target), write, done=claim.steps_done, record=record, resumed=claim.resumed)
-        elif claim.kind == DeliveryKind.EVENT:
-            url = self.endpoint_url(claim.target, claim.target_name)
-            self.events().send(url, claim.id, str(claim.payload["body"]).encode())
+    def send(self, lease: DeliveryLease, record: RecordStep) -> None:
+        """Make the calls of ``lease``; raises a :class:`~triage.delivery.DeliveryError` when it did not happen."""
+        if lease.kind == DeliveryKind.WRITEBACK:
+            write = Write.from_json(lease.payload)
+            deliver(self.adapter(lease.target), write, done=lease.steps_done, record=record, resumed=lease.resumed)
+        elif lease.kind == DeliveryKind.EVENT:
+            url = self.endpoint_url(lease.target, lease.target_name)
+            self.events().send(url, lease.id, str(lease.payload["body"]).encode())
         else:
-            self.alerts().send(str(claim.payload["text"]))
+            self.alerts().send(str(lease.payload["text"]))
 
     def close(self) -> None:
         with self._lock:
@@ -105,16 +105,16 @@ class Senders:
 
 
 def attempt(outbox: Outbox, senders: Senders, clock: Clock, delivery_id: str) -> str | Wait:
-    """Claim ``delivery_id``, send it, settle it: its status afterwards, or a Wait before the next try."""
-    claim = outbox.claim(delivery_id, clock.now())
-    if isinstance(claim, Skip):
-        log.info("delivery %s: nothing to do (%s)", delivery_id, claim.reason)
-        return claim.reason
-    if isinstance(claim, Wait):
-        return claim
+    """Lease ``delivery_id``, send it, settle it: its status afterwards, or a Wait before the next try."""
+    lease = outbox.lease(delivery_id, clock.now())
+    if isinstance(lease, Skip):
+        log.info("delivery %s: nothing to do (%s)", delivery_id, lease.reason)
+        return lease.reason
+    if isinstance(lease, Wait):
+        return lease
     error: DeliveryError | None = None
     try:
-        senders.send(claim, lambda step, remarks: outbox.step_done(claim, step, clock.now(), remarks))
+        senders.send(lease, lambda step, remarks: outbox.step_done(lease, step, clock.now(), remarks))
     except LeaseLostError as exc:
         log.warning("%s", exc)
         return "lease lost"
@@ -124,17 +124,17 @@ def attempt(outbox: Outbox, senders: Senders, clock: Clock, delivery_id: str) ->
         raise  # the database is away: the lease runs out and the sweep brings the delivery back
     except Exception as exc:  # a bug must not lose the delivery; its text may hold a URL, so only its type
         log.error("delivery %s: unexpected %s while sending", delivery_id, type(exc).__name__)
-        error = RetryableDeliveryError(claim.target, claim.kind, f"unexpected {type(exc).__name__} while sending")
-    outcome = outbox.settle(claim, clock.now(), error)
-    _log(claim, error, outcome)
+        error = RetryableDeliveryError(lease.target, lease.kind, f"unexpected {type(exc).__name__} while sending")
+    outcome = outbox.settle(lease, clock.now(), error)
+    _log(lease, error, outcome)
     return outcome
 
 
-def _log(claim: DeliveryClaim, error: DeliveryError | None, outcome: Any) -> None:
+def _log(lease: DeliveryLease, error: DeliveryError | None, outcome: Any) -> None:
     if error is None:
-        log.info("delivery %s (%s to %s): delivered", claim.id, claim.topic, claim.target_name)
+        log.info("delivery %s (%s to %s): delivered", lease.id, lease.topic, lease.target_name)
     elif isinstance(outcome, Wait):
-        log.warning("delivery %s (%s) attempt %d: %s; retry in %.1fs", claim.id, claim.topic, claim.attempt, error,
+        log.warning("delivery %s (%s) attempt %d: %s; retry in %.1fs", lease.id, lease.topic, lease.attempt, error,
                     outcome.seconds)
     else:
-        log.warning("delivery %s (%s) %s: %s", claim.id, claim.topic, outcome, error)
+        log.warning("delivery %s (%s) %s: %s", lease.id, lease.topic, outcome, error)

@@ -57,7 +57,7 @@ class RateLimiter(Protocol):
     def peek(self, model: str) -> Headroom:
         """What ``model``'s window would grant now, taking nothing: a reading, not a reservation (another
         caller may take it first). Batching asks it whether one call per waiting ticket still fits the
-        budget, and a worker whether to claim a ticket at all."""
+        budget, and a worker whether to lease a ticket at all."""
         ...
 
 

@@ -27,9 +27,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.states.tickets import HUMAN_EXTRACTOR, EventKind
 from triage.store.models import Event
-from triage.tickets.lifecycle import HUMAN_EXTRACTOR
-from triage.tickets.states import EventKind
 
 #: How many of the most common corrections a report lists.
 TOP_CORRECTIONS = 10

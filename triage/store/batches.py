@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.extraction.batched import BatchCall
 from triage.store.models import BatchCall as BatchCallRow
+
+if TYPE_CHECKING:
+    from triage.extraction.batch_call import BatchCall
 
 
 def store_call(sessions: sessionmaker[Session], call: BatchCall, now: datetime) -> int:

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.states.tickets import Status
 from triage.store.models import CONVERSATIONS, TICKETS
-from triage.tickets.states import Status
 
 REUSED_EXTRACTOR = "llm"
 REUSED_STATUSES = (Status.ROUTED, Status.RESOLVED)

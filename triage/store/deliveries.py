@@ -18,7 +18,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.errors import InputError
-from triage.outbox.states import DeliveryStatus
+from triage.states.deliveries import DeliveryStatus
 from triage.store.models import Delivery
 
 

@@ -3,7 +3,7 @@
 Alembic owns the tables (``migrations/``); ``alembic check`` must find nothing to generate
 from these models. A ticket's extracted fields are the whole validated ticket, stored as JSON in
 ``fields``: whatever the schema file defines, no column is named after a schema field. Statuses
-and their transitions belong to :mod:`triage.tickets.states`; only :mod:`triage.tickets.lifecycle`
+and their transitions belong to :mod:`triage.states.tickets`; only :mod:`triage.tickets.lifecycle`
 writes them.
 """
 
@@ -141,7 +141,7 @@ class Ticket(Base):
     trimmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: The retry-fallback job already gave this ticket its one fresh LLM pass.
     fallback_retried: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    #: What people should know about how this ticket was read, by name (``triage.tickets.states.Flag``),
+    #: What people should know about how this ticket was read, by name (``triage.states.tickets.Flag``),
     #: each with its detail, e.g. ``{"injection_suspected": {"pattern": "...", "text": "..."}}``.
     flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     #: What the desk's search reads: the conversation and the field values, case-folded

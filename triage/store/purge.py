@@ -25,8 +25,8 @@ from sqlalchemy import ColumnElement, CursorResult, Integer, String, and_, delet
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from triage.clock import Clock
+from triage.states.tickets import FINISHED
 from triage.store.models import Attempt, Base, BatchCall, Conversation, Delivery, Event, IntakeKey, Ticket, utcnow
-from triage.tickets.states import FINISHED
 
 #: Conversations deleted per transaction.
 PURGE_BATCH = 500

@@ -25,11 +25,11 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.errors import InputError, NotFoundError
+from triage.states.tickets import OPEN, Action, Status, sources
 from triage.store import search
 from triage.store.deliveries import deliveries_of
 from triage.store.models import MAX_ID, Attempt, Conversation, Event, Ticket
 from triage.text import repair_text
-from triage.tickets.states import OPEN, Action, Status, sources
 
 Order = Literal["newest", "oldest", "sla"]
 

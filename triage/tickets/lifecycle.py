@@ -1,26 +1,26 @@
 """Every change of a ticket's status, its lease and its audit trail: the only writer of ``tickets.status``.
 
 Each public function is one short transaction and takes ``now`` from the application's clock.
-A worker's steps (:func:`claim`, :func:`renew`, :func:`finish` and the other ends of a run) are the
-hot path: Core statements only, no ORM objects (a claim is an ``UPDATE ... RETURNING`` and one
+A worker's steps (:func:`lease`, :func:`renew`, :func:`finish` and the other ends of a run) are the
+hot path: Core statements only, no ORM objects (a lease is an ``UPDATE ... RETURNING`` and one
 read; an end is a locking read, one multi-row ``INSERT`` of the attempts, one ``UPDATE`` and the
 audit event), and each is run once more when its connection turned out dead
 (:func:`~triage.store.db.retry_disconnect`).
-Automatic steps hold a *lease*: :func:`claim` hands a worker a token with a deadline, and every
+Automatic steps hold a *lease*: :func:`lease` hands a worker a token with a deadline, and every
 later write of that run is conditional on the token, so a redelivered message, a duplicate, or a
 worker whose lease ran out cannot overwrite a finished ticket. A person's actions lock the row,
-then check who holds the ticket (someone else's claim raises :class:`ClaimConflictError`), what the
-correction's fields are worth (:func:`corrected_fields`) and :data:`~triage.tickets.states.TRANSITIONS`
-(a transition the table does not hold raises :class:`~triage.tickets.states.TransitionError`), all under
+then check who holds the ticket (someone else's assignment raises :class:`AssignmentConflictError`), what the
+correction's fields are worth (:func:`corrected_fields`) and :data:`~triage.states.tickets.TRANSITIONS`
+(a transition the table does not hold raises :class:`~triage.states.tickets.TransitionError`), all under
 that lock: the API and the desk only call them. Every change that matters to people writes an
 audit :class:`~triage.store.models.Event` whose before and after come from :func:`snapshot`, and in the
 same transaction the outbox's deliveries that decision needs (write-back, events, alerts:
 :func:`triage.outbox.outbox.decided`, published only after the commit)::
 
-    claim = lifecycle.claim(sessions, ticket_id, now, lease_seconds=60)
-    if claim is not None:  # None: finished, or another worker holds it
+    lease = lifecycle.lease(sessions, ticket_id, now, lease_seconds=60)
+    if lease is not None:  # None: finished, or another worker holds it
         ...
-        lifecycle.finish(sessions, claim, result, decision, now)
+        lifecycle.finish(sessions, lease, result, decision, now)
 """
 
 from __future__ import annotations
@@ -57,14 +57,9 @@ from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.outbox import outbox
-from triage.routing import RouteDecision, Router
 from triage.schema import TicketSchema, ValidationIssue
-from triage.store import search
-from triage.store.db import changed_rows, retry_disconnect
-from triage.store.models import ATTEMPTS, CONVERSATIONS, EVENTS, TICKETS, Event, Ticket
-from triage.store.models import Conversation as ConversationRow
-from triage.store.queries import TicketNotFoundError
-from triage.tickets.states import (
+from triage.states.tickets import (
+    HUMAN_EXTRACTOR,
     TRANSITIONS,
     Action,
     EventKind,
@@ -76,14 +71,17 @@ from triage.tickets.states import (
     sources,
     transition,
 )
+from triage.store import search
+from triage.store.db import changed_rows, retry_disconnect
+from triage.store.models import ATTEMPTS, CONVERSATIONS, EVENTS, TICKETS, Event, Ticket
+from triage.store.queries import TicketNotFoundError
+from triage.tickets.routing import RouteDecision, Router
 
 WORKER_ACTOR = "worker"
 INTAKE_ACTOR = "intake"
-#: The extractor recorded when a person set the fields.
-HUMAN_EXTRACTOR = "human"
 
 
-class ClaimConflictError(ConflictError):
+class AssignmentConflictError(ConflictError):
     """Someone else holds the ticket (or nobody does, for a release); ``holder`` names who holds it."""
 
     def __init__(self, message: str, holder: str | None) -> None:
@@ -114,7 +112,7 @@ class CorrectionRejectedError(RejectedError):
 
 
 @dataclass(frozen=True)
-class Claim:
+class Lease:
     """A worker's hold on a ticket for one extraction run: its conversation and the run's earlier attempts."""
 
     ticket_id: int
@@ -199,8 +197,8 @@ _ATTEMPT_COLUMNS = ("n", "model", "outcome", "raw_output", "finish_reason", "err
                     "batch_id", "batch_size")
 
 
-def _attempt_rows(claim: Claim, attempts: Sequence[AttemptRecord], now: datetime) -> list[dict[str, Any]]:
-    return [{"ticket_id": claim.ticket_id, "run": claim.run, "created_at": now, "repairs": list(a.repairs),
+def _attempt_rows(lease: Lease, attempts: Sequence[AttemptRecord], now: datetime) -> list[dict[str, Any]]:
+    return [{"ticket_id": lease.ticket_id, "run": lease.run, "created_at": now, "repairs": list(a.repairs),
              **{name: getattr(a, name) for name in _ATTEMPT_COLUMNS}} for a in attempts]
 
 
@@ -224,30 +222,30 @@ def _route_values(decision: RouteDecision, now: datetime) -> dict[str, Any]:
 
 
 @retry_disconnect
-def _end_run(sessions: sessionmaker[Session], claim: Claim, action: Action, now: datetime, *,
+def _end_run(sessions: sessionmaker[Session], lease: Lease, action: Action, now: datetime, *,
              attempts: Sequence[AttemptRecord], kind: EventKind | None,
              values: Callable[[Row[Any]], dict[str, Any]]) -> bool:
-    """End ``claim``'s run with ``action`` in one short transaction: lock the ticket if the claim still holds it,
+    """End ``lease``'s run with ``action`` in one short transaction: lock the ticket if the lease still holds it,
     add ``attempts`` (one statement), drop the lease and set ``values(held row)``, and audit it as ``kind``."""
     with sessions.begin() as session:
         held = session.execute(
             select(*_HELD).select_from(TICKETS.join(CONVERSATIONS, CONVERSATIONS.c.id == TICKETS.c.conversation_id))
-            .where(TICKETS.c.id == claim.ticket_id, TICKETS.c.lease_token == claim.token).with_for_update(of=TICKETS)
+            .where(TICKETS.c.id == lease.ticket_id, TICKETS.c.lease_token == lease.token).with_for_update(of=TICKETS)
         ).first()
         if held is None:
             return False
         changes = {"status": transition(action, held.status).target, "updated_at": now, "lease_token": None,
                    "lease_until": None, "next_attempt_at": None, **values(held)}
         if attempts:
-            session.execute(insert(ATTEMPTS), _attempt_rows(claim, attempts, now))
-        session.execute(update(TICKETS).where(TICKETS.c.id == claim.ticket_id).values(changes))
+            session.execute(insert(ATTEMPTS), _attempt_rows(lease, attempts, now))
+        session.execute(update(TICKETS).where(TICKETS.c.id == lease.ticket_id).values(changes))
         if kind is not None:
             before = snapshot_of(dict(held._mapping))
             after = snapshot_of({**held._mapping, **changes})
             event_id = session.execute(
-                insert(EVENTS).values(ticket_id=claim.ticket_id, actor=WORKER_ACTOR, kind=kind, before=before,
+                insert(EVENTS).values(ticket_id=lease.ticket_id, actor=WORKER_ACTOR, kind=kind, before=before,
                                   after=after, created_at=now).returning(EVENTS.c.id)).scalar_one()
-            outbox.decided_by_id(session, claim.ticket_id, event_id, kind, held.source, before, after, now)
+            outbox.decided_by_id(session, lease.ticket_id, event_id, kind, held.source, before, after, now)
         return True
 
 
@@ -282,15 +280,6 @@ def new_ticket(external_id: str, messages: Sequence[Mapping[str, Any]], now: dat
             "sla_started_at": wait_began(sent_at, now), "search_text": search.search_text(external_id, messages, None)}
 
 
-def open_ticket(session: Session, conversation: ConversationRow, now: datetime,
-                sent_at: datetime | None = None) -> Ticket:
-    """A new ``queued`` ticket for a new conversation (the caller publishes it after the commit)."""
-    ticket = Ticket(conversation=conversation, **new_ticket(conversation.external_id, conversation.messages, now,
-                                                            sent_at))
-    session.add(ticket)
-    return ticket
-
-
 def append_message(session: Session, ticket: Ticket, now: datetime, sent_at: datetime | None = None) -> bool:
     """The customer wrote again (the caller already stored the text): ``True`` when a new extraction
     run starts and must be published after the commit.
@@ -315,8 +304,8 @@ def append_message(session: Session, ticket: Ticket, now: datetime, sent_at: dat
 # ---- a worker's run -------------------------------------------------------------------------------
 
 @retry_disconnect
-def _claim(sessions: sessionmaker[Session], ticket_id: int, action: Action, now: datetime,
-           lease_seconds: float) -> Claim | None:
+def _lease(sessions: sessionmaker[Session], ticket_id: int, action: Action, now: datetime,
+           lease_seconds: float) -> Lease | None:
     """One conditional ``UPDATE ... RETURNING`` takes the lease; one read brings the conversation and the run's
     earlier attempts (an outer join: a first run has none)."""
     with sessions.begin() as session:
@@ -335,40 +324,40 @@ def _claim(sessions: sessionmaker[Session], ticket_id: int, action: Action, now:
             .where(CONVERSATIONS.c.id == changed.conversation_id).order_by(ATTEMPTS.c.id)
         ).all()
         prior = [_to_record(row._mapping) for row in rows if row.n is not None]
-        return Claim(ticket_id, str(changed.lease_token), changed.run, Conversation.from_dicts(rows[0].messages),
+        return Lease(ticket_id, str(changed.lease_token), changed.run, Conversation.from_dicts(rows[0].messages),
                      prior, changed.sla_started_at)
 
 
-def claim(sessions: sessionmaker[Session], ticket_id: int, now: datetime, lease_seconds: float) -> Claim | None:
+def lease(sessions: sessionmaker[Session], ticket_id: int, now: datetime, lease_seconds: float) -> Lease | None:
     """Move a ``queued`` ticket (or a ``processing`` one whose lease ran out) to ``processing`` under a
     new lease; ``None`` when it is finished or leased to another run (a redelivered message then changes
     nothing). A row lock held for the moment (intake appending a message, a person's action) is waited for:
     the conditional ``UPDATE`` reads the row as that transaction left it."""
-    return _claim(sessions, ticket_id, Action.CLAIM, now, lease_seconds)
+    return _lease(sessions, ticket_id, Action.LEASE, now, lease_seconds)
 
 
-def claim_fallback(sessions: sessionmaker[Session], ticket_id: int, now: datetime,
-                   lease_seconds: float) -> Claim | None:
+def lease_fallback(sessions: sessionmaker[Session], ticket_id: int, now: datetime,
+                   lease_seconds: float) -> Lease | None:
     """Hold a ``fallback`` ticket for the fallback task (it stays ``fallback`` until finished)."""
-    return _claim(sessions, ticket_id, Action.CLAIM_FALLBACK, now, lease_seconds)
+    return _lease(sessions, ticket_id, Action.LEASE_FALLBACK, now, lease_seconds)
 
 
 def _batchable(now: datetime | ColumnElement[datetime], tickets: FromClause = TICKETS) -> ColumnElement[bool]:
-    """A ticket another ticket's run may take into its batch: claimable now, and no retry scheduled later."""
-    return and_(tickets.c.status.in_(sources(Action.CLAIM)), _lease_free(now, tickets),
+    """A ticket another ticket's run may take into its batch: leasable now, and no retry scheduled later."""
+    return and_(tickets.c.status.in_(sources(Action.LEASE)), _lease_free(now, tickets),
                 or_(tickets.c.next_attempt_at.is_(None), tickets.c.next_attempt_at <= now))
 
 
 @functools.cache
-def _batch_claim(counted: bool) -> Update:
-    """:func:`claim_batch`'s one statement, built once and bound at each call (:func:`_batch_claim_values`):
+def _batch_lease(counted: bool) -> Update:
+    """:func:`lease_batch`'s one statement, built once and bound at each call (:func:`_batch_lease_values`):
     CTEs with their subqueries cost far more CPU to build than to run.
 
-    ``own`` locks the run's own ticket if it is claimable, *waiting* for a lock someone holds for the moment
+    ``own`` locks the run's own ticket if it is leasable, *waiting* for a lock someone holds for the moment
     (intake appending a message, a person's action); PostgreSQL then reads the row as that transaction left it.
     Skipping it instead would read a ticket intake is appending to as held elsewhere, and its message would be
-    spent with the ticket left ``queued``. ``companions``, only when ``own`` was claimable, are other claimable
-    tickets, oldest first, skipping rows another worker is claiming (``SKIP LOCKED``: any of them will do).
+    spent with the ticket left ``queued``. ``companions``, only when ``own`` was leasable, are other leasable
+    tickets, oldest first, skipping rows another worker is leasing (``SKIP LOCKED``: any of them will do).
     ``counted``: companions are taken only when more than ``:beyond`` others wait, an uncorrelated subquery
     (run once) reading at most ``:beyond + 1`` ids; without it, whenever a companion is found."""
     ticket_id, now = bindparam("ticket_id", type_=Integer), bindparam("now", type_=TICKETS.c.updated_at.type)
@@ -379,7 +368,7 @@ def _batch_claim(counted: bool) -> Update:
                    .limit(bindparam("waiting_limit", type_=Integer)).subquery())
         enough = select(func.count()).select_from(waiting).scalar_subquery() > bindparam("beyond", type_=Integer)
     own = (select(TICKETS.c.id)
-           .where(TICKETS.c.id == ticket_id, TICKETS.c.status.in_(sources(Action.CLAIM)), _lease_free(now))
+           .where(TICKETS.c.id == ticket_id, TICKETS.c.status.in_(sources(Action.LEASE)), _lease_free(now))
            .with_for_update().cte("own"))
     companions = (select(TICKETS.c.id)
                   .where(TICKETS.c.id != ticket_id, _batchable(now), exists(select(own.c.id)), enough)
@@ -388,15 +377,15 @@ def _batch_claim(counted: bool) -> Update:
                   .cte("companions"))  # a CTE runs once: PostgreSQL may run an IN subquery again, past its LIMIT
     chosen = select(own.c.id).union_all(select(companions.c.id))
     return (update(TICKETS)
-            .where(TICKETS.c.id.in_(chosen), TICKETS.c.status.in_(sources(Action.CLAIM)), _lease_free(now))
-            .values(status=single_target(Action.CLAIM), updated_at=now,
+            .where(TICKETS.c.id.in_(chosen), TICKETS.c.status.in_(sources(Action.LEASE)), _lease_free(now))
+            .values(status=single_target(Action.LEASE), updated_at=now,
                     lease_token=bindparam("new_lease_token", type_=TICKETS.c.lease_token.type),
                     lease_until=bindparam("new_lease_until", type_=TICKETS.c.lease_until.type))
             .returning(TICKETS.c.id, TICKETS.c.lease_token, TICKETS.c.run, TICKETS.c.sla_started_at,
                        TICKETS.c.conversation_id))
 
 
-def _batch_claim_values(ticket_id: int, size: int, now: datetime, lease_seconds: float, beyond: int) -> dict[str, Any]:
+def _batch_lease_values(ticket_id: int, size: int, now: datetime, lease_seconds: float, beyond: int) -> dict[str, Any]:
     lease = _grant_lease(now, lease_seconds)
     values = {"ticket_id": ticket_id, "now": now, "companions": size - 1, "new_lease_token": lease["lease_token"],
               "new_lease_until": lease["lease_until"]}
@@ -404,21 +393,21 @@ def _batch_claim_values(ticket_id: int, size: int, now: datetime, lease_seconds:
 
 
 @retry_disconnect
-def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now: datetime,
-                lease_seconds: float, *, beyond: int = 0) -> list[Claim]:
-    """:func:`claim` ``ticket_id`` and, in the same statement, up to ``size - 1`` other claimable tickets
-    (oldest first; on PostgreSQL rows another worker is claiming are skipped), all under one new lease;
+def lease_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now: datetime,
+                lease_seconds: float, *, beyond: int = 0) -> list[Lease]:
+    """:func:`lease` ``ticket_id`` and, in the same statement, up to ``size - 1`` other leasable tickets
+    (oldest first; on PostgreSQL rows another worker is leasing are skipped), all under one new lease;
     the others only when more than ``beyond`` wait (``auto`` batching's test, asked in the same statement:
-    with fewer, ``ticket_id`` is claimed alone).
+    with fewer, ``ticket_id`` is leased alone).
 
-    ``ticket_id``'s claim comes first; nothing is claimed (``[]``) when ``ticket_id`` itself is not
-    claimable: finished, or leased to another run. A lock someone holds on it for the moment is waited
-    for, as :func:`claim`'s ``UPDATE`` waits. The other tickets' own messages then find them leased (or
+    ``ticket_id``'s lease comes first; nothing is leased (``[]``) when ``ticket_id`` itself is not
+    leasable: finished, or leased to another run. A lock someone holds on it for the moment is waited
+    for, as :func:`lease`'s ``UPDATE`` waits. The other tickets' own messages then find them leased (or
     finished) and do nothing.
     """
     with sessions.begin() as session:
-        rows = session.execute(_batch_claim(beyond > 0),
-                               _batch_claim_values(ticket_id, size, now, lease_seconds, beyond)).all()
+        rows = session.execute(_batch_lease(beyond > 0),
+                               _batch_lease_values(ticket_id, size, now, lease_seconds, beyond)).all()
         if not rows:
             return []
         messages: dict[int, list[Any]] = {
@@ -431,89 +420,89 @@ def claim_batch(sessions: sessionmaker[Session], ticket_id: int, size: int, now:
                                        .order_by(ATTEMPTS.c.id)):
             if attempt.run == runs[attempt.ticket_id]:
                 prior[attempt.ticket_id].append(_to_record(attempt._mapping))
-    claims = [Claim(row.id, str(row.lease_token), row.run, Conversation.from_dicts(messages[row.conversation_id]),
+    leases = [Lease(row.id, str(row.lease_token), row.run, Conversation.from_dicts(messages[row.conversation_id]),
                     prior[row.id], row.sla_started_at) for row in rows]
-    return sorted(claims, key=lambda claim: (claim.ticket_id != ticket_id, claim.ticket_id))
+    return sorted(leases, key=lambda lease: (lease.ticket_id != ticket_id, lease.ticket_id))
 
 
 @retry_disconnect
-def renew_batch(sessions: sessionmaker[Session], claims: Sequence[Claim], now: datetime,
+def renew_batch(sessions: sessionmaker[Session], leases: Sequence[Lease], now: datetime,
                 lease_seconds: float) -> int:
-    """:func:`renew` every claim of a batch in one statement; how many are still held."""
+    """:func:`renew` every lease of a batch in one statement; how many are still held."""
     with sessions.begin() as session:
         return changed_rows(session.execute(
             update(TICKETS)
-            .where(TICKETS.c.id.in_([claim.ticket_id for claim in claims]),
-                   TICKETS.c.lease_token.in_({claim.token for claim in claims}),
+            .where(TICKETS.c.id.in_([lease.ticket_id for lease in leases]),
+                   TICKETS.c.lease_token.in_({lease.token for lease in leases}),
                    TICKETS.c.status.in_(sources(Action.RENEW)))
             .values(lease_until=now + timedelta(seconds=lease_seconds))
         ))
 
 
 @retry_disconnect
-def renew(sessions: sessionmaker[Session], claim: Claim, now: datetime, lease_seconds: float) -> bool:
-    """Extend the lease while the worker still works on the ticket; ``False`` when the claim was lost."""
+def renew(sessions: sessionmaker[Session], lease: Lease, now: datetime, lease_seconds: float) -> bool:
+    """Extend the lease while the worker still works on the ticket; ``False`` when the lease was lost."""
     with sessions.begin() as session:
         changed = changed_rows(session.execute(
             update(TICKETS)
-            .where(TICKETS.c.id == claim.ticket_id, TICKETS.c.lease_token == claim.token,
+            .where(TICKETS.c.id == lease.ticket_id, TICKETS.c.lease_token == lease.token,
                    TICKETS.c.status.in_(sources(Action.RENEW)))
             .values(lease_until=now + timedelta(seconds=lease_seconds))
         ))
     return bool(changed)
 
 
-def finish(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
+def finish(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
            now: datetime) -> bool:
-    """Store a valid extraction, its attempts and its route (``routed``); ``False`` when the claim was lost."""
-    return _finish(sessions, claim, result, decision, now, Action.FINISH, EventKind.ROUTED)
+    """Store a valid extraction, its attempts and its route (``routed``); ``False`` when the lease was lost."""
+    return _finish(sessions, lease, result, decision, now, Action.FINISH, EventKind.ROUTED)
 
 
-def finish_fallback(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult,
+def finish_fallback(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult,
                     decision: RouteDecision, now: datetime) -> bool:
     """Store the fallback queue's rules ticket for a person (``needs_review`` on the fallback route)."""
-    return _finish(sessions, claim, result, decision, now, Action.FINISH_FALLBACK, EventKind.NEEDS_REVIEW)
+    return _finish(sessions, lease, result, decision, now, Action.FINISH_FALLBACK, EventKind.NEEDS_REVIEW)
 
 
-def _finish(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
+def _finish(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
             now: datetime, action: Action, kind: EventKind) -> bool:
-    return _end_run(sessions, claim, action, now, attempts=result.attempts, kind=kind,
+    return _end_run(sessions, lease, action, now, attempts=result.attempts, kind=kind,
                     values=lambda held: _result_values(held, result, decision, now))
 
 
-def hold_for_review(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
+def hold_for_review(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
                     reason: FallbackReason, detail: str, now: datetime) -> bool:
     """Store the model's valid ticket, fields and all, but for a person: ``needs_review`` on ``decision``
-    (the fallback route) with ``reason``, instead of the route the fields give; ``False`` when the claim was lost."""
-    return _end_run(sessions, claim, Action.HOLD_FOR_REVIEW, now, attempts=result.attempts, kind=EventKind.NEEDS_REVIEW,
+    (the fallback route) with ``reason``, instead of the route the fields give; ``False`` when the lease was lost."""
+    return _end_run(sessions, lease, Action.HOLD_FOR_REVIEW, now, attempts=result.attempts, kind=EventKind.NEEDS_REVIEW,
                     values=lambda held: {**_result_values(held, result, decision, now), "fallback_reason": reason,
                                          "fallback_detail": detail})
 
 
-def send_to_fallback(sessions: sessionmaker[Session], claim: Claim, attempts: Sequence[AttemptRecord],
+def send_to_fallback(sessions: sessionmaker[Session], lease: Lease, attempts: Sequence[AttemptRecord],
                      reason: FallbackReason, detail: str | None, now: datetime, *, trimmed: bool = False,
                      injection: InjectionMatch | None = None) -> bool:
     """Record the failed attempts and mark the ticket ``fallback`` (the caller then publishes the fallback task)."""
-    raw = next((a.raw_output for a in reversed([*claim.prior_attempts, *attempts]) if a.raw_output), None)
-    return _end_run(sessions, claim, Action.SEND_TO_FALLBACK, now, attempts=attempts, kind=EventKind.FALLBACK,
+    raw = next((a.raw_output for a in reversed([*lease.prior_attempts, *attempts]) if a.raw_output), None)
+    return _end_run(sessions, lease, Action.SEND_TO_FALLBACK, now, attempts=attempts, kind=EventKind.FALLBACK,
                     values=lambda held: {"fallback_reason": reason, "fallback_detail": detail,
                                          "fallback_raw_output": raw, "trimmed": held.trimmed or trimmed,
                                          "flags": with_injection(held.flags, injection)})
 
 
-def abandon_fallback(sessions: sessionmaker[Session], claim: Claim, reason: FallbackReason, detail: str,
+def abandon_fallback(sessions: sessionmaker[Session], lease: Lease, reason: FallbackReason, detail: str,
                      decision: RouteDecision, now: datetime) -> bool:
     """The fallback task itself failed: the ticket goes to a person as it is (``needs_review`` on
     ``decision``'s route, its fields unchanged) with ``reason`` and ``detail``."""
-    return _end_run(sessions, claim, Action.FINISH_FALLBACK, now, attempts=(), kind=EventKind.NEEDS_REVIEW,
+    return _end_run(sessions, lease, Action.FINISH_FALLBACK, now, attempts=(), kind=EventKind.NEEDS_REVIEW,
                     values=lambda _held: {"fallback_reason": reason, "fallback_detail": detail,
                                           **_route_values(decision, now)})
 
 
-def release_for_retry(sessions: sessionmaker[Session], claim: Claim, attempts: Sequence[AttemptRecord],
+def release_for_retry(sessions: sessionmaker[Session], lease: Lease, attempts: Sequence[AttemptRecord],
                       countdown: float, now: datetime) -> bool:
     """Record the attempts and put the ticket back to ``queued`` until its retry is due."""
-    return _end_run(sessions, claim, Action.RELEASE_FOR_RETRY, now, attempts=attempts, kind=None,
+    return _end_run(sessions, lease, Action.RELEASE_FOR_RETRY, now, attempts=attempts, kind=None,
                     values=lambda _held: {"next_attempt_at": now + timedelta(seconds=countdown)})
 
 
@@ -580,14 +569,14 @@ def _poison(session: Session, ticket: Ticket, route: Callable[[datetime], RouteD
 # ---- a person's actions ---------------------------------------------------------------------------
 #
 # Who may act is decided here, on the row locked for the change: a ticket someone holds (the desk's
-# "Claim", ``POST /tickets/{id}/claim``) is theirs to correct, resolve, reprocess and release; anyone may
+# "Claim", ``POST /tickets/{id}/claim``: an assignment) is theirs to correct, resolve, reprocess and release; anyone may
 # act on a ticket nobody holds. Every surface (the API, the desk) calls these functions and shows their
 # refusal; none checks anything itself first.
 
 def permitted(action: Action, status: str, holder: str | None, actor: str) -> bool:
     """Whether ``actor`` may take ``action`` on a ticket that is ``status`` and held by ``holder`` (what a page
-    offers; the action itself decides again under the row lock). A claim is offered on a ticket nobody holds
-    (the holder's second claim changes nothing).
+    offers; the action itself decides again under the row lock). An assignment is offered on a ticket nobody holds
+    (the holder's second assignment changes nothing).
 
     >>> permitted(Action.RESOLVE, "routed", None, "bob"), permitted(Action.RESOLVE, "routed", "alice", "bob")
     (True, False)
@@ -603,17 +592,17 @@ def permitted(action: Action, status: str, holder: str | None, actor: str) -> bo
     return holder in (None, actor) and status in TRANSITIONS[action]
 
 
-def _claimed_by_other(ticket: Ticket, actor: str) -> None:
-    """:class:`ClaimConflictError` naming the holder when someone other than ``actor`` holds ``ticket``."""
+def _assigned_to_other(ticket: Ticket, actor: str) -> None:
+    """:class:`AssignmentConflictError` naming the holder when someone other than ``actor`` holds ``ticket``."""
     if ticket.assigned_to not in (None, actor):
-        raise ClaimConflictError(f"ticket {ticket.id} is claimed by {ticket.assigned_to}: only the holder can act "
+        raise AssignmentConflictError(f"ticket {ticket.id} is claimed by {ticket.assigned_to}: only the holder can act "
                                  "on it until they release it", ticket.assigned_to)
 
 
 def _acted_on(session: Session, ticket_id: int, actor: str) -> Ticket:
-    """The ticket locked for ``actor``'s action: :class:`ClaimConflictError` when someone else holds it."""
+    """The ticket locked for ``actor``'s action: :class:`AssignmentConflictError` when someone else holds it."""
     ticket = _locked(session, ticket_id)
-    _claimed_by_other(ticket, actor)
+    _assigned_to_other(ticket, actor)
     return ticket
 
 
@@ -671,7 +660,7 @@ def correct(sessions: sessionmaker[Session], ticket_id: int, actor: str, changes
 
 
 def assign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
-    """Give the ticket to ``actor`` (claiming it twice is fine); someone else's claim is a conflict."""
+    """Give the ticket to ``actor`` (assigning it twice is fine); someone else's assignment is a conflict."""
     with sessions.begin() as session:
         ticket = _acted_on(session, ticket_id, actor)
         if ticket.assigned_to == actor:
@@ -679,15 +668,15 @@ def assign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: dat
         before = snapshot(ticket)
         _apply(ticket, Action.ASSIGN, now)
         ticket.assigned_to, ticket.assigned_at = actor, now
-        _audit(session, ticket, actor, EventKind.CLAIMED, before, now)
+        _audit(session, ticket, actor, EventKind.ASSIGNED, before, now)
 
 
 def unassign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
-    """Release ``actor``'s claim; only the holder may release it."""
+    """Release ``actor``'s assignment; only the holder may release it."""
     with sessions.begin() as session:
         ticket = _acted_on(session, ticket_id, actor)
         if ticket.assigned_to is None:
-            raise ClaimConflictError(f"ticket {ticket_id} is not claimed; only a holder can release it", None)
+            raise AssignmentConflictError(f"ticket {ticket_id} is not claimed; only a holder can release it", None)
         before = snapshot(ticket)
         _apply(ticket, Action.UNASSIGN, now)
         ticket.assigned_to = ticket.assigned_at = None

@@ -17,7 +17,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from triage.outbox.states import RETRYABLE_BY_HAND
+from triage.states.deliveries import RETRYABLE_BY_HAND, DeliveryStatus
+from triage.states.tickets import Status
 
 SECONDS_PER_MINUTE, MINUTES_PER_HOUR, HOURS_PER_DAY = 60, 60, 24
 
@@ -62,5 +63,6 @@ def environment() -> Environment:
     env = Environment(loader=PackageLoader("triage.api.desk", "templates"),
                       autoescape=select_autoescape(["html"], default=True), trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=when, countdown=countdown, show=show, span=span)
-    env.globals.update(retryable_deliveries=tuple(str(status) for status in RETRYABLE_BY_HAND))
+    # The templates compare statuses by name, as the code does: {% if ticket.status == Status.RESOLVED %}
+    env.globals.update(Status=Status, DeliveryStatus=DeliveryStatus, retryable_deliveries=RETRYABLE_BY_HAND)
     return env

@@ -29,12 +29,13 @@ from triage.api.bodies import StrictJSONRoute
 from triage.api.desk import forms
 from triage.api.desk.render import environment
 from triage.api.desk.session import PRESESSION_COOKIE, PRESESSION_SECONDS, SESSION_COOKIE, DeskSession, SessionKeys
-from triage.api.errors import http_status
+from triage.api.error_answers import http_status
 from triage.api.guard import AuthGuard, TooManyFailuresError
 from triage.app import App
 from triage.errors import TriageError
-from triage.filters import FilterValues, UnknownFilterValueError, as_utc
+from triage.states.tickets import Action, Status
 from triage.store.accuracy import accuracy
+from triage.store.filters import FilterValues, UnknownFilterValueError, as_utc
 from triage.store.queries import (
     MAX_TICKET_ID,
     CursorError,
@@ -47,7 +48,6 @@ from triage.store.queries import (
     ticket_detail,
 )
 from triage.tickets import lifecycle
-from triage.tickets.states import Action, Status
 
 log = logging.getLogger(__name__)
 

@@ -151,6 +151,30 @@ class BasePlatform:
         return self.parse(headers, body)
 
 
+@dataclass(frozen=True)
+class MayBeUnsigned(BasePlatform):
+    """A platform some installs cannot sign for (Chatwoot before webhook signing, Zammad without a token):
+    ``allow_unsigned`` takes their deliveries without a secret; with a secret, each is checked by
+    :meth:`verify_signed`."""
+
+    #: The start-up error when there is no secret and unsigned deliveries are not allowed.
+    no_secret: ClassVar[str]
+    allow_unsigned: bool = False
+
+    def check_secret(self, secret: str | None) -> None:
+        if not secret and not self.allow_unsigned:
+            raise WebhookConfigError(self.no_secret)
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None, now: float | None = None) -> None:
+        self.check_secret(secret)
+        if secret:  # else allow_unsigned and no secret: an install that cannot sign
+            self.verify_signed(headers, body, secret, now)
+
+    def verify_signed(self, headers: Mapping[str, str], body: bytes, secret: str, now: float | None) -> None:
+        """Check the signature with ``secret`` (each platform its own way)."""
+        raise NotImplementedError
+
+
 # ---- helpers shared by the adapters -------------------------------------------------------------
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -176,6 +200,22 @@ def same(expected: str, given: str) -> bool:
 
 def hmac_digest(key: bytes, message: bytes, algorithm: str) -> bytes:
     return hmac.new(key, message, getattr(hashlib, algorithm)).digest()
+
+
+#: Where Intercom and Zammad put the body's signature, :func:`sha1_signature`.
+SHA1_SIGNATURE_HEADER = "X-Hub-Signature"
+
+
+def sha1_signature(secret: str, body: bytes) -> str:
+    """``sha1=<hex HMAC-SHA1(secret, body)>``: Intercom's ``X-Hub-Signature`` and Zammad's."""
+    return "sha1=" + hmac_digest(secret.encode(), body, "sha1").hex()
+
+
+def check_sha1_signature(headers: Mapping[str, str], body: bytes, secret: str) -> None:
+    """:class:`WebhookAuthError` unless ``X-Hub-Signature`` is the body's :func:`sha1_signature` with ``secret``."""
+    given = require_header(headers, SHA1_SIGNATURE_HEADER)
+    if not same(sha1_signature(secret, body), given.lower()):
+        raise WebhookAuthError(f"{SHA1_SIGNATURE_HEADER} does not match")
 
 
 def check_fresh(timestamp: float, now: float | None, tolerance: float) -> None:

@@ -29,12 +29,11 @@ from typing import Any, ClassVar
 from triage.conversation import Conversation, Message
 
 from .base import (
-    BasePlatform,
     IdFields,
     Ignored,
     InboundMessage,
+    MayBeUnsigned,
     WebhookAuthError,
-    WebhookConfigError,
     WebhookPayloadError,
     check_fresh,
     customer_of,
@@ -82,21 +81,14 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 @dataclass(frozen=True)
-class Chatwoot(BasePlatform):
+class Chatwoot(MayBeUnsigned):
     name: ClassVar[str] = "chatwoot"
     id_fields: ClassVar[IdFields] = IdFields('"account.id" with "conversation.id"', '"id" (of the message)',
                                              "the X-Chatwoot-Delivery header", '"display_id"', '"account.id"')
-    allow_unsigned: bool = False
+    no_secret: ClassVar[str] = ("no webhook secret configured for chatwoot (set one, or allow_unsigned for installs "
+                                "that predate webhook signing)")
 
-    def check_secret(self, secret: str | None) -> None:
-        if not secret and not self.allow_unsigned:
-            raise WebhookConfigError("no webhook secret configured for chatwoot (set one, or allow_unsigned "
-                                     "for installs that predate webhook signing)")
-
-    def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None, now: float | None = None) -> None:
-        self.check_secret(secret)
-        if not secret:
-            return  # allow_unsigned and no secret: an install that cannot sign
+    def verify_signed(self, headers: Mapping[str, str], body: bytes, secret: str, now: float | None) -> None:
         given = require_header(headers, SIGNATURE_HEADER)
         timestamp = require_header(headers, TIMESTAMP_HEADER)
         check_fresh(unix_timestamp(timestamp, TIMESTAMP_HEADER), now, self.tolerance)

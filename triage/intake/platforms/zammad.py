@@ -26,29 +26,26 @@ from typing import Any, ClassVar
 from triage.conversation import Conversation
 
 from .base import (
-    BasePlatform,
+    SHA1_SIGNATURE_HEADER,
     IdFields,
     Ignored,
     InboundMessage,
-    WebhookAuthError,
-    WebhookConfigError,
+    MayBeUnsigned,
+    check_sha1_signature,
     customer_of,
     derived_id,
     header,
-    hmac_digest,
     ident,
     join_text,
     load_json,
     obj,
     object_or_empty,
     platform_time,
-    require_header,
-    same,
+    sha1_signature,
     text_of,
 )
 from .htmltext import html_to_text
 
-SIGNATURE_HEADER = "X-Hub-Signature"
 DELIVERY_HEADER = "X-Zammad-Delivery"
 TRIGGER_HEADER = "X-Zammad-Trigger"
 
@@ -70,31 +67,17 @@ SAMPLE: dict[str, Any] = {
 }
 
 
-def signature(secret: str, body: bytes) -> str:
-    """``sha1=<hex HMAC-SHA1(token, body)>``."""
-    return "sha1=" + hmac_digest(secret.encode(), body, "sha1").hex()
-
-
 @dataclass(frozen=True)
-class Zammad(BasePlatform):
+class Zammad(MayBeUnsigned):
     name: ClassVar[str] = "zammad"
     id_fields: ClassVar[IdFields] = IdFields('"ticket.id"', '"article.id"', "the X-Zammad-Delivery header",
                                              '"ticket.id"')
-    allow_unsigned: bool = False
+    no_secret: ClassVar[str] = ("no webhook token configured for zammad (set one on the webhook and here, "
+                                "or allow_unsigned)")
 
-    def check_secret(self, secret: str | None) -> None:
-        if not secret and not self.allow_unsigned:
-            raise WebhookConfigError("no webhook token configured for zammad (set one on the webhook and here, "
-                                     "or allow_unsigned)")
-
-    def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None, now: float | None = None) -> None:
+    def verify_signed(self, headers: Mapping[str, str], body: bytes, secret: str, now: float | None) -> None:
         """Check the body signature (Zammad signs no timestamp, so ``now`` is unused)."""
-        self.check_secret(secret)
-        if not secret:
-            return
-        given = require_header(headers, SIGNATURE_HEADER)
-        if not same(signature(secret, body), given.lower()):
-            raise WebhookAuthError(f"{SIGNATURE_HEADER} does not match")
+        check_sha1_signature(headers, body, secret)
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> InboundMessage | Ignored:
         data = load_json(body)
@@ -128,7 +111,7 @@ class Zammad(BasePlatform):
         """Headers Zammad sends with a token set (``delivery_id`` defaults to one derived from the body)."""
         return {"Content-Type": "application/json", "User-Agent": "Zammad User Agent",
                 TRIGGER_HEADER: "triage", DELIVERY_HEADER: delivery_id or derived_id("", body),
-                SIGNATURE_HEADER: signature(secret, body)}
+                SHA1_SIGNATURE_HEADER: sha1_signature(secret, body)}
 
 
 ZAMMAD = Zammad()

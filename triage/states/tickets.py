@@ -4,7 +4,7 @@ The table :data:`TRANSITIONS` is the whole state machine: for each :class:`Actio
 it may start from and where each one goes. :mod:`triage.tickets.lifecycle` applies it to every
 status change; a transition the table does not hold raises :class:`TransitionError`::
 
-    queued ──claim──▶ processing ──finish──▶ routed ──resolve──▶ resolved
+    queued ──lease──▶ processing ──finish──▶ routed ──resolve──▶ resolved
       ▲                 │  │  │               │                    │
       │ release_for_retry  │  └─send_to_fallback─▶ fallback ──finish_fallback──▶ needs_review
       │ / requeue          └──hold_for_review (a suspected injection on a P1 route) ──▶ needs_review
@@ -19,7 +19,7 @@ Transition(target=<Status.RESOLVED: 'resolved'>, new_run=False)
 >>> transition(Action.FINISH, Status.QUEUED)
 Traceback (most recent call last):
 ...
-triage.tickets.states.TransitionError: cannot finish a ticket that is queued (allowed from: processing)
+triage.states.tickets.TransitionError: cannot finish a ticket that is queued (allowed from: processing)
 """
 
 from __future__ import annotations
@@ -29,7 +29,29 @@ from enum import StrEnum
 from http import HTTPStatus
 
 from triage.errors import ConflictError
-from triage.extraction.types import ExtractionFailure
+
+#: The extractor recorded when a person set the fields.
+HUMAN_EXTRACTOR = "human"
+
+
+class ExtractionFailure(StrEnum):
+    """Why an extractor returned no ticket (a ticket's fallback reasons include these)."""
+
+    INVALID_AFTER_ATTEMPTS = "invalid_after_attempts"  # every answer was unparseable, invalid or cut off
+    RULES_INVALID = "rules_invalid"                    # the rules extractor could not fill the schema
+    AMBIGUOUS_ANSWER = "ambiguous_answer"              # still several objects that route differently after the re-ask
+
+
+class AttemptOutcome(StrEnum):
+    """How one call to the LLM went (:attr:`triage.extraction.types.Attempt.outcome`, stored in ``attempts``)."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    UNPARSEABLE = "unparseable"
+    TRUNCATED = "truncated"
+    AMBIGUOUS = "ambiguous"            # objects that validate disagree on a routing field (re-asked once for one)
+    API_ERROR = "api_error"
+    BATCH_UNUSABLE = "batch_unusable"  # a batch answer had no usable item for the conversation (missing, twice...)
 
 
 class Status(StrEnum):
@@ -46,13 +68,11 @@ class Status(StrEnum):
 OPEN = (Status.ROUTED, Status.NEEDS_REVIEW, Status.CORRECTED)
 #: Tickets with an outcome (for waiting on a run to end).
 FINISHED = (*OPEN, Status.RESOLVED)
-#: Tickets the pipeline is still working on.
-IN_FLIGHT = (Status.QUEUED, Status.PROCESSING, Status.FALLBACK)
 
 
 class FallbackReason(StrEnum):
     """Why a ticket left automatic routing (stored in ``fallback_reason``); an extractor's own failures
-    (:class:`~triage.extraction.types.ExtractionFailure`) are among them."""
+    (:class:`ExtractionFailure`) are among them."""
 
     INVALID_AFTER_ATTEMPTS = ExtractionFailure.INVALID_AFTER_ATTEMPTS.value
     RULES_INVALID = ExtractionFailure.RULES_INVALID.value
@@ -101,7 +121,7 @@ class EventKind(StrEnum):
     FALLBACK = "fallback"
     NEEDS_REVIEW = "needs_review"
     CORRECTED = "corrected"
-    CLAIMED = "claimed"
+    ASSIGNED = "claimed"
     RELEASED = "released"
     REPROCESS = "reprocess"
     RETRY_FALLBACK = "retry-fallback"
@@ -111,8 +131,8 @@ class EventKind(StrEnum):
 
 
 class Action(StrEnum):
-    CLAIM = "claim"                          # a worker takes a queued ticket (or one whose lease ran out)
-    CLAIM_FALLBACK = "claim_fallback"        # the fallback task takes a fallback ticket
+    LEASE = "lease"                          # a worker takes a queued ticket (or one whose lease ran out)
+    LEASE_FALLBACK = "lease_fallback"        # the fallback task takes a fallback ticket
     RENEW = "renew"                          # a worker extends its lease while it works
     FINISH = "finish"                        # a valid extraction is stored with its route
     SEND_TO_FALLBACK = "send_to_fallback"    # extraction failed for good
@@ -122,7 +142,7 @@ class Action(StrEnum):
     REQUEUE = "requeue"                      # the sweep takes back a ticket whose worker's lease ran out
     POISON = "poison"                        # the sweep gives up on a ticket that never finishes
     CORRECT = "correct"                      # a person sets the fields
-    ASSIGN = "assign"                        # a person claims the ticket
+    ASSIGN = "assign"                        # a person takes the ticket (its assignment)
     UNASSIGN = "unassign"                    # the holder releases it
     REPROCESS = "reprocess"                  # a person sends it through extraction again
     REEXTRACT = "reextract"                  # a job does (new schema or prompt, one fresh pass)
@@ -143,11 +163,11 @@ Q, P, F, R, N, C, X = (Status.QUEUED, Status.PROCESSING, Status.FALLBACK, Status
 _RERUN = Transition(Q, new_run=True)
 _NOT_RESOLVED = (Q, P, F, R, N, C)
 
-#: The state machine. A ``processing`` (or ``fallback``) ticket is claimable only once its lease ran out:
-#: that condition is the lease's, checked where the claim is made.
+#: The state machine. A ``processing`` (or ``fallback``) ticket is leasable only once its lease ran out:
+#: that condition is the lease's, checked where the lease is made.
 TRANSITIONS: dict[Action, dict[Status, Transition]] = {
-    Action.CLAIM: {Q: Transition(P), P: Transition(P)},
-    Action.CLAIM_FALLBACK: {F: Transition(F)},
+    Action.LEASE: {Q: Transition(P), P: Transition(P)},
+    Action.LEASE_FALLBACK: {F: Transition(F)},
     Action.RENEW: {P: Transition(P), F: Transition(F)},
     Action.FINISH: {P: Transition(R)},
     Action.SEND_TO_FALLBACK: {P: Transition(F)},
@@ -186,7 +206,7 @@ def transition(action: Action, current: str) -> Transition:
 def sources(action: Action) -> tuple[Status, ...]:
     """The statuses ``action`` may start from (for conditional UPDATEs).
 
-    >>> sources(Action.CLAIM)
+    >>> sources(Action.LEASE)
     (<Status.QUEUED: 'queued'>, <Status.PROCESSING: 'processing'>)
     """
     return tuple(TRANSITIONS[action])
@@ -195,7 +215,7 @@ def sources(action: Action) -> tuple[Status, ...]:
 def single_target(action: Action) -> Status:
     """The one status ``action`` leads to from every source (for actions applied by a conditional UPDATE).
 
-    >>> single_target(Action.CLAIM)
+    >>> single_target(Action.LEASE)
     <Status.PROCESSING: 'processing'>
     """
     (target,) = {step.target for step in TRANSITIONS[action].values()}

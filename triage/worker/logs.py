@@ -10,11 +10,11 @@ Whatever the format, every configured secret (API key, tokens, webhook and event
 passwords in the database and broker URLs) is replaced by ``<redacted>`` in the finished line,
 tracebacks included.
 
->>> record = logging.LogRecord("triage.tasks", logging.INFO, __file__, 1, "ticket %s routed", (7,), None)
+>>> record = logging.LogRecord("triage.worker.tasks", logging.INFO, __file__, 1, "ticket %s routed", (7,), None)
 >>> record.ticket_id = 7
 >>> line = json.loads(JsonFormatter().format(record))
 >>> line["level"], line["logger"], line["message"], line["ticket_id"]
-('INFO', 'triage.tasks', 'ticket 7 routed', 7)
+('INFO', 'triage.worker.tasks', 'ticket 7 routed', 7)
 """
 
 from __future__ import annotations
@@ -22,25 +22,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import signals
 from celery.apps import worker as celery_worker
-from kombu.utils.url import url_to_parts
-from pydantic import BaseModel, SecretStr
-from sqlalchemy.engine import make_url
 
-from triage.queues import EXTRACT_TASK, FALLBACK_TASK
+from triage.app.queues import EXTRACT_TASK, FALLBACK_TASK
+from triage.scrubbing import scrub_secrets, scrubbed_order, secret_values
 from triage.settings import Settings, SettingsError
 
 CONTEXT_FIELDS = ("ticket_id", "source", "external_id", "attempt", "model", "task_id")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-REDACTED = "<redacted>"
-#: Shorter secrets are not scrubbed: replacing two letters everywhere would garble every line.
-MIN_SCRUBBED_CHARS = 6
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 HANDLER_NAME = "triage"
 CELERY_CONSOLE_LOGGER = "celery.apps.worker"
@@ -105,44 +100,6 @@ class ScrubbingFormatter(logging.Formatter):
         return scrub_secrets(self.inner.format(record), self.secrets)
 
 
-def scrub_secrets(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with each of ``secrets`` (longest first, as :func:`scrubbed_order` sorts them) as ``<redacted>``.
-
-    >>> scrub_secrets("key sk-123456 refused", scrubbed_order(["sk-123456", "ab"]))
-    'key <redacted> refused'
-    """
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return text
-
-
-def scrubbed_order(secrets: Sequence[str]) -> list[str]:
-    """The secrets worth scrubbing (:data:`MIN_SCRUBBED_CHARS` or longer), longest first, each once."""
-    return sorted({s for s in secrets if len(s) >= MIN_SCRUBBED_CHARS}, key=len, reverse=True)
-
-
-def _secrets_in(value: object) -> Iterator[str]:
-    if isinstance(value, SecretStr):
-        yield value.get_secret_value()
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _secrets_in(getattr(value, name))
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _secrets_in(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _secrets_in(item)
-
-
-def secret_values(settings: Settings) -> list[str]:
-    """Every secret in ``settings``: each ``SecretStr`` anywhere in it, and the database and broker passwords."""
-    found = list(_secrets_in(settings))
-    database_password = make_url(settings.database_url).password
-    broker_password = url_to_parts(settings.broker_url).password
-    return found + [str(p) for p in (database_password, broker_password) if p]
-
-
 def check_level(level: str) -> str:
     """``level`` in upper case, or :class:`SettingsError` naming the ones there are."""
     if level.upper() not in LEVELS:
@@ -196,9 +153,9 @@ def celery_logging(settings: Settings) -> list[str]:
     def setup(loglevel: int | str = logging.INFO, **_: Any) -> None:
         configure(settings, loglevel)
 
-    signals.setup_logging.connect(setup, weak=False, dispatch_uid="triage.logs.setup")
-    signals.task_prerun.connect(_bind_task, weak=False, dispatch_uid="triage.logs.bind")
-    signals.task_postrun.connect(_unbind_task, weak=False, dispatch_uid="triage.logs.unbind")
+    signals.setup_logging.connect(setup, weak=False, dispatch_uid="triage.worker.logs.setup")
+    signals.task_prerun.connect(_bind_task, weak=False, dispatch_uid="triage.worker.logs.bind")
+    signals.task_postrun.connect(_unbind_task, weak=False, dispatch_uid="triage.worker.logs.unbind")
     if settings.log_format != "json":
         return []
     celery_worker.safe_say = _say_as_log  # type: ignore[attr-defined]  # no hook for these lines (not in the stubs)

@@ -2,7 +2,7 @@
 error listing the allowed values, never an empty answer.
 
 The allowed values come from the data the filters read, not from code: statuses from
-:class:`~triage.tickets.states.Status`, routes and priorities from the routing settings (every rule
+:class:`~triage.states.tickets.Status`, routes and priorities from the routing settings (every rule
 and the fallback target), and extracted fields from their enum in the ticket schema (a field without
 an enum takes any value). ``GET /tickets``, the desk and ``triage tickets`` all check through
 :meth:`FilterValues.check`::
@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from triage.errors import InputError
 from triage.schema import RefWalker, TicketSchema
 from triage.settings import Settings
+from triage.states.tickets import Status
 from triage.store.queries import TicketFilter
-from triage.tickets.states import Status
 
 
 class UnknownFilterValueError(InputError):

@@ -15,7 +15,7 @@
 The sweep also re-publishes the outbox's deliveries whose message was lost (pending past due, or
 held by a worker whose lease ran out).
 
-Each job takes its lock first (:func:`triage.store.jobs.try_lock`), so two beats never run it
+Each job takes its lock first (:func:`triage.store.job_locks.try_lock`), so two beats never run it
 twice, and publishes each ticket after its commit. ``force=True`` (``triage sweep --force``) runs
 even while beat holds that lock: a forced run holds the job's forced lock for as long as it runs,
 so two forced runs never overlap::
@@ -32,12 +32,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from triage import metrics, retention
+from triage import metrics
 from triage.app import App
+from triage.states.tickets import EventKind, Status
 from triage.store import desk_sessions, queries
-from triage.store.jobs import forced_name, release, try_lock
+from triage.store.job_locks import forced_name, release, try_lock
 from triage.tickets import lifecycle
-from triage.tickets.states import EventKind, Status
+from triage.worker import retention
 
 Progress = Callable[[int, int], None]
 SWEEP, RETRY_FALLBACK, REPROCESS, PURGE, SLA_ALERTS, LEARN = ("sweep-stuck", "retry-fallback", "reprocess",

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from triage.app import App
-from triage.processes import stop_gracefully
+from triage.cli.processes import stop_gracefully
 from triage.settings import load_settings
-from triage.tickets.states import FINISHED
+from triage.states.tickets import FINISHED
 
 SAMPLES = Path(__file__).with_name("demo_conversations.jsonl")
 POLL_SECONDS = 0.5
@@ -75,7 +75,7 @@ def _wait(app: App, ticket_ids: list[int], timeout: float, worker: subprocess.Po
 
 def run_demo(timeout: float) -> int:
     """Run the demo; 0 when every sample was triaged in time."""
-    from triage.cli import print_tickets
+    from triage.cli.main import print_tickets
     from triage.intake.normalise import normalise_submission
     from triage.intake.submission import accept, parse_submission
     from triage.store.db import upgrade

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from triage.app import App
 from triage.settings import load_settings
-from triage.tasks import celery_for
+from triage.worker.tasks import celery_for
 
 app = celery_for(App.build(load_settings()))

@@ -7,11 +7,11 @@ retry, retry after a backoff (penalising the model for the whole fleet on a 429)
 ticket to the fallback queue with a reason. It touches no database, broker or clock of its own,
 so every branch is a unit test::
 
-    step = decide(attempt_extraction(extractor.extract, claim.conversation, claim.prior_attempts),
-                  claim.prior_attempts, settings.retry, router, claim.sla_started_at,
+    step = decide(attempt_extraction(extractor.extract, lease.conversation, lease.prior_attempts),
+                  lease.prior_attempts, settings.retry, router, lease.sla_started_at,
                   extraction=settings.extraction)
 
-A finished ticket's SLA counts from ``claim.sla_started_at`` (when the customer's wait began), not now.
+A finished ticket's SLA counts from ``lease.sla_started_at`` (when the customer's wait began), not now.
 Anything else a task raises goes through :func:`on_exception`, the one rule for the unexpected:
 a database or broker outage (:func:`is_outage`) is retried later with nothing recorded; any
 other exception ends the ticket in the fallback queue with reason ``internal_error`` and the
@@ -31,14 +31,14 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 
-from triage.backoff import retry_countdown
 from triage.conversation import Conversation
 from triage.extraction.injection import InjectionMatch, holds_for_review
 from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError, RetryableAPIError
-from triage.routing import RouteDecision, Router
+from triage.ratelimit.backoff import retry_countdown
 from triage.settings import ExtractionSettings, RetrySettings
+from triage.states.tickets import AttemptOutcome, FallbackReason
 from triage.text import repair_text
-from triage.tickets.states import FallbackReason
+from triage.tickets.routing import RouteDecision, Router
 
 #: What an extraction run can end with: a result, or the refusal or API error it raised.
 Outcome = ExtractionResult | RateLimitedError | APIError
@@ -126,7 +126,7 @@ def api_failures(attempts: Sequence[Attempt]) -> int:
     >>> api_failures([Attempt(1, "m", "api_error"), Attempt(2, "m", "invalid")])
     1
     """
-    return sum(attempt.outcome == "api_error" for attempt in attempts)
+    return sum(attempt.outcome == AttemptOutcome.API_ERROR for attempt in attempts)
 
 
 def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, router: Router, sla_start: datetime,

@@ -27,7 +27,7 @@ False
 ...                                          sla_hours=8)]), schema)
 Traceback (most recent call last):
 ...
-triage.routing.RuleError: routing.rules[0] (route 'care'): when.sentiment: not a field of the ticket schema \
+triage.tickets.routing.RuleError: routing.rules[0] (route 'care'): when.sentiment: not a field of the ticket schema \
 (its fields: problem_type)
 """
 

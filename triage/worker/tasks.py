@@ -1,11 +1,11 @@
-"""Celery tasks: claim, ask the policy, apply its step (the extraction run itself is triage.runs).
+"""Celery tasks: lease, ask the policy, apply its step (the extraction run itself is triage.worker.runs).
 
-Every task is idempotent: it first claims the ticket (:func:`triage.tickets.lifecycle.claim`), so
+Every task is idempotent: it first leases the ticket (:func:`triage.tickets.lifecycle.lease`), so
 a redelivered message for a finished (or currently held) ticket changes nothing. Messages are
 published only after the database transaction that makes them necessary has committed. While
-a task works on a ticket it renews the ticket's lease (:class:`triage.heartbeat.Heartbeat`), so a
+a task works on a ticket it renews the ticket's lease (:class:`triage.worker.heartbeat.Heartbeat`), so a
 long LLM call keeps it and a killed worker's tickets come back as soon as the lease runs out. An
-exception nothing else handles is the policy's to decide (:func:`triage.policy.on_exception`):
+exception nothing else handles is the policy's to decide (:func:`triage.worker.policy.on_exception`):
 an outage is retried, anything else ends the ticket in the fallback queue as ``internal_error``.
 :func:`celery_for` registers the tasks on an :class:`~triage.app.App`'s Celery app.
 """
@@ -13,22 +13,36 @@ an outage is retried, anything else ends the ticket in the fallback queue as ``i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from celery import Celery, Task, signals
 from celery.exceptions import Retry as CeleryRetry
 
-from triage import jobs, metrics, runs
+from triage import metrics
 from triage.app import App
+from triage.app.queues import (
+    DELIVER_TASK,
+    EXTRACT_TASK,
+    FALLBACK_TASK,
+    LEARN_TASK,
+    PURGE_TASK,
+    RETRY_FALLBACK_TASK,
+    SLA_ALERTS_TASK,
+    SWEEP_TASK,
+)
 from triage.errors import ConfigError
 from triage.extraction import dedupe
-from triage.extraction.batched import build_batches
+from triage.extraction.batch_call import build_batches
 from triage.extraction.dedupe import Lookup
-from triage.heartbeat import Heartbeat
 from triage.outbox import send
 from triage.outbox.outbox import Wait
-from triage.policy import (
+from triage.ratelimit import Headroom
+from triage.states.tickets import Status
+from triage.tickets import lifecycle
+from triage.worker import runs, scheduled
+from triage.worker.heartbeat import Heartbeat
+from triage.worker.policy import (
     Defer,
     Finish,
     HoldForReview,
@@ -40,65 +54,52 @@ from triage.policy import (
     decide,
     on_exception,
 )
-from triage.queues import (
-    DELIVER_TASK,
-    EXTRACT_TASK,
-    FALLBACK_TASK,
-    LEARN_TASK,
-    PURGE_TASK,
-    RETRY_FALLBACK_TASK,
-    SLA_ALERTS_TASK,
-    SWEEP_TASK,
-)
-from triage.ratelimit import Headroom
-from triage.tickets import lifecycle
-from triage.tickets.states import Status
 
 log = logging.getLogger(__name__)
 
 SKIPPED = "skipped"
+Leased = TypeVar("Leased")
+#: Why a ticket's message found nothing to lease.
+NOT_LEASABLE = "not claimable (finished, or leased to another run)"
 #: The fewest conversations a batch call is worth making for.
 MIN_BATCH = 2
 
 
 def extract(app: App, task: Task[Any, Any], ticket_id: int) -> str:
-    """Claim, extract (renewing the lease meanwhile), ask the policy, apply its step; when batching
-    applies (:func:`batch_threshold`), claim and extract a whole batch (:func:`extract_batch`). With no
-    rate budget left in the window nothing is claimed and the message waits (:func:`_wait_for_budget`).
+    """Lease, extract (renewing the lease meanwhile), ask the policy, apply its step; when batching
+    applies (:func:`batch_threshold`), lease and extract a whole batch (:func:`extract_batch`). With no
+    rate budget left in the window nothing is leased and the message waits (:func:`_wait_for_budget`).
 
-    Whatever else goes wrong is the policy's to decide too (:func:`triage.policy.on_exception`): an
+    Whatever else goes wrong is the policy's to decide too (:func:`triage.worker.policy.on_exception`): an
     outage is retried, anything else ends the ticket in the fallback queue with ``internal_error``.
     """
     try:
         room = headroom(app)
     except Exception as exc:
-        _unclaimed_failure(app, task, ticket_id, exc)
+        _unleased_failure(app, task, ticket_id, exc)
     if room is not None and room.wait:
         _wait_for_budget(app, task, ticket_id, room.wait)
     beyond = batch_threshold(app, room)
     if beyond is not None:
         return extract_batch(app, task, ticket_id, beyond)
-    try:
-        claim = lifecycle.claim(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
-    except Exception as exc:
-        _unclaimed_failure(app, task, ticket_id, exc)
-    if claim is None:
-        log.info("ticket %s: not claimable (finished, or leased to another run), nothing to do", ticket_id)
-        return SKIPPED
-    return _extract_claimed(app, task, claim)
+    lease = _leased(app, task, ticket_id, lambda: lifecycle.lease(app.sessions, ticket_id, app.clock.now(),
+                                                                   app.lease_seconds))
+    if lease is None:
+        return _nothing_to_do(ticket_id, NOT_LEASABLE)
+    return _extract_leased(app, task, lease)
 
 
-def _extract_claimed(app: App, task: Task[Any, Any], claim: lifecycle.Claim) -> str:
-    """The single-ticket run of a claimed ticket."""
-    ticket_id = claim.ticket_id
+def _extract_leased(app: App, task: Task[Any, Any], lease: lifecycle.Lease) -> str:
+    """The single-ticket run of a leased ticket."""
+    ticket_id = lease.ticket_id
     try:
-        with _heartbeat(app, claim):
-            outcome = runs.single(app, claim)
-        return apply_step(app, task, claim, _decided(app, claim, outcome))
+        with _heartbeat(app, lease):
+            outcome = runs.single(app, lease)
+        return apply_step(app, task, lease, _decided(app, lease, outcome))
     except CeleryRetry:
         raise
     except Exception as exc:
-        return apply_step(app, task, claim, _unexpected(app, task, ticket_id, exc))
+        return apply_step(app, task, lease, _unexpected(app, task, ticket_id, exc))
 
 
 def headroom(app: App) -> Headroom | None:
@@ -112,7 +113,7 @@ def headroom(app: App) -> Headroom | None:
 
 def _wait_for_budget(app: App, task: Task[Any, Any], ticket_id: int, seconds: float) -> NoReturn:
     """No model has budget in this window: the message waits ``seconds`` (spending no retry) and nothing is
-    claimed. Claiming first would cost two transactions for nothing, and a batch would publish every
+    leased. Leasing first would cost two transactions for nothing, and a batch would publish every
     companion it had to release again, so a backlog under an empty window would multiply its messages."""
     log.debug("ticket %s: no rate budget for %.1fs, not claimed", ticket_id, seconds)  # a backlog: one per message
     metrics.ratelimit_wait(app.llm.models.pick(), seconds)
@@ -133,32 +134,28 @@ def batch_threshold(app: App, room: Headroom | None) -> int | None:
 
 
 def extract_batch(app: App, task: Task[Any, Any], ticket_id: int, beyond: int) -> str:
-    """Claim ``ticket_id`` and, when more than ``beyond`` others wait (:func:`batch_threshold`), up to
+    """Lease ``ticket_id`` and, when more than ``beyond`` others wait (:func:`batch_threshold`), up to
     ``batch_size - 1`` of them, in one statement; ask for them in calls of at most ``batch_max_input_tokens``
     (renewing every lease meanwhile), then ask the policy and apply its step for each ticket; ``ticket_id``'s
-    step last, as a single run's (it may retry the message). Claimed alone, it is a single run.
+    step last, as a single run's (it may retry the message). Leased alone, it is a single run.
 
     A batch companion whose step is a retry or a deferral is released and published again with the
     countdown (its own message is spent); an outage leaves it to the sweep once its lease runs out.
     """
     options = app.settings.extraction
-    try:
-        claims = lifecycle.claim_batch(app.sessions, ticket_id, options.batch_size, app.clock.now(),
-                                       app.lease_seconds, beyond=beyond)
-    except Exception as exc:
-        _unclaimed_failure(app, task, ticket_id, exc)
-    own = next((claim for claim in claims if claim.ticket_id == ticket_id), None)
-    companions = [claim for claim in claims if claim is not own]
+    leases = _leased(app, task, ticket_id, lambda: lifecycle.lease_batch(
+        app.sessions, ticket_id, options.batch_size, app.clock.now(), app.lease_seconds, beyond=beyond))
+    own = next((lease for lease in leases if lease.ticket_id == ticket_id), None)
+    companions = [lease for lease in leases if lease is not own]
     if not companions:
         if own is None:
-            log.info("ticket %s: not claimable (finished, or leased to another run), nothing to do", ticket_id)
-            return SKIPPED
-        return _extract_claimed(app, task, own)
-    with Heartbeat(lambda: lifecycle.renew_batch(app.sessions, claims, app.clock.now(), app.lease_seconds) > 0,
+            return _nothing_to_do(ticket_id, NOT_LEASABLE)
+        return _extract_leased(app, task, own)
+    with Heartbeat(lambda: lifecycle.renew_batch(app.sessions, leases, app.clock.now(), app.lease_seconds) > 0,
                    app.settings.worker.heartbeat_seconds, name=f"heartbeat-batch-{ticket_id}"):
-        outcomes = _batch_outcomes(app, task, claims)
-    for claim in companions:
-        _apply_companion(app, claim, outcomes[claim.ticket_id])
+        outcomes = _batch_outcomes(app, task, leases)
+    for lease in companions:
+        _apply_companion(app, lease, outcomes[lease.ticket_id])
     if own is None:
         return SKIPPED
     try:
@@ -170,57 +167,57 @@ def extract_batch(app: App, task: Task[Any, Any], ticket_id: int, beyond: int) -
         return apply_step(app, task, own, _unexpected(app, task, ticket_id, exc))
 
 
-def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.Claim]) -> dict[int, Step]:
-    """Every claim's policy step: a recent identical conversation's extraction reused (no call); else its
+def _batch_outcomes(app: App, task: Task[Any, Any], leases: Sequence[lifecycle.Lease]) -> dict[int, Step]:
+    """Every lease's policy step: a recent identical conversation's extraction reused (no call); else its
     batch call's item when valid, else its own single run after it."""
     options = app.settings.extraction
     steps: dict[int, Step] = {}
     lookups: dict[int, Lookup | None] = {}
-    asked: list[lifecycle.Claim] = []
-    for claim in claims:
+    asked: list[lifecycle.Lease] = []
+    for lease in leases:
         try:
-            lookup = lookups[claim.ticket_id] = runs.dedupe_lookup(app, claim.ticket_id, claim.conversation)
+            lookup = lookups[lease.ticket_id] = runs.dedupe_lookup(app, lease.ticket_id, lease.conversation)
             if lookup is not None and lookup.reused is not None:
-                steps[claim.ticket_id] = _decided(app, claim, lookup.reused)
+                steps[lease.ticket_id] = _decided(app, lease, lookup.reused)
             else:
-                asked.append(claim)
+                asked.append(lease)
         except Exception as exc:
-            steps[claim.ticket_id] = _unexpected(app, task, claim.ticket_id, exc)
-    groups = build_batches(app.llm, [claim.conversation for claim in asked], options.batch_max_input_tokens,
+            steps[lease.ticket_id] = _unexpected(app, task, lease.ticket_id, exc)
+    groups = build_batches(app.llm, [lease.conversation for lease in asked], options.batch_max_input_tokens,
                            options.batch_size)
     for group in groups:
         members = [asked[index] for index in group]
         try:
-            for claim, outcome in zip(members, runs.batch(app, members), strict=True):
-                lookup = lookups[claim.ticket_id]
-                steps[claim.ticket_id] = _decided(app, claim, outcome if lookup is None
+            for lease, outcome in zip(members, runs.batch(app, members), strict=True):
+                lookup = lookups[lease.ticket_id]
+                steps[lease.ticket_id] = _decided(app, lease, outcome if lookup is None
                                                   else dedupe.keyed(outcome, lookup.key))
         except Exception as exc:
-            for claim in members:
-                steps[claim.ticket_id] = _unexpected(app, task, claim.ticket_id, exc)
+            for lease in members:
+                steps[lease.ticket_id] = _unexpected(app, task, lease.ticket_id, exc)
     return steps
 
 
-def _decided(app: App, claim: lifecycle.Claim, outcome: Outcome) -> Step:
-    return decide(outcome, claim.prior_attempts, app.settings.retry, app.router, claim.sla_started_at,
+def _decided(app: App, lease: lifecycle.Lease, outcome: Outcome) -> Step:
+    return decide(outcome, lease.prior_attempts, app.settings.retry, app.router, lease.sla_started_at,
                   extraction=app.settings.extraction)
 
 
-def _apply_companion(app: App, claim: lifecycle.Claim, step: Step) -> None:
+def _apply_companion(app: App, lease: lifecycle.Lease, step: Step) -> None:
     """A batch companion's step: as :func:`apply_step`, but a retry or deferral is published again."""
     try:
         if isinstance(step, Outage):
-            log.warning("ticket %s: %s; the sweep takes it back once its lease runs out", claim.ticket_id, step.error)
+            log.warning("ticket %s: %s; the sweep takes it back once its lease runs out", lease.ticket_id, step.error)
             return
         if isinstance(step, Defer | Retry):
             if isinstance(step, Retry) and step.penalty is not None:
                 app.limiter.penalize(step.penalty.model, step.penalty.seconds)
-            if lifecycle.release_for_retry(app.sessions, claim, step.attempts, step.seconds, app.clock.now()):
-                app.publisher.extraction_later(claim.ticket_id, step.seconds)
+            if lifecycle.release_for_retry(app.sessions, lease, step.attempts, step.seconds, app.clock.now()):
+                app.publisher.extraction_later(lease.ticket_id, step.seconds)
             return
-        _store_final(app, claim, step)
+        _store_final(app, lease, step)
     except Exception as exc:  # one companion's failure is not the others'; its lease runs out for the sweep
-        log.error("ticket %s: could not store its batch step", claim.ticket_id, exc_info=exc)
+        log.error("ticket %s: could not store its batch step", lease.ticket_id, exc_info=exc)
 def _unexpected(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) -> Outage | SendToFallback:
     """The policy's step for an exception nothing else handled, logged."""
     step = on_exception(exc, task.request.retries or 0, app.settings.retry)
@@ -231,24 +228,37 @@ def _unexpected(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) 
     return step
 
 
-def _unclaimed_failure(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) -> NoReturn:
-    """Claiming failed, so there is no ticket to end: an outage is retried, anything else raised."""
+def _leased(app: App, task: Task[Any, Any], ticket_id: int, lease: Callable[[], Leased]) -> Leased:
+    """What ``lease()`` took; a failure before anything is leased is the policy's (:func:`_unleased_failure`)."""
+    try:
+        return lease()
+    except Exception as exc:
+        _unleased_failure(app, task, ticket_id, exc)
+
+
+def _nothing_to_do(ticket_id: int, why: str) -> str:
+    log.info("ticket %s: %s, nothing to do", ticket_id, why)
+    return SKIPPED
+
+
+def _unleased_failure(app: App, task: Task[Any, Any], ticket_id: int, exc: Exception) -> NoReturn:
+    """Leasing failed, so there is no ticket to end: an outage is retried, anything else raised."""
     step = _unexpected(app, task, ticket_id, exc)
     if isinstance(step, Outage):
         _retry(task, step)
     raise exc
 
 
-def _heartbeat(app: App, claim: lifecycle.Claim) -> Heartbeat:
-    """Renew ``claim``'s lease every ``worker.heartbeat_seconds`` while the worker works on it."""
-    return Heartbeat(lambda: lifecycle.renew(app.sessions, claim, app.clock.now(), app.lease_seconds),
-                     app.settings.worker.heartbeat_seconds, name=f"heartbeat-{claim.ticket_id}")
+def _heartbeat(app: App, lease: lifecycle.Lease) -> Heartbeat:
+    """Renew ``lease``'s lease every ``worker.heartbeat_seconds`` while the worker works on it."""
+    return Heartbeat(lambda: lifecycle.renew(app.sessions, lease, app.clock.now(), app.lease_seconds),
+                     app.settings.worker.heartbeat_seconds, name=f"heartbeat-{lease.ticket_id}")
 
 
-def apply_step(app: App, task: Task[Any, Any], claim: lifecycle.Claim, step: Step) -> str:
-    """Carry out the policy's ``step`` for ``claim``; a retry, deferral or outage raises Celery's ``Retry``."""
+def apply_step(app: App, task: Task[Any, Any], lease: lifecycle.Lease, step: Step) -> str:
+    """Carry out the policy's ``step`` for ``lease``; a retry, deferral or outage raises Celery's ``Retry``."""
     if isinstance(step, Finish | HoldForReview | SendToFallback):
-        return _store_final(app, claim, step)
+        return _store_final(app, lease, step)
     now = app.clock.now()
     if isinstance(step, Outage):
         _retry(task, step)  # nothing can be recorded: the message (or, once the lease ran out, the sweep) returns
@@ -256,26 +266,26 @@ def apply_step(app: App, task: Task[Any, Any], claim: lifecycle.Claim, step: Ste
         if step.penalty is not None:  # someone else shares the account: the whole fleet waits
             app.limiter.penalize(step.penalty.model, step.penalty.seconds)
         failed = step.attempts[-1]
-        log.warning("ticket %s: %s; retry in %.1fs", claim.ticket_id, failed.error, step.seconds,
+        log.warning("ticket %s: %s; retry in %.1fs", lease.ticket_id, failed.error, step.seconds,
                     extra={"model": failed.model, "attempt": failed.n})
-    lifecycle.release_for_retry(app.sessions, claim, step.attempts, step.seconds, now)
+    lifecycle.release_for_retry(app.sessions, lease, step.attempts, step.seconds, now)
     _retry(task, step)
 
 
-def _store_final(app: App, claim: lifecycle.Claim, step: Finish | HoldForReview | SendToFallback) -> str:
+def _store_final(app: App, lease: lifecycle.Lease, step: Finish | HoldForReview | SendToFallback) -> str:
     """Store a step that ends the run (routed, held for review, or the fallback queue published)."""
     now = app.clock.now()
     if isinstance(step, Finish):
-        if lifecycle.finish(app.sessions, claim, step.result, step.decision, now):
+        if lifecycle.finish(app.sessions, lease, step.result, step.decision, now):
             metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor)
         return step.decision.route
     if isinstance(step, HoldForReview):
-        if lifecycle.hold_for_review(app.sessions, claim, step.result, step.decision, step.reason, step.detail, now):
+        if lifecycle.hold_for_review(app.sessions, lease, step.result, step.decision, step.reason, step.detail, now):
             metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor)
         return Status.NEEDS_REVIEW
-    lifecycle.send_to_fallback(app.sessions, claim, step.attempts, step.reason, step.detail, now,
+    lifecycle.send_to_fallback(app.sessions, lease, step.attempts, step.reason, step.detail, now,
                                trimmed=step.trimmed, injection=step.injection)
-    app.publisher.fallback_or_log(claim.ticket_id)
+    app.publisher.fallback_or_log(lease.ticket_id)
     return Status.FALLBACK
 
 
@@ -290,26 +300,23 @@ def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
 
     An unexpected error leaves it ``needs_review`` as it is, with ``internal_error``; an outage is retried.
     """
+    lease = _leased(app, task, ticket_id, lambda: lifecycle.lease_fallback(app.sessions, ticket_id, app.clock.now(),
+                                                                            app.lease_seconds))
+    if lease is None:
+        return _nothing_to_do(ticket_id, "not waiting for the fallback queue")
     try:
-        claim = lifecycle.claim_fallback(app.sessions, ticket_id, app.clock.now(), app.lease_seconds)
-    except Exception as exc:
-        _unclaimed_failure(app, task, ticket_id, exc)
-    if claim is None:
-        log.info("ticket %s: not waiting for the fallback queue, nothing to do", ticket_id)
-        return SKIPPED
-    try:
-        with _heartbeat(app, claim):
-            result = app.fallback_extractor.extract(claim.conversation)
-        decision = app.router.fallback(claim.sla_started_at)
-        if lifecycle.finish_fallback(app.sessions, claim, result, decision, app.clock.now()):
+        with _heartbeat(app, lease):
+            result = app.fallback_extractor.extract(lease.conversation)
+        decision = app.router.fallback(lease.sla_started_at)
+        if lifecycle.finish_fallback(app.sessions, lease, result, decision, app.clock.now()):
             metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, result.extractor)
     except Exception as exc:
         step = _unexpected(app, task, ticket_id, exc)
         if isinstance(step, Outage):
             _retry(task, step)
         now = app.clock.now()
-        decision = app.router.fallback(claim.sla_started_at)
-        if lifecycle.abandon_fallback(app.sessions, claim, step.reason, step.detail or "", decision, now):
+        decision = app.router.fallback(lease.sla_started_at)
+        if lifecycle.abandon_fallback(app.sessions, lease, step.reason, step.detail or "", decision, now):
             metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, None)
     return Status.NEEDS_REVIEW
 
@@ -320,6 +327,12 @@ def deliver(app: App, task: Task[Any, Any], delivery_id: str) -> str:
     if isinstance(outcome, Wait):
         raise task.retry(countdown=outcome.seconds, max_retries=None)
     return outcome
+
+
+def _logged(summary: str) -> str:
+    """A scheduled job's summary, logged and returned (the task's result)."""
+    log.info("%s", summary)
+    return summary
 
 
 def celery_for(app: App) -> Celery:
@@ -345,15 +358,13 @@ def celery_for(app: App) -> Celery:
     @celery.task(name=SLA_ALERTS_TASK, shared=False)
     def sla_alerts() -> str:
         """Raise one alert per SLA breach (``[alerts] webhook_url``)."""
-        summary = jobs.sla_alerts(app)
-        log.info("%s", summary)
-        return summary
+        return _logged(scheduled.sla_alerts(app))
 
     @celery.task(name=SWEEP_TASK, shared=False)
     def sweep_stuck() -> str:
         """Take back tickets whose lease ran out; re-publish those left ``queued``/``fallback`` past the threshold,
         and deliveries whose message was lost."""
-        report = jobs.sweep(app)
+        report = scheduled.sweep(app)
         if report.requeued or report.poisoned or report.deliveries:
             log.warning("%s", report.summary())
         return report.summary()
@@ -361,7 +372,7 @@ def celery_for(app: App) -> Celery:
     @celery.task(name=RETRY_FALLBACK_TASK, shared=False)
     def retry_fallback() -> str:
         """One fresh LLM pass for tickets that ended in review because the API was unavailable."""
-        report = jobs.retry_fallback(app)
+        report = scheduled.retry_fallback(app)
         if report.requeued:
             log.warning("%s", report.summary())
         return report.summary()
@@ -369,16 +380,12 @@ def celery_for(app: App) -> Celery:
     @celery.task(name=PURGE_TASK, shared=False)
     def purge_expired() -> str:
         """The retention purge (``privacy.retention_days``); does nothing while retention is off."""
-        summary = jobs.purge_expired(app)
-        log.info("%s", summary)
-        return summary
+        return _logged(scheduled.purge_expired(app))
 
     @celery.task(name=LEARN_TASK, shared=False)
     def learn() -> str:
         """Retrain the learned extractor on the stored training set plus the desk's reviews."""
-        summary = jobs.learn(app)
-        log.info("%s", summary)
-        return summary
+        return _logged(scheduled.learn(app))
 
     def refuse_without_key(**_: Any) -> None:
         """A worker that would call MiMo without a key, or score with a learned model none stored, stops before

@@ -53,7 +53,7 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_celery(settings: Settings) -> Celery:
-    """A Celery app configured from ``settings``; :func:`triage.tasks.celery_for` adds the tasks."""
+    """A Celery app configured from ``settings``; :func:`triage.worker.tasks.celery_for` adds the tasks."""
     celery = Celery("triage")
     worker = settings.worker
     celery.conf.update(

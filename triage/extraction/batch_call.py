@@ -3,7 +3,7 @@
 :func:`extract_batch` sends the batch prompt (:meth:`~triage.extraction.prompt.TicketPrompt.batch_messages`:
 each conversation in its own ``<<<CONVERSATION id="cN">>>`` block, ``cN`` an opaque key), charges the
 rate limiter once for the whole call, and reads the answer with
-:func:`~triage.extraction.batch.parse_batch_answer`. Every asked key's object goes through the
+:func:`~triage.extraction.batch_answer.parse_batch_answer`. Every asked key's object goes through the
 chooser and the schema like a single answer's (:func:`~triage.extraction.choose.choose`); what is
 valid becomes that conversation's result (with its own trim flag and injection scan), and what is
 not (missing, given twice, cut off, not an object, invalid) is left for the caller to ask again
@@ -26,15 +26,16 @@ from dataclasses import dataclass, replace
 
 from triage import metrics
 from triage.conversation import Conversation
-from triage.extraction.batch import BatchAnswer, BatchItem, parse_batch_answer
+from triage.extraction.batch_answer import BatchAnswer, BatchItem, parse_batch_answer
 from triage.extraction.choose import Chosen, NoneValid, choose
 from triage.extraction.extractor import CHARS_PER_TOKEN, LLMExtractor, estimate_tokens, next_number
 from triage.extraction.llm import Completion
 from triage.extraction.parse import Candidate, is_truncated
 from triage.extraction.prompt import batch_keys, render_conversation
 from triage.extraction.trim import Trimmed
-from triage.extraction.types import APIError, Attempt, ExtractionResult, Outcome, RateLimitedError
+from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError
 from triage.settings import ExtractionSettings
+from triage.states.tickets import AttemptOutcome
 from triage.text import repair_text
 
 
@@ -174,12 +175,12 @@ def extract_batch(extractor: LLMExtractor,
     return BatchRun(call, items)
 
 
-def batch_outcome(call: BatchCall, items: Sequence[ItemOutcome]) -> Outcome:
+def batch_outcome(call: BatchCall, items: Sequence[ItemOutcome]) -> AttemptOutcome:
     """A batch call's outcome in the metrics (one call, counted once): ``valid`` when every item was,
     ``truncated`` when the answer was cut off, else ``invalid`` (some items are asked again alone)."""
-    if all(item.attempt.outcome == "valid" for item in items):
-        return "valid"
-    return "truncated" if is_truncated(call.finish_reason) else "invalid"
+    if all(item.attempt.outcome == AttemptOutcome.VALID for item in items):
+        return AttemptOutcome.VALID
+    return AttemptOutcome.TRUNCATED if is_truncated(call.finish_reason) else AttemptOutcome.INVALID
 
 
 def _call(completion: Completion, model: str, size: int, budget: int) -> BatchCall:
@@ -201,7 +202,7 @@ class _Judge:
         self.reasoning_tokens = share(call.reasoning_tokens, call.size)
 
     def __call__(self, index: int, key: str, sent: Trimmed, prior: Sequence[Attempt]) -> ItemOutcome:
-        attempt = Attempt(n=next_number(prior), model=self.call.model, outcome="batch_unusable",
+        attempt = Attempt(n=next_number(prior), model=self.call.model, outcome=AttemptOutcome.BATCH_UNUSABLE,
                           finish_reason=self.call.finish_reason, prompt_tokens=self.prompt_tokens[index],
                           completion_tokens=self.completion_tokens[index],
                           reasoning_tokens=self.reasoning_tokens[index], latency_ms=self.call.latency_ms,
@@ -209,7 +210,7 @@ class _Judge:
                           parse_path=self.answer.path, batch_size=self.call.size)
         item = self.answer.items[key]
         if not isinstance(item, BatchItem):
-            outcome: Outcome = "truncated" if item.reason == "truncated" else "batch_unusable"
+            outcome = AttemptOutcome.TRUNCATED if item.reason == "truncated" else AttemptOutcome.BATCH_UNUSABLE
             return ItemOutcome(replace(attempt, outcome=outcome, error=item.detail, parse_path=None), None)
         repairs = tuple(sorted({*self.answer.repairs, *item.repairs}))
         raw = repair_text(json.dumps(item.value, ensure_ascii=False)).text
@@ -218,9 +219,9 @@ class _Judge:
         if not isinstance(choice, Chosen):
             issues = choice.issues if isinstance(choice, NoneValid) else (choice.reask,)
             error = repair_text("\n".join(map(str, issues))).text
-            return ItemOutcome(replace(attempt, outcome="invalid", raw_output=raw, error=error, repairs=repairs),
-                               None)
-        valid = replace(attempt, outcome="valid", raw_output=raw, repairs=choice.repairs)
+            invalid = replace(attempt, outcome=AttemptOutcome.INVALID, raw_output=raw, error=error, repairs=repairs)
+            return ItemOutcome(invalid, None)
+        valid = replace(attempt, outcome=AttemptOutcome.VALID, raw_output=raw, repairs=choice.repairs)
         result = ExtractionResult(extractor="llm", ticket=self.extractor.schema.project(choice.value),
                                   attempts=[valid], model=self.call.model,
                                   schema_version=self.extractor.schema.version,

@@ -16,7 +16,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from triage.db_commands import add_db_commands
+from triage.cli.db_commands import add_db_commands
 from triage.errors import ConfigError, DatabaseNotReadyError, TriageError
 from triage.settings import MIN_TOKEN_CHARS, Settings, SettingsError, load_settings
 
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from triage.app import App
-    from triage.jobs import JobReport
     from triage.schema import TicketSchema
+    from triage.worker.scheduled import JobReport
 
 #: The table's columns around the ticket's scalar fields (which come from the schema).
 HEAD_COLUMNS = ("id", "external_id", "status")
@@ -49,9 +49,9 @@ def _app(*, migrated: bool = True) -> App:
 
 def _service_app(loglevel: str, *, extracts: bool = False) -> App:
     """The app of a long-running process (worker, beat, serve) once everything it needs checks out
-    (:mod:`triage.startup`; ``extracts``: the extractor's key too), logging as ``TRIAGE_LOG_FORMAT`` says."""
-    from triage import logs
-    from triage.startup import check_services
+    (:mod:`triage.app.startup`; ``extracts``: the extractor's key too), logging as ``TRIAGE_LOG_FORMAT`` says."""
+    from triage.app.startup import check_services
+    from triage.worker import logs
 
     logs.check_level(loglevel)
     app = _app(migrated=False)
@@ -86,9 +86,10 @@ def start_celery(celery: Celery, argv: list[str]) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from triage import logs, metrics
-    from triage.queues import QUEUES
-    from triage.tasks import celery_for
+    from triage import metrics
+    from triage.app.queues import QUEUES
+    from triage.worker import logs
+    from triage.worker.tasks import celery_for
 
     unknown = set(args.queues.split(",")) - set(QUEUES)
     if unknown:
@@ -100,8 +101,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_beat(args: argparse.Namespace) -> int:
-    from triage import logs
-    from triage.tasks import celery_for
+    from triage.worker import logs
+    from triage.worker.tasks import celery_for
 
     app = _service_app(args.loglevel)
     schedule = Path(args.schedule)
@@ -172,7 +173,7 @@ def print_tickets(views: Sequence[Any], schema: TicketSchema, as_json: bool) -> 
 
 
 def _cmd_tickets(args: argparse.Namespace) -> int:
-    from triage.filters import FilterValues
+    from triage.store.filters import FilterValues
     from triage.store.queries import TicketFilter, list_tickets
 
     app = _app()
@@ -195,7 +196,7 @@ ERROR_COLUMN_CHARS = 60
 
 
 def _cmd_deliveries(args: argparse.Namespace) -> int:
-    from triage.outbox.states import DeliveryStatus
+    from triage.states.deliveries import DeliveryStatus
     from triage.store.deliveries import list_deliveries
 
     app = _app()
@@ -292,9 +293,9 @@ def progress_bar(label: str, stream: IO[str] = sys.stderr) -> Callable[[int, int
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from triage import jobs
+    from triage.worker import scheduled
 
-    report = jobs.sweep(_app(), holder="cli", force=args.force)
+    report = scheduled.sweep(_app(), holder="cli", force=args.force)
     print(report.summary())
     _hint_force(report, args.force)
     return 0
@@ -307,9 +308,9 @@ def _hint_force(report: JobReport, forced: bool) -> None:
 
 
 def _cmd_retry_fallback(args: argparse.Namespace) -> int:
-    from triage import jobs
+    from triage.worker import scheduled
 
-    report = jobs.retry_fallback(_app(), holder="cli", progress=progress_bar("retry"), force=args.force)
+    report = scheduled.retry_fallback(_app(), holder="cli", progress=progress_bar("retry"), force=args.force)
     print(report.summary())
     _hint_force(report, args.force)
     return 0
@@ -318,7 +319,7 @@ def _cmd_retry_fallback(args: argparse.Namespace) -> int:
 def _cmd_reprocess(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from triage import jobs
+    from triage.worker import scheduled
 
     try:
         since = datetime.fromisoformat(args.since) if args.since else None
@@ -326,10 +327,10 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
         raise SettingsError(f"--since={args.since!r}: use an ISO date or time, e.g. 2026-11-01T00:00Z") from None
     if since is not None and since.tzinfo is None:
         raise SettingsError(f"--since={args.since!r}: give a time zone, e.g. 2026-11-01T00:00+00:00")
-    selection = jobs.Selection(args.schema_version, args.prompt_version, args.status, since)
+    selection = scheduled.Selection(args.schema_version, args.prompt_version, args.status, since)
     if args.status and not args.since:
         raise SettingsError("--status needs --since (e.g. --status needs_review --since 2026-11-01T00:00Z)")
-    report = jobs.reprocess(_app(), selection, dry_run=args.dry_run, progress=progress_bar("reprocess"))
+    report = scheduled.reprocess(_app(), selection, dry_run=args.dry_run, progress=progress_bar("reprocess"))
     if args.dry_run:
         print(f"would reprocess {len(report.selected)} tickets ({selection.describe()}): "
               + " ".join(map(str, report.selected)))
@@ -339,8 +340,8 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
-    from triage.retention import parse_cutoff
     from triage.store.purge import purge_before
+    from triage.worker.retention import parse_cutoff
 
     app = _app()
     try:
@@ -354,13 +355,13 @@ def _cmd_purge(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from triage.demo import run_demo
+    from triage.cli.demo import run_demo
 
     return run_demo(timeout=args.timeout)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from triage.evaluation.command import evaluate_command
+    from triage.cli.evaluate import evaluate_command
 
     return evaluate_command(args.dataset, Path(args.data) if args.data else None, args.limit, args.json,
                             chart=Path(args.chart) if args.chart else None, extractors=args.extractor,
@@ -369,16 +370,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_learn(args: argparse.Namespace) -> int:
-    from triage.learning.command import learn_command
+    from triage.cli.learn import learn_command
 
     return learn_command(_app(), args.dataset, data=Path(args.data) if args.data else None,
                          from_reviews=args.from_reviews, since=args.since, as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from triage.outbox.states import DeliveryStatus
-    from triage.queues import QUEUES
+    from triage.app.queues import QUEUES
+    from triage.states.deliveries import DeliveryStatus
+    from triage.states.tickets import Status
 
+    *statuses, last_status = Status
     parser = argparse.ArgumentParser(
         prog="triage",
         description="Customer-service ticket triage: extract a ticket from each conversation with an LLM "
@@ -417,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tickets = sub.add_parser("tickets", help="list tickets", description="List tickets as a table, or as "
                              "JSON Lines with --json.")
-    tickets.add_argument("--status", help="queued, processing, fallback, routed, needs_review, corrected or resolved")
+    tickets.add_argument("--status", help=f"{', '.join(statuses)} or {last_status}")
     tickets.add_argument("--route", help="e.g. hardware-support (a route of the routing rules)")
     tickets.add_argument("--priority", help="e.g. P1 (a priority of the routing rules)")
     tickets.add_argument("--assigned-to", metavar="NAME", help="tickets claimed by this person")

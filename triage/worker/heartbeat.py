@@ -4,12 +4,12 @@ A lease is short (``worker.lease_seconds``, 60 s) so that a killed worker's tick
 within a minute or so; a long LLM call must still never lose its lease while its worker lives, so
 the task renews it every ``worker.heartbeat_seconds`` (20 s) from a thread of its own::
 
-    with Heartbeat(lambda: lifecycle.renew(sessions, claim, clock.now(), lease_seconds), heartbeat_seconds):
-        outcome = extractor.extract(claim.conversation)   # minutes, if the API is slow
+    with Heartbeat(lambda: lifecycle.renew(sessions, lease, clock.now(), lease_seconds), heartbeat_seconds):
+        outcome = extractor.extract(lease.conversation)   # minutes, if the API is slow
 
 The loop is :func:`beat_until_stopped`, whose waiting is a parameter, so tests drive it with the
 app's clock instead of sleeping. A renewal that fails (the database is away for a moment) is
-logged and tried again at the next beat; one that finds the claim gone (a person reprocessed the
+logged and tried again at the next beat; one that finds the lease gone (a person reprocessed the
 ticket, or the lease had already run out) ends the heartbeat.
 """
 
@@ -22,7 +22,7 @@ from types import TracebackType
 
 log = logging.getLogger(__name__)
 
-#: One renewal: ``True`` while the claim holds, ``False`` once it is lost.
+#: One renewal: ``True`` while the lease holds, ``False`` once it is lost.
 Renew = Callable[[], bool]
 #: Wait up to the given seconds; ``True`` when the heartbeat is told to stop.
 Wait = Callable[[float], bool]
@@ -31,7 +31,7 @@ STOP_TIMEOUT_SECONDS = 10.0
 
 
 def beat_until_stopped(renew: Renew, interval_seconds: float, wait: Wait) -> int:
-    """Call ``renew`` after every ``interval_seconds`` until ``wait`` says stop or the claim is lost;
+    """Call ``renew`` after every ``interval_seconds`` until ``wait`` says stop or the lease is lost;
     the number of renewals that held.
 
     >>> answers = iter([True, True, False])

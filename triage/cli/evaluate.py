@@ -21,8 +21,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from triage.charts import ChartsUnavailableError
 from triage.errors import ConfigError, DatabaseNotReadyError
+from triage.evaluation.charts import ChartsUnavailableError
 from triage.evaluation.labels import LoadedDataset, load_dataset, needs_data_folder, resolve_datasets, spread
 from triage.evaluation.progress import ProgressBar
 from triage.evaluation.report import format_report, write_chart, write_report

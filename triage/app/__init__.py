@@ -1,4 +1,6 @@
-"""The application object: everything a process needs, built once from the settings and handed around.
+"""The app wiring: the application object, everything a process needs, built once from the settings
+and handed around; with it the Celery app and publisher (:mod:`.queues`) and the checks a process makes
+before it takes any work (:mod:`.startup`).
 
 The HTTP app, the CLI, the demo and the Celery tasks receive an :class:`App` instead of reading
 module globals; only the Celery entry module (:mod:`triage.worker`) builds one at import. The
@@ -8,7 +10,7 @@ Every audited decision records the outbox's deliveries in its own transaction (:
 on the app's sessions, publishes them after the commit).
 
 Building checks what every process relies on before it takes any work: the database and broker
-URLs (:func:`triage.startup.check_urls`), the schema file, every routing rule against the schema,
+URLs (:func:`triage.app.startup.check_urls`), the schema file, every routing rule against the schema,
 and the fields the listings filter on; each failure is a :class:`~triage.errors.ConfigError`
 naming the key.
 
@@ -29,6 +31,8 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.app.queues import Publisher, create_celery
+from triage.app.startup import check_urls
 from triage.clock import Clock, SystemClock
 from triage.errors import ConfigError
 from triage.extraction.extractor import LLMExtractor
@@ -37,14 +41,12 @@ from triage.extraction.model_chain import ModelChain
 from triage.extraction.rules import RulesExtractor
 from triage.outbox.outbox import Outbox
 from triage.outbox.send import Senders
-from triage.queues import Publisher, create_celery
 from triage.ratelimit import RateLimiter, make_rate_limiter
-from triage.routing import Router
 from triage.schema import TicketSchema
 from triage.settings import Settings
-from triage.startup import check_urls
 from triage.store.db import make_engine, make_sessionmaker
 from triage.store.queries import VIEW_KEYS
+from triage.tickets.routing import Router
 
 if TYPE_CHECKING:
     from triage.learning.extractor import LearnedExtractor
@@ -78,7 +80,7 @@ class App:
     def __post_init__(self) -> None:
         self.rules = RulesExtractor(self.schema)
         # publishes through whatever self.publisher is at commit time (tests swap it for a recording one)
-        # a delivery attempt has no heartbeat: its claim lasts as long as any attempt may (all steps' timeouts)
+        # a delivery attempt has no heartbeat: its lease lasts as long as any attempt may (all steps' timeouts)
         self.outbox = Outbox(self.settings, self.sessions, lambda key: self.publisher.delivery_or_log(key),
                              lease_seconds=self.settings.worker.stuck_after_seconds)
         self.outbox.install()
@@ -98,7 +100,7 @@ class App:
 
     @property
     def lease_seconds(self) -> float:
-        """How long a worker's claim on a ticket lasts between two renewals (``worker.lease_seconds``)."""
+        """How long a worker's lease on a ticket lasts between two renewals (``worker.lease_seconds``)."""
         return self.settings.worker.lease_seconds
 
     @cached_property
