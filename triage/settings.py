@@ -117,6 +117,12 @@ class ExtractionSettings(_Section):
     batch_max_completion_tokens: int = Field(8_192, ge=16)
     #: Token prices by model (``triage evaluate`` reports tokens and cost per 1,000 tickets from them).
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    #: Ask the API for the answer's token log probabilities (``logprobs: true``); each routing field's value then
+    #: gets a probability (``ExtractionResult.logprob_confidence``, triage.extraction.logprobs) that the ticket's
+    #: confidence combines. A model whose endpoint answers 400 to the parameter is asked without it from then on
+    #: (in this process, logged once), and that call is sent again at once without it: it never costs a ticket.
+    logprobs: bool = Field(False, description="ask the LLM API for token log probabilities (logprobs: true); "
+                                              "dropped for a model that answers 400 to it")
 
     @field_validator("injection_patterns")
     @classmethod
