@@ -540,10 +540,18 @@ class PlatformWriteback(_Section, Generic[RouteT, PriorityT]):
 class ZendeskWriteback(PlatformWriteback[ZendeskRoute, ZendeskPriority]):
     """Zendesk: ``clear_assignee_on_group_change`` re-sends a group change Zendesk refused because the
     ticket's assignee is not a member of the new group with ``assignee_id: null`` (off: the delivery fails
-    naming the conflict)."""
+    naming the conflict).
+
+    ``user_id`` is the Zendesk user triage writes back as (the one ``email`` + ``token`` sign in as, ``GET
+    /api/v2/users/me``): a group or priority change made by anyone else on a ticket triage wrote back is
+    taken as a review label (README, "Labels from the helpdesk"); unset, no change is taken (triage could
+    not tell its own write-backs from an agent's) and a warning says so once."""
 
     email: Annotated[Email | None, Blank] = None
     clear_assignee_on_group_change: bool = True
+    user_id: Annotated[Ident | None, Blank] = Field(
+        None, description="triage's own Zendesk user id: group and priority changes by any other user on a ticket "
+                          "triage wrote back are review labels; unset: none are taken")
 
 
 INTERCOM_US = "https://api.intercom.io"
@@ -822,6 +830,7 @@ ENV_KEYS: dict[str, str] = {
     "TRIAGE_WRITEBACK_ZENDESK_URL": "writeback.zendesk.url",
     "TRIAGE_WRITEBACK_ZENDESK_EMAIL": "writeback.zendesk.email",
     "TRIAGE_WRITEBACK_ZENDESK_TOKEN": "writeback.zendesk.token",
+    "TRIAGE_WRITEBACK_ZENDESK_USER_ID": "writeback.zendesk.user_id",
     "TRIAGE_WRITEBACK_INTERCOM_URL": "writeback.intercom.url",
     "TRIAGE_WRITEBACK_INTERCOM_TOKEN": "writeback.intercom.token",
     "TRIAGE_WRITEBACK_INTERCOM_ADMIN_ID": "writeback.intercom.admin_id",
