@@ -156,7 +156,7 @@ class HelpdeskMapping:
         return Label(priority=level, fields=implied_fields(rules))
 
 
-class _Once:
+class WarnOnce:
     """Log a warning once per process."""
 
     def __init__(self) -> None:
@@ -171,7 +171,7 @@ class _Once:
         log.warning(message)
 
 
-NO_USER_ID = _Once()
+NO_USER_ID = WarnOnce()
 NO_USER_ID_WARNING = ("writeback.zendesk.user_id (TRIAGE_WRITEBACK_ZENDESK_USER_ID) is not set: Zendesk group and "
                       "priority changes are not taken as review labels, since triage cannot tell its own write-backs "
                       "from an agent's; set it to the id of the Zendesk user triage writes back as")

@@ -42,9 +42,9 @@ from triage.tickets.states import EventKind
 TOP_CORRECTIONS = 10
 
 
-@dataclass(frozen=True)
-class FieldAccuracy:
-    field: str
+class Survival:
+    """``reviewed`` values, ``corrected`` of them by a person: how many survived, and their share."""
+
     reviewed: int
     corrected: int
 
@@ -59,20 +59,19 @@ class FieldAccuracy:
 
 
 @dataclass(frozen=True)
-class DecisionAccuracy:
+class FieldAccuracy(Survival):
+    field: str
+    reviewed: int
+    corrected: int
+
+
+@dataclass(frozen=True)
+class DecisionAccuracy(Survival):
     """How often one machine route (or priority) survived the reviews that tell a route (or priority)."""
 
     value: str
     reviewed: int
     corrected: int
-
-    @property
-    def survived(self) -> int:
-        return self.reviewed - self.corrected
-
-    @property
-    def survived_share(self) -> float | None:
-        return self.survived / self.reviewed if self.reviewed else None
 
 
 @dataclass(frozen=True)
