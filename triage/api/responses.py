@@ -106,8 +106,6 @@ class WebhookAccepted(BaseModel):
     ticket_id: int
     status: str
     duplicate: bool = Field(description="the delivery (or its messages) was taken in before; nothing enqueued")
-    review: str | None = Field(None, description="a helpdesk agent's group or priority change recorded as a review "
-                                                 "label of the ticket (README, \"Labels from the helpdesk\")")
 
 
 class WebhookIgnored(BaseModel):

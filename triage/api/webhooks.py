@@ -97,7 +97,8 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     @router.post("/webhooks/{source}", status_code=status.HTTP_202_ACCEPTED,
                  summary="Receive a support platform's webhook", response_model=WebhookAccepted,
                  responses={200: {"model": WebhookIgnored,
-                                  "description": "event without customer text; nothing stored"},
+                                  "description": "event without customer text, or a helpdesk change that is no "
+                                                 "label; nothing stored"},
                             **documented(400, 401, 404, 413, 415)},
                  openapi_extra={"requestBody": WEBHOOK_BODY})
     async def receive_webhook(source: str, request: Request, background: BackgroundTasks) -> Any:

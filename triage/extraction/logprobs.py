@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,8 @@ from triage.extraction.repairs import matching_close
 #: Decimal places a probability is rounded to (more says nothing).
 PLACES = 6
 _DECODER = json.JSONDecoder()
+#: A JSON object member's key and the colon after it (the value starts at the match's end).
+MEMBER_KEY = re.compile(r'"((?:[^"\\\n]|\\.)*)"\s*:\s*')
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,22 @@ def item_span(text: str, key: str) -> tuple[int, int] | None:
     >>> item_span('{"c1": {"a": 1}, "c2": {"a": 2}}', "c2")
     (23, 31)
     """
-    match = re.search(rf'"{re.escape(key)}"\s*:\s*\{{', text)
-    if match is None:
+    start = next((at for at in _keyed(text, key, 0, len(text)) if text.startswith("{", at)), None)
+    if start is None:
         return None
-    start = match.end() - 1
     close = matching_close(text, start)
     return None if close is None else (start, close + 1)
+
+
+def _keyed(text: str, name: str, lo: int, hi: int) -> Iterator[int]:
+    """Where the value of each ``"name":`` member in ``text[lo:hi]`` starts."""
+    for match in MEMBER_KEY.finditer(text, lo, hi):
+        try:
+            key = json.loads(f'"{match.group(1)}"')
+        except json.JSONDecodeError:
+            continue
+        if key == name:
+            yield match.end()
 
 
 def value_span(text: str, name: str, value: object, within: tuple[int, int] | None = None) -> tuple[int, int] | None:
@@ -84,8 +96,7 @@ def value_span(text: str, name: str, value: object, within: tuple[int, int] | No
     """
     lo, hi = within or (0, len(text))
     found = None
-    for match in re.finditer(rf'"{re.escape(name)}"\s*:\s*', text[lo:hi]):
-        start = lo + match.end()
+    for start in _keyed(text, name, lo, hi):
         try:
             decoded, end = _DECODER.raw_decode(text, start)
         except json.JSONDecodeError:
