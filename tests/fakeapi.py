@@ -26,6 +26,16 @@ keyed by those KEYs, a valid ticket each::
     with FakeMiMo(latency=0.5, jitter=0.05, rpm=100, count_tokens=count) as api:
         ...
         api.stats()   # {"calls": 240, "answered": 200, "rate_limited": 40, "prompt_tokens": ...}
+
+A request with ``"logprobs": true`` gets ``choices[0].logprobs.content``: the content cut into tokens
+(:func:`fake_tokens`: words, runs of blanks, single punctuation marks), each with its UTF-8 ``bytes``, a
+logprob of :data:`DEFAULT_LOGPROB` unless the reply's ``logprobs`` names that token's text, and
+``top_logprobs`` (the token itself first) when asked for; streamed, one token per chunk with its entry.
+A model in ``refuse_logprobs`` answers such a request 400, as an endpoint that does not take the
+parameter does::
+
+    with FakeMiMo(refuse_logprobs={"mimo-old"}) as api:
+        api.script("K-1", ok({"problem_type": "consult", ...}, logprobs={"consult": -0.2}))
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -63,6 +73,8 @@ class Reply:
     #: Sent verbatim as the whole HTTP body (with ``content_type``), whatever ``status`` is.
     raw: str | None = None
     content_type: str = "application/json"
+    #: Token text -> its logprob, for a request that asks for logprobs (other tokens: DEFAULT_LOGPROB).
+    logprobs: dict[str, float] = field(default_factory=dict)
 
 
 def ok(content: str | dict[str, Any], finish_reason: str = "stop", **kw: Any) -> Reply:
@@ -87,6 +99,33 @@ def hang(seconds: float, then: Reply | None = None) -> Reply:
 def raw(body: str, status: int = 200, content_type: str = "application/json") -> Reply:
     """An HTTP answer whose body is ``body`` as is: not JSON, cut off, an HTML error page..."""
     return Reply(status=status, raw=body, content_type=content_type)
+
+
+#: The logprob of a token a reply's ``logprobs`` does not name.
+DEFAULT_LOGPROB = -0.0001
+_TOKEN = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
+
+
+def fake_tokens(text: str) -> list[str]:
+    """The fake's tokenisation: words, runs of blanks, single punctuation marks (they add up to ``text``).
+
+    >>> fake_tokens('{"a": "b c"}')
+    ['{', '"', 'a', '"', ':', ' ', '"', 'b', ' ', 'c', '"', '}']
+    """
+    return _TOKEN.findall(text)
+
+
+def token_logprobs(reply: Reply, top: int) -> list[dict[str, Any]]:
+    """The ``logprobs.content`` entries of ``reply``'s content, with ``top`` ``top_logprobs`` each."""
+    entries = []
+    for token in fake_tokens(reply.content or ""):
+        logprob = reply.logprobs.get(token, DEFAULT_LOGPROB)
+        entry = {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+        rest = 1.0 - math.exp(logprob)
+        alternatives = [{"token": f"<alt{rank}>", "logprob": math.log(max(rest, 1e-12) / top), "bytes": None}
+                        for rank in range(1, top)]
+        entries.append({**entry, "top_logprobs": [entry, *alternatives][:top]})
+    return entries
 
 
 VALID_TICKET: dict[str, Any] = {"problem_type": "other", "device_model": None, "urgent_level": "normal",
@@ -209,8 +248,10 @@ class FakeMiMo(Loopback):
     def __init__(self, default: Reply | None = None, *, chaos: Chaos | None = None, latency: float = 0.0,
                  jitter: float = 0.0, rpm: int | None = None, window_seconds: float = 60.0,
                  clock: Callable[[], float] = time.monotonic, count_tokens: Callable[[str], int] | None = None,
-                 keep_alive: bool = False, record: bool = True, seed: int = 0, port: int = 0) -> None:
+                 keep_alive: bool = False, record: bool = True, seed: int = 0, port: int = 0,
+                 refuse_logprobs: Collection[str] = ()) -> None:
         self.default = default or ok(VALID_TICKET)
+        self.refuse_logprobs = frozenset(refuse_logprobs)
         self.chaos = chaos
         self.latency = latency
         self.jitter = jitter
@@ -369,6 +410,12 @@ class FakeMiMo(Loopback):
                     fake._leave()
 
             def _answer(self, body: dict[str, Any], record: dict[str, Any]) -> None:
+                if body.get("logprobs") and body.get("model") in fake.refuse_logprobs:
+                    record["kind"] = "logprobs_refused"
+                    fake._count(body, record["kind"], None)
+                    refused = error(400, "logprobs is not supported for this model")
+                    self._send(refused.status, refused.body or "{}", {})
+                    return
                 record["kind"], reply = fake._next_reply(body)
                 ok_answer = reply.status == 200 and reply.raw is None
                 usage = fake._usage(body, reply) if ok_answer else None
@@ -422,25 +469,35 @@ def wire_json(value: Any) -> str:
     return text
 
 
+def _top(body: dict[str, Any]) -> int:
+    return int(body.get("top_logprobs") or 0)
+
+
 def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.content, "tool_calls": None}
     if reply.reasoning is not None:
         message["reasoning_content"] = reply.reasoning
+    choice: dict[str, Any] = {"index": 0, "finish_reason": reply.finish_reason, "message": message}
+    if body.get("logprobs"):
+        choice["logprobs"] = {"content": token_logprobs(reply, _top(body)), "refusal": None}
     return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "mimo-v2-flash"),
-            "choices": [{"index": 0, "finish_reason": reply.finish_reason, "message": message}],
-            "usage": reply.usage}
+            "model": body.get("model", "mimo-v2-flash"), "choices": [choice], "usage": reply.usage}
 
 
 def _chunks(body: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
     base: dict[str, Any] = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                             "created": int(time.time()), "model": body.get("model", "mimo-v2-flash")}
     text = reply.content or ""
-    pieces = [text[i:i + 7] for i in range(0, len(text), 7)] or [""]
     chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                     "finish_reason": None}]}]
-    chunks += [{**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-               for piece in pieces]
+    if body.get("logprobs"):  # one token per chunk, with its logprobs entry
+        chunks += [{**base, "choices": [{"index": 0, "delta": {"content": entry["token"]}, "finish_reason": None,
+                                         "logprobs": {"content": [entry], "refusal": None}}]}
+                   for entry in token_logprobs(reply, _top(body))]
+    else:
+        pieces = [text[i:i + 7] for i in range(0, len(text), 7)] or [""]
+        chunks += [{**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                   for piece in pieces]
     chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}]})
     if (body.get("stream_options") or {}).get("include_usage"):
         chunks.append({**base, "choices": [], "usage": reply.usage})

@@ -128,6 +128,12 @@ class ExtractionSettings(_Section):
     batch_max_completion_tokens: int = Field(8_192, ge=16)
     #: Token prices by model (``triage evaluate`` reports tokens and cost per 1,000 tickets from them).
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    #: Ask the API for the answer's token log probabilities (``logprobs: true``); each routing field's value then
+    #: gets a probability (``ExtractionResult.logprob_confidence``, triage.extraction.logprobs) that the ticket's
+    #: confidence combines. A model whose endpoint answers 400 to the parameter is asked without it from then on
+    #: (in this process, logged once), and that call is sent again at once without it: it never costs a ticket.
+    logprobs: bool = Field(False, description="ask the LLM API for token log probabilities (logprobs: true); "
+                                              "dropped for a model that answers 400 to it")
 
     @field_validator("injection_patterns")
     @classmethod
@@ -608,13 +614,21 @@ class PlatformWriteback(_Section, Generic[RouteT, PriorityT]):
 class ZendeskWriteback(PlatformWriteback[ZendeskRoute, ZendeskPriority]):
     """Zendesk: ``clear_assignee_on_group_change`` re-sends a group change Zendesk refused because the
     ticket's assignee is not a member of the new group with ``assignee_id: null`` (off: the delivery fails
-    naming the conflict)."""
+    naming the conflict).
+
+    ``user_id`` is the Zendesk user triage writes back as (the one ``email`` + ``token`` sign in as, ``GET
+    /api/v2/users/me``): a group or priority change made by anyone else on a ticket triage wrote back is
+    taken as a review label (README, "Labels from the helpdesk"); unset, no change is taken (triage could
+    not tell its own write-backs from an agent's) and a warning says so once."""
 
     #: The e-mail of the agent whose API token ``token`` is (Basic ``{email}/token:{token}``).
     email: Annotated[Email | None, Blank] = None
     #: A group change Zendesk refuses because the assignee is not in the new group is sent again with ``assignee_id:
     #: null`` (the note names the agent); false: the delivery fails naming the conflict.
     clear_assignee_on_group_change: bool = True
+    user_id: Annotated[Ident | None, Blank] = Field(
+        None, description="triage's own Zendesk user id: group and priority changes by any other user on a ticket "
+                          "triage wrote back are review labels; unset: none are taken")
 
 
 INTERCOM_US = "https://api.intercom.io"
@@ -913,6 +927,7 @@ ENV_KEYS: dict[str, str] = {
     "TRIAGE_WRITEBACK_ZENDESK_URL": "writeback.zendesk.url",
     "TRIAGE_WRITEBACK_ZENDESK_EMAIL": "writeback.zendesk.email",
     "TRIAGE_WRITEBACK_ZENDESK_TOKEN": "writeback.zendesk.token",
+    "TRIAGE_WRITEBACK_ZENDESK_USER_ID": "writeback.zendesk.user_id",
     "TRIAGE_WRITEBACK_INTERCOM_URL": "writeback.intercom.url",
     "TRIAGE_WRITEBACK_INTERCOM_TOKEN": "writeback.intercom.token",
     "TRIAGE_WRITEBACK_INTERCOM_ADMIN_ID": "writeback.intercom.admin_id",

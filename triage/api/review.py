@@ -17,6 +17,7 @@ from triage.api.guard import AuthGuard
 from triage.api.review_models import (
     AccuracyReport,
     CorrectionModel,
+    DecisionAccuracyModel,
     ErrorAnswer,
     FieldAccuracyModel,
     ReleasedTicket,
@@ -25,7 +26,7 @@ from triage.api.review_models import (
 )
 from triage.app import App
 from triage.states.tickets import Status
-from triage.store.accuracy import Accuracy, FieldAccuracy, accuracy
+from triage.store.accuracy import Accuracy, DecisionAccuracy, FieldAccuracy, accuracy
 from triage.store.filters import as_utc
 from triage.store.queries import known_ticket_id
 from triage.tickets import lifecycle
@@ -46,6 +47,11 @@ def _fields(rows: list[FieldAccuracy]) -> list[FieldAccuracyModel]:
                                survived_share=r.survived_share) for r in rows]
 
 
+def _decisions(rows: list[DecisionAccuracy]) -> list[DecisionAccuracyModel]:
+    return [DecisionAccuracyModel(value=r.value, reviewed=r.reviewed, corrected=r.corrected, survived=r.survived,
+                                  survived_share=r.survived_share) for r in rows]
+
+
 def accuracy_report(report: Accuracy) -> AccuracyReport:
     """The API's view of an :class:`~triage.store.accuracy.Accuracy` report."""
     return AccuracyReport(
@@ -54,7 +60,8 @@ def accuracy_report(report: Accuracy) -> AccuracyReport:
                                        reviewed=v.reviewed, corrected=v.corrected, fields=_fields(v.fields))
                   for v in report.versions],
         corrections=[CorrectionModel(field=c.field, before=c.before, after=c.after, count=c.count)
-                     for c in report.corrections])
+                     for c in report.corrections],
+        routes=_decisions(report.routes), priorities=_decisions(report.priorities))
 
 
 def review_router(app: App, guard: AuthGuard) -> APIRouter:

@@ -31,6 +31,15 @@ class FieldAccuracyModel(BaseModel):
     survived_share: float | None = Field(description="survived / reviewed; null before any review")
 
 
+class DecisionAccuracyModel(BaseModel):
+    value: str = Field(description="the route (or priority) the machine decided")
+    reviewed: int = Field(description="reviews that tell a route (priority): desk corrections and resolves, and "
+                                      "helpdesk agents' group (priority) changes")
+    corrected: int = Field(description="reviews that gave another one")
+    survived: int
+    survived_share: float | None = Field(description="survived / reviewed; null before any review")
+
+
 class VersionAccuracyModel(BaseModel):
     extractor: str
     model: str | None
@@ -57,3 +66,7 @@ class AccuracyReport(BaseModel):
     fields: list[FieldAccuracyModel]
     versions: list[VersionAccuracyModel]
     corrections: list[CorrectionModel] = Field(description="the most common corrections, most frequent first")
+    routes: list[DecisionAccuracyModel] = Field(default_factory=list,
+                                                description="per machine route, most reviewed first")
+    priorities: list[DecisionAccuracyModel] = Field(default_factory=list,
+                                                    description="per machine priority, most reviewed first")

@@ -4,7 +4,9 @@ Checks run cheapest first and nothing is stored on any 4xx: unknown source (404)
 configured (401), content type (415), size (413, from Content-Length before reading, and while
 reading), signature and timestamp over the raw bytes (401), payload (400), then the one intake
 normaliser (:mod:`triage.intake.normalise`: ids too long or with control characters, 400). Then
-202 once the message is committed, or 200 for an event without customer text. The ticket's task
+202 once the message is committed, or 200 for an event without customer text. A helpdesk agent's
+group or priority change (Zendesk) is offered to :func:`triage.intake.labels.take_change`: 202 with
+``review`` when it was recorded as a review label, 200 with ``ignored`` and the reason when not. The ticket's task
 is published after the response is sent (a background task), off the request's latency; a
 publish that fails is logged, and the sweep re-publishes a ``queued`` ticket nobody took.
 Every signature and shared secret is compared in constant time (``hmac.compare_digest``,
@@ -25,8 +27,9 @@ from triage.api.bodies import StrictJSONRoute
 from triage.api.responses import SafeJSONResponse, WebhookAccepted, WebhookIgnored, documented
 from triage.app import App
 from triage.intake.inbound import accept_inbound
+from triage.intake.labels import check_change, take_change
 from triage.intake.normalise import normalise_inbound
-from triage.intake.platforms import PLATFORMS, Ignored, Platform, WebhookConfigError, get_platform
+from triage.intake.platforms import PLATFORMS, HelpdeskChange, Ignored, Platform, WebhookConfigError, get_platform
 from triage.settings import WEBHOOK_SECRET_PREFIX, Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -94,7 +97,8 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
     @router.post("/webhooks/{source}", status_code=status.HTTP_202_ACCEPTED,
                  summary="Receive a support platform's webhook", response_model=WebhookAccepted,
                  responses={200: {"model": WebhookIgnored,
-                                  "description": "event without customer text; nothing stored"},
+                                  "description": "event without customer text, or a helpdesk change that is no "
+                                                 "label; nothing stored"},
                             **documented(400, 401, 404, 413, 415)},
                  openapi_extra={"requestBody": WEBHOOK_BODY})
     async def receive_webhook(source: str, request: Request, background: BackgroundTasks) -> Any:
@@ -105,6 +109,8 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
         result = platform.receive(dict(request.headers), body, secret, now=time.time())
         if isinstance(result, Ignored):
             return SafeJSONResponse({"ignored": result.reason}, status_code=status.HTTP_200_OK)
+        if isinstance(result, HelpdeskChange):
+            return await run_in_threadpool(helpdesk_change, check_change(result))
         message = normalise_inbound(result, platform.id_fields)
         received = await run_in_threadpool(accept_inbound, app.sessions, message,
                                            lambda ticket_id: background.add_task(publish, ticket_id), app.clock.now())
@@ -112,5 +118,14 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
                  extra={"ticket_id": received.ticket_id, "source": source,
                         "external_id": message.value.conversation_key})
         return {"ticket_id": received.ticket_id, "status": received.status, "duplicate": received.duplicate}
+
+    def helpdesk_change(change: HelpdeskChange) -> Any:
+        taken = take_change(app.sessions, app.settings, change, app.clock.now())
+        if not taken.recorded:
+            log.info("webhook: %s change of %s ticket %s ignored: %s", change.change, change.source,
+                     change.platform_ticket_id, taken.reason, extra={"source": change.source})
+            return SafeJSONResponse({"ignored": taken.reason}, status_code=status.HTTP_200_OK)
+        return SafeJSONResponse({"ticket_id": taken.ticket_id, "status": taken.status, "duplicate": taken.duplicate,
+                                 "review": taken.reason}, status_code=status.HTTP_202_ACCEPTED)
 
     return router

@@ -30,6 +30,7 @@ from triage.extraction.batch_answer import BatchAnswer, BatchItem, parse_batch_a
 from triage.extraction.choose import Chosen, NoneValid, choose
 from triage.extraction.extractor import CHARS_PER_TOKEN, LLMExtractor, estimate_tokens, next_number
 from triage.extraction.llm import Completion
+from triage.extraction.logprobs import TokenLogprob, item_span, value_confidence
 from triage.extraction.parse import Candidate, is_truncated
 from triage.extraction.prompt import batch_keys, render_conversation
 from triage.extraction.trim import Trimmed
@@ -166,7 +167,7 @@ def extract_batch(extractor: LLMExtractor,
     call = _call(completion, model, len(keys), budget)
     # an answer cut off at the budget keeps every item that closed before the cut
     answer = parse_batch_answer(completion.text, keys)
-    judge = _Judge(extractor, call, answer)
+    judge = _Judge(extractor, call, answer, completion.text, completion.logprobs)
     items = [judge(index, key, sent, prior)
              for index, (key, sent, (_, prior)) in enumerate(zip(keys, outgoing, conversations, strict=True))]
     metrics.llm_call(model, batch_outcome(call, items), call.latency_ms,
@@ -193,10 +194,13 @@ def _call(completion: Completion, model: str, size: int, budget: int) -> BatchCa
 class _Judge:
     """Turns each asked key's item into that conversation's attempt (and result when valid)."""
 
-    def __init__(self, extractor: LLMExtractor, call: BatchCall, answer: BatchAnswer) -> None:
+    def __init__(self, extractor: LLMExtractor, call: BatchCall, answer: BatchAnswer, text: str,
+                 logprobs: Sequence[TokenLogprob] | None) -> None:
         self.extractor = extractor
         self.call = call
         self.answer = answer
+        self.text = text
+        self.logprobs = logprobs
         self.prompt_tokens = share(call.prompt_tokens, call.size)
         self.completion_tokens = share(call.completion_tokens, call.size)
         self.reasoning_tokens = share(call.reasoning_tokens, call.size)
@@ -219,12 +223,16 @@ class _Judge:
         if not isinstance(choice, Chosen):
             issues = choice.issues if isinstance(choice, NoneValid) else (choice.reask,)
             error = repair_text("\n".join(map(str, issues))).text
-            invalid = replace(attempt, outcome=AttemptOutcome.INVALID, raw_output=raw, error=error, repairs=repairs)
-            return ItemOutcome(invalid, None)
+            return ItemOutcome(replace(attempt, outcome=AttemptOutcome.INVALID, raw_output=raw, error=error,
+                                       repairs=repairs), None)
         valid = replace(attempt, outcome=AttemptOutcome.VALID, raw_output=raw, repairs=choice.repairs)
-        result = ExtractionResult(extractor="llm", ticket=self.extractor.schema.project(choice.value),
+        ticket = self.extractor.schema.project(choice.value)
+        span = item_span(self.text, key) if self.logprobs else None
+        result = ExtractionResult(extractor="llm", ticket=ticket,
                                   attempts=[valid], model=self.call.model,
                                   schema_version=self.extractor.schema.version,
                                   prompt_version=self.extractor.prompt.version, trimmed=sent.trimmed,
-                                  injection=self.extractor.detector.scan(sent.conversation))
+                                  injection=self.extractor.detector.scan(sent.conversation),
+                                  logprob_confidence=None if span is None else value_confidence(
+                                      self.text, self.logprobs, ticket, self.extractor.routing_fields, span))
         return ItemOutcome(valid, result)

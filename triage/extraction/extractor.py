@@ -43,6 +43,7 @@ from triage.extraction.budget import Acquire, ModelBudgets
 from triage.extraction.choose import Ambiguous, Chosen, choose
 from triage.extraction.injection import InjectionDetector
 from triage.extraction.llm import Completion, LLMClient
+from triage.extraction.logprobs import value_confidence
 from triage.extraction.model_chain import NOT_FOUND, ModelChain
 from triage.extraction.parse import ParseError, TruncatedError, is_truncated, parse_answer
 from triage.extraction.prompt import ChatMessage, TicketPrompt
@@ -152,7 +153,10 @@ class LLMExtractor:
             metrics.llm_attempt(attempt)
             made.append(attempt)
             if ticket is not None:
-                return self._result(made, ticket, model)
+                result = self._result(made, ticket, model)
+                result.logprob_confidence = value_confidence(completion.text, completion.logprobs, ticket,
+                                                             self.routing_fields)
+                return result
             if ambiguous_count([*prior, *made]) >= AMBIGUOUS_LIMIT:
                 break
         history = [*prior, *made]

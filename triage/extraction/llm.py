@@ -6,6 +6,14 @@ it to wait. Every request asks for ``response_format={"type": "json_object"}``, 
 ``max_completion_tokens`` and MiMo's ``thinking`` switch; streaming gives the same
 :class:`Completion` as a plain request.
 
+With ``extraction.logprobs`` the request also asks for ``logprobs: true`` and the completion carries the
+content tokens' log probabilities (:class:`~triage.extraction.logprobs.TokenLogprob`). An endpoint that
+answers 400 to a request carrying the parameter is asked again at once without it, inside the same
+:meth:`LLMClient.complete` (one call for the caller, one attempt on the ticket); when that succeeds the
+model is remembered as not taking it (per base URL and model, for the life of the process) and a warning
+is logged once. When the second request fails as well, the parameter was not the problem: its error is
+raised as any other, and the model keeps being asked for logprobs.
+
     client = LLMClient.from_settings(load_settings())
     completion = client.complete("mimo-v2-flash", messages, max_completion_tokens=1024, n=1)
 """
@@ -13,6 +21,8 @@ it to wait. Every request asks for ``response_format={"type": "json_object"}``, 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,15 +30,18 @@ from http import HTTPStatus
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionTokenLogprob
 from openai.types.completion_usage import CompletionUsage
 
+from triage.extraction.logprobs import TokenLogprob
 from triage.extraction.redact import redact
 from triage.extraction.types import APIError, Attempt, FatalAPIError, RetryableAPIError
 from triage.ratelimit.backoff import parse_retry_after
 from triage.scrubbing import scrub_secrets, scrubbed_order, secret_values
 from triage.settings import ExtractionSettings, PrivacySettings, Settings, SettingsError
 from triage.states.tickets import AttemptOutcome
+
+log = logging.getLogger(__name__)
 
 JSON_OBJECT = {"type": "json_object"}
 MILLISECONDS = 1000
@@ -52,6 +65,31 @@ class Completion:
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None
     reasoning: str | None = None
+    #: The content tokens' log probabilities, when they were asked for and the API sent them.
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+class LogprobsSupport:
+    """Which models (per API base URL) answered 400 to ``logprobs``: shared by every client of the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refused: set[tuple[str, str]] = set()
+
+    def refused(self, base_url: str, model: str) -> bool:
+        with self._lock:
+            return (base_url, model) in self._refused
+
+    def refuse(self, base_url: str, model: str) -> bool:
+        """Remember that ``model`` refuses the parameter; True the first time (log it then)."""
+        with self._lock:
+            first = (base_url, model) not in self._refused
+            self._refused.add((base_url, model))
+            return first
+
+
+#: The process's memory of models that refuse ``logprobs``.
+LOGPROBS_SUPPORT = LogprobsSupport()
 
 
 class LLMClient:
@@ -63,8 +101,11 @@ class LLMClient:
         client.complete("mimo-v2-flash", [{"role": "user", "content": "..."}], 1024, n=1)
     """
 
-    def __init__(self, base_url: str, api_key: str, options: ExtractionSettings, secrets: Sequence[str] = ()) -> None:
+    def __init__(self, base_url: str, api_key: str, options: ExtractionSettings, secrets: Sequence[str] = (),
+                 logprobs_support: LogprobsSupport = LOGPROBS_SUPPORT) -> None:
         self.options = options
+        self.base_url = base_url
+        self.logprobs_support = logprobs_support
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key,
                                      timeout=options.timeout_seconds, max_retries=0)
         self._secrets = scrubbed_order([api_key, *secrets])
@@ -95,10 +136,16 @@ class LLMClient:
         Raises :class:`RetryableAPIError` or :class:`FatalAPIError`, each carrying one
         ``api_error`` :class:`Attempt`.
         """
-        request = self._request(model, messages, max_completion_tokens)
+        ask_logprobs = self.options.logprobs and not self.logprobs_support.refused(self.base_url, model)
+        request = self._request(model, messages, max_completion_tokens, logprobs=ask_logprobs)
         started = time.monotonic()
         try:
-            return self._stream(request, started) if self.options.stream else self._create(request, started)
+            try:
+                return self._send(request, started)
+            except openai.BadRequestError as refused:
+                if not ask_logprobs:
+                    raise
+                return self._without_logprobs(request, started, refused)
         except (openai.APIError, MalformedResponseError, json.JSONDecodeError) as exc:
             error = self.scrubbed(f"{type(exc).__name__}: {exc}")
             attempt = Attempt(n=n, model=model, outcome=AttemptOutcome.API_ERROR, error=error,
@@ -108,8 +155,21 @@ class LLMClient:
                 raise RetryableAPIError(self.scrubbed(f"malformed response body: {exc}"), [attempt]) from exc
             raise classify_error(exc, attempt) from exc
 
+    def _send(self, request: dict[str, Any], started: float) -> Completion:
+        return self._stream(request, started) if self.options.stream else self._create(request, started)
+
+    def _without_logprobs(self, request: dict[str, Any], started: float, refused: openai.BadRequestError) -> Completion:
+        """The request sent again without ``logprobs`` after a 400; when it succeeds the model is remembered
+        as refusing the parameter. Its own error (the 400 had another cause) is raised as it is."""
+        request = {name: value for name, value in request.items() if name != "logprobs"}
+        completion = self._send(request, started)
+        if self.logprobs_support.refuse(self.base_url, request["model"]):
+            log.warning("model %s answered 400 to logprobs (%s): asking it without logprobs from now on",
+                        request["model"], self.scrubbed(str(refused))[:300])
+        return completion
+
     def _request(self, model: str, messages: Sequence[Mapping[str, str]],
-                 max_completion_tokens: int) -> dict[str, Any]:
+                 max_completion_tokens: int, *, logprobs: bool = False) -> dict[str, Any]:
         thinking = "enabled" if self.options.thinking else "disabled"
         request: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages],
                                    "response_format": JSON_OBJECT,
@@ -117,6 +177,8 @@ class LLMClient:
                                    "extra_body": {"thinking": {"type": thinking}}}
         if not self.options.thinking:
             request["temperature"] = self.options.temperature
+        if logprobs:
+            request["logprobs"] = True
         return request
 
     def _create(self, request: dict[str, Any], started: float) -> Completion:
@@ -127,13 +189,15 @@ class LLMClient:
         return _completion(text=choice.message.content or "", finish_reason=choice.finish_reason,
                            model=response.model or request["model"], started=started,
                            usage=response.usage,
-                           reasoning=getattr(choice.message, "reasoning_content", None))
+                           reasoning=getattr(choice.message, "reasoning_content", None),
+                           logprobs=_tokens(choice.logprobs.content if choice.logprobs else None))
 
     def _stream(self, request: dict[str, Any], started: float) -> Completion:
         text: list[str] = []
         reasoning: list[str] = []
         finish_reason: str | None = None
         usage: CompletionUsage | None = None
+        tokens: list[ChatCompletionTokenLogprob] = []
         model = request["model"]
         with self._client.chat.completions.create(**request, stream=True,
                                                   stream_options={"include_usage": True}) as stream:
@@ -144,22 +208,33 @@ class LLMClient:
                     text.append(choice.delta.content or "")
                     reasoning.append(getattr(choice.delta, "reasoning_content", None) or "")
                     finish_reason = choice.finish_reason or finish_reason
+                    if choice.logprobs is not None and choice.logprobs.content is not None:
+                        tokens.extend(choice.logprobs.content)
         return _completion(text="".join(text), finish_reason=finish_reason, model=model, started=started,
-                           usage=usage, reasoning="".join(reasoning) or None)
+                           usage=usage, reasoning="".join(reasoning) or None, logprobs=_tokens(tokens))
 
 
 class MalformedResponseError(ValueError):
     """A 200 answer whose body is not a chat completion (e.g. an HTML page from a proxy)."""
 
 
+def _tokens(content: Sequence[ChatCompletionTokenLogprob] | None) -> tuple[TokenLogprob, ...] | None:
+    """The API's token log probabilities as ours (None when it sent none)."""
+    if not content:
+        return None
+    return tuple(TokenLogprob(token.token, token.logprob, tuple(token.bytes) if token.bytes is not None else None)
+                 for token in content)
+
+
 def _completion(*, text: str, finish_reason: str | None, model: str, started: float,
-                usage: CompletionUsage | None, reasoning: str | None) -> Completion:
+                usage: CompletionUsage | None, reasoning: str | None,
+                logprobs: tuple[TokenLogprob, ...] | None = None) -> Completion:
     details = usage.completion_tokens_details if usage else None
     return Completion(text=text, finish_reason=finish_reason, model=model, latency_ms=_elapsed_ms(started),
                       prompt_tokens=usage.prompt_tokens if usage else None,
                       completion_tokens=usage.completion_tokens if usage else None,
                       reasoning_tokens=details.reasoning_tokens if details else None,
-                      reasoning=reasoning)
+                      reasoning=reasoning, logprobs=logprobs)
 
 
 def _elapsed_ms(started: float) -> int:

@@ -73,6 +73,9 @@ class ExtractionResult:
     #: as stored on the ticket and its attempt; None until scored (a ticket no machine decided stays None).
     field_confidence: dict[str, float] | None = None
     ticket_confidence: float | None = None
+    #: The probability the model gave to each routing field's value, from the answer's token logprobs
+    #: (``extraction.logprobs``; triage.extraction.logprobs); None when not asked, not sent, or not an LLM answer.
+    logprob_confidence: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:

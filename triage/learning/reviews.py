@@ -4,9 +4,13 @@ A review is an audit event a person made on a ticket's fields:
 
 - a correction (``corrected``): the corrected values are the labels;
 - a resolve without a correction (``resolved``): it confirms the fields the ticket had, the machine's
-  (after a correction, the person's, which the correction already gave).
+  (after a correction, the person's, which the correction already gave);
+- a helpdesk agent's group or priority change (``helpdesk_review``, triage.intake.labels): a route-level
+  label, which gives only the field values its route or priority implies (``after.label.fields``, e.g.
+  ``problem_type`` for a route only one problem type leads to), none of the others.
 
-A ticket reviewed several times counts once, with its latest review. What the model reads is the
+A ticket reviewed several times counts once, with its latest review; a helpdesk label adds its implied
+values to what an earlier review of the ticket gave rather than replacing it. What the model reads is the
 ticket's conversation as stored now; a purged conversation takes its reviews with it.
 """
 
@@ -28,7 +32,7 @@ from triage.store.models import Conversation as ConversationRow
 from triage.store.models import Event, Ticket
 
 #: The audit events that are reviews.
-REVIEW_KINDS = (EventKind.CORRECTED, EventKind.RESOLVED)
+REVIEW_KINDS = (EventKind.CORRECTED, EventKind.RESOLVED, EventKind.HELPDESK_REVIEW)
 #: The ``source`` of a training row that came from a review.
 REVIEWS_SOURCE = "reviews"
 
@@ -48,7 +52,14 @@ def reviewed_fields(kind: str, before: Mapping[str, Any] | None, after: Mapping[
     {'p': 'b'}
     >>> reviewed_fields("resolved", {"fields": {"p": "a"}, "extractor": "rules"}, {"fields": {"p": "a"}})
     {'p': 'a'}
+    >>> reviewed_fields("helpdesk_review", {"fields": {"p": "a", "u": "x"}},
+    ...                 {"fields": {"p": "a", "u": "x"}, "label": {"route": "r", "fields": {"p": "b"}}})
+    {'p': 'b'}
     """
+    if kind == EventKind.HELPDESK_REVIEW:
+        label = (after or {}).get("label")
+        implied = label.get("fields") if isinstance(label, dict) else None
+        return dict(implied) if isinstance(implied, dict) else {}
     snapshot = after if kind == EventKind.CORRECTED else before
     fields = (snapshot or {}).get("fields")
     return dict(fields) if isinstance(fields, dict) else {}
@@ -72,7 +83,9 @@ def review_labels(sessions: sessionmaker[Session], fields: Sequence[str], *, aft
             labels = {name: str(values[name]) for name in fields if isinstance(values.get(name), str)}
             text = model_text(Conversation.from_dicts(messages))
             if labels and text.strip():
-                latest.pop(ticket_id, None)  # the latest review of a ticket comes last
+                earlier = latest.pop(ticket_id, None)  # the latest review of a ticket comes last
+                if kind == EventKind.HELPDESK_REVIEW and earlier is not None:
+                    labels = {**earlier.labels, **labels}
                 latest[ticket_id] = TrainingRow(text, labels, REVIEWS_SOURCE, f"ticket:{ticket_id}")
     return ReviewLabels(list(latest.values()), through)
 

@@ -128,6 +128,9 @@ class EventKind(StrEnum):
     NEW_MESSAGE = "new_message"
     REOPENED = "reopened"
     RESOLVED = "resolved"
+    #: A person changed the ticket's group or priority in the helpdesk triage wrote it to: a review label
+    #: (triage.intake.labels); the ticket itself is left as it was and nothing is written back.
+    HELPDESK_REVIEW = "helpdesk_review"
 
 
 class Action(StrEnum):

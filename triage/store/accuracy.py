@@ -5,7 +5,14 @@ A *review* is a person's verdict on a machine's ticket (an extractor's fields, n
 - a correction (event ``corrected`` whose before-snapshot was written by an extractor): each field
   the person changed was wrong, each field they left was right;
 - a resolve without a correction (event ``resolved`` whose before-snapshot is an extractor's): every
-  field was right.
+  field was right;
+- a helpdesk agent's group or priority change on a ticket triage wrote back (event ``helpdesk_review``,
+  :mod:`triage.intake.labels`): a route-level (or priority-level) label. It reviews the route (or the
+  priority), and only the fields its label implies (``after.label.fields``): a field it says nothing of is
+  not counted as reviewed.
+
+Besides the fields, each report counts the route and the priority per machine decision (``routes``,
+``priorities``: how often the route the extractor's fields led to survived review).
 
 Reviews of a person's fields (extractor ``human``) and of tickets never extracted are not labels.
 Counts are per field, and per extractor, model and prompt version (taken from the reviewed
@@ -19,8 +26,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,9 +41,9 @@ from triage.store.models import Event
 TOP_CORRECTIONS = 10
 
 
-@dataclass(frozen=True)
-class FieldAccuracy:
-    field: str
+class Survival:
+    """``reviewed`` values, ``corrected`` of them by a person: how many survived, and their share."""
+
     reviewed: int
     corrected: int
 
@@ -48,6 +55,22 @@ class FieldAccuracy:
     def survived_share(self) -> float | None:
         """The share of reviewed values a person kept (None before any review)."""
         return self.survived / self.reviewed if self.reviewed else None
+
+
+@dataclass(frozen=True)
+class FieldAccuracy(Survival):
+    field: str
+    reviewed: int
+    corrected: int
+
+
+@dataclass(frozen=True)
+class DecisionAccuracy(Survival):
+    """How often one machine route (or priority) survived the reviews that tell a route (or priority)."""
+
+    value: str
+    reviewed: int
+    corrected: int
 
 
 @dataclass(frozen=True)
@@ -79,12 +102,34 @@ class Accuracy:
     fields: list[FieldAccuracy]
     versions: list[VersionAccuracy]
     corrections: list[Correction]
+    #: Per machine route and priority: the reviews that tell one, and how many changed it.
+    routes: list[DecisionAccuracy] = field(default_factory=list)
+    priorities: list[DecisionAccuracy] = field(default_factory=list)
+
+
+#: A decision a review tells: (the machine's, the reviewer's).
+Verdict = tuple[str | None, str | None]
 
 
 @dataclass(frozen=True)
 class _Review:
     version: tuple[str, str | None, str | None]
     changed: dict[str, tuple[Any, Any]]
+    #: The fields the review tells (None: every one).
+    labelled: frozenset[str] | None = None
+    route: Verdict | None = None
+    priority: Verdict | None = None
+
+    @property
+    def corrected(self) -> bool:
+        return bool(self.changed) or any(v is not None and v[0] != v[1] for v in (self.route, self.priority))
+
+    def tells(self, name: str) -> bool:
+        return self.labelled is None or name in self.labelled
+
+
+#: The audit events that are reviews.
+REVIEW_EVENTS = (EventKind.CORRECTED, EventKind.RESOLVED, EventKind.HELPDESK_REVIEW)
 
 
 def _review(event: Event, names: Sequence[str]) -> _Review | None:
@@ -93,11 +138,29 @@ def _review(event: Event, names: Sequence[str]) -> _Review | None:
     extractor, fields = before.get("extractor"), before.get("fields")
     if extractor in (None, HUMAN_EXTRACTOR) or not fields:
         return None
+    version = (str(extractor), before.get("model"), before.get("prompt_version"))
+    if event.kind == EventKind.HELPDESK_REVIEW:
+        return _helpdesk_review(version, before, after.get("label") or {}, fields, names)
     changed = {}
+    reviewed = before
     if event.kind == EventKind.CORRECTED:
         new = after.get("fields") or {}
         changed = {name: (fields.get(name), new.get(name)) for name in names if fields.get(name) != new.get(name)}
-    return _Review((str(extractor), before.get("model"), before.get("prompt_version")), changed)
+        reviewed = after
+    return _Review(version, changed, route=(before.get("route"), reviewed.get("route")),
+                   priority=(before.get("priority"), reviewed.get("priority")))
+
+
+def _helpdesk_review(version: tuple[str, str | None, str | None], before: Mapping[str, Any],
+                     label: Mapping[str, Any], fields: Mapping[str, Any], names: Sequence[str]) -> _Review:
+    """A helpdesk label: the route or priority it names, and the fields it implies (no others)."""
+    given = label.get("fields")
+    implied: Mapping[str, Any] = given if isinstance(given, dict) else {}
+    told = frozenset(name for name in names if name in implied)
+    changed = {name: (fields.get(name), implied[name]) for name in told if fields.get(name) != implied[name]}
+    route = (before.get("route"), label["route"]) if label.get("route") else None
+    priority = (before.get("priority"), label["priority"]) if label.get("priority") else None
+    return _Review(version, changed, told, route, priority)
 
 
 def _show(value: object) -> str:
@@ -106,13 +169,23 @@ def _show(value: object) -> str:
 
 
 def _per_field(reviews: Sequence[_Review], names: Sequence[str]) -> list[FieldAccuracy]:
-    return [FieldAccuracy(name, len(reviews), sum(name in r.changed for r in reviews)) for name in names]
+    return [FieldAccuracy(name, sum(r.tells(name) for r in reviews), sum(name in r.changed for r in reviews))
+            for name in names]
+
+
+def _per_decision(verdicts: Sequence[Verdict | None]) -> list[DecisionAccuracy]:
+    """Per machine value (most reviewed first): how many verdicts tell it, and how many changed it."""
+    told = [(str(machine), machine != person) for verdict in verdicts if verdict is not None
+            for machine, person in [verdict] if machine is not None]
+    reviewed = Counter(machine for machine, _ in told)
+    corrected = Counter(machine for machine, changed in told if changed)
+    return [DecisionAccuracy(value, count, corrected[value]) for value, count in reviewed.most_common()]
 
 
 def accuracy(sessions: sessionmaker[Session], names: Sequence[str], since: datetime | None,
              top: int = TOP_CORRECTIONS) -> Accuracy:
     """Accuracy of fields ``names`` over the reviews made since ``since`` (all of them when None)."""
-    query = select(Event).where(Event.kind.in_((EventKind.CORRECTED, EventKind.RESOLVED))).order_by(Event.id)
+    query = select(Event).where(Event.kind.in_(REVIEW_EVENTS)).order_by(Event.id)
     if since is not None:
         query = query.where(Event.created_at >= since)
     with sessions() as session:
@@ -120,9 +193,11 @@ def accuracy(sessions: sessionmaker[Session], names: Sequence[str], since: datet
     by_version: dict[tuple[str, str | None, str | None], list[_Review]] = {}
     for review in reviews:
         by_version.setdefault(review.version, []).append(review)
-    versions = [VersionAccuracy(extractor, model, prompt, len(group), sum(bool(r.changed) for r in group),
+    versions = [VersionAccuracy(extractor, model, prompt, len(group), sum(r.corrected for r in group),
                                 _per_field(group, names))
                 for (extractor, model, prompt), group in sorted(by_version.items(), key=lambda kv: -len(kv[1]))]
     counted = Counter((name, _show(old), _show(new)) for r in reviews for name, (old, new) in r.changed.items())
-    return Accuracy(since, len(reviews), sum(bool(r.changed) for r in reviews), _per_field(reviews, names), versions,
-                    [Correction(name, old, new, count) for (name, old, new), count in counted.most_common(top)])
+    return Accuracy(since, len(reviews), sum(r.corrected for r in reviews), _per_field(reviews, names), versions,
+                    [Correction(name, old, new, count) for (name, old, new), count in counted.most_common(top)],
+                    routes=_per_decision([r.route for r in reviews]),
+                    priorities=_per_decision([r.priority for r in reviews]))

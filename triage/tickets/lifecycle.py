@@ -705,6 +705,24 @@ def resolve(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: da
         _audit(session, ticket, actor, EventKind.RESOLVED, before, now)
 
 
+def helpdesk_review(session: Session, ticket_id: int, actor: str, label: Mapping[str, Any], now: datetime) -> int:
+    """Record a helpdesk agent's change of the ticket (``label``: what it says, triage.intake.labels) as a review:
+    an audit event of kind ``helpdesk_review`` by ``actor`` (e.g. ``zendesk:8537190099001``), in ``session``'s
+    transaction; its id.
+
+    The agent decided in the helpdesk, so the desk's assignment rule does not apply (whoever holds the ticket
+    here), the ticket's status, fields and route stay as they are (what the machine decided remains what is
+    reviewed), and the outbox is not told: nothing is written back (no ping-pong) and no event is sent.
+    """
+    ticket = _locked(session, ticket_id)
+    before = snapshot(ticket)
+    audit = Event(ticket=ticket, actor=actor, kind=EventKind.HELPDESK_REVIEW, before=before,
+                  after={**before, "label": dict(label)}, created_at=now)
+    session.add(audit)
+    session.flush()
+    return audit.id
+
+
 # ---- a job's actions -------------------------------------------------------------------------------
 
 def reextract(sessions: sessionmaker[Session], ticket_id: int, kind: EventKind, now: datetime, *,

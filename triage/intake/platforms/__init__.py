@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .base import (
     DEFAULT_TOLERANCE_SECONDS,
+    HelpdeskChange,
     IdFields,
     Ignored,
     InboundMessage,
@@ -28,7 +29,8 @@ from .zendesk import ZENDESK, Zendesk
 
 __all__ = [
     "CHATWOOT", "DEFAULT_TOLERANCE_SECONDS", "FRESHDESK", "FRESHDESK_RULE_BODY", "GENERIC", "INTERCOM",
-    "PLATFORMS", "ZAMMAD", "ZENDESK", "Chatwoot", "Freshdesk", "Generic", "IdFields", "Ignored", "InboundMessage",
-    "Intercom", "Platform", "WebhookAuthError", "WebhookConfigError", "WebhookError", "WebhookPayloadError",
-    "Zammad", "Zendesk", "get_platform", "html_to_text", "sample_payloads", "sign", "signed_request",
+    "PLATFORMS", "ZAMMAD", "ZENDESK", "Chatwoot", "Freshdesk", "Generic", "HelpdeskChange", "IdFields", "Ignored",
+    "InboundMessage", "Intercom", "Platform", "WebhookAuthError", "WebhookConfigError", "WebhookError",
+    "WebhookPayloadError", "Zammad", "Zendesk", "get_platform", "html_to_text", "sample_payloads", "sign",
+    "signed_request",
 ]

@@ -1,7 +1,9 @@
 """What every platform adapter returns or raises, and the small helpers they share.
 
 An adapter turns one webhook request (headers + raw body) into an :class:`InboundMessage` to
-store, an :class:`Ignored` (answer 200, store nothing), or an error that names its HTTP status:
+store, a :class:`HelpdeskChange` (a person changed a routing decision on the platform: a label
+candidate, :mod:`triage.intake.labels`), an :class:`Ignored` (answer 200, store nothing), or an
+error that names its HTTP status:
 
 >>> WebhookAuthError("bad signature").status, WebhookPayloadError("not JSON").status
 (401, 400)
@@ -17,7 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from triage.conversation import Conversation
 from triage.errors import AuthError, ConfigError, InputError, TriageError
@@ -63,6 +65,25 @@ class IdFields:
     delivery_id: str
     platform_ticket_id: str = "the platform's ticket id"
     platform_account_id: str = "the platform's account id"
+
+
+@dataclass(frozen=True)
+class HelpdeskChange:
+    """Someone changed a ticket's group (``change`` ``group``) or priority (``priority``) on the platform.
+
+    ``previous`` and ``current`` are the platform's values (a group id, a priority name in lower case;
+    None when unset), ``actor_id`` the platform user who made the change, ``delivery_id`` the platform's
+    event id (dedupe), ``at`` when it happened as the platform dates it.
+    """
+
+    source: str
+    platform_ticket_id: str
+    change: Literal["group", "priority"]
+    previous: str | None
+    current: str | None
+    actor_id: str
+    delivery_id: str | None
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -114,12 +135,12 @@ class Platform(Protocol):
     def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None,
                now: float | None = None) -> None: ...
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> InboundMessage | Ignored: ...
+    def parse(self, headers: Mapping[str, str], body: bytes) -> InboundMessage | HelpdeskChange | Ignored: ...
 
     def sign(self, body: bytes, secret: str, now: float, delivery_id: str | None = None) -> dict[str, str]: ...
 
     def receive(self, headers: Mapping[str, str], body: bytes, secret: str | None,
-                now: float | None = None) -> InboundMessage | Ignored: ...
+                now: float | None = None) -> InboundMessage | HelpdeskChange | Ignored: ...
 
 
 @dataclass(frozen=True)
@@ -140,12 +161,12 @@ class BasePlatform:
         """Check the signature over the raw bytes (each platform its own way)."""
         raise NotImplementedError
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> InboundMessage | Ignored:
+    def parse(self, headers: Mapping[str, str], body: bytes) -> InboundMessage | HelpdeskChange | Ignored:
         """Normalise the payload (each platform its own way)."""
         raise NotImplementedError
 
     def receive(self, headers: Mapping[str, str], body: bytes, secret: str | None,
-                now: float | None = None) -> InboundMessage | Ignored:
+                now: float | None = None) -> InboundMessage | HelpdeskChange | Ignored:
         """Verify the raw bytes, then parse them."""
         self.verify(headers, body, secret, now)
         return self.parse(headers, body)

@@ -5,8 +5,13 @@ Signature: ``X-Zendesk-Webhook-Signature`` = base64(HMAC-SHA256(signing secret,
 
 Events: ``zen:event-type:ticket.created`` (text = ``detail.subject`` + ``detail.description``)
 and ``zen:event-type:messaging_ticket.message_added`` (``event.message.body``, only when
-``event.actor.type`` is ``end_user``). Anything else is ignored. The event ``id`` is the
-delivery id.
+``event.actor.type`` is ``end_user``) are customer messages. ``zen:event-type:ticket.group_assignment_changed``
+and ``zen:event-type:ticket.priority_changed`` are a person's (or a bot's) change of the ticket:
+``event.previous`` / ``event.current`` hold the old and new group id or priority, ``detail`` the ticket
+after the change and ``detail.actor_id`` who made it (developer.zendesk.com/api-reference/webhooks/
+event-types/ticket-events); they become a :class:`~triage.intake.platforms.base.HelpdeskChange`, which
+:mod:`triage.intake.labels` may take as a review label. Anything else is ignored. The event ``id`` is
+the delivery id.
 
 >>> import json
 >>> body = json.dumps(SAMPLE).encode()
@@ -24,12 +29,13 @@ import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from triage.conversation import Conversation
 
 from .base import (
     BasePlatform,
+    HelpdeskChange,
     IdFields,
     Ignored,
     InboundMessage,
@@ -53,6 +59,10 @@ SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Zendesk-Webhook-Signature-Timestamp"
 TICKET_CREATED = "zen:event-type:ticket.created"
 MESSAGE_ADDED = "zen:event-type:messaging_ticket.message_added"
+GROUP_CHANGED = "zen:event-type:ticket.group_assignment_changed"
+PRIORITY_CHANGED = "zen:event-type:ticket.priority_changed"
+#: The change events, and what each one changes.
+CHANGES: dict[str, Literal["group", "priority"]] = {GROUP_CHANGED: "group", PRIORITY_CHANGED: "priority"}
 
 SAMPLE: dict[str, Any] = {
     "type": TICKET_CREATED,
@@ -89,6 +99,27 @@ MESSAGING_SAMPLE: dict[str, Any] = {
 }
 
 
+#: A group change in the shape Zendesk documents for ticket events (the values are made up).
+GROUP_CHANGED_SAMPLE: dict[str, Any] = {
+    "type": GROUP_CHANGED,
+    "account_id": 22129848,
+    "id": "9b1f5c9e-3d7a-4b8e-9a51-2f0c6d4e8a17",
+    "time": "2024-04-17T18:02:41.118235104Z",
+    "zendesk_event_version": "2022-11-06",
+    "subject": "zen:ticket:35436",
+    "detail": {
+        "actor_id": "8537190099001", "assignee_id": None, "brand_id": "360000122341",
+        "created_at": "2024-04-17T17:18:10Z", "custom_status": "360000877411",
+        "description": "Hello, I was charged twice for order #88231 on April 15.", "external_id": None,
+        "form_id": "360000431372", "group_id": "360002", "id": "35436", "is_public": True,
+        "organization_id": None, "priority": "HIGH", "requester_id": "8537190016125", "status": "OPEN",
+        "subject": "Refund for a double charge", "submitter_id": "8537190016125", "tags": ["billing"],
+        "type": "QUESTION", "updated_at": "2024-04-17T18:02:41Z", "via": {"channel": "web_service"},
+    },
+    "event": {"current": "360002", "previous": "360001"},
+}
+
+
 def parse_timestamp(value: str) -> float:
     """Unix seconds of an ISO-8601 timestamp (naive means UTC; >6 fractional digits allowed)."""
     moment = platform_time(value)
@@ -116,7 +147,7 @@ class Zendesk(BasePlatform):
         if not same(signature(secret or "", timestamp, body), given):
             raise WebhookAuthError(f"{SIGNATURE_HEADER} does not match")
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> InboundMessage | Ignored:
+    def parse(self, headers: Mapping[str, str], body: bytes) -> InboundMessage | HelpdeskChange | Ignored:
         data = load_json(body)
         kind = data.get("type")
         if not isinstance(kind, str) or not kind:
@@ -125,7 +156,20 @@ class Zendesk(BasePlatform):
             return self._ticket_created(data)
         if kind == MESSAGE_ADDED:
             return self._message_added(data)
+        if kind in CHANGES:
+            return self._changed(data, CHANGES[kind])
         return Ignored(f"event type {kind} is not handled")
+
+    def _changed(self, data: dict[str, Any], change: Literal["group", "priority"]) -> HelpdeskChange:
+        """A group or priority change: who (``detail.actor_id``), on which ticket, from what to what."""
+        detail = obj(data, "detail")
+        event = obj(data, "event")
+        values = [_changed_value(event, name, change) for name in ("previous", "current")]
+        event_id = data.get("id")
+        return HelpdeskChange(source=self.name, platform_ticket_id=ident(detail, "id", "detail."), change=change,
+                              previous=values[0], current=values[1], actor_id=ident(detail, "actor_id", "detail."),
+                              delivery_id=str(event_id) if isinstance(event_id, str | int) and str(event_id) else None,
+                              at=platform_time(data.get("time")))
 
     def _ticket_created(self, data: dict[str, Any]) -> InboundMessage | Ignored:
         detail = obj(data, "detail")
@@ -165,6 +209,22 @@ class Zendesk(BasePlatform):
         timestamp = datetime.fromtimestamp(int(now), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
                 SIGNATURE_HEADER: signature(secret, timestamp, body)}
+
+
+def _changed_value(event: dict[str, Any], name: str, change: str) -> str | None:
+    """``event.previous`` or ``event.current`` of a change: a group id or a priority (in lower case: Zendesk
+    writes ``HIGH``), None when unset; anything else is refused.
+
+    >>> _changed_value({"current": "HIGH"}, "current", "priority"), _changed_value({}, "previous", "group")
+    ('high', None)
+    """
+    value = event.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise WebhookPayloadError(f'"event.{name}" of a {change} change must be a string, an integer or null')
+    text = str(value).strip()
+    return text.lower() if change == "priority" else text
 
 
 def _ticket_id(data: dict[str, Any]) -> str:
