@@ -203,7 +203,7 @@ def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.C
 
 def _decided(app: App, claim: lifecycle.Claim, outcome: Outcome) -> Step:
     return decide(outcome, claim.prior_attempts, app.settings.retry, app.router, claim.sla_started_at,
-                  extraction=app.settings.extraction)
+                  extraction=app.settings.extraction, autonomy=app.settings.autonomy)
 
 
 def _apply_companion(app: App, claim: lifecycle.Claim, step: Step) -> None:
@@ -266,12 +266,12 @@ def _store_final(app: App, claim: lifecycle.Claim, step: Finish | HoldForReview 
     """Store a step that ends the run (routed, held for review, or the fallback queue published)."""
     now = app.clock.now()
     if isinstance(step, Finish):
-        if lifecycle.finish(app.sessions, claim, step.result, step.decision, now):
-            metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor)
+        if lifecycle.finish(app.sessions, claim, step.result, step.decision, now, step.autonomy):
+            metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor, step.autonomy)
         return step.decision.route
     if isinstance(step, HoldForReview):
         if lifecycle.hold_for_review(app.sessions, claim, step.result, step.decision, step.reason, step.detail, now):
-            metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor)
+            metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor, step.autonomy)
         return Status.NEEDS_REVIEW
     lifecycle.send_to_fallback(app.sessions, claim, step.attempts, step.reason, step.detail, now,
                                trimmed=step.trimmed, injection=step.injection)

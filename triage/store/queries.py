@@ -96,6 +96,10 @@ class TicketView:
     fallback_reason: str | None
     assigned_to: str | None
     created_at: datetime
+    #: The ticket's confidence in [0, 1] (its lowest routing field's), None before one is known.
+    confidence: float | None = None
+    #: The autonomy level applied to its machine decision: auto, suggest, review or shadow.
+    autonomy: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The listing's JSON: the ticket's own keys with the extracted fields among them, top level."""
@@ -185,7 +189,7 @@ def _view(ticket: Ticket, source: str, external_id: str, attempts: int) -> Ticke
         fields=dict(ticket.fields or {}), route=ticket.route, priority=ticket.priority,
         sla_due_at=ticket.sla_due_at, extractor=ticket.extractor,
         attempts=attempts, fallback_reason=ticket.fallback_reason, assigned_to=ticket.assigned_to,
-        created_at=ticket.created_at)
+        created_at=ticket.created_at, confidence=ticket.confidence, autonomy=ticket.autonomy)
 
 
 def ticket_view(session: Session, ticket: Ticket) -> TicketView:
