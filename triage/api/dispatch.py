@@ -6,8 +6,9 @@
     PATCH /tickets/{id}  {"urgent_level": "high"}    validated, re-routed, status corrected
     POST /tickets/{id}/claim                         409 when someone else holds it
     POST /tickets/{id}/reprocess                     through extraction again
+    POST /tickets/{id}/confirm                       a suggestion as it is: written back in full, a review
 
-A ticket someone holds is theirs: another person's PATCH, reprocess, resolve or release is a 409
+A ticket someone holds is theirs: another person's PATCH, confirm, reprocess, resolve or release is a 409
 naming the holder (the lifecycle decides, under the row lock; so does the desk).
     GET  /queues                                     counts per route and status, oldest SLA due
 
@@ -123,6 +124,15 @@ def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) 
     def claim_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
         lifecycle.assign(app.sessions, ticket_id, actor, app.clock.now())
         return {"ticket_id": ticket_id, "assigned_to": actor}
+
+    @router.post("/tickets/{ticket_id}/confirm", summary="Confirm a routed ticket in suggestion as it is",
+                 description="The suggestion (autonomy suggest) becomes the caller's decision: status corrected, "
+                 "fields and route unchanged, the helpdesk gets group, priority and tags. It counts as a review "
+                 "that kept every field. 409 when someone else holds the ticket or it is not a suggestion.",
+                 response_model=TicketDetail, responses=documented(404, 409, 422))
+    def confirm_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
+        lifecycle.confirm(app.sessions, ticket_id, actor, app.clock.now())
+        return get_ticket(ticket_id)
 
     @router.post("/tickets/{ticket_id}/reprocess", status_code=status.HTTP_202_ACCEPTED,
                  summary="Send the ticket through extraction again", response_model=Requeued,

@@ -4,7 +4,8 @@ A review is an audit event a person made on a ticket's fields:
 
 - a correction (``corrected``): the corrected values are the labels;
 - a resolve without a correction (``resolved``): it confirms the fields the ticket had, the machine's
-  (after a correction, the person's, which the correction already gave).
+  (after a correction, the person's, which the correction already gave);
+- a confirmation of a suggestion (``confirmed``, the desk's "Confirm"): the fields the ticket had are right.
 
 A ticket reviewed several times counts once, with its latest review. What the model reads is the
 ticket's conversation as stored now; a purged conversation takes its reviews with it.
@@ -25,10 +26,8 @@ from triage.learning.features import model_text
 from triage.learning.fit import TrainingRow
 from triage.store.models import Conversation as ConversationRow
 from triage.store.models import Event, Ticket
-from triage.tickets.states import EventKind
+from triage.tickets.states import REVIEW_KINDS, EventKind
 
-#: The audit events that are reviews.
-REVIEW_KINDS = (EventKind.CORRECTED, EventKind.RESOLVED)
 #: The ``source`` of a training row that came from a review.
 REVIEWS_SOURCE = "reviews"
 
@@ -47,6 +46,8 @@ def reviewed_fields(kind: str, before: Mapping[str, Any] | None, after: Mapping[
     >>> reviewed_fields("corrected", {"fields": {"p": "a"}}, {"fields": {"p": "b"}})
     {'p': 'b'}
     >>> reviewed_fields("resolved", {"fields": {"p": "a"}, "extractor": "rules"}, {"fields": {"p": "a"}})
+    {'p': 'a'}
+    >>> reviewed_fields("confirmed", {"fields": {"p": "a"}, "extractor": "llm"}, {"fields": {"p": "a"}})
     {'p': 'a'}
     """
     snapshot = after if kind == EventKind.CORRECTED else before

@@ -5,7 +5,9 @@ A *review* is a person's verdict on a machine's ticket (an extractor's fields, n
 - a correction (event ``corrected`` whose before-snapshot was written by an extractor): each field
   the person changed was wrong, each field they left was right;
 - a resolve without a correction (event ``resolved`` whose before-snapshot is an extractor's): every
-  field was right.
+  field was right;
+- a confirmation of a suggestion (event ``confirmed``, the desk's "Confirm"): every field was right; the
+  ticket is then the person's (``corrected``), so resolving it later is not a second label.
 
 Reviews of a person's fields (extractor ``human``) and of tickets never extracted are not labels.
 Counts are per field, and per extractor, model and prompt version (taken from the reviewed
@@ -29,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.store.models import Event
 from triage.tickets.lifecycle import HUMAN_EXTRACTOR
-from triage.tickets.states import EventKind
+from triage.tickets.states import REVIEW_KINDS, EventKind, Status
 
 #: How many of the most common corrections a report lists.
 TOP_CORRECTIONS = 10
@@ -94,6 +96,8 @@ def _review(event: Event, names: Sequence[str]) -> _Review | None:
     extractor, fields = before.get("extractor"), before.get("fields")
     if extractor in (None, HUMAN_EXTRACTOR) or not fields:
         return None
+    if event.kind == EventKind.RESOLVED and before.get("status") == Status.CORRECTED:
+        return None  # a confirmed suggestion: its confirmation was the review
     changed = {}
     if event.kind == EventKind.CORRECTED:
         new = after.get("fields") or {}
@@ -113,7 +117,7 @@ def _per_field(reviews: Sequence[_Review], names: Sequence[str]) -> list[FieldAc
 def accuracy(sessions: sessionmaker[Session], names: Sequence[str], since: datetime | None,
              top: int = TOP_CORRECTIONS) -> Accuracy:
     """Accuracy of fields ``names`` over the reviews made since ``since`` (all of them when None)."""
-    query = select(Event).where(Event.kind.in_((EventKind.CORRECTED, EventKind.RESOLVED))).order_by(Event.id)
+    query = select(Event).where(Event.kind.in_(REVIEW_KINDS)).order_by(Event.id)
     if since is not None:
         query = query.where(Event.created_at >= since)
     with sessions() as session:

@@ -76,6 +76,8 @@ class TicketFilter:
     assigned_to: str | None = None
     #: Case-insensitive substring of the conversation or the field values (:mod:`triage.store.search`).
     search: str | None = None
+    #: The autonomy level applied (``suggest`` with status ``routed``: the desk's "Needs confirmation").
+    autonomy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ def _decode(cursor: str) -> dict[str, Any]:
 
 def _filtered(query: Select[Any], filters: TicketFilter) -> Select[Any]:
     for column, value in ((Ticket.status, filters.status), (Ticket.route, filters.route),
-                          (Ticket.priority, filters.priority), (Ticket.assigned_to, filters.assigned_to)):
+                          (Ticket.priority, filters.priority), (Ticket.assigned_to, filters.assigned_to),
+                          (Ticket.autonomy, filters.autonomy)):
         if value is not None:  # repaired: a NUL in a query string must not reach PostgreSQL
             query = query.where(column == repair_text(value).text)
     for name, wanted in filters.fields.items():

@@ -114,6 +114,10 @@ class EventKind(StrEnum):
     RESOLVED = "resolved"
 
 
+#: The audit events that are a person's review of a ticket's fields (labels for learning, accuracy, calibration).
+REVIEW_KINDS = (EventKind.CORRECTED, EventKind.RESOLVED, EventKind.CONFIRMED)
+
+
 class Action(StrEnum):
     CLAIM = "claim"                          # a worker takes a queued ticket (or one whose lease ran out)
     CLAIM_FALLBACK = "claim_fallback"        # the fallback task takes a fallback ticket
