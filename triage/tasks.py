@@ -94,7 +94,7 @@ def _extract_claimed(app: App, task: Task[Any, Any], claim: lifecycle.Claim) -> 
     try:
         with _heartbeat(app, claim):
             outcome = runs.single(app, claim)
-        return apply_step(app, task, claim, _decided(app, claim, outcome))
+        return apply_step(app, task, claim, step_for(app, claim, outcome))
     except CeleryRetry:
         raise
     except Exception as exc:
@@ -181,7 +181,7 @@ def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.C
         try:
             lookup = lookups[claim.ticket_id] = runs.dedupe_lookup(app, claim.ticket_id, claim.conversation)
             if lookup is not None and lookup.reused is not None:
-                steps[claim.ticket_id] = _decided(app, claim, lookup.reused)
+                steps[claim.ticket_id] = step_for(app, claim, lookup.reused)
             else:
                 asked.append(claim)
         except Exception as exc:
@@ -193,7 +193,7 @@ def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.C
         try:
             for claim, outcome in zip(members, runs.batch(app, members), strict=True):
                 lookup = lookups[claim.ticket_id]
-                steps[claim.ticket_id] = _decided(app, claim, outcome if lookup is None
+                steps[claim.ticket_id] = step_for(app, claim, outcome if lookup is None
                                                   else dedupe.keyed(outcome, lookup.key))
         except Exception as exc:
             for claim in members:
@@ -201,7 +201,8 @@ def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.C
     return steps
 
 
-def _decided(app: App, claim: lifecycle.Claim, outcome: Outcome) -> Step:
+def step_for(app: App, claim: lifecycle.Claim, outcome: Outcome) -> Step:
+    """The policy's step for ``claim``'s ``outcome`` under the app's retry, injection and autonomy settings."""
     return decide(outcome, claim.prior_attempts, app.settings.retry, app.router, claim.sla_started_at,
                   extraction=app.settings.extraction, autonomy=app.settings.autonomy)
 
