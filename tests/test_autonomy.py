@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,13 @@ from tests.factories import (
     bearer,
     build_app,
     csrf_of,
+    parse_metrics,
     receive_from,
     recording,
     run_deliveries,
+    sample,
     sign_in,
+    submit,
 )
 from tests.fakeapi import FakeMiMo, ok
 from tests.fakehelpdesks import FakeEventsReceiver, FakeSlack, FakeZendesk
@@ -46,6 +49,7 @@ from triage.queues import EXTRACT_TASK
 from triage.settings import SettingsError, load_settings
 from triage.store.accuracy import accuracy
 from triage.store.queries import ticket_detail
+from triage.store.route_quality import route_accuracy, route_quality
 from triage.tasks import celery_for
 from triage.tickets import lifecycle
 from triage.tickets.states import EventKind
@@ -417,3 +421,71 @@ def test_the_api_and_cli_listing_show_confidence_and_autonomy(desk: Desk, migrat
     assert cli.main(["tickets", "--json"]) == 0
     [line] = capsys.readouterr().out.splitlines()
     assert (json.loads(line)["confidence"], json.loads(line)["autonomy"]) == (0.9, "auto")
+
+
+# ---- the Quality page and the route-accuracy gauges -------------------------------------------------------
+
+ELSEWHERE = {"problem_type": "consult", "urgent_level": "low"}  # a correction that moves the ticket
+
+
+def _reviewed(desk: Desk, key: str, confidence: float, review: str) -> int:
+    """A ticket (no platform: nothing to write back) worked with ``confidence``, then reviewed by alice:
+    ``resolve`` or ``confirm`` keep its route, ``correct`` moves it."""
+    desk.api.script(f"[{key}]", ok(ESCALATION))
+    ticket_id = submit(desk.app, key, f"My router died [{key}]")
+    desk.work(ticket_id, confidence)
+    now = desk.app.clock.now()
+    if review == "correct":
+        lifecycle.correct(desk.app.sessions, ticket_id, "alice", ELSEWHERE, desk.app.schema, desk.app.router, now)
+    elif review == "confirm":
+        lifecycle.confirm(desk.app.sessions, ticket_id, "alice", now)
+    else:
+        lifecycle.resolve(desk.app.sessions, ticket_id, "alice", now)
+    return ticket_id
+
+
+SEEDED = [(0.95, "resolve"), (0.9, "resolve"), (0.85, "resolve"), (0.82, "resolve"), (0.81, "correct"),
+          (0.6, "confirm"), (0.55, "confirm")]
+
+
+def test_the_quality_page_shows_each_routes_curve_thresholds_and_what_reaches_the_target(desk: Desk) -> None:
+    for index, (confidence, review) in enumerate(SEEDED):
+        _reviewed(desk, f"q-{index}", confidence, review)
+    _reviewed(desk, "q-held", 0.3, "resolve")  # held for review: counts on the route its fields gave
+    quality = {r.route: r for r in route_quality(desk.app.sessions, desk.app.router, desk.app.settings.autonomy,
+                                                 0.95)}
+    route = quality["hardware-escalation"]
+    assert (route.reviewed, route.survived, route.scored) == (8, 7, 8)
+    assert [(p.threshold, p.accepted) for p in route.curve] == [
+        (0.95, 1), (0.9, 2), (0.85, 3), (0.82, 4), (0.81, 5), (0.6, 6), (0.55, 7), (0.3, 8)]
+    assert route.reaching_target is not None and route.reaching_target.threshold == 0.82
+    assert route.reaching_target.coverage == 0.5
+    assert route.at_auto_above is not None and (route.at_auto_above.threshold, route.at_auto_above.precision) == (
+        0.81, 0.8)
+    assert route.at_review_below is not None and route.at_review_below.threshold == 0.55
+    assert quality["general-inquiries"].reviewed == 0, "a correction counts on the route the machine gave"
+
+    with TestClient(create_app(desk.app), base_url="http://127.0.0.1") as client:
+        sign_in(client, "alice")
+        page = client.get("/desk/quality").text
+        assert '<img class="curves" src="data:image/png;base64,' in page
+        assert "0.82: lets through 50% of tickets" in page
+        assert "0.8: 62% of tickets, 80% survived" in page
+        metrics = parse_metrics(client.get("/metrics").text)
+    assert sample(metrics, "triage_route_reviews", route="hardware-escalation") == 8
+    assert sample(metrics, "triage_route_review_accuracy", route="hardware-escalation") == 7 / 8
+    assert sample(metrics, "triage_route_accuracy_target", route="hardware-escalation") == 0.95
+    assert sample(metrics, "triage_route_review_accuracy", route="general-inquiries") is None
+
+    desk.app.clock.advance(days=1, seconds=1)
+    assert route_accuracy(desk.app.sessions, desk.app.router, desk.app.clock.now() - timedelta(days=1)) == {}
+
+
+def test_a_shadow_route_shows_how_often_the_machine_agreed_with_people(shadowing: Desk) -> None:
+    desk = shadowing
+    _reviewed(desk, "shadow-kept", 0.9, "resolve")
+    _reviewed(desk, "shadow-moved", 0.9, "correct")
+    with TestClient(create_app(desk.app), base_url="http://127.0.0.1") as client:
+        sign_in(client, "alice")
+        page = client.get("/desk/quality").text
+    assert "the machine agreed with people 50% of the time" in page

@@ -11,6 +11,7 @@ desk works without JavaScript; htmx (a static file) only refreshes the queue's t
 """
 
 # No `from __future__ import annotations`: FastAPI reads the parameter annotations.
+import base64
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ from triage.api.errors import http_status
 from triage.api.guard import AuthGuard, TooManyFailuresError
 from triage.app import App
 from triage.autonomy.levels import Level, band
+from triage.charts import ChartsUnavailableError, CoveragePanel, coverage_png
 from triage.errors import TriageError
 from triage.filters import FilterValues, UnknownFilterValueError, as_utc
 from triage.store.accuracy import accuracy
@@ -47,6 +49,7 @@ from triage.store.queries import (
     queue_stats,
     ticket_detail,
 )
+from triage.store.route_quality import RouteQuality, route_quality
 from triage.tickets import lifecycle
 from triage.tickets.states import Action, Status
 
@@ -306,8 +309,31 @@ class Desk:
             except ValueError:
                 error = f"{since_text!r} is not a date (use YYYY-MM-DD)."
         report = accuracy(self.app.sessions, list(self.app.schema.properties), since)
-        return self.page("quality.html", viewer, 400 if error else 200, report=report,
-                         since_text=since_text, error=error)
+        target = self.app.settings.quality.target_precision
+        routes = route_quality(self.app.sessions, self.app.router, self.app.settings.autonomy, target, since)
+        return self.page("quality.html", viewer, 400 if error else 200, report=report, routes=routes,
+                         target=target, curves=_curves_png(routes, target), since_text=since_text, error=error)
+
+
+def _curves_png(routes: list[RouteQuality], target: float) -> str | None:
+    """The routes' coverage-accuracy curves (those with scored reviews) as a ``data:`` PNG URL; None when there
+    is nothing to draw or matplotlib is not installed (the tables still say it all)."""
+    drawn = [route for route in routes if route.curve]
+    if not drawn:
+        return None
+    panels = [CoveragePanel(f"{route.route} ({route.level})", [(p.coverage, p.precision) for p in route.curve],
+                            [(label, point.coverage, point.precision) for label, point in (
+                                (f"auto_above {route.auto_above:g}", route.at_auto_above),
+                                (f"review_below {route.review_below:g}", route.at_review_below),
+                                (f"reaches {target:g} at {route.reaching_target.threshold:.2f}"
+                                 if route.reaching_target else "", route.reaching_target)) if point is not None],
+                            target) for route in drawn]
+    try:
+        png = coverage_png(panels)
+    except ChartsUnavailableError as exc:
+        log.info("quality page without its chart: %s", exc)
+        return None
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _message(message: Mapping[str, Any]) -> dict[str, Any]:
