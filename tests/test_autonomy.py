@@ -39,11 +39,12 @@ from tests.factories import (
 )
 from tests.fakeapi import FakeMiMo, ok
 from tests.fakehelpdesks import FakeEventsReceiver, FakeSlack, FakeZendesk
-from tests.writeback_cases import AGENT_TAGS, ZENDESK, Endpoint, config_file
+from tests.writeback_cases import AGENT_TAGS, CASES, ZENDESK, Case, Endpoint, config_file, rig
 from triage import cli, runs, tasks
 from triage.api.app import create_app
 from triage.app import App
 from triage.autonomy.levels import Level, Thresholds, Verdict, applied, band
+from triage.delivery import deliver
 from triage.learning.reviews import review_labels
 from triage.queues import EXTRACT_TASK
 from triage.settings import SettingsError, load_settings
@@ -308,6 +309,10 @@ def test_a_suggest_route_gets_a_note_until_confirm_writes_the_rest(suggesting: D
     with TestClient(create_app(desk.app)) as client:
         listed = client.get("/tickets", params={"status": "routed"}, headers=ALICE).json()["items"]
         assert [(t["id"], t["autonomy"], t["confidence"]) for t in listed] == [(ticket_id, "suggest", None)]
+        waiting = client.get("/tickets", params={"autonomy": "suggest", "status": "routed"}, headers=ALICE)
+        assert [t["id"] for t in waiting.json()["items"]] == [ticket_id]
+        assert client.get("/tickets", params={"autonomy": "auto"}, headers=ALICE).json()["items"] == []
+        assert client.get("/tickets", params={"autonomy": "often"}, headers=ALICE).status_code == 422
         assert client.post(f"/tickets/{ticket_id}/claim", headers=ALICE).status_code == 200
         refused = client.post(f"/tickets/{ticket_id}/confirm", headers=BOB)
         assert refused.status_code == 409 and "claimed by alice" in refused.json()["detail"], refused.text
@@ -489,3 +494,21 @@ def test_a_shadow_route_shows_how_often_the_machine_agreed_with_people(shadowing
         sign_in(client, "alice")
         page = client.get("/desk/quality").text
     assert "the machine agreed with people 50% of the time" in page
+
+
+# ---- a suggestion on each of the five helpdesks ------------------------------------------------------------
+
+@pytest.mark.parametrize("case", CASES, ids=[case.platform for case in CASES])
+@pytest.mark.parametrize("notes", [True, False], ids=["notes-on", "notes-off"])
+def test_a_suggestion_is_only_an_internal_note_on_every_platform(tmp_path: Path, case: Case, notes: bool) -> None:
+    with rig(case, tmp_path, note=notes) as r:
+        before = r.ticket()
+        state = r.state
+        suggestion = replace(r.write("d-s", "hardware-escalation", "P1"), suggestion=True)
+        assert deliver(r.adapter, suggestion) == ("note",)
+        there = r.fake.tickets[case.ticket_id]
+        assert r.state == state and r.tags == sorted(AGENT_TAGS), "no group, team, priority or tags"
+        assert before.attributes == there.attributes
+        [note] = there.notes
+        assert "triage suggests routing this ticket to hardware-escalation (P1)" in note.body
+        assert "triage delivery d-s" in note.body

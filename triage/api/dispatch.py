@@ -2,6 +2,7 @@
 
     GET  /tickets?status=routed&order=sla&limit=50   newest first, or SLA-breached first
          &assigned_to=me&priority=P1&q=wi-fi          held by the caller, of a priority, text search
+         &autonomy=suggest                            by the autonomy level applied
     GET  /tickets/{id}                               ticket, conversation, attempts, audit events
     PATCH /tickets/{id}  {"urgent_level": "high"}    validated, re-routed, status corrected
     POST /tickets/{id}/claim                         409 when someone else holds it
@@ -41,6 +42,7 @@ from triage.api.responses import (
     documented,
 )
 from triage.app import App
+from triage.autonomy.levels import Level
 from triage.filters import FilterValues, as_utc
 from triage.store.queries import (
     Order,
@@ -91,6 +93,8 @@ def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) 
         q: Annotated[str | None, Query(max_length=SEARCH_MAX_CHARS,
                                        description="case-insensitive text in the conversation or the fields")] = None,
         since: datetime | None = None,
+        autonomy: Annotated[Level | None, Query(description="the autonomy level applied; `autonomy=suggest&"
+                                                     "status=routed`: the suggestions waiting for Confirm")] = None,
         order: Annotated[Order, Query(description="newest (default), oldest, or sla (breached first)")] = "newest",
         limit: Annotated[int, Query(ge=1, le=page_max)] = 50,
         cursor: str | None = None,
@@ -99,7 +103,7 @@ def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) 
         wanted = {name: value for name, value in values.items() if value is not None}
         holder = actor if assigned_to == ME else assigned_to
         filters = TicketFilter(status=status_, route=route, priority=priority, fields=wanted, since=as_utc(since),
-                               assigned_to=holder, search=q)
+                               assigned_to=holder, search=q, autonomy=autonomy)
         allowed.check(filters)
         page = list_tickets(app.sessions, filters, order=order, limit=limit, cursor=cursor)
         return {"items": [view.to_json() for view in page.items], "next_cursor": page.next_cursor}
