@@ -10,7 +10,6 @@ opens it and clicks Confirm; the worker then writes group, priority and tags. Ru
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,8 @@ from tests.factories import TOKENS, TOKENS_ENV
 from tests.fakeapi import FakeMiMo, ok
 from tests.fakehelpdesks import FakeZendesk
 from tests.harness import Stack, free_port
-from tests.test_desk_browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, TIMEOUT_MS, sign_in
+from tests.test_desk_browser import CHROMIUM_ARGS, DESKTOP, TIMEOUT_MS, sign_in
+from tests.test_desk_browser import chromium as chromium  # the fixture: skips without Chromium
 from tests.writeback_cases import AGENT_TAGS, ZENDESK, config_file
 from triage.intake.platforms import sample_payloads, signed_request
 
@@ -41,16 +41,6 @@ def _until(what: str, condition: Callable[[], bool], logs: Callable[[], str]) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} after {WAIT_SECONDS}s\n{logs()}")
         time.sleep(0.2)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing (apt-get install -y chromium)"
-        if os.environ.get("TRIAGE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{message}; TRIAGE_REQUIRE_SERVICES=1 makes this a failure", pytrace=False)
-        pytest.skip(message)
-    return CHROMIUM
 
 
 @pytest.fixture
