@@ -512,3 +512,15 @@ def test_a_suggestion_is_only_an_internal_note_on_every_platform(tmp_path: Path,
         [note] = there.notes
         assert "triage suggests routing this ticket to hardware-escalation (P1)" in note.body
         assert "triage delivery d-s" in note.body
+
+
+def test_a_new_run_forgets_the_old_runs_confidence_and_level(suggesting: Desk) -> None:
+    desk = suggesting
+    ticket_id = desk.arrive("rerun")
+    desk.work(ticket_id, 0.7)
+    lifecycle.reprocess(desk.app.sessions, ticket_id, "alice", desk.app.clock.now())
+    ticket = desk.ticket(ticket_id)["ticket"]
+    assert (ticket["status"], ticket["confidence"], ticket["autonomy"]) == ("queued", None, None)
+    desk.work(ticket_id, 0.9)
+    assert (desk.ticket(ticket_id)["ticket"]["confidence"], desk.ticket(ticket_id)["ticket"]["autonomy"]) == (
+        0.9, "suggest")

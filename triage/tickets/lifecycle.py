@@ -173,6 +173,7 @@ def _apply(ticket: Ticket, action: Action, now: datetime) -> Transition:
         ticket.run += 1
         _drop_lease(ticket)
         ticket.fallback_reason = ticket.fallback_detail = ticket.fallback_raw_output = None
+        ticket.confidence = ticket.field_confidence = ticket.autonomy = None  # the new run decides them again
     return step
 
 
