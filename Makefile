@@ -62,7 +62,7 @@ wheel-test: $(VENV)/.installed
 	$(VENV)/bin/pytest -m wheel tests/test_wheel.py
 
 browser: $(VENV)/.installed
-	$(VENV)/bin/pytest -m browser tests/test_desk_browser.py
+	$(VENV)/bin/pytest -m browser tests/test_desk_browser.py tests/test_autonomy_browser.py
 
 faults: $(VENV)/.installed
 	TRIAGE_FAULTS=1 $(VENV)/bin/pytest tests/faults

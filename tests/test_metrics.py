@@ -24,7 +24,8 @@ DEPLOY = REPO / "deploy"
 EXPORTED = {"triage_tickets_total", "triage_llm_requests_total", "triage_llm_request_seconds",
             "triage_llm_tokens_total", "triage_llm_api_errors_total", "triage_ratelimit_wait_seconds_total",
             "triage_webhooks_total", "triage_queue_depth", "triage_queue_oldest_seconds", "triage_tickets_open",
-            "triage_sla_breached", "triage_deliveries"}
+            "triage_sla_breached", "triage_deliveries", "triage_autonomy_total", "triage_route_review_accuracy",
+            "triage_route_reviews", "triage_route_accuracy_target"}
 
 
 @pytest.fixture

@@ -48,13 +48,21 @@ LLM_API_ERRORS = Counter("triage_llm_api_errors_total", "LLM API calls that fail
                          "(none: timeout, connection error or a broken body)", ["model", "status_code"])
 RATELIMIT_WAIT = Counter("triage_ratelimit_wait_seconds_total", "Seconds of waiting the fleet's rate limiter "
                          "imposed (each deferred extraction adds its wait)", ["model"])
+AUTONOMY = Counter("triage_autonomy_total", "Tickets the pipeline finished, by the autonomy level applied (auto: "
+                   "written back in full; suggest: a note only; review: needs_review; shadow: nothing written)",
+                   ["level"])
 WEBHOOKS = Counter("triage_webhooks_total", "Webhook requests answered, by source (unknown for any other) and "
                    "HTTP status", ["source", "status_code"])
 
 
-def ticket_finished(status: str, route: str, extractor: str | None) -> None:
-    """Count a ticket the pipeline finished (call after the commit that finished it)."""
+#: The autonomy level of a ticket the pipeline sends to review (the fallback queue, the sweep).
+REVIEW_LEVEL = "review"
+
+
+def ticket_finished(status: str, route: str, extractor: str | None, autonomy: str = REVIEW_LEVEL) -> None:
+    """Count a ticket the pipeline finished and its autonomy level (call after the commit that finished it)."""
     TICKETS.labels(status, route, extractor or NONE_LABEL).inc()
+    AUTONOMY.labels(str(autonomy)).inc()
 
 
 def llm_attempt(attempt: Attempt) -> None:

@@ -43,6 +43,7 @@ from pydantic import (
 from triage.errors import ConfigError
 from triage.resources import CONFIG_DIR
 from triage.standard_webhooks import SecretFormatError, secret_key
+from triage.states.autonomy import Level, Thresholds
 
 DEFAULT_CONFIG_PATH = Path("config/triage.toml")
 #: The config shipped with the package, used when the working directory has no config/.
@@ -755,7 +756,7 @@ def _unknown(where: str, keys: Mapping[str, Any] | list[str], known: set[str], w
 
 
 EventType = Literal["ticket.routed", "ticket.needs_review", "ticket.corrected", "ticket.claimed",
-                    "ticket.resolved", "ticket.reopened", "delivery.failed"]
+                    "ticket.resolved", "ticket.reopened", "delivery.failed", "ticket.confirmed"]
 #: Every outbound event type, in the order the docs list them (docs/events.md).
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
@@ -809,6 +810,63 @@ class AlertsSettings(_Section):
     sla_check_interval_seconds: float = Field(60, gt=0)
 
 
+#: A confidence threshold: a share in [0, 1].
+Threshold = Annotated[float, Field(ge=0, le=1)]
+
+
+class RouteAutonomy(_Section):
+    """``[autonomy.routes."<route>"]``: one route's own level and thresholds (unset: ``[autonomy]``'s)."""
+
+    level: Level | None = Field(None, description="auto | suggest | review | shadow for this route")
+    auto_above: Threshold | None = Field(None, description="at or above: the route's level applies")
+    review_below: Threshold | None = Field(None, description="below: needs_review, reason low_confidence")
+
+
+class AutonomySettings(_Section):
+    """What triage writes to the helpdesk by itself, per route and per confidence (triage.states.autonomy).
+
+    The shipped thresholds are 0: every ticket gets its route's level, and the default level is ``auto``,
+    so every routed ticket is written back in full, as before autonomy levels existed.
+    """
+
+    default: Level = Field(Level.AUTO, description="the level of every route without its own")
+    auto_above: Threshold = Field(0.0, description="at or above: the route's level applies (0: every ticket)")
+    review_below: Threshold = Field(0.0, description="below: needs_review, reason low_confidence (0: none)")
+    routes: dict[str, RouteAutonomy] = Field(default_factory=dict,
+                                             description="per route (a route of [routing]): level and thresholds")
+
+    def problems(self, routes: set[str]) -> list[str]:
+        """Routes [routing] does not have, and thresholds out of order (review_below above auto_above)."""
+        found = _unknown("autonomy.routes", self.routes, routes, "route")
+        for route in [None, *self.routes]:
+            limits = self.thresholds(route)
+            if limits.review_below > limits.auto_above:
+                where = f'autonomy.routes."{route}"' if route else "autonomy"
+                found.append(f"{where}.review_below={limits.review_below:g} is above {where}.auto_above="
+                             f"{limits.auto_above:g}: below review_below a ticket needs review, between the two it "
+                             "is a suggestion, so review_below must not exceed auto_above")
+        return found
+
+    def level(self, route: str | None) -> Level:
+        """The level of ``route``: its own, else ``default``."""
+        own = self.routes.get(route) if route else None
+        return own.level if own is not None and own.level is not None else self.default
+
+    def thresholds(self, route: str | None) -> Thresholds:
+        """The thresholds of ``route``: each its own where set, else ``[autonomy]``'s."""
+        own = self.routes.get(route) if route else None
+        auto_above = own.auto_above if own is not None and own.auto_above is not None else self.auto_above
+        review_below = own.review_below if own is not None and own.review_below is not None else self.review_below
+        return Thresholds(auto_above=auto_above, review_below=review_below)
+
+
+class QualitySettings(_Section):
+    """The Quality page and the route-accuracy alert."""
+
+    target_precision: float = Field(0.95, gt=0, le=1, description="the share of tickets that should survive "
+                                    "review: the Quality page's suggested thresholds and the alert's target")
+
+
 def _default_sqlite(name: str) -> str:
     return f"sqlite:///{VAR_DIR / name}"
 
@@ -853,6 +911,8 @@ class Settings(_Section):
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    autonomy: AutonomySettings = Field(default_factory=AutonomySettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     @field_validator("mimo_api_key")
     @classmethod
@@ -892,6 +952,7 @@ class Settings(_Section):
         problems = self.writeback.problems(routes, priorities)
         if self.alerts.webhook_url is not None:
             problems += _unknown("alerts.priorities", self.alerts.priorities, priorities, "priority")
+        problems += self.autonomy.problems(routes)
         if problems:
             raise ValueError("; ".join(problems))
         return self

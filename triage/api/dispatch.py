@@ -2,12 +2,14 @@
 
     GET  /tickets?status=routed&order=sla&limit=50   newest first, or SLA-breached first
          &assigned_to=me&priority=P1&q=wi-fi          held by the caller, of a priority, text search
+         &autonomy=suggest                            by the autonomy level applied
     GET  /tickets/{id}                               ticket, conversation, attempts, audit events
     PATCH /tickets/{id}  {"urgent_level": "high"}    validated, re-routed, status corrected
     POST /tickets/{id}/claim                         409 when someone else holds it
     POST /tickets/{id}/reprocess                     through extraction again
+    POST /tickets/{id}/confirm                       a suggestion as it is: written back in full, a review
 
-A ticket someone holds is theirs: another person's PATCH, reprocess, resolve or release is a 409
+A ticket someone holds is theirs: another person's PATCH, confirm, reprocess, resolve or release is a 409
 naming the holder (the lifecycle decides, under the row lock; so does the desk).
     GET  /queues                                     counts per route and status, oldest SLA due
 
@@ -40,6 +42,7 @@ from triage.api.responses import (
     documented,
 )
 from triage.app import App
+from triage.states.autonomy import Level
 from triage.states.tickets import Status
 from triage.store.filters import FilterValues, as_utc
 from triage.store.queries import (
@@ -91,6 +94,8 @@ def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) 
         q: Annotated[str | None, Query(max_length=SEARCH_MAX_CHARS,
                                        description="case-insensitive text in the conversation or the fields")] = None,
         since: datetime | None = None,
+        autonomy: Annotated[Level | None, Query(description="the autonomy level applied; `autonomy=suggest&"
+                                                     "status=routed`: the suggestions waiting for Confirm")] = None,
         order: Annotated[Order, Query(description="newest (default), oldest, or sla (breached first)")] = "newest",
         limit: Annotated[int, Query(ge=1, le=page_max)] = 50,
         cursor: str | None = None,
@@ -99,7 +104,7 @@ def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) 
         wanted = {name: value for name, value in values.items() if value is not None}
         holder = actor if assigned_to == ME else assigned_to
         filters = TicketFilter(status=status_, route=route, priority=priority, fields=wanted, since=as_utc(since),
-                               assigned_to=holder, search=q)
+                               assigned_to=holder, search=q, autonomy=autonomy)
         allowed.check(filters)
         page = list_tickets(app.sessions, filters, order=order, limit=limit, cursor=cursor)
         return {"items": [view.to_json() for view in page.items], "next_cursor": page.next_cursor}
@@ -124,6 +129,15 @@ def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) 
     def claim_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
         lifecycle.assign(app.sessions, ticket_id, actor, app.clock.now())
         return {"ticket_id": ticket_id, "assigned_to": actor}
+
+    @router.post("/tickets/{ticket_id}/confirm", summary="Confirm a routed ticket in suggestion as it is",
+                 description="The suggestion (autonomy suggest) becomes the caller's decision: status corrected, "
+                 "fields and route unchanged, the helpdesk gets group, priority and tags. It counts as a review "
+                 "that kept every field. 409 when someone else holds the ticket or it is not a suggestion.",
+                 response_model=TicketDetail, responses=documented(404, 409, 422))
+    def confirm_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
+        lifecycle.confirm(app.sessions, ticket_id, actor, app.clock.now())
+        return get_ticket(ticket_id)
 
     @router.post("/tickets/{ticket_id}/reprocess", status_code=status.HTTP_202_ACCEPTED,
                  summary="Send the ticket through extraction again", response_model=Requeued,

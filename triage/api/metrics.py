@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -26,6 +26,7 @@ from triage.metrics import WEBHOOKS
 from triage.states.deliveries import DeliveryStatus
 from triage.states.tickets import OPEN, Status
 from triage.store.gauges import Gauges, read_gauges
+from triage.tickets.route_quality import route_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ UNANSWERED = 500
 WAITING_STATUS = {TRIAGE_QUEUE: Status.QUEUED, FALLBACK_QUEUE: Status.FALLBACK}
 #: The deliveries queue's gauges count the deliveries waiting in this status.
 WAITING_DELIVERY = DeliveryStatus.PENDING
+#: The route-accuracy gauges count the reviews of this last stretch (the alert's "over the last day").
+ROUTE_ACCURACY_WINDOW = timedelta(days=1)
 
 
 def _gauge(name: str, documentation: str, label: str, values: Mapping[str, float]) -> GaugeMetricFamily:
@@ -60,7 +63,7 @@ class DatabaseGauges(Collector):
         self.routes = sorted({rule.route for rule in rules})
 
     def describe(self) -> Iterable[Metric]:
-        return list(self._families({}, {}, {}, {}, {}))
+        return [*self._families({}, {}, {}, {}, {}), *self._accuracy({}, 0.0)]
 
     def collect(self) -> Iterator[Metric]:
         now = self.app.clock.now()
@@ -74,6 +77,23 @@ class DatabaseGauges(Collector):
             {status: gauges.by_status.get(status, 0) for status in OPEN},
             {route: 0 for route in self.routes} | gauges.breached_by_route,
             {status: gauges.deliveries_by_status.get(status, 0) for status in DeliveryStatus})
+        try:
+            counts = route_accuracy(self.app.sessions, self.app.router, now - ROUTE_ACCURACY_WINDOW)
+        except SQLAlchemyError as exc:
+            log.warning("metrics: route accuracy left out of this scrape: %s", type(exc).__name__)
+            return
+        yield from self._accuracy(counts, self.app.settings.quality.target_precision)
+
+    def _accuracy(self, counts: Mapping[str, tuple[int, int]], target: float) -> Iterator[GaugeMetricFamily]:
+        """Each route's accuracy from reviews over the last day, its review count and its target (the
+        ``TriageRouteAccuracyLow`` alert compares the first with the last)."""
+        yield _gauge("triage_route_review_accuracy", "Share of the last day's reviews of machine tickets that kept "
+                     "the route the machine gave (routes with reviews only)", "route",
+                     {route: survived / reviewed for route, (reviewed, survived) in counts.items() if reviewed})
+        yield _gauge("triage_route_reviews", "Reviews of machine tickets over the last day, per predicted route",
+                     "route", {route: 0 for route in self.routes} | {r: c[0] for r, c in counts.items()})
+        yield _gauge("triage_route_accuracy_target", "The route accuracy reviews should reach "
+                     "(quality.target_precision)", "route", dict.fromkeys(self.routes, target))
 
     @staticmethod
     def _families(depth: Mapping[str, float], age: Mapping[str, float], open_tickets: Mapping[str, float],

@@ -131,6 +131,11 @@ class ListedTicket(BaseModel):
     fallback_reason: str | None
     assigned_to: str | None
     created_at: Timestamp
+    confidence: float | None = Field(None, ge=0, le=1, description="the ticket's confidence (its lowest routing "
+                                     "field's); null before one is known")
+    autonomy: Literal["auto", "suggest", "review", "shadow"] | None = Field(
+        None, description="the autonomy level applied: auto (written back in full), suggest (a note only, until "
+        "confirmed), review (needs_review), shadow (nothing written to the helpdesk)")
 
 
 class TicketPage(BaseModel):

@@ -193,11 +193,16 @@ class BaseAdapter(Generic[SectionT]):
     # ---- the interface --------------------------------------------------------------------------
 
     def steps(self, write: Write) -> tuple[str, ...]:
-        return tuple(self.actions(write))
+        return tuple(self._actions(write))
+
+    def _actions(self, write: Write) -> dict[str, StepAction]:
+        """A suggestion's one step, the note (whether or not notes are on: it is all a suggestion writes), else
+        the adapter's :meth:`actions`."""
+        return {"note": self._note} if write.suggestion else self.actions(write)
 
     def apply(self, step: str, write: Write, *, resumed: bool) -> Remarks:
         self.refuse(write, step)
-        action = self.actions(write).get(step)
+        action = self._actions(write).get(step)
         if action is None:
             raise self.failed(step, "is not a step of this delivery")
         try:
@@ -271,7 +276,7 @@ class BaseAdapter(Generic[SectionT]):
             return
         link = ticket_link(self.settings.triage_url, write.ticket_id)
         self.post_note(write, note_lines(write.delivery_id, write.route, write.priority, write.fields, link,
-                                         resolved=write.resolved, remarks=write.remarks))
+                                         resolved=write.resolved, remarks=write.remarks, suggestion=write.suggestion))
 
     def all_pages(self, step: str, fetch: Callable[[int], tuple[list[Any], bool]]) -> list[Any]:
         """Every item of a paged listing: ``fetch(page)`` (from 1) gives a page's items and whether more follow."""

@@ -35,9 +35,19 @@ def marker(delivery_id: str) -> str:
 
 
 def note_lines(delivery_id: str, route: str, priority: str, fields: Mapping[str, Any], link: str | None, *,
-               resolved: bool = False, remarks: Sequence[str] = ()) -> list[str]:
-    head = (f"triage: this ticket was resolved ({route}, {priority})." if resolved
-            else f"triage routed this ticket to {route} ({priority}).")
+               resolved: bool = False, remarks: Sequence[str] = (), suggestion: bool = False) -> list[str]:
+    """The note's lines (a suggestion's head says nothing was changed).
+
+    >>> note_lines("d-19", "billing", "P3", {}, None, suggestion=True)[0]
+    'triage suggests routing this ticket to billing (P3); nothing was changed: confirm or correct it in triage.'
+    """
+    if suggestion:
+        head = (f"triage suggests routing this ticket to {route} ({priority}); nothing was changed: confirm or "
+                "correct it in triage.")
+    elif resolved:
+        head = f"triage: this ticket was resolved ({route}, {priority})."
+    else:
+        head = f"triage routed this ticket to {route} ({priority})."
     lines = [head]
     lines += [f"{name}: {_shown(value)}" for name, value in fields.items()]
     lines += list(remarks)

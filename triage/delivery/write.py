@@ -50,11 +50,14 @@ class Write:
     resolved: bool = False
     previous_resolved: bool = False
     remarks: tuple[str, ...] = ()
+    #: A suggestion (autonomy ``suggest``): only an internal note saying where triage would route the ticket;
+    #: no group, priority or tags change until a person confirms or corrects it in triage.
+    suggestion: bool = False
 
     @property
     def moves(self) -> bool:
-        """Whether this write sets the group/team and priority (every write but a resolve)."""
-        return not self.resolved
+        """Whether this write sets the group/team and priority (every write but a resolve or a suggestion)."""
+        return not self.resolved and not self.suggestion
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "fields": dict(self.fields), "remarks": list(self.remarks)}

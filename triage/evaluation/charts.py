@@ -1,4 +1,4 @@
-"""PNG charts for the evaluation and the benchmarks, all drawn with matplotlib.
+"""PNG charts for the evaluation, the benchmarks and the desk's Quality page, all drawn with matplotlib.
 
 matplotlib is the ``charts`` extra (``pip install 'triage[charts]'``); without it, drawing
 raises :class:`ChartsUnavailableError` with that command, and nothing else needs it.
@@ -6,6 +6,7 @@ raises :class:`ChartsUnavailableError` with that command, and nothing else needs
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,3 +128,43 @@ def bars_png(chart: Bars, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
+
+
+@dataclass(frozen=True)
+class CoveragePanel:
+    """One route's coverage-accuracy curve from its reviews, with thresholds marked on it: each mark is
+    ``(label, coverage, precision)``; ``target`` is the precision a threshold should reach."""
+
+    title: str
+    curve: Sequence[tuple[float, float]]  # coverage, precision
+    marks: Sequence[tuple[str, float, float]]
+    target: float
+
+
+def coverage_png(panels: Sequence[CoveragePanel]) -> bytes:
+    """The panels side by side (at most three a row) as PNG bytes, for a page to show inline."""
+    plt = pyplot()
+    columns = min(3, max(len(panels), 1))
+    rows = max(1, -(-len(panels) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(PANEL_INCHES * columns, PANEL_INCHES * 0.8 * rows),
+                                squeeze=False, layout="constrained")
+    for index, ax in enumerate(axes.flat):
+        if index >= len(panels):
+            ax.set_axis_off()
+            continue
+        panel = panels[index]
+        ax.axhline(panel.target, linestyle="--", color="grey", linewidth=1, label=f"target {panel.target:g}")
+        if panel.curve:
+            ax.plot([c for c, _ in panel.curve], [p for _, p in panel.curve], marker=".", color="tab:blue",
+                    label="survived review")
+        for (label, coverage, precision), colour in zip(panel.marks, ("tab:red", "tab:orange", "tab:green"),
+                                                         strict=False):
+            ax.plot([coverage], [precision], marker="o", markersize=8, color=colour, linestyle="none", label=label)
+        ax.set(title=panel.title, xlabel="share of tickets at or above the threshold", ylabel="share that survived",
+               xlim=(0, 1.02), ylim=(0, 1.05))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize="x-small")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    plt.close(figure)
+    return buffer.getvalue()

@@ -7,7 +7,8 @@ A review is an audit event a person made on a ticket's fields:
   (after a correction, the person's, which the correction already gave);
 - a helpdesk agent's group or priority change (``helpdesk_review``, triage.intake.labels): a route-level
   label, which gives only the field values its route or priority implies (``after.label.fields``, e.g.
-  ``problem_type`` for a route only one problem type leads to), none of the others.
+  ``problem_type`` for a route only one problem type leads to), none of the others;
+- a confirmation of a suggestion (``confirmed``, the desk's "Confirm"): the fields the ticket had are right.
 
 A ticket reviewed several times counts once, with its latest review; a helpdesk label adds its implied
 values to what an earlier review of the ticket gave rather than replacing it. What the model reads is the
@@ -27,12 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.conversation import Conversation
 from triage.learning.features import model_text
 from triage.learning.fit import TrainingRow
-from triage.states.tickets import EventKind
+from triage.states.tickets import REVIEW_KINDS, EventKind
 from triage.store.models import Conversation as ConversationRow
 from triage.store.models import Event, Ticket
 
-#: The audit events that are reviews.
-REVIEW_KINDS = (EventKind.CORRECTED, EventKind.RESOLVED, EventKind.HELPDESK_REVIEW)
 #: The ``source`` of a training row that came from a review.
 REVIEWS_SOURCE = "reviews"
 
@@ -55,6 +54,8 @@ def reviewed_fields(kind: str, before: Mapping[str, Any] | None, after: Mapping[
     >>> reviewed_fields("helpdesk_review", {"fields": {"p": "a", "u": "x"}},
     ...                 {"fields": {"p": "a", "u": "x"}, "label": {"route": "r", "fields": {"p": "b"}}})
     {'p': 'b'}
+    >>> reviewed_fields("confirmed", {"fields": {"p": "a"}, "extractor": "llm"}, {"fields": {"p": "a"}})
+    {'p': 'a'}
     """
     if kind == EventKind.HELPDESK_REVIEW:
         label = (after or {}).get("label")

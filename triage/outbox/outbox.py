@@ -204,7 +204,8 @@ class Outbox:
         if ref is not None:
             delivery_id = new_delivery_id()
             write = Write(delivery_id, ref, ticket.id, route=str(ticket.route), priority=str(ticket.priority),
-                          fields=dict(ticket.fields or {}), resolved=kind == EventKind.RESOLVED)
+                          fields=dict(ticket.fields or {}), resolved=kind == EventKind.RESOLVED,
+                          suggestion=rules.suggestion_only(kind, ticket.autonomy))
             added.append(self._add(session, now, ticket_id=ticket.id, kind=DeliveryKind.WRITEBACK, target=ref.platform,
                                    target_name=ref.platform, topic=kind, payload=write.to_json(), event_id=audit.id,
                                    delivery_id=delivery_id))
@@ -212,7 +213,8 @@ class Outbox:
         if event_type is not None and endpoints:
             added += self._events(session, now, ticket.id, event_type, view, audit.id)
         if alert:
-            text = p1_text(view, ticket_link(self.settings.writeback.triage_url, ticket.id))
+            text = rules.marked(p1_text(view, ticket_link(self.settings.writeback.triage_url, ticket.id)),
+                                ticket.autonomy)
             added.append(self._alert(session, now, ticket.id, AlertTopic.P1, text, event_id=audit.id))
         return added
 
@@ -225,7 +227,7 @@ class Outbox:
                 or (self.alerts_on and rules.raises_p1_alert(kind, before, after, self.settings.alerts.priorities)))
 
     def _writeback_ref(self, session: Session, ticket: Ticket, kind: EventKind) -> PlatformRef | None:
-        if not rules.writes_back(kind) or not ticket.route or not ticket.priority:
+        if not rules.writes_back(kind, ticket.autonomy) or not ticket.route or not ticket.priority:
             return None
         conversation = ticket.conversation
         ref = rules.platform_ref(conversation.source, conversation.platform_ticket_id,
@@ -238,7 +240,8 @@ class Outbox:
                                    Delivery.status.not_in(NOT_APPLIED))
             .order_by(Delivery.event_id.desc()).limit(1)).first()
         if latest is not None and _same_decision(latest.payload, ticket.route, ticket.priority,
-                                                 kind == EventKind.RESOLVED):
+                                                 kind == EventKind.RESOLVED,
+                                                 rules.suggestion_only(kind, ticket.autonomy)):
             return None  # e.g. a reprocess that changed nothing: the platform already has (or gets) it
         return ref
 
@@ -358,7 +361,7 @@ class Outbox:
             seconds = max(MIN_WAIT_SECONDS, *(self._until_done(old, now) for old in blocking))
             return Wait(min(seconds, self.policy.backoff.retry_after_max_seconds),
                         f"an older write-back of the ticket is unfinished ({blocking[-1].id})")
-        applied = [old for old in older if old.steps_done]
+        applied = [old for old in older if old.steps_done and not old.payload.get("suggestion")]  # a note only
         return dict(applied[-1].payload) if applied else None
 
     # ---- one attempt's progress and end (conditional on the lease) ----------------------------------
@@ -476,8 +479,10 @@ def _move(row: Delivery, status: DeliveryStatus, now: datetime) -> None:
     row.status, row.updated_at = transition(row.status, status), now
 
 
-def _same_decision(payload: dict[str, Any], route: str | None, priority: str | None, resolved: bool) -> bool:
-    return (payload.get("route"), payload.get("priority"), bool(payload.get("resolved"))) == (route, priority, resolved)
+def _same_decision(payload: dict[str, Any], route: str | None, priority: str | None, resolved: bool,
+                   suggestion: bool) -> bool:
+    return ((payload.get("route"), payload.get("priority"), bool(payload.get("resolved")),
+             bool(payload.get("suggestion"))) == (route, priority, resolved, suggestion))
 
 
 def _message(error: DeliveryError) -> str:

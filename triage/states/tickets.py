@@ -8,6 +8,7 @@ status change; a transition the table does not hold raises :class:`TransitionErr
       ▲                 │  │  │               │                    │
       │ release_for_retry  │  └─send_to_fallback─▶ fallback ──finish_fallback──▶ needs_review
       │ / requeue          └──hold_for_review (a suspected injection on a P1 route) ──▶ needs_review
+      │                                              routed ──confirm (a suggestion) ──▶ corrected
       └──────── reprocess / reextract / a new customer message (a new extraction run) ◀┘
 
 Reopening: a new customer message on a ``resolved`` ticket reopens it (``queued``, a new run),
@@ -78,6 +79,8 @@ class FallbackReason(StrEnum):
     RULES_INVALID = ExtractionFailure.RULES_INVALID.value
     AMBIGUOUS_ANSWER = ExtractionFailure.AMBIGUOUS_ANSWER.value
     INJECTION_SUSPECTED = "injection_suspected"        # the model's answer would put a flagged ticket on a P1 route
+    LOW_CONFIDENCE = "low_confidence"                  # the ticket's confidence is below its route's review_below
+    REVIEW_ROUTE = "review_route"                      # its route's autonomy level is review
     INTERNAL_ERROR = "internal_error"                  # an unexpected exception in a task (its type and message kept)
     RETRIES_EXHAUSTED = "retries_exhausted"            # 429/5xx/timeouts past retry.max_retries
     POISON = "poison"                                  # re-enqueued jobs.max_requeues times without finishing
@@ -121,6 +124,7 @@ class EventKind(StrEnum):
     FALLBACK = "fallback"
     NEEDS_REVIEW = "needs_review"
     CORRECTED = "corrected"
+    CONFIRMED = "confirmed"
     ASSIGNED = "claimed"
     RELEASED = "released"
     REPROCESS = "reprocess"
@@ -131,6 +135,10 @@ class EventKind(StrEnum):
     #: A person changed the ticket's group or priority in the helpdesk triage wrote it to: a review label
     #: (triage.intake.labels); the ticket itself is left as it was and nothing is written back.
     HELPDESK_REVIEW = "helpdesk_review"
+
+
+#: The audit events that are a person's review of a ticket's fields (labels for learning, accuracy, calibration).
+REVIEW_KINDS = (EventKind.CORRECTED, EventKind.RESOLVED, EventKind.CONFIRMED, EventKind.HELPDESK_REVIEW)
 
 
 class Action(StrEnum):
@@ -151,6 +159,7 @@ class Action(StrEnum):
     REEXTRACT = "reextract"                  # a job does (new schema or prompt, one fresh pass)
     APPEND_MESSAGE = "append_message"        # the customer wrote again
     RESOLVE = "resolve"                      # a person closes it
+    CONFIRM = "confirm"                      # a person confirms a suggestion as it is (a review)
 
 
 @dataclass(frozen=True)
@@ -188,6 +197,8 @@ TRANSITIONS: dict[Action, dict[Status, Transition]] = {
     Action.APPEND_MESSAGE: {Q: Transition(Q), P: _RERUN, F: _RERUN, R: _RERUN, N: _RERUN, C: Transition(C),
                             X: _RERUN},
     Action.RESOLVE: {R: Transition(X), N: Transition(X), C: Transition(X)},
+    # a suggestion a person confirmed is theirs, as a correction that changed nothing
+    Action.CONFIRM: {R: Transition(C)},
 }
 
 

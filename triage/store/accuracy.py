@@ -13,6 +13,8 @@ A *review* is a person's verdict on a machine's ticket (an extractor's fields, n
 
 Besides the fields, each report counts the route and the priority per machine decision (``routes``,
 ``priorities``: how often the route the extractor's fields led to survived review).
+- a confirmation of a suggestion (event ``confirmed``, the desk's "Confirm"): every field was right; the
+  ticket is then the person's (``corrected``), so resolving it later is not a second label.
 
 Reviews of a person's fields (extractor ``human``) and of tickets never extracted are not labels.
 Counts are per field, and per extractor, model and prompt version (taken from the reviewed
@@ -34,7 +36,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.states.tickets import HUMAN_EXTRACTOR, EventKind
+from triage.states.tickets import HUMAN_EXTRACTOR, REVIEW_KINDS, EventKind, Status
 from triage.store.models import Event
 
 #: How many of the most common corrections a report lists.
@@ -128,9 +130,6 @@ class _Review:
         return self.labelled is None or name in self.labelled
 
 
-#: The audit events that are reviews.
-REVIEW_EVENTS = (EventKind.CORRECTED, EventKind.RESOLVED, EventKind.HELPDESK_REVIEW)
-
 
 def _review(event: Event, names: Sequence[str]) -> _Review | None:
     """The label an audit event gives, if it is one."""
@@ -141,6 +140,8 @@ def _review(event: Event, names: Sequence[str]) -> _Review | None:
     version = (str(extractor), before.get("model"), before.get("prompt_version"))
     if event.kind == EventKind.HELPDESK_REVIEW:
         return _helpdesk_review(version, before, after.get("label") or {}, fields, names)
+    if event.kind == EventKind.RESOLVED and before.get("status") == Status.CORRECTED:
+        return None  # a confirmed suggestion: its confirmation was the review
     changed = {}
     reviewed = before
     if event.kind == EventKind.CORRECTED:
@@ -185,7 +186,7 @@ def _per_decision(verdicts: Sequence[Verdict | None]) -> list[DecisionAccuracy]:
 def accuracy(sessions: sessionmaker[Session], names: Sequence[str], since: datetime | None,
              top: int = TOP_CORRECTIONS) -> Accuracy:
     """Accuracy of fields ``names`` over the reviews made since ``since`` (all of them when None)."""
-    query = select(Event).where(Event.kind.in_(REVIEW_EVENTS)).order_by(Event.id)
+    query = select(Event).where(Event.kind.in_(REVIEW_KINDS)).order_by(Event.id)
     if since is not None:
         query = query.where(Event.created_at >= since)
     with sessions() as session:

@@ -76,6 +76,8 @@ class TicketFilter:
     assigned_to: str | None = None
     #: Case-insensitive substring of the conversation or the field values (:mod:`triage.store.search`).
     search: str | None = None
+    #: The autonomy level applied (``suggest`` with status ``routed``: the desk's "Needs confirmation").
+    autonomy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class TicketView:
     fallback_reason: str | None
     assigned_to: str | None
     created_at: datetime
+    #: The ticket's confidence in [0, 1] (its lowest routing field's), None before one is known.
+    confidence: float | None = None
+    #: The autonomy level applied to its machine decision: auto, suggest, review or shadow.
+    autonomy: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The listing's JSON: the ticket's own keys with the extracted fields among them, top level."""
@@ -145,7 +151,8 @@ def _decode(cursor: str) -> dict[str, Any]:
 
 def _filtered(query: Select[Any], filters: TicketFilter) -> Select[Any]:
     for column, value in ((Ticket.status, filters.status), (Ticket.route, filters.route),
-                          (Ticket.priority, filters.priority), (Ticket.assigned_to, filters.assigned_to)):
+                          (Ticket.priority, filters.priority), (Ticket.assigned_to, filters.assigned_to),
+                          (Ticket.autonomy, filters.autonomy)):
         if value is not None:  # repaired: a NUL in a query string must not reach PostgreSQL
             query = query.where(column == repair_text(value).text)
     for name, wanted in filters.fields.items():
@@ -185,7 +192,7 @@ def _view(ticket: Ticket, source: str, external_id: str, attempts: int) -> Ticke
         fields=dict(ticket.fields or {}), route=ticket.route, priority=ticket.priority,
         sla_due_at=ticket.sla_due_at, extractor=ticket.extractor,
         attempts=attempts, fallback_reason=ticket.fallback_reason, assigned_to=ticket.assigned_to,
-        created_at=ticket.created_at)
+        created_at=ticket.created_at, confidence=ticket.confidence, autonomy=ticket.autonomy)
 
 
 def ticket_view(session: Session, ticket: Ticket) -> TicketView:

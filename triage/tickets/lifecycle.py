@@ -58,6 +58,7 @@ from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.outbox import outbox
 from triage.schema import TicketSchema, ValidationIssue
+from triage.states.autonomy import Level
 from triage.states.tickets import (
     HUMAN_EXTRACTOR,
     TRANSITIONS,
@@ -126,7 +127,7 @@ class Lease:
 
 #: The ticket columns every audit event records, before and after the change.
 SNAPSHOT_COLUMNS = ("status", "fields", "route", "priority", "sla_due_at", "extractor", "model", "schema_version",
-                    "prompt_version", "assigned_to", "fallback_reason")
+                    "prompt_version", "assigned_to", "fallback_reason", "autonomy")
 
 
 def snapshot_of(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,6 +171,7 @@ def _apply(ticket: Ticket, action: Action, now: datetime) -> Transition:
         ticket.run += 1
         _drop_lease(ticket)
         ticket.fallback_reason = ticket.fallback_detail = ticket.fallback_raw_output = None
+        ticket.confidence = ticket.field_confidence = ticket.autonomy = None  # the new run decides them again
     return step
 
 
@@ -213,7 +215,8 @@ def _result_values(held: Row[Any], result: ExtractionResult, decision: RouteDeci
             "schema_version": result.schema_version, "prompt_version": result.prompt_version,
             "trimmed": held.trimmed or result.trimmed, "flags": with_injection(held.flags, result.injection),
             "search_text": search.search_text(held.external_id, held.messages or [], fields),
-            "dedupe_key": result.dedupe_key, "dedupe_of": result.dedupe_of, **_route_values(decision, now)}
+            "dedupe_key": result.dedupe_key, "dedupe_of": result.dedupe_of, "confidence": result.ticket_confidence,
+            "field_confidence": result.field_confidence, **_route_values(decision, now)}
 
 
 def _route_values(decision: RouteDecision, now: datetime) -> dict[str, Any]:
@@ -453,30 +456,33 @@ def renew(sessions: sessionmaker[Session], lease: Lease, now: datetime, lease_se
 
 
 def finish(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
-           now: datetime) -> bool:
-    """Store a valid extraction, its attempts and its route (``routed``); ``False`` when the lease was lost."""
-    return _finish(sessions, lease, result, decision, now, Action.FINISH, EventKind.ROUTED)
+           now: datetime, autonomy: Level = Level.AUTO) -> bool:
+    """Store a valid extraction, its attempts and its route (``routed``) with the autonomy level that applies
+    (what the outbox writes back: :mod:`triage.outbox.rules`); ``False`` when the lease was lost."""
+    return _finish(sessions, lease, result, decision, now, Action.FINISH, EventKind.ROUTED, autonomy)
 
 
 def finish_fallback(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult,
                     decision: RouteDecision, now: datetime) -> bool:
     """Store the fallback queue's rules ticket for a person (``needs_review`` on the fallback route)."""
-    return _finish(sessions, lease, result, decision, now, Action.FINISH_FALLBACK, EventKind.NEEDS_REVIEW)
+    return _finish(sessions, lease, result, decision, now, Action.FINISH_FALLBACK, EventKind.NEEDS_REVIEW,
+                   Level.REVIEW)
 
 
 def _finish(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
-            now: datetime, action: Action, kind: EventKind) -> bool:
+            now: datetime, action: Action, kind: EventKind, autonomy: Level) -> bool:
     return _end_run(sessions, lease, action, now, attempts=result.attempts, kind=kind,
-                    values=lambda held: _result_values(held, result, decision, now))
+                    values=lambda held: {**_result_values(held, result, decision, now), "autonomy": autonomy})
 
 
 def hold_for_review(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
                     reason: FallbackReason, detail: str, now: datetime) -> bool:
     """Store the model's valid ticket, fields and all, but for a person: ``needs_review`` on ``decision``
-    (the fallback route) with ``reason``, instead of the route the fields give; ``False`` when the lease was lost."""
+    (the fallback route) with ``reason``, instead of the route the fields give (autonomy ``review``: the
+    review route's mapping is written back); ``False`` when the lease was lost."""
     return _end_run(sessions, lease, Action.HOLD_FOR_REVIEW, now, attempts=result.attempts, kind=EventKind.NEEDS_REVIEW,
                     values=lambda held: {**_result_values(held, result, decision, now), "fallback_reason": reason,
-                                         "fallback_detail": detail})
+                                         "fallback_detail": detail, "autonomy": Level.REVIEW})
 
 
 def send_to_fallback(sessions: sessionmaker[Session], lease: Lease, attempts: Sequence[AttemptRecord],
@@ -496,7 +502,7 @@ def abandon_fallback(sessions: sessionmaker[Session], lease: Lease, reason: Fall
     ``decision``'s route, its fields unchanged) with ``reason`` and ``detail``."""
     return _end_run(sessions, lease, Action.FINISH_FALLBACK, now, attempts=(), kind=EventKind.NEEDS_REVIEW,
                     values=lambda _held: {"fallback_reason": reason, "fallback_detail": detail,
-                                          **_route_values(decision, now)})
+                                          "autonomy": Level.REVIEW, **_route_values(decision, now)})
 
 
 def release_for_retry(sessions: sessionmaker[Session], lease: Lease, attempts: Sequence[AttemptRecord],
@@ -561,6 +567,7 @@ def _poison(session: Session, ticket: Ticket, route: Callable[[datetime], RouteD
     ticket.fallback_reason = FallbackReason.POISON
     ticket.fallback_detail = f"re-enqueued {ticket.requeue_count} times without finishing"
     ticket.route, ticket.priority, ticket.sla_due_at = decision.route, decision.priority, decision.sla_due_at
+    ticket.autonomy = Level.REVIEW
     _drop_lease(ticket)
     ticket.finished_at = now
     _audit(session, ticket, WORKER_ACTOR, EventKind.NEEDS_REVIEW, before, now)
@@ -693,6 +700,30 @@ def reprocess(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: 
         before = snapshot(ticket)
         _apply(ticket, Action.REPROCESS, now)
         _audit(session, ticket, actor, EventKind.REPROCESS, before, now)
+
+
+class NotASuggestionError(ConflictError):
+    """Confirm asks for a routed ticket in suggestion (autonomy ``suggest``); this one is not."""
+
+
+def confirm(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+    """``actor`` confirms a routed ticket in suggestion as it is: it becomes theirs (``corrected``, fields, route
+    and priority unchanged), the helpdesk gets the whole decision (event ``confirmed`` writes back in full) and
+    the confirmation is a review that kept every field (:mod:`triage.learning.reviews`, accuracy).
+
+    Someone else's claim is :class:`ClaimConflictError`; a ticket that is not a suggestion (another level, or
+    no longer ``routed``) is :class:`NotASuggestionError`.
+    """
+    with sessions.begin() as session:
+        ticket = _acted_on(session, ticket_id, actor)
+        if ticket.autonomy != Level.SUGGEST or ticket.status != Status.ROUTED:
+            raise NotASuggestionError(f"ticket {ticket_id} is not a suggestion waiting for confirmation (status "
+                                      f"{ticket.status}, autonomy {ticket.autonomy or 'none'}): only a routed "
+                                      "ticket in suggestion can be confirmed; correct it instead")
+        before = snapshot(ticket)
+        _apply(ticket, Action.CONFIRM, now)
+        _drop_lease(ticket)
+        _audit(session, ticket, actor, EventKind.CONFIRMED, before, now)
 
 
 def resolve(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:

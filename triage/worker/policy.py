@@ -35,7 +35,8 @@ from triage.conversation import Conversation
 from triage.extraction.injection import InjectionMatch, holds_for_review
 from triage.extraction.types import APIError, Attempt, ExtractionResult, RateLimitedError, RetryableAPIError
 from triage.ratelimit.backoff import retry_countdown
-from triage.settings import ExtractionSettings, RetrySettings
+from triage.settings import AutonomySettings, ExtractionSettings, RetrySettings
+from triage.states.autonomy import Level, applied
 from triage.states.tickets import AttemptOutcome, FallbackReason
 from triage.text import repair_text
 from triage.tickets.routing import RouteDecision, Router
@@ -46,21 +47,24 @@ Outcome = ExtractionResult | RateLimitedError | APIError
 
 @dataclass(frozen=True)
 class Finish:
-    """Store the valid result on its route."""
+    """Store the valid result on its route, with the autonomy level that applies (what is written back)."""
 
     result: ExtractionResult
     decision: RouteDecision
+    autonomy: Level = Level.AUTO
 
 
 @dataclass(frozen=True)
 class HoldForReview:
-    """Store the model's valid ticket for a person instead of on ``route`` (a suspected injection on a
-    P1 route): ``needs_review`` on ``decision`` (the fallback route) with ``reason`` and ``detail``."""
+    """Store the model's valid ticket for a person instead of on its route (a suspected injection on a
+    P1 route, a confidence below ``review_below``, a ``review`` route): ``needs_review`` on ``decision``
+    (the fallback route) with ``reason`` and ``detail``."""
 
     result: ExtractionResult
     decision: RouteDecision
     reason: FallbackReason
     detail: str
+    autonomy: Level = Level.REVIEW
 
 
 @dataclass(frozen=True)
@@ -130,11 +134,14 @@ def api_failures(attempts: Sequence[Attempt]) -> int:
 
 
 def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, router: Router, sla_start: datetime,
-           rng: random.Random | None = None, *, extraction: ExtractionSettings | None = None) -> Step:
+           rng: random.Random | None = None, *, extraction: ExtractionSettings | None = None,
+           autonomy: AutonomySettings | None = None) -> Step:
     """The next step after ``outcome``; ``prior`` are the run's attempts before this extraction call, and a
     finished ticket's SLA counts from ``sla_start`` (when the customer's wait began, not now).
 
-    ``extraction`` holds ``injection_review`` (default: the default settings, review on).
+    ``extraction`` holds ``injection_review`` (default: the default settings, review on); ``autonomy`` the
+    levels and thresholds per route (default: every route ``auto``, thresholds 0). A valid answer's level is
+    :func:`triage.states.autonomy.applied` to its route, its injection hold and ``outcome.ticket_confidence``.
     """
     if isinstance(outcome, RateLimitedError):
         return Defer(outcome.wait_seconds, outcome.attempts)
@@ -153,11 +160,24 @@ def decide(outcome: Outcome, prior: Sequence[Attempt], retry: RetrySettings, rou
         return SendToFallback(reason, outcome.failure_detail, outcome.attempts, outcome.trimmed, outcome.injection)
     decision = router.route(outcome.ticket or {}, sla_start)
     match = outcome.injection
-    if match is not None and holds_for_review(match, decision.priority, extraction or ExtractionSettings()):
-        detail = (f"suspected injection (pattern {match.pattern!r} matched {match.text!r}): the answer's route "
-                  f"{decision.route} ({decision.priority}) was not used")
-        return HoldForReview(outcome, router.fallback(sla_start), FallbackReason.INJECTION_SUSPECTED, detail)
-    return Finish(outcome, decision)
+    injection_hold = match is not None and holds_for_review(match, decision.priority,
+                                                            extraction or ExtractionSettings())
+    levels = autonomy or AutonomySettings()
+    confidence = outcome.ticket_confidence
+    verdict = applied(levels.level(decision.route), confidence, levels.thresholds(decision.route),
+                      injection_hold=injection_hold)
+    if verdict.hold is None:
+        return Finish(outcome, decision, verdict.level)
+    unused = f"the answer's route {decision.route} ({decision.priority}) was not used"
+    reason = FallbackReason(verdict.hold)
+    if match is not None and reason == FallbackReason.INJECTION_SUSPECTED:
+        detail = f"suspected injection (pattern {match.pattern!r} matched {match.text!r}): {unused}"
+    elif reason == FallbackReason.LOW_CONFIDENCE:
+        detail = (f"confidence {confidence:.2f} is below review_below "
+                  f"{levels.thresholds(decision.route).review_below:g}: {unused}")
+    else:
+        detail = f"route {decision.route} has autonomy level review: {unused}"
+    return HoldForReview(outcome, router.fallback(sla_start), reason, detail)
 
 
 #: The database's and the broker's ways of saying they are unreachable (SQLAlchemy wraps the driver's

@@ -95,7 +95,7 @@ def _extract_leased(app: App, task: Task[Any, Any], lease: lifecycle.Lease) -> s
     try:
         with _heartbeat(app, lease):
             outcome = runs.single(app, lease)
-        return apply_step(app, task, lease, _decided(app, lease, outcome))
+        return apply_step(app, task, lease, step_for(app, lease, outcome))
     except CeleryRetry:
         raise
     except Exception as exc:
@@ -178,7 +178,7 @@ def _batch_outcomes(app: App, task: Task[Any, Any], leases: Sequence[lifecycle.L
         try:
             lookup = lookups[lease.ticket_id] = runs.dedupe_lookup(app, lease.ticket_id, lease.conversation)
             if lookup is not None and lookup.reused is not None:
-                steps[lease.ticket_id] = _decided(app, lease, lookup.reused)
+                steps[lease.ticket_id] = step_for(app, lease, lookup.reused)
             else:
                 asked.append(lease)
         except Exception as exc:
@@ -190,7 +190,7 @@ def _batch_outcomes(app: App, task: Task[Any, Any], leases: Sequence[lifecycle.L
         try:
             for lease, outcome in zip(members, runs.batch(app, members), strict=True):
                 lookup = lookups[lease.ticket_id]
-                steps[lease.ticket_id] = _decided(app, lease, outcome if lookup is None
+                steps[lease.ticket_id] = step_for(app, lease, outcome if lookup is None
                                                   else dedupe.keyed(outcome, lookup.key))
         except Exception as exc:
             for lease in members:
@@ -198,9 +198,10 @@ def _batch_outcomes(app: App, task: Task[Any, Any], leases: Sequence[lifecycle.L
     return steps
 
 
-def _decided(app: App, lease: lifecycle.Lease, outcome: Outcome) -> Step:
+def step_for(app: App, lease: lifecycle.Lease, outcome: Outcome) -> Step:
+    """The policy's step for ``lease``'s ``outcome`` under the app's retry, injection and autonomy settings."""
     return decide(outcome, lease.prior_attempts, app.settings.retry, app.router, lease.sla_started_at,
-                  extraction=app.settings.extraction)
+                  extraction=app.settings.extraction, autonomy=app.settings.autonomy)
 
 
 def _apply_companion(app: App, lease: lifecycle.Lease, step: Step) -> None:
@@ -276,12 +277,12 @@ def _store_final(app: App, lease: lifecycle.Lease, step: Finish | HoldForReview 
     """Store a step that ends the run (routed, held for review, or the fallback queue published)."""
     now = app.clock.now()
     if isinstance(step, Finish):
-        if lifecycle.finish(app.sessions, lease, step.result, step.decision, now):
-            metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor)
+        if lifecycle.finish(app.sessions, lease, step.result, step.decision, now, step.autonomy):
+            metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor, step.autonomy)
         return step.decision.route
     if isinstance(step, HoldForReview):
         if lifecycle.hold_for_review(app.sessions, lease, step.result, step.decision, step.reason, step.detail, now):
-            metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor)
+            metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor, step.autonomy)
         return Status.NEEDS_REVIEW
     lifecycle.send_to_fallback(app.sessions, lease, step.attempts, step.reason, step.detail, now,
                                trimmed=step.trimmed, injection=step.injection)

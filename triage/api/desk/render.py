@@ -17,6 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from triage.states.autonomy import Level
 from triage.states.deliveries import RETRYABLE_BY_HAND, DeliveryStatus
 from triage.states.tickets import Status
 
@@ -64,5 +65,5 @@ def environment() -> Environment:
                       autoescape=select_autoescape(["html"], default=True), trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=when, countdown=countdown, show=show, span=span)
     # The templates compare statuses by name, as the code does: {% if ticket.status == Status.RESOLVED %}
-    env.globals.update(Status=Status, DeliveryStatus=DeliveryStatus, retryable_deliveries=RETRYABLE_BY_HAND)
+    env.globals.update(Status=Status, DeliveryStatus=DeliveryStatus, Level=Level, retryable_deliveries=RETRYABLE_BY_HAND)
     return env

@@ -2,7 +2,7 @@
 
     GET  /desk/                      the queue (filters in the query string; refreshes itself)
     GET  /desk/tickets/{id}          one ticket: conversation, fields, routing, attempts, audit trail
-    POST /desk/tickets/{id}/claim    | release | correct | resolve | reprocess   (forms, CSRF-checked)
+    POST /desk/tickets/{id}/claim    | release | correct | confirm | resolve | reprocess   (forms, CSRF-checked)
     GET  /desk/quality?since=DATE    how often the extracted values survived review, with a chart
     GET  /desk/sign-in, POST /desk/sign-in, POST /desk/sign-out
 
@@ -11,6 +11,7 @@ desk works without JavaScript; htmx (a static file) only refreshes the queue's t
 """
 
 # No `from __future__ import annotations`: FastAPI reads the parameter annotations.
+import base64
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -33,6 +34,8 @@ from triage.api.error_answers import http_status
 from triage.api.guard import AuthGuard, TooManyFailuresError
 from triage.app import App
 from triage.errors import TriageError
+from triage.evaluation.charts import ChartsUnavailableError, CoveragePanel, coverage_png
+from triage.states.autonomy import Level, band
 from triage.states.tickets import Action, Status
 from triage.store.accuracy import accuracy
 from triage.store.filters import FilterValues, UnknownFilterValueError, as_utc
@@ -48,6 +51,7 @@ from triage.store.queries import (
     ticket_detail,
 )
 from triage.tickets import lifecycle
+from triage.tickets.route_quality import RouteQuality, route_quality
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +73,13 @@ SECURITY_HEADERS = {
 #: The notice shown after an action (``?done=claimed``); the text is ours, never taken from the URL.
 NOTICES = {"claimed": "You claimed this ticket.", "released": "You released this ticket.",
            "corrected": "Correction saved: the ticket was routed again.", "resolved": "Ticket resolved.",
-           "reprocess": "Sent for a new extraction.", "signed_out": "You are signed out."}
+           "reprocess": "Sent for a new extraction.", "signed_out": "You are signed out.",
+           "confirmed": "Suggestion confirmed: the helpdesk gets the whole decision."}
 #: The ticket page's buttons and the lifecycle action each one takes (the page offers what the lifecycle permits).
 ACTIONS = {"claim": Action.ASSIGN, "release": Action.UNASSIGN, "correct": Action.CORRECT, "resolve": Action.RESOLVE,
-           "reprocess": Action.REPROCESS}
+           "reprocess": Action.REPROCESS, "confirm": Action.CONFIRM}
+#: How the desk names the confidence bands.
+BAND_NAMES = {"high": "High", "medium": "Medium", "low": "Low"}
 ORDERS: dict[str, str] = {"sla": "SLA due first", "newest": "Newest first", "oldest": "Oldest first"}
 HTML_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "the page"},
@@ -190,12 +197,15 @@ class Desk:
             items, next_cursor = page.items, page.next_cursor
         except (UnknownFilterValueError, CursorError) as exc:
             error, status_code = str(exc), http_status(exc)
+        suggestions = list_tickets(self.app.sessions, TicketFilter(status=Status.ROUTED, autonomy=Level.SUGGEST),
+                                   order="sla", limit=DESK_PAGE_SIZE).items
         query = {key: value for key, value in chosen.items() if value}
         if order != "sla":
             query["order"] = order
         here = dict(query, cursor=cursor) if cursor else query
         return self.page(
-            "queue.html", viewer, status_code, error=error, tickets=items, chosen=chosen, order=order,
+            "queue.html", viewer, status_code, error=error, tickets=items, suggestions=suggestions, trust=self.trust,
+            chosen=chosen, order=order,
             orders=ORDERS, values=self.values, statuses=list(Status), stats=queue_stats(self.app.sessions, now),
             breached=breached_among(self.app.sessions, [t.id for t in items], now),
             columns=self.app.settings.api.filter_fields, refresh=self.app.settings.api.desk_refresh_seconds,
@@ -216,16 +226,26 @@ class Desk:
         holder = ticket["assigned_to"]
         allowed = {name: lifecycle.permitted(action, ticket["status"], holder, viewer.actor)
                    for name, action in ACTIONS.items()}
+        allowed["confirm"] = allowed["confirm"] and ticket["autonomy"] == Level.SUGGEST
         fields = submitted if submitted is not None else dict(ticket["fields"] or {})
         return self.page(
             "ticket.html", viewer, status_code, ticket=ticket, conversation=detail["conversation"],
             messages=[_message(m) for m in detail["conversation"]["messages"]], attempts=detail["attempts"],
-            deliveries=detail["deliveries"],
+            deliveries=detail["deliveries"], trust=self.trust(ticket["confidence"], ticket["route"]),
             events=[_event(e) for e in detail["events"]], holder=holder, allowed=allowed,
             breached=bool(breached_among(self.app.sessions, [ticket_id], self.app.clock.now())),
             routing=self.routing(ticket), controls=forms.controls(self.app.schema, fields),
             problems=problems or {}, whole_ticket=(problems or {}).get(forms.WHOLE_TICKET), notice=notice,
             error=error, field_prefix=forms.FIELD_PREFIX, none_prefix=forms.NONE_PREFIX)
+
+    def trust(self, confidence: float | None, route: str | None) -> str:
+        """The confidence as the desk shows it: the number and its band on the ticket's route (``0.82 High``),
+        or a dash before one is known."""
+        if confidence is None:
+            return "—"
+        limits = self.app.settings.autonomy.thresholds(route)
+        named = band(confidence, limits.auto_above, limits.review_below)
+        return f"{confidence:.2f} {BAND_NAMES[named]}" if named else f"{confidence:.2f}"
 
     def routing(self, ticket: Mapping[str, Any]) -> str:
         """Why the ticket is on its route, in words: the rule that matched, or the fallback target."""
@@ -289,8 +309,31 @@ class Desk:
             except ValueError:
                 error = f"{since_text!r} is not a date (use YYYY-MM-DD)."
         report = accuracy(self.app.sessions, list(self.app.schema.properties), since)
-        return self.page("quality.html", viewer, 400 if error else 200, report=report,
-                         since_text=since_text, error=error)
+        target = self.app.settings.quality.target_precision
+        routes = route_quality(self.app.sessions, self.app.router, self.app.settings.autonomy, target, since)
+        return self.page("quality.html", viewer, 400 if error else 200, report=report, routes=routes,
+                         target=target, curves=_curves_png(routes, target), since_text=since_text, error=error)
+
+
+def _curves_png(routes: list[RouteQuality], target: float) -> str | None:
+    """The routes' coverage-accuracy curves (those with scored reviews) as a ``data:`` PNG URL; None when there
+    is nothing to draw or matplotlib is not installed (the tables still say it all)."""
+    drawn = [route for route in routes if route.curve]
+    if not drawn:
+        return None
+    panels = [CoveragePanel(f"{route.route} ({route.level})", [(p.coverage, p.precision) for p in route.curve],
+                            [(label, point.coverage, point.precision) for label, point in (
+                                (f"auto_above {route.auto_above:g}", route.at_auto_above),
+                                (f"review_below {route.review_below:g}", route.at_review_below),
+                                (f"reaches {target:g} at {route.reaching_target.threshold:.2f}"
+                                 if route.reaching_target else "", route.reaching_target)) if point is not None],
+                            target) for route in drawn]
+    try:
+        png = coverage_png(panels)
+    except ChartsUnavailableError as exc:
+        log.info("quality page without its chart: %s", exc)
+        return None
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _message(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -372,6 +415,7 @@ def _router(desk: Desk) -> APIRouter:
     action("claim", "claimed", lambda t, actor: lifecycle.assign(app.sessions, t, actor, app.clock.now()))
     action("release", "released", lambda t, actor: lifecycle.unassign(app.sessions, t, actor, app.clock.now()))
     action("resolve", "resolved", lambda t, actor: lifecycle.resolve(app.sessions, t, actor, app.clock.now()))
+    action("confirm", "confirmed", lambda t, actor: lifecycle.confirm(app.sessions, t, actor, app.clock.now()))
     action("reprocess", "reprocess", desk.reprocess)
 
     field_names = {forms.FIELD_PREFIX + name: {"type": "string"} for name in app.schema.properties}
