@@ -65,5 +65,6 @@ def environment() -> Environment:
                       autoescape=select_autoescape(["html"], default=True), trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=when, countdown=countdown, show=show, span=span)
     # The templates compare statuses by name, as the code does: {% if ticket.status == Status.RESOLVED %}
-    env.globals.update(Status=Status, DeliveryStatus=DeliveryStatus, Level=Level, retryable_deliveries=RETRYABLE_BY_HAND)
+    env.globals.update(Status=Status, DeliveryStatus=DeliveryStatus, Level=Level,
+                       retryable_deliveries=RETRYABLE_BY_HAND)
     return env
