@@ -45,6 +45,14 @@ RATELIMIT_WAIT = Counter("triage_ratelimit_wait_seconds_total", "Seconds of wait
 WEBHOOKS = Counter("triage_webhooks_total", "Webhook requests answered, by source (unknown for any other) and "
                    "HTTP status", ["source", "status_code"])
 
+CONFIDENCE = Counter("triage_confidence_total", "Tickets the machine decided, by route and confidence band (high, "
+                     "medium, low: the autonomy thresholds)", ["route", "band"])
+
+
+def confidence_counted(route: str, band: str) -> None:
+    """Count a decided ticket's confidence band on its route (call after the commit that stored it)."""
+    CONFIDENCE.labels(route, band).inc()
+
 
 def ticket_finished(status: str, route: str, extractor: str | None) -> None:
     """Count a ticket the pipeline finished (call after the commit that finished it)."""

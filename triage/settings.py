@@ -192,6 +192,28 @@ class LearnSettings(_Section):
         return value
 
 
+class CalibrateSettings(_Section):
+    """``triage calibrate`` and its scheduled job (see triage.confidence): fitting the confidence on the reviews."""
+
+    #: The scheduled calibration runs once this many new reviews arrived since the latest version.
+    min_new_labels: int = Field(200, ge=1)
+    #: A (routing field, extractor) head is fitted only with at least this many labelled decisions, right and
+    #: wrong ones among them; with fewer, the documented default combination stays in use for it.
+    min_labels: int = Field(50, ge=10)
+    #: Calibration versions kept in the database; older ones are deleted when a new one is stored.
+    keep_versions: int = Field(5, ge=1)
+
+
+class QualitySettings(_Section):
+    """What "good enough" means for the confidence thresholds."""
+
+    #: The share of tickets at or above a confidence threshold that should survive review: `triage calibrate`
+    #: (and the Quality page) report the thresholds that reach it.
+    target_precision: float = Field(0.95, gt=0, le=1, description=(
+        "share of tickets at or above a confidence threshold that should survive review; triage calibrate "
+        "reports the lowest thresholds reaching it"))
+
+
 class RetrySettings(_Section):
     max_retries: int = Field(8, ge=0)
     backoff_base_seconds: float = Field(2.0, gt=0)
@@ -241,6 +263,9 @@ class JobSettings(_Section):
     #: How often beat retrains the learned extractor on the stored training set plus the reviews (it stores a new
     #: version only once ``learn.min_new_labels`` new reviews arrived, and only when it is at least as good); 0: off.
     learn_interval_hours: float = Field(6, ge=0)
+    #: How often beat refits the confidence's calibration on the reviews (it stores a new version only once
+    #: ``calibrate.min_new_labels`` new reviews arrived since the latest one); 0: off.
+    calibrate_interval_hours: float = Field(6, ge=0)
     #: The share of a job's interval its lock is held, so a second beat's run of the same slot is skipped.
     lock_share: float = Field(0.9, gt=0, le=1)
 
@@ -739,6 +764,8 @@ class Settings(_Section):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     fallback: FallbackSettings = Field(default_factory=FallbackSettings)
     learn: LearnSettings = Field(default_factory=LearnSettings)
+    calibrate: CalibrateSettings = Field(default_factory=CalibrateSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)

@@ -21,10 +21,12 @@ from celery.exceptions import Retry as CeleryRetry
 
 from triage import jobs, metrics, runs
 from triage.app import App
+from triage.confidence.combine import autonomy_thresholds, band
 from triage.errors import ConfigError
 from triage.extraction import dedupe
 from triage.extraction.batched import build_batches
 from triage.extraction.dedupe import Lookup
+from triage.extraction.types import ExtractionResult
 from triage.heartbeat import Heartbeat
 from triage.outbox import send
 from triage.outbox.outbox import Wait
@@ -202,6 +204,9 @@ def _batch_outcomes(app: App, task: Task[Any, Any], claims: Sequence[lifecycle.C
 
 
 def _decided(app: App, claim: lifecycle.Claim, outcome: Outcome) -> Step:
+    """The policy's step for ``outcome``, a result that holds a ticket scored first (its confidence)."""
+    if isinstance(outcome, ExtractionResult):
+        app.confidence.score(outcome, claim.conversation)
     return decide(outcome, claim.prior_attempts, app.settings.retry, app.router, claim.sla_started_at,
                   extraction=app.settings.extraction)
 
@@ -268,15 +273,23 @@ def _store_final(app: App, claim: lifecycle.Claim, step: Finish | HoldForReview 
     if isinstance(step, Finish):
         if lifecycle.finish(app.sessions, claim, step.result, step.decision, now):
             metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor)
+            _count_confidence(app, step.decision.route, step.result)
         return step.decision.route
     if isinstance(step, HoldForReview):
         if lifecycle.hold_for_review(app.sessions, claim, step.result, step.decision, step.reason, step.detail, now):
             metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor)
+            _count_confidence(app, step.decision.route, step.result)
         return Status.NEEDS_REVIEW
     lifecycle.send_to_fallback(app.sessions, claim, step.attempts, step.reason, step.detail, now,
                                trimmed=step.trimmed, injection=step.injection)
     app.publisher.fallback_or_log(claim.ticket_id)
     return Status.FALLBACK
+
+
+def _count_confidence(app: App, route: str, result: ExtractionResult) -> None:
+    """``triage_confidence_total{route,band}`` of a stored decision that was scored."""
+    if result.ticket_confidence is not None:
+        metrics.confidence_counted(route, band(result.ticket_confidence, *autonomy_thresholds(app.settings)))
 
 
 def _retry(task: Task[Any, Any], step: Defer | Retry | Outage) -> NoReturn:
@@ -299,10 +312,11 @@ def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
         return SKIPPED
     try:
         with _heartbeat(app, claim):
-            result = app.fallback_extractor.extract(claim.conversation)
+            result = app.confidence.score(app.fallback_extractor.extract(claim.conversation), claim.conversation)
         decision = app.router.fallback(claim.sla_started_at)
         if lifecycle.finish_fallback(app.sessions, claim, result, decision, app.clock.now()):
             metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, result.extractor)
+            _count_confidence(app, decision.route, result)
     except Exception as exc:
         step = _unexpected(app, task, ticket_id, exc)
         if isinstance(step, Outage):

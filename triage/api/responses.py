@@ -130,6 +130,9 @@ class ListedTicket(BaseModel):
     fallback_reason: str | None
     assigned_to: str | None
     created_at: Timestamp
+    confidence: float | None = Field(None, description="the machine's confidence in its routing, in [0, 1] (the "
+                                     "lowest routing field's); null on a ticket no machine routed")
+    field_confidence: dict[str, float] | None = Field(None, description="the confidence of each routing field")
 
 
 class TicketPage(BaseModel):
@@ -188,6 +191,9 @@ class AttemptRecord(BaseModel):
     batch_id: int | None = None
     batch_size: int | None = None
     batch_raw_output: str | None = None
+    #: The confidence of the answer that decided the ticket (null on every other attempt).
+    confidence: float | None = None
+    field_confidence: dict[str, float] | None = None
     created_at: Timestamp | None
 
 

@@ -86,6 +86,12 @@ class ExtractionResult:
     #: as stored on the ticket and its attempt; None until scored (a ticket no machine decided stays None).
     field_confidence: dict[str, float] | None = None
     ticket_confidence: float | None = None
+    #: The answer's token probability per routing field in [0, 1], when the API returned logprobs
+    #: (``extraction.logprobs``); None when it did not (a neutral signal of triage.confidence).
+    logprob_confidence: dict[str, float] | None = None
+    #: What the confidence was computed from (triage.confidence.signals.SignalRecord's stored form), kept on the
+    #: ticket for ``triage calibrate``; None until scored.
+    confidence_signals: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

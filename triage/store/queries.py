@@ -96,6 +96,9 @@ class TicketView:
     fallback_reason: str | None
     assigned_to: str | None
     created_at: datetime
+    #: The machine's confidence in its routing (triage.confidence): the ticket's and each routing field's.
+    confidence: float | None = None
+    field_confidence: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The listing's JSON: the ticket's own keys with the extracted fields among them, top level."""
@@ -185,7 +188,7 @@ def _view(ticket: Ticket, source: str, external_id: str, attempts: int) -> Ticke
         fields=dict(ticket.fields or {}), route=ticket.route, priority=ticket.priority,
         sla_due_at=ticket.sla_due_at, extractor=ticket.extractor,
         attempts=attempts, fallback_reason=ticket.fallback_reason, assigned_to=ticket.assigned_to,
-        created_at=ticket.created_at)
+        created_at=ticket.created_at, confidence=ticket.confidence, field_confidence=ticket.field_confidence)
 
 
 def ticket_view(session: Session, ticket: Ticket) -> TicketView:
@@ -254,6 +257,7 @@ def _attempt_json(attempt: Attempt) -> dict[str, Any]:
             "parse_path": attempt.parse_path, "repairs": list(attempt.repairs or []),
             "batch_id": attempt.batch_id, "batch_size": attempt.batch_size,
             "batch_raw_output": attempt.batch.raw_output if attempt.batch else None,
+            "confidence": attempt.confidence, "field_confidence": attempt.field_confidence,
             "created_at": _iso(attempt.created_at)}
 
 

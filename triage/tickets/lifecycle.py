@@ -128,7 +128,7 @@ class Claim:
 
 #: The ticket columns every audit event records, before and after the change.
 SNAPSHOT_COLUMNS = ("status", "fields", "route", "priority", "sla_due_at", "extractor", "model", "schema_version",
-                    "prompt_version", "assigned_to", "fallback_reason")
+                    "prompt_version", "assigned_to", "fallback_reason", "confidence", "field_confidence")
 
 
 def snapshot_of(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,8 +199,13 @@ _ATTEMPT_COLUMNS = ("n", "model", "outcome", "raw_output", "finish_reason", "err
                     "batch_id", "batch_size")
 
 
-def _attempt_rows(claim: Claim, attempts: Sequence[AttemptRecord], now: datetime) -> list[dict[str, Any]]:
+def _attempt_rows(claim: Claim, attempts: Sequence[AttemptRecord], now: datetime,
+                  scored: ExtractionResult | None = None) -> list[dict[str, Any]]:
+    """The attempts' rows; the one whose answer decided ``scored`` (its last valid attempt) with its confidence."""
+    deciding = next((a for a in reversed(attempts) if a.outcome == "valid"), None) if scored is not None else None
     return [{"ticket_id": claim.ticket_id, "run": claim.run, "created_at": now, "repairs": list(a.repairs),
+             "confidence": scored.ticket_confidence if scored is not None and a is deciding else None,
+             "field_confidence": scored.field_confidence if scored is not None and a is deciding else None,
              **{name: getattr(a, name) for name in _ATTEMPT_COLUMNS}} for a in attempts]
 
 
@@ -215,7 +220,9 @@ def _result_values(held: Row[Any], result: ExtractionResult, decision: RouteDeci
             "schema_version": result.schema_version, "prompt_version": result.prompt_version,
             "trimmed": held.trimmed or result.trimmed, "flags": with_injection(held.flags, result.injection),
             "search_text": search.search_text(held.external_id, held.messages or [], fields),
-            "dedupe_key": result.dedupe_key, "dedupe_of": result.dedupe_of, **_route_values(decision, now)}
+            "dedupe_key": result.dedupe_key, "dedupe_of": result.dedupe_of, "confidence": result.ticket_confidence,
+            "field_confidence": result.field_confidence, "confidence_signals": result.confidence_signals,
+            **_route_values(decision, now)}
 
 
 def _route_values(decision: RouteDecision, now: datetime) -> dict[str, Any]:
@@ -226,9 +233,10 @@ def _route_values(decision: RouteDecision, now: datetime) -> dict[str, Any]:
 @retry_disconnect
 def _end_run(sessions: sessionmaker[Session], claim: Claim, action: Action, now: datetime, *,
              attempts: Sequence[AttemptRecord], kind: EventKind | None,
-             values: Callable[[Row[Any]], dict[str, Any]]) -> bool:
+             values: Callable[[Row[Any]], dict[str, Any]], scored: ExtractionResult | None = None) -> bool:
     """End ``claim``'s run with ``action`` in one short transaction: lock the ticket if the claim still holds it,
-    add ``attempts`` (one statement), drop the lease and set ``values(held row)``, and audit it as ``kind``."""
+    add ``attempts`` (one statement; the one that decided ``scored`` with its confidence), drop the lease and set
+    ``values(held row)``, and audit it as ``kind``."""
     with sessions.begin() as session:
         held = session.execute(
             select(*_HELD).select_from(TICKETS.join(CONVERSATIONS, CONVERSATIONS.c.id == TICKETS.c.conversation_id))
@@ -239,7 +247,7 @@ def _end_run(sessions: sessionmaker[Session], claim: Claim, action: Action, now:
         changes = {"status": transition(action, held.status).target, "updated_at": now, "lease_token": None,
                    "lease_until": None, "next_attempt_at": None, **values(held)}
         if attempts:
-            session.execute(insert(ATTEMPTS), _attempt_rows(claim, attempts, now))
+            session.execute(insert(ATTEMPTS), _attempt_rows(claim, attempts, now, scored))
         session.execute(update(TICKETS).where(TICKETS.c.id == claim.ticket_id).values(changes))
         if kind is not None:
             before = snapshot_of(dict(held._mapping))
@@ -478,7 +486,7 @@ def finish_fallback(sessions: sessionmaker[Session], claim: Claim, result: Extra
 def _finish(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
             now: datetime, action: Action, kind: EventKind) -> bool:
     return _end_run(sessions, claim, action, now, attempts=result.attempts, kind=kind,
-                    values=lambda held: _result_values(held, result, decision, now))
+                    values=lambda held: _result_values(held, result, decision, now), scored=result)
 
 
 def hold_for_review(sessions: sessionmaker[Session], claim: Claim, result: ExtractionResult, decision: RouteDecision,
@@ -487,7 +495,7 @@ def hold_for_review(sessions: sessionmaker[Session], claim: Claim, result: Extra
     (the fallback route) with ``reason``, instead of the route the fields give; ``False`` when the claim was lost."""
     return _end_run(sessions, claim, Action.HOLD_FOR_REVIEW, now, attempts=result.attempts, kind=EventKind.NEEDS_REVIEW,
                     values=lambda held: {**_result_values(held, result, decision, now), "fallback_reason": reason,
-                                         "fallback_detail": detail})
+                                         "fallback_detail": detail}, scored=result)
 
 
 def send_to_fallback(sessions: sessionmaker[Session], claim: Claim, attempts: Sequence[AttemptRecord],
