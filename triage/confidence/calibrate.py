@@ -139,10 +139,12 @@ def _folds(decisions: Sequence[Decision], settings: FitSettings) -> list[tuple[l
 
 
 def held_out_confidence(decisions: Sequence[Decision], fields: Sequence[str], settings: FitSettings,
-                        progress: Callable[[int, int], None] | None = None) -> list[dict[str, float]]:
-    """Each decision's field confidences from heads fitted on the folds it is not in."""
+                        progress: Callable[[int, int], None] | None = None, *,
+                        split: Sequence[tuple[Sequence[int], Sequence[int]]] | None = None) -> list[dict[str, float]]:
+    """Each decision's field confidences from heads fitted on the folds it is not in (``split``: the folds as
+    decision indices; default: seeded folds stratified by group and outcome)."""
     scored: list[dict[str, float]] = [{} for _ in decisions]
-    split = _folds(decisions, settings)
+    split = split if split is not None else _folds(decisions, settings)
     for done, (train, test) in enumerate(split, 1):
         heads, _ = fit_heads([decisions[i] for i in train], fields, settings)
         combination = Combination(heads)
