@@ -11,6 +11,8 @@
 - :func:`sla_alerts`: one alert per SLA breach (``[alerts] webhook_url``), through the outbox.
 - :func:`learn`: retrain the learned extractor on the stored training set plus the desk's reviews
   (:func:`triage.learning.retrain.retrain`), once ``learn.min_new_labels`` new reviews arrived.
+- :func:`calibrate`: refit the confidence's calibration on the desk's reviews
+  (:func:`triage.confidence.command.scheduled`), once ``calibrate.min_new_labels`` new reviews arrived.
 
 The sweep also re-publishes the outbox's deliveries whose message was lost (pending past due, or
 held by a worker whose lease ran out).
@@ -42,6 +44,7 @@ from triage.tickets.states import EventKind, Status
 Progress = Callable[[int, int], None]
 SWEEP, RETRY_FALLBACK, REPROCESS, PURGE, SLA_ALERTS, LEARN = ("sweep-stuck", "retry-fallback", "reprocess",
                                                              "purge-expired", "sla-alerts", "learn")
+CALIBRATE = "calibrate"
 SECONDS_PER_HOUR = 3600
 HOLDER_MAX_CHARS = 48
 
@@ -201,3 +204,15 @@ def learn(app: App, *, holder: str | None = None) -> str:
     from triage.learning.retrain import retrain
 
     return retrain(app.sessions, app.schema, app.settings.learn, app.clock.now())
+
+
+def calibrate(app: App, *, holder: str | None = None) -> str:
+    """The scheduled calibration of the confidence (``jobs.calibrate_interval_hours``); a summary line."""
+    interval = app.settings.jobs.calibrate_interval_hours * SECONDS_PER_HOUR
+    if not interval:
+        return f"{CALIBRATE}: off (jobs.calibrate_interval_hours = 0)"
+    if not _locked(app, CALIBRATE, holder, interval):
+        return f"{CALIBRATE}: skipped, another run holds the lock"
+    from triage.confidence.command import scheduled
+
+    return scheduled(app)

@@ -43,6 +43,7 @@ from triage.policy import (
     on_exception,
 )
 from triage.queues import (
+    CALIBRATE_TASK,
     DELIVER_TASK,
     EXTRACT_TASK,
     FALLBACK_TASK,
@@ -391,6 +392,13 @@ def celery_for(app: App) -> Celery:
     def learn() -> str:
         """Retrain the learned extractor on the stored training set plus the desk's reviews."""
         summary = jobs.learn(app)
+        log.info("%s", summary)
+        return summary
+
+    @celery.task(name=CALIBRATE_TASK, shared=False)
+    def calibrate() -> str:
+        """Refit the confidence's calibration on the desk's reviews."""
+        summary = jobs.calibrate(app)
         log.info("%s", summary)
         return summary
 

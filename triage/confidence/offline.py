@@ -9,6 +9,7 @@ decisions and scores the held-out ones, so no figure rests on a decision the cal
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,12 @@ from triage.confidence.calibrate import Decision, FitSettings, held_out_confiden
 from triage.confidence.combine import DEFAULT, ticket_confidence
 from triage.confidence.signals import SecondOpinions, SignalRecord, group_of, signal_record
 from triage.evaluation.labels import Sample
+from triage.evaluation.runners import run_out_of_fold
+from triage.evaluation.scoring import run
+from triage.extraction.rules import RulesExtractor
 from triage.extraction.types import ExtractionResult
+from triage.schema import TicketSchema
+from triage.settings import LearnSettings
 
 Split = Sequence[tuple[Sequence[int], Sequence[int]]]
 
@@ -77,3 +83,21 @@ def _set(outcome: ExtractionResult, record: SignalRecord, confidence: dict[str, 
     outcome.field_confidence = confidence
     outcome.ticket_confidence = ticket_confidence(confidence)
     outcome.confidence_signals = record.to_json()
+
+
+def dataset_decisions(samples: Sequence[Sample], schema: TicketSchema, learn: LearnSettings, rules: RulesExtractor,
+                      fields: Sequence[str], source: str, route: Callable[[Mapping[str, str]], str],
+                      progress: Callable[[str], Callable[[int, int], None]]) -> list[Decision]:
+    """The labelled decisions a labelled data set gives the offline extractors: the rules' on every row and
+    the learned extractor's out of fold (a throw-away model per fold, when the set has enough rows), each
+    with the other's opinion. The LLM costs money per row: its head learns from the desk's reviews."""
+    rules_outcomes = run(samples, rules, progress(f"{source} rules"))
+    learned = None
+    with suppress(ValueError):  # too few rows (or classes) to cross-validate: the rules' decisions only
+        learned = run_out_of_fold(samples, schema, learn, source, rules, progress(f"{source} learned"))
+    opinions = Opinions([o.ticket if isinstance(o, ExtractionResult) else None for o in rules_outcomes],
+                        learned.distributions if learned is not None else None)
+    decisions = list(decisions_of(samples, rules_outcomes, opinions, fields, source).values())
+    if learned is not None:
+        decisions += decisions_of(samples, learned.outcomes, opinions, fields, source).values()
+    return [Decision(d.record, d.labels, route(d.record.values), d.source) for d in decisions if d.labels]

@@ -1,0 +1,182 @@
+"""``triage calibrate [--since DATE] [DATASET...]`` and the scheduled calibration: fit, report, store a version.
+
+The labels are the desk's reviews, read as ``triage learn`` reads them (:mod:`triage.learning.reviews`: a
+correction is the corrected value, a resolve without one confirms the machine's), each joined to the
+signals its ticket was decided on (``tickets.confidence_signals``); and the labelled data sets given, read
+as ``triage evaluate`` takes them, on which the offline extractors decide (the rules on every row, the
+learned extractor out of fold). The fit and its held-out report are :mod:`triage.confidence.calibrate`;
+the version is stored as data (:mod:`triage.confidence.store`) and every worker uses it within a minute.
+
+The scheduled job (``jobs.calibrate_interval_hours``) refits on the reviews once ``calibrate.min_new_labels``
+reviews arrived after the newest version's. Exit status 0, or 2 for what the user must fix first.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from sqlalchemy import select
+
+from triage.confidence.calibrate import CalibrationReport, Decision, FitSettings, calibrate
+from triage.confidence.offline import dataset_decisions
+from triage.confidence.signals import SignalRecord
+from triage.confidence.store import reviews_through, save_calibration
+from triage.evaluation.labels import DatasetNotFoundError, load_dataset, needs_data_folder, resolve_datasets
+from triage.evaluation.progress import ProgressBar
+from triage.learning.command import LearnError, parse_since
+from triage.learning.reviews import count_reviews, review_labels
+from triage.store.models import Ticket
+
+if TYPE_CHECKING:
+    from triage.app import App
+
+EXIT_FIX_SETUP = 2
+CALIBRATE = "calibrate"
+#: The key prefix of a review's training row (:func:`triage.learning.reviews.review_labels`).
+TICKET_KEY = "ticket:"
+
+
+class CalibrateError(Exception):
+    """What the user must fix before ``triage calibrate`` can run."""
+
+
+def fit_settings(app: App) -> FitSettings:
+    return FitSettings(app.settings.calibrate.min_labels, app.settings.learn.folds, app.settings.learn.seed,
+                       app.settings.quality.target_precision)
+
+
+def _route(app: App) -> Callable[[Mapping[str, str]], str]:
+    now = app.clock.now()
+    return lambda values: app.router.route(dict(values), now).route
+
+
+def review_decisions(app: App, since: datetime | None = None) -> tuple[list[Decision], int]:
+    """Every reviewed ticket's machine decision with its review's labels, and the last review event read.
+    A ticket no machine scored (decided before confidence existed, or by a person only) gives none."""
+    fields = sorted(app.router.fields)
+    reviews = review_labels(app.sessions, fields, since=since)
+    labels = {int(row.key.removeprefix(TICKET_KEY)): row.labels for row in reviews.rows
+              if row.key.startswith(TICKET_KEY)}
+    route = _route(app)
+    decisions: list[Decision] = []
+    with app.sessions() as session:
+        ids = sorted(labels)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for ticket_id, stored in session.execute(select(Ticket.id, Ticket.confidence_signals)
+                                                     .where(Ticket.id.in_(chunk)).order_by(Ticket.id)):
+                record = SignalRecord.from_json(stored) if isinstance(stored, dict) else None
+                if record is not None:
+                    decisions.append(Decision(record, labels[ticket_id], route(record.values)))
+    return decisions, reviews.through
+
+
+def data_set_decisions(app: App, names: Sequence[str], data: Path | None, err: IO[str]) -> list[Decision]:
+    """The labelled decisions of every named data set (a bad JSON Lines line is said and skipped)."""
+    expanded = [n for name in names for n in resolve_datasets(name)]
+    data = data or app.settings.evaluation.data
+    if data is None and needs_data_folder(expanded):
+        raise CalibrateError("no data folder: give --data DIR or set TRIAGE_EVAL_DATA to the folder holding "
+                             "banking77/, bitext/ and stc3/")
+    fields = sorted(app.router.fields)
+    decisions: list[Decision] = []
+    for name in expanded:
+        try:
+            loaded = load_dataset(name, data, app.schema)
+        except (FileNotFoundError, DatasetNotFoundError, ValueError) as exc:
+            raise CalibrateError(f"{name}: cannot read the data set: {exc}") from exc
+        for problem in loaded.problems:
+            print(f"triage calibrate: {name}: {problem}", file=err)
+        if not any(field in loaded.fields for field in fields):
+            raise CalibrateError(f"{name}: no row has a label of a routing field ({', '.join(fields)})")
+        decisions += dataset_decisions(loaded.samples, app.schema, app.settings.learn, app.rules, fields,
+                                       Path(name).name, _route(app), lambda label: ProgressBar(label, err))
+    return decisions
+
+
+def run_calibration(app: App, decisions: Sequence[Decision], through: int,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[int, CalibrationReport]:
+    """Fit on ``decisions``, store the version; its number and held-out report."""
+    fields = sorted(app.router.fields)
+    combination, report = calibrate(decisions, fields, fit_settings(app), progress)
+    sources = dict(Counter(decision.source for decision in decisions))
+    version = save_calibration(app.sessions, combination, report, sources, through, app.clock.now(),
+                               keep=app.settings.calibrate.keep_versions,
+                               library={"scikit-learn": package_version("scikit-learn")})
+    return version, report
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def describe(version: int, report: CalibrationReport, sources: Mapping[str, int]) -> list[str]:
+    """What ``triage calibrate`` prints for people."""
+    lines = [f"stored calibration v{version}: {report.decisions} labelled decisions "
+             f"({', '.join(f'{name} {count}' for name, count in sources.items())})"]
+    for head, about in report.heads.items():
+        state = "fitted" if about["fitted"] else "default (too few labels, or none wrong)"
+        lines.append(f"  {head}: {about['labels']} labels, {about['right']} right: {state}")
+    for name, ece in report.ece.items():
+        default = report.default_ece.get(name)
+        lines.append(f"  ECE {name}: {ece:.3f} held out (default combination {default:.3f})" if default is not None
+                     else f"  ECE {name}: {ece:.3f} held out")
+    target = f"{100 * report.target_precision:g}%"
+    if report.threshold is not None:
+        t = report.threshold
+        lines.append(f"  to reach {target} precision (quality.target_precision): confidence at or above "
+                     f"{'-' if t.threshold is None else f'{t.threshold:.3f}'} lets {_pct(t.coverage)} of "
+                     f"{t.tickets} tickets through ({_pct(t.precision)} right)")
+        lines += [f"    route {route}: at or above {'-' if r.threshold is None else f'{r.threshold:.3f}'}, "
+                  f"{_pct(r.coverage)} of {r.tickets}" for route, r in report.routes.items()]
+    lines += [f"  note: {note}" for note in report.notes]
+    return lines
+
+
+def calibrate_command(app: App, names: Sequence[str], *, data: Path | None = None, since: str | None = None,
+                      as_json: bool = False, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    """``triage calibrate``: the reviews (made at or after ``since``) and the data sets ``names``."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        print("triage calibrate: reading the desk's reviews", file=err, flush=True)
+        decisions, through = review_decisions(app, parse_since(since) if since else None)
+        print(f"triage calibrate: {len(decisions)} reviewed decisions", file=err, flush=True)
+        decisions += data_set_decisions(app, names, data, err)
+        if not decisions:
+            raise CalibrateError("nothing to calibrate on: no reviewed ticket was scored by the machine"
+                                 + (f" since {since}" if since else "") + ", and no labelled data set was given "
+                                 "(give one, e.g. banking77 --data DIR or a JSON Lines file)")
+        version, report = run_calibration(app, decisions, through, ProgressBar("fitting held-out folds", err))
+    except (CalibrateError, LearnError) as exc:
+        print(f"triage calibrate: {exc}", file=err)
+        return EXIT_FIX_SETUP
+    sources = dict(Counter(decision.source for decision in decisions))
+    if as_json:
+        print(json.dumps({"version": version, "sources": sources, **report.to_json()}, ensure_ascii=False), file=out)
+    else:
+        print("\n".join(describe(version, report, sources)), file=out)
+    return 0
+
+
+def scheduled(app: App) -> str:
+    """The scheduled calibration on the reviews; a one-line summary of what it did."""
+    after = reviews_through(app.sessions)
+    new = count_reviews(app.sessions, after)
+    minimum = app.settings.calibrate.min_new_labels
+    if new < minimum:
+        return f"{CALIBRATE}: {new} new reviews since the last calibration, refitting at {minimum}"
+    decisions, through = review_decisions(app)
+    if not decisions:
+        return f"{CALIBRATE}: {new} new reviews, but no reviewed ticket was scored by the machine"
+    version, report = run_calibration(app, decisions, through)
+    ece = report.ece.get("ticket")
+    return (f"{CALIBRATE}: stored v{version} ({len(decisions)} reviewed decisions; held-out ticket ECE "
+            f"{'-' if ece is None else f'{ece:.3f}'})")
