@@ -2,9 +2,10 @@
 
 A :class:`Decision` is what the machine decided (its group, values and signals, as stored with the
 ticket) next to what is right (a review's label, or a labelled file's). For each (routing field,
-group) with at least ``calibrate.min_labels`` labelled decisions, both right and wrong ones among
-them, a scikit-learn ``LogisticRegression`` is fitted on the signal vectors (target: the machine's
-value survived review); its intercept and coefficients are the head. Other heads keep the default.
+group) with at least ``calibrate.min_labels`` labelled decisions, a scikit-learn ``LogisticRegression``
+is fitted on the signal vectors (target: the machine's value survived review); its intercept and
+coefficients are the head. Labels that are all right (or all wrong) give a constant head, their
+Laplace-smoothed rate. Other heads keep the default.
 
 Figures are held-out: the same recipe cross-validated on seeded, stratified folds
 (``learn.folds``, ``learn.seed``), each decision scored by heads fitted without it. The report
@@ -27,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from triage.confidence.combine import Combination, Head, ticket_confidence
-from triage.confidence.signals import SIGNALS, Group, SignalRecord
+from triage.confidence.signals import SIGNALS, Group, SignalRecord, logit
 from triage.evaluation.scoring import expected_calibration_error
 
 
@@ -103,6 +104,16 @@ def fit_head(records: Sequence[Mapping[str, float]], right: Sequence[bool], c: f
     return Head(float(model.intercept_[0]), dict(zip(SIGNALS, map(float, model.coef_[0]), strict=True)))
 
 
+def constant_head(right: int, total: int) -> Head:
+    """A head for labels that were all right (or all wrong): the rate with one right and one wrong added
+    (Laplace), whatever the signals; nothing to regress on.
+
+    >>> round(constant_head(998, 998).score({}), 4)
+    0.999
+    """
+    return Head(logit((right + 1) / (total + 2)), {})
+
+
 def _groups(decisions: Sequence[Decision], fields: Sequence[str]) -> dict[tuple[str, Group], list[int]]:
     groups: dict[tuple[str, Group], list[int]] = {}
     for index, decision in enumerate(decisions):
@@ -119,10 +130,11 @@ def fit_heads(decisions: Sequence[Decision], fields: Sequence[str], settings: Fi
     about: dict[str, dict[str, Any]] = {}
     for (name, group), members in sorted(_groups(decisions, fields).items()):
         right = [decisions[i].right(name) for i in members]
-        wrong = len(right) - sum(right)
-        fitted = len(members) >= settings.min_labels and 0 < wrong < len(right)
+        fitted = len(members) >= settings.min_labels
         if fitted:
-            heads[(name, group)] = fit_head([decisions[i].record.signals[name] for i in members], right, settings.c)
+            records = [decisions[i].record.signals[name] for i in members]
+            heads[(name, group)] = (fit_head(records, right, settings.c) if 0 < sum(right) < len(right)
+                                    else constant_head(sum(right), len(right)))
         about[f"{name}/{group}"] = {"labels": len(members), "right": sum(right), "fitted": fitted}
     return heads, about
 
@@ -206,8 +218,8 @@ def calibrate(decisions: Sequence[Decision], fields: Sequence[str], settings: Fi
     heads, about = fit_heads(decisions, fields, settings)
     report = CalibrationReport(len(decisions), about, target_precision=settings.target_precision)
     if not heads:
-        report.notes.append(f"no head had {settings.min_labels} labelled decisions with both right and wrong "
-                            "ones (calibrate.min_labels): the default combination stays in use")
+        report.notes.append(f"no head had {settings.min_labels} labelled decisions (calibrate.min_labels): the "
+                            "default combination stays in use")
     scored = held_out_confidence(decisions, fields, settings, progress)
     report.ece = eces(decisions, scored, fields)
     default = Combination()

@@ -122,7 +122,7 @@ def describe(version: int, report: CalibrationReport, sources: Mapping[str, int]
     lines = [f"stored calibration v{version}: {report.decisions} labelled decisions "
              f"({', '.join(f'{name} {count}' for name, count in sources.items())})"]
     for head, about in report.heads.items():
-        state = "fitted" if about["fitted"] else "default (too few labels, or none wrong)"
+        state = "fitted" if about["fitted"] else "default (too few labels: calibrate.min_labels)"
         lines.append(f"  {head}: {about['labels']} labels, {about['right']} right: {state}")
     for name, ece in report.ece.items():
         default = report.default_ece.get(name)
