@@ -7,6 +7,7 @@ database (SQLite and, for storage, PostgreSQL too).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -36,6 +37,7 @@ from triage.confidence.combine import (
     sigmoid,
     ticket_confidence,
 )
+from triage.confidence.command import calibrate_command
 from triage.confidence.signals import SIGNALS, SecondOpinions, SignalRecord, field_signals, logit, signal_record
 from triage.confidence.store import CalibrationSource, latest_calibration, load_calibration, save_calibration
 from triage.extraction.injection import InjectionMatch
@@ -51,6 +53,7 @@ FAULT = {"problem_type": "device_fault", "device_model": "AX3000", "urgent_level
 FAULT_ROUTE = "hardware-escalation"
 FIELDS = ("problem_type", "urgent_level")
 PROBLEMS = ("device_fault", "consult", "complaint", "other")
+FIXTURES = REPO / "tests" / "fixtures" / "public"
 
 
 # --- signals and the combination ------------------------------------------------------------------------------
@@ -377,6 +380,23 @@ def load_calibration_head(database_url: str) -> float:
         assert combination is not None
         clean = {name: 0.0 for name in SIGNALS}
         return combination.head("problem_type", "llm").score(clean | {"rules_disagree": 1.0})
+    finally:
+        app.close()
+
+
+def test_calibrate_on_a_labelled_data_set_fits_the_offline_extractors(migrated_sqlite_url: str) -> None:
+    app = build_app(migrated_sqlite_url, clock=ManualClock(), TRIAGE__CALIBRATE__MIN_LABELS="20")
+    try:
+        out, err = io.StringIO(), io.StringIO()
+        assert calibrate_command(app, ["bitext"], data=FIXTURES, as_json=True, out=out, err=err) == 0, err.getvalue()
+        report = json.loads(out.getvalue())
+        assert report["sources"] == {"bitext": 192}  # 96 rows, decided by the rules and by the learned extractor
+        assert report["heads"]["problem_type/rules"]["fitted"] and report["heads"]["problem_type/learned"]["fitted"]
+        assert "bitext learned [" in err.getvalue() and "fitting held-out folds" in err.getvalue()
+        combination = load_calibration(app.sessions)
+        assert combination is not None and ("problem_type", "rules") in combination.heads
+        assert calibrate_command(app, ["nowhere.jsonl"], out=out, err=err) == 2
+        assert "cannot read the data set" in err.getvalue()
     finally:
         app.close()
 

@@ -194,25 +194,28 @@ def sla_alerts(app: App, *, holder: str | None = None) -> str:
     return f"{SLA_ALERTS}: {len(raised)} breaches alerted{tickets}"
 
 
+def _every_hours(app: App, name: str, hours: float, setting: str, holder: str | None,
+                 run: Callable[[], str]) -> str:
+    """Run a job that beat fires every ``hours`` (``setting``; 0: off) under its lock; its summary line."""
+    interval = hours * SECONDS_PER_HOUR
+    if not interval:
+        return f"{name}: off ({setting} = 0)"
+    if not _locked(app, name, holder, interval):
+        return f"{name}: skipped, another run holds the lock"
+    return run()
+
+
 def learn(app: App, *, holder: str | None = None) -> str:
     """The scheduled retraining (``jobs.learn_interval_hours``); a summary line."""
-    interval = app.settings.jobs.learn_interval_hours * SECONDS_PER_HOUR
-    if not interval:
-        return f"{LEARN}: off (jobs.learn_interval_hours = 0)"
-    if not _locked(app, LEARN, holder, interval):
-        return f"{LEARN}: skipped, another run holds the lock"
     from triage.learning.retrain import retrain
 
-    return retrain(app.sessions, app.schema, app.settings.learn, app.clock.now())
+    return _every_hours(app, LEARN, app.settings.jobs.learn_interval_hours, "jobs.learn_interval_hours", holder,
+                        lambda: retrain(app.sessions, app.schema, app.settings.learn, app.clock.now()))
 
 
 def calibrate(app: App, *, holder: str | None = None) -> str:
     """The scheduled calibration of the confidence (``jobs.calibrate_interval_hours``); a summary line."""
-    interval = app.settings.jobs.calibrate_interval_hours * SECONDS_PER_HOUR
-    if not interval:
-        return f"{CALIBRATE}: off (jobs.calibrate_interval_hours = 0)"
-    if not _locked(app, CALIBRATE, holder, interval):
-        return f"{CALIBRATE}: skipped, another run holds the lock"
     from triage.confidence.command import scheduled
 
-    return scheduled(app)
+    return _every_hours(app, CALIBRATE, app.settings.jobs.calibrate_interval_hours, "jobs.calibrate_interval_hours",
+                        holder, lambda: scheduled(app))

@@ -28,7 +28,7 @@ from triage.confidence.calibrate import CalibrationReport, Decision, FitSettings
 from triage.confidence.offline import dataset_decisions
 from triage.confidence.signals import SignalRecord
 from triage.confidence.store import reviews_through, save_calibration
-from triage.evaluation.labels import DatasetNotFoundError, load_dataset, needs_data_folder, resolve_datasets
+from triage.evaluation.labels import LabelledDataError, load_named
 from triage.evaluation.progress import ProgressBar
 from triage.learning.command import LearnError, parse_since
 from triage.learning.reviews import count_reviews, review_labels
@@ -80,20 +80,10 @@ def review_decisions(app: App, since: datetime | None = None) -> tuple[list[Deci
 
 def data_set_decisions(app: App, names: Sequence[str], data: Path | None, err: IO[str]) -> list[Decision]:
     """The labelled decisions of every named data set (a bad JSON Lines line is said and skipped)."""
-    expanded = [n for name in names for n in resolve_datasets(name)]
-    data = data or app.settings.evaluation.data
-    if data is None and needs_data_folder(expanded):
-        raise CalibrateError("no data folder: give --data DIR or set TRIAGE_EVAL_DATA to the folder holding "
-                             "banking77/, bitext/ and stc3/")
     fields = sorted(app.router.fields)
     decisions: list[Decision] = []
-    for name in expanded:
-        try:
-            loaded = load_dataset(name, data, app.schema)
-        except (FileNotFoundError, DatasetNotFoundError, ValueError) as exc:
-            raise CalibrateError(f"{name}: cannot read the data set: {exc}") from exc
-        for problem in loaded.problems:
-            print(f"triage calibrate: {name}: {problem}", file=err)
+    for name, loaded in load_named(names, data or app.settings.evaluation.data, app.schema,
+                                   lambda line: print(f"triage calibrate: {line}", file=err)):
         if not any(field in loaded.fields for field in fields):
             raise CalibrateError(f"{name}: no row has a label of a routing field ({', '.join(fields)})")
         decisions += dataset_decisions(loaded.samples, app.schema, app.settings.learn, app.rules, fields,
@@ -155,7 +145,7 @@ def calibrate_command(app: App, names: Sequence[str], *, data: Path | None = Non
                                  + (f" since {since}" if since else "") + ", and no labelled data set was given "
                                  "(give one, e.g. banking77 --data DIR or a JSON Lines file)")
         version, report = run_calibration(app, decisions, through, ProgressBar("fitting held-out folds", err))
-    except (CalibrateError, LearnError) as exc:
+    except (CalibrateError, LearnError, LabelledDataError) as exc:
         print(f"triage calibrate: {exc}", file=err)
         return EXIT_FIX_SETUP
     sources = dict(Counter(decision.source for decision in decisions))

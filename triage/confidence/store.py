@@ -15,12 +15,13 @@ import threading
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, UniqueConstraint, delete, func, select
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, sessionmaker
 
 from triage.clock import Clock
 from triage.confidence.combine import DEFAULT, Combination, Head
 from triage.confidence.signals import GROUPS, Group
+from triage.learning.store import delete_beyond
 from triage.store.models import Base, utcnow
 
 if TYPE_CHECKING:
@@ -81,11 +82,7 @@ def save_calibration(sessions: sessionmaker[Session], combination: Combination, 
         session.add(row)
         session.flush()
         version = row.id
-        kept = select(CalibrationRow.id).order_by(CalibrationRow.id.desc()).limit(keep).subquery()
-        old = list(session.scalars(select(CalibrationRow.id).where(CalibrationRow.id.not_in(select(kept.c.id)))))
-        if old:
-            session.execute(delete(CalibrationHeadRow).where(CalibrationHeadRow.calibration_id.in_(old)))
-            session.execute(delete(CalibrationRow).where(CalibrationRow.id.in_(old)))
+        delete_beyond(session, CalibrationRow.id, CalibrationHeadRow.calibration_id, keep)
     return version
 
 
