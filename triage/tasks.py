@@ -95,9 +95,9 @@ def _extract_claimed(app: App, task: Task[Any, Any], claim: lifecycle.Claim) -> 
     """The single-ticket run of a claimed ticket."""
     ticket_id = claim.ticket_id
     try:
-        with _heartbeat(app, claim):
-            outcome = runs.single(app, claim)
-        return apply_step(app, task, claim, _decided(app, claim, outcome))
+        with _heartbeat(app, claim):  # the scoring too: it reads the conversation again with the other extractors
+            step = _decided(app, claim, runs.single(app, claim))
+        return apply_step(app, task, claim, step)
     except CeleryRetry:
         raise
     except Exception as exc:
@@ -410,5 +410,11 @@ def celery_for(app: App) -> Celery:
         except ConfigError as exc:
             raise SystemExit(f"triage worker: {exc}") from None
 
+    def load_scorer(**_: Any) -> None:
+        """Build the confidence scorer (importing its libraries: numpy, scipy, scikit-learn) before the worker
+        takes a message, so that no ticket's run waits for it."""
+        log.debug("confidence scorer ready for %s", ", ".join(sorted(app.confidence.fields)))
+
     signals.celeryd_init.connect(refuse_without_key, weak=False)
+    signals.celeryd_init.connect(load_scorer, weak=False)
     return celery
