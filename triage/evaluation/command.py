@@ -157,7 +157,7 @@ class Evaluation:
             extra = {"split": "all", "trained_on": trained_on, "model_version": learned.model().version}
         else:
             run, cached = self._llm(samples, label)
-        defaults = self._confidence(loaded, samples, run, label)
+        defaults = self._confidence(loaded, samples, run, label, extractor)
         report = score(loaded, samples, run.outcomes, schema=schema, extractor=extractor, seconds=run.seconds,
                        limit=self.limit, prices=self.config.extraction.prices)
         if defaults is not None:
@@ -191,15 +191,18 @@ class Evaluation:
             self._oof_runs[loaded.name] = run
         return self._oof_runs[loaded.name]
 
-    def _confidence(self, loaded: LoadedDataset, samples: Sequence[Sample], run: Run,
-                    label: str) -> list[dict[str, float] | None] | None:
+    def _confidence(self, loaded: LoadedDataset, samples: Sequence[Sample], run: Run, label: str,
+                    extractor: str) -> list[dict[str, float] | None] | None:
         """Give ``run``'s outcomes their held-out confidence (triage.confidence) on the learned extractor's folds,
         weighing the rules' and the held-out learned model's opinions; the default combination's confidence of
         each sample, or None when the data set has no routing labels to calibrate on (or too few rows to fold).
 
         ``--split all`` has no folds: the outcomes are scored as a worker scores them (the stored model's
-        opinion, the stored calibration), not held out, as the rest of its figures."""
+        opinion, the stored calibration), not held out, as the rest of its figures; the rules alone need no
+        database there, so they are scored only when the evaluation opened one anyway."""
         if self.split == "all":
+            if extractor == "rules" and self._app is None and self.app_factory is None:
+                return None
             scorer = self.app().confidence
             for sample, outcome in zip(samples, run.outcomes, strict=True):
                 if isinstance(outcome, ExtractionResult):
