@@ -6,10 +6,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import triage.confidence.store
 import triage.evaluation.cache
 import triage.learning.store
 import triage.ratelimit.db_backend
-import triage.store.purge  # noqa: F401  (registers the purges, learned model and answer cache tables on Base)
+import triage.store.purge  # noqa: F401  (registers the purges, learned model, calibration and answer cache tables on Base)
 from triage.settings import load_settings
 from triage.store.db import make_engine
 from triage.store.models import POSTGRESQL_ONLY_INDEXES, Base

@@ -2,7 +2,7 @@
 
 The pipeline tests run the worker's own steps on SQLite and PostgreSQL: a ticket arrives as Zendesk's
 webhook stores it, the real LLM extractor asks the loopback OpenAI-wire server, the worker's policy
-(:func:`triage.worker.tasks.step_for`) decides and :func:`triage.worker.tasks.apply_step` stores the ticket, and the
+(:func:`triage.worker.tasks.decided`) decides and :func:`triage.worker.tasks.apply_step` stores the ticket, and the
 outbox's deliveries go to the loopback Zendesk. The ticket's confidence is set on the extraction result
 between the extractor and the policy, the seam the confidence scoring fills in production (until then a
 result has none, and no threshold holds it).
@@ -189,8 +189,8 @@ class Desk:
         assert lease is not None
         outcome = runs.single(self.app, lease)
         assert not isinstance(outcome, Exception) and outcome.ok, outcome
-        scored = replace(outcome, ticket_confidence=confidence)
-        step = tasks.step_for(self.app, lease, scored)
+        self.app.confidence.score(outcome, lease.conversation)
+        step = tasks.decided(self.app, lease, replace(outcome, ticket_confidence=confidence))
         stored = tasks.apply_step(self.app, self.app.celery.tasks[EXTRACT_TASK], lease, step)
         run_deliveries(self.app, self.published)
         return stored

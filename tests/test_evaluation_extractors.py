@@ -94,7 +94,13 @@ def test_out_of_fold_learned_and_rules_on_public_samples(tmp_path: Path) -> None
     confidence = learned["confidence"]
     assert isinstance(confidence, dict) and 0 <= confidence["ece"] <= 1
     assert set(confidence["coverage_at_precision"]) >= {"0.95"}
-    assert reports[2]["confidence"] is None  # the rules give no confidence
+    for report in reports:  # every extractor's ticket confidence, held out on the learned extractor's folds
+        ticket = report["confidence"]
+        assert isinstance(ticket, dict) and ticket["field"] == "ticket" and ticket["count"] == report["evaluated"]
+        assert 0 <= ticket["ece"] <= 1 and set(ticket["fields"]) >= {"problem_type", "ticket"}
+        assert ticket["default"] is not None and 0 <= ticket["default"]["ece"] <= 1
+    assert reports[2]["probability"] is None  # the rules give no probability of their own
+    assert set(learned["probability"]) == {"problem_type"}  # type: ignore[arg-type]
     assert reports[3]["agreement"]["rules"]["shared"] == 96  # type: ignore[index]
     assert "bitext learned [" in err.getvalue()  # the progress bar
 

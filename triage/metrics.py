@@ -54,6 +54,14 @@ AUTONOMY = Counter("triage_autonomy_total", "Tickets the pipeline finished, by t
 WEBHOOKS = Counter("triage_webhooks_total", "Webhook requests answered, by source (unknown for any other) and "
                    "HTTP status", ["source", "status_code"])
 
+CONFIDENCE = Counter("triage_confidence_total", "Tickets the machine decided, by route and confidence band (high, "
+                     "medium, low: the autonomy thresholds)", ["route", "band"])
+
+
+def confidence_counted(route: str, band: str) -> None:
+    """Count a decided ticket's confidence band on its route (call after the commit that stored it)."""
+    CONFIDENCE.labels(route, band).inc()
+
 
 #: The autonomy level of a ticket the pipeline sends to review (the fallback queue, the sweep).
 REVIEW_LEVEL = "review"

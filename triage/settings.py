@@ -225,6 +225,28 @@ class LearnSettings(_Section):
         return value
 
 
+class CalibrateSettings(_Section):
+    """``triage calibrate`` and its scheduled job (see triage.confidence): fitting the confidence on the reviews."""
+
+    #: The scheduled calibration runs once this many new reviews arrived since the latest version.
+    min_new_labels: int = Field(200, ge=1)
+    #: A (routing field, extractor) head is fitted only with at least this many labelled decisions, right and
+    #: wrong ones among them; with fewer, the documented default combination stays in use for it.
+    min_labels: int = Field(50, ge=10)
+    #: Calibration versions kept in the database; older ones are deleted when a new one is stored.
+    keep_versions: int = Field(5, ge=1)
+
+
+class QualitySettings(_Section):
+    """What "good enough" means for the confidence thresholds: the Quality page and the route-accuracy alert."""
+
+    #: The share of tickets at or above a confidence threshold that should survive review: `triage calibrate`
+    #: and the Quality page report the lowest thresholds that reach it; the route-accuracy alert's target.
+    target_precision: float = Field(0.95, gt=0, le=1, description=(
+        "share of tickets at or above a confidence threshold that should survive review; triage calibrate "
+        "and the Quality page report the lowest thresholds reaching it, and the route-accuracy alert's target"))
+
+
 class RetrySettings(_Section):
     #: Celery retries for 429, 5xx, timeouts and connection errors of the LLM API, then the fallback queue.
     max_retries: int = Field(8, ge=0)
@@ -283,6 +305,9 @@ class JobSettings(_Section):
     #: How often beat retrains the learned extractor on the stored training set plus the reviews (it stores a new
     #: version only once ``learn.min_new_labels`` new reviews arrived, and only when it is at least as good); 0: off.
     learn_interval_hours: float = Field(6, ge=0)
+    #: How often beat refits the confidence's calibration on the reviews (it stores a new version only once
+    #: ``calibrate.min_new_labels`` new reviews arrived since the latest one); 0: off.
+    calibrate_interval_hours: float = Field(6, ge=0)
     #: The share of a job's interval its lock is held, so a second beat's run of the same slot is skipped.
     lock_share: float = Field(0.9, gt=0, le=1)
 
@@ -860,13 +885,6 @@ class AutonomySettings(_Section):
         return Thresholds(auto_above=auto_above, review_below=review_below)
 
 
-class QualitySettings(_Section):
-    """The Quality page and the route-accuracy alert."""
-
-    target_precision: float = Field(0.95, gt=0, le=1, description="the share of tickets that should survive "
-                                    "review: the Quality page's suggested thresholds and the alert's target")
-
-
 def _default_sqlite(name: str) -> str:
     return f"sqlite:///{VAR_DIR / name}"
 
@@ -908,11 +926,12 @@ class Settings(_Section):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     fallback: FallbackSettings = Field(default_factory=FallbackSettings)
     learn: LearnSettings = Field(default_factory=LearnSettings)
+    calibrate: CalibrateSettings = Field(default_factory=CalibrateSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     autonomy: AutonomySettings = Field(default_factory=AutonomySettings)
-    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     @field_validator("mimo_api_key")
     @classmethod

@@ -131,8 +131,9 @@ class ListedTicket(BaseModel):
     fallback_reason: str | None
     assigned_to: str | None
     created_at: Timestamp
-    confidence: float | None = Field(None, ge=0, le=1, description="the ticket's confidence (its lowest routing "
-                                     "field's); null before one is known")
+    confidence: float | None = Field(None, ge=0, le=1, description="the machine's confidence in its routing, in "
+                                     "[0, 1] (the lowest routing field's); null on a ticket no machine routed")
+    field_confidence: dict[str, float] | None = Field(None, description="the confidence of each routing field")
     autonomy: Literal["auto", "suggest", "review", "shadow"] | None = Field(
         None, description="the autonomy level applied: auto (written back in full), suggest (a note only, until "
         "confirmed), review (needs_review), shadow (nothing written to the helpdesk)")
@@ -194,6 +195,9 @@ class AttemptRecord(BaseModel):
     batch_id: int | None = None
     batch_size: int | None = None
     batch_raw_output: str | None = None
+    #: The confidence of the answer that decided the ticket (null on every other attempt).
+    confidence: float | None = None
+    field_confidence: dict[str, float] | None = None
     created_at: Timestamp | None
 
 

@@ -49,6 +49,7 @@ from triage.store.queries import VIEW_KEYS
 from triage.tickets.routing import Router
 
 if TYPE_CHECKING:
+    from triage.confidence.scorer import ConfidenceScorer
     from triage.learning.extractor import LearnedExtractor
 
 
@@ -134,6 +135,17 @@ class App:
 
         source = ModelSource(self.sessions, self.clock, self.settings.learn.poll_seconds)
         return LearnedExtractor(self.schema, source, self.rules)
+
+    @cached_property
+    def confidence(self) -> ConfidenceScorer:
+        """Scores every machine extraction (triage.confidence): the rules' and the newest learned model's opinion,
+        combined by the newest calibration in the database (else the default), noticed within
+        ``learn.poll_seconds``."""
+        from triage.confidence.scorer import ConfidenceScorer
+        from triage.confidence.store import CalibrationSource
+
+        calibrations = CalibrationSource(self.sessions, self.clock, self.settings.learn.poll_seconds)
+        return ConfidenceScorer(self.router.fields, self.rules, self.learned.models, calibrations)
 
     @property
     def extractor(self) -> LLMExtractor | RulesExtractor | LearnedExtractor:

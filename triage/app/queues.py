@@ -42,6 +42,7 @@ PURGE_TASK = "triage.purge_expired"
 DELIVER_TASK = "triage.deliver"
 SLA_ALERTS_TASK = "triage.sla_alerts"
 LEARN_TASK = "triage.learn"
+CALIBRATE_TASK = "triage.calibrate"
 SECONDS_PER_HOUR = 3600
 
 
@@ -79,6 +80,9 @@ def create_celery(settings: Settings) -> Celery:
             "sla-alerts": {"task": SLA_ALERTS_TASK, "schedule": settings.alerts.sla_check_interval_seconds},
             **({"learn": {"task": LEARN_TASK, "schedule": settings.jobs.learn_interval_hours * SECONDS_PER_HOUR}}
                if settings.jobs.learn_interval_hours else {}),
+            **({"calibrate": {"task": CALIBRATE_TASK,
+                              "schedule": settings.jobs.calibrate_interval_hours * SECONDS_PER_HOUR}}
+               if settings.jobs.calibrate_interval_hours else {}),
         },
     )
     return celery

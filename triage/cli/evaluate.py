@@ -21,15 +21,33 @@ from itertools import combinations
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from triage.confidence.calibrate import FitSettings
+from triage.confidence.offline import Opinions, score_held_out
 from triage.errors import ConfigError, DatabaseNotReadyError
 from triage.evaluation.charts import ChartsUnavailableError
-from triage.evaluation.labels import LoadedDataset, load_dataset, needs_data_folder, resolve_datasets, spread
+from triage.evaluation.labels import (
+    LoadedDataset,
+    Sample,
+    load_dataset,
+    needs_data_folder,
+    resolve_datasets,
+    spread,
+)
 from triage.evaluation.progress import ProgressBar
 from triage.evaluation.report import format_report, write_chart, write_report
 from triage.evaluation.runners import Run, labelled_enum_fields, run_out_of_fold, run_stored
-from triage.evaluation.scoring import EvaluationReport, Extractor, agreement, score, timed_run
+from triage.evaluation.scoring import (
+    EvaluationReport,
+    Extractor,
+    agreement,
+    score,
+    ticket_calibration,
+    timed_run,
+)
+from triage.extraction.types import ExtractionResult
 from triage.schema import TicketSchema
 from triage.settings import Settings, load_settings
+from triage.tickets.routing import Router
 
 if TYPE_CHECKING:
     from triage.app import App
@@ -72,6 +90,10 @@ class Evaluation:
 
     def __post_init__(self) -> None:
         self._app: App | None = None
+        #: Per data set, the rules' outcomes and the learned extractor's out-of-fold run: the confidence of
+        #: each extractor weighs the others' opinions, and ``--extractor all`` runs each only once.
+        self._rules_runs: dict[str, Run] = {}
+        self._oof_runs: dict[str, Run | None] = {}
 
     @property
     def config(self) -> Settings:
@@ -119,18 +141,15 @@ class Evaluation:
         extra: dict[str, Any] = {}
         cached = 0
         if extractor == "rules":
-            outcomes, seconds = timed_run(samples, self.rules_extractor(), self.progress(label))
-            run = Run(outcomes, seconds)
+            run = self._rules_run(loaded, samples, label)
         elif extractor == "learned" and self.split == "test":
             if not labelled_enum_fields(loaded, schema):
                 print(f"triage evaluate: {loaded.name}: no labels of the schema's enum fields, so no out-of-fold "
                       "figures for the learned extractor (--split all scores the stored model)", file=self.err)
                 return None
-            try:
-                run = run_out_of_fold(samples, schema, self.config.learn, loaded.name, progress=self.progress(label))
-            except ValueError as exc:
-                raise EvaluationSetupError(f"{loaded.name}: cannot cross-validate the learned extractor: "
-                                           f"{exc}") from exc
+            found = self._oof_run(loaded, samples, label, required=True)
+            assert found is not None
+            run = found
             extra = {"split": "test", "folds": self.config.learn.folds}
         elif extractor == "learned":
             learned = self.app().learned
@@ -138,12 +157,68 @@ class Evaluation:
             extra = {"split": "all", "trained_on": trained_on, "model_version": learned.model().version}
         else:
             run, cached = self._llm(samples, label)
+        defaults = self._confidence(loaded, samples, run, label, extractor)
         report = score(loaded, samples, run.outcomes, schema=schema, extractor=extractor, seconds=run.seconds,
                        limit=self.limit, prices=self.config.extraction.prices)
+        if defaults is not None:
+            report.default_confidence = ticket_calibration(samples, defaults, [
+                o.ticket if isinstance(o, ExtractionResult) else None for o in run.outcomes])
         report.cached = cached
         for key, value in extra.items():
             setattr(report, key, value)
         return report
+
+    def _rules_run(self, loaded: LoadedDataset, samples: Sequence[Sample], label: str) -> Run:
+        if loaded.name not in self._rules_runs:
+            outcomes, seconds = timed_run(samples, self.rules_extractor(), self.progress(label))
+            self._rules_runs[loaded.name] = Run(outcomes, seconds)
+        return self._rules_runs[loaded.name]
+
+    def _oof_run(self, loaded: LoadedDataset, samples: Sequence[Sample], label: str, *,
+                 required: bool = False) -> Run | None:
+        """The learned extractor's out-of-fold run, run once per data set: None without labels of an enum field
+        or, unless ``required``, when the data set cannot be cross-validated (too few rows)."""
+        if loaded.name not in self._oof_runs or (required and self._oof_runs[loaded.name] is None):
+            run = None
+            if labelled_enum_fields(loaded, self.schema):
+                try:
+                    run = run_out_of_fold(samples, self.schema, self.config.learn, loaded.name,
+                                          progress=self.progress(f"{Path(loaded.name).name} learned"))
+                except ValueError as exc:
+                    if required:
+                        raise EvaluationSetupError(f"{loaded.name}: cannot cross-validate the learned extractor: "
+                                                   f"{exc}") from exc
+            self._oof_runs[loaded.name] = run
+        return self._oof_runs[loaded.name]
+
+    def _confidence(self, loaded: LoadedDataset, samples: Sequence[Sample], run: Run, label: str,
+                    extractor: str) -> list[dict[str, float] | None] | None:
+        """Give ``run``'s outcomes their held-out confidence (triage.confidence) on the learned extractor's folds,
+        weighing the rules' and the held-out learned model's opinions; the default combination's confidence of
+        each sample, or None when the data set has no routing labels to calibrate on (or too few rows to fold).
+
+        ``--split all`` has no folds: the outcomes are scored as a worker scores them (the stored model's
+        opinion, the stored calibration), not held out, as the rest of its figures; the rules alone need no
+        database there, so they are scored only when the evaluation opened one anyway."""
+        if self.split == "all":
+            if extractor == "rules" and self._app is None and self.app_factory is None:
+                return None
+            scorer = self.app().confidence
+            for sample, outcome in zip(samples, run.outcomes, strict=True):
+                if isinstance(outcome, ExtractionResult):
+                    scorer.score(outcome, sample.conversation)
+            return None
+        fields = sorted(Router(self.config.routing, self.schema).fields)
+        oof = self._oof_run(loaded, samples, label) if any(name in loaded.fields for name in fields) else None
+        if oof is None or oof.split is None:
+            return None
+        rules = self._rules_run(loaded, samples, f"{Path(loaded.name).name} rules")
+        opinions = Opinions([o.ticket if isinstance(o, ExtractionResult) else None for o in rules.outcomes],
+                            oof.distributions)
+        settings = FitSettings(self.config.calibrate.min_labels, self.config.learn.folds, self.config.learn.seed,
+                               self.config.quality.target_precision)
+        return score_held_out(samples, run.outcomes, opinions, fields, settings, oof.split, loaded.name,
+                              self.progress(f"{label} confidence"))
 
     def _llm(self, samples: Sequence[Any], label: str) -> tuple[Run, int]:
         import time

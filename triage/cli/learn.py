@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from triage.evaluation.labels import DatasetNotFoundError, load_dataset, needs_data_folder, resolve_datasets
+from triage.evaluation.labels import load_named
 from triage.evaluation.runners import training_rows
 from triage.learning.fit import TrainingRow
 from triage.learning.model import enum_fields
@@ -50,20 +50,10 @@ def parse_since(text: str) -> datetime:
 
 def dataset_rows(app: App, names: Sequence[str], data: Path | None, err: IO[str]) -> list[TrainingRow]:
     """The labelled rows of every named data set (a bad JSON Lines line is said and skipped)."""
-    expanded = [n for name in names for n in resolve_datasets(name)]
-    data = data or app.settings.evaluation.data
-    if data is None and needs_data_folder(expanded):
-        raise LearnError("no data folder: give --data DIR or set TRIAGE_EVAL_DATA to the folder holding banking77/, "
-                         "bitext/ and stc3/")
     fields = list(enum_fields(app.schema.properties))
     rows: list[TrainingRow] = []
-    for name in expanded:
-        try:
-            loaded = load_dataset(name, data, app.schema)
-        except (FileNotFoundError, DatasetNotFoundError, ValueError) as exc:
-            raise LearnError(f"{name}: cannot read the data set: {exc}") from exc
-        for problem in loaded.problems:
-            print(f"triage learn: {name}: {problem}", file=err)
+    for name, loaded in load_named(names, data or app.settings.evaluation.data, app.schema,
+                                   lambda line: print(f"triage learn: {line}", file=err)):
         labelled = [row for row in training_rows(loaded.samples, fields, Path(name).name) if row.labels]
         if not labelled:
             raise LearnError(f"{name}: no row has a label of the schema's enum fields ({', '.join(fields)})")

@@ -376,6 +376,13 @@ def _cmd_learn(args: argparse.Namespace) -> int:
                          from_reviews=args.from_reviews, since=args.since, as_json=args.json)
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from triage.cli.calibrate import calibrate_command
+
+    return calibrate_command(_app(), args.dataset, data=Path(args.data) if args.data else None, since=args.since,
+                             as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from triage.app.queues import QUEUES
     from triage.states.deliveries import DeliveryStatus
@@ -550,6 +557,23 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--data", help="folder holding banking77/ and bitext/ (default: TRIAGE_EVAL_DATA)")
     learn.add_argument("--json", action="store_true", help="print the new version's figures as one JSON object")
     learn.set_defaults(func=_cmd_learn)
+
+    calibrate = sub.add_parser("calibrate", help="fit the ticket confidence on the desk's reviews and store it",
+                               description="Fit the combination of signals that gives each ticket its confidence "
+                               "(a logistic regression per routing field and extractor: scikit-learn) on the desk's "
+                               "reviews (a correction is the corrected value; a resolve or confirm without one "
+                               "confirms the machine's) and on the labelled data sets given, report its held-out "
+                               "ECE and the confidence thresholds that reach quality.target_precision, and store it "
+                               "in the database as the newest version: every worker uses it within a minute. Until "
+                               "one is stored, the documented default combination applies (README: Confidence).")
+    calibrate.add_argument("dataset", nargs="*", metavar="DATASET", help="banking77, bitext, or a JSON Lines file of "
+                           "labelled conversations (README: Labelled data): the rules and the learned extractor "
+                           "(out of fold) decide each row, giving their heads labels")
+    calibrate.add_argument("--since", metavar="DATE", help="only reviews made at or after DATE (ISO date or time "
+                           "with zone, e.g. 2026-11-01)")
+    calibrate.add_argument("--data", help="folder holding banking77/ and bitext/ (default: TRIAGE_EVAL_DATA)")
+    calibrate.add_argument("--json", action="store_true", help="print the new version's report as one JSON object")
+    calibrate.set_defaults(func=_cmd_calibrate)
     return parser
 
 

@@ -35,7 +35,7 @@ import csv
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -392,3 +392,26 @@ def spread(items: list[Any], limit: int | None) -> list[Any]:
     if limit is None or limit >= len(items):
         return list(items)
     return [items[i * len(items) // limit] for i in range(max(limit, 0))]
+
+
+class LabelledDataError(ValueError):
+    """A named labelled data set cannot be used (no data folder, a file that cannot be read); the message says
+    what to do."""
+
+
+def load_named(names: Sequence[str], data: Path | None, schema: TicketSchema | None,
+               say: Callable[[str], None]) -> Iterator[tuple[str, LoadedDataset]]:
+    """Each named data set (groups expanded) loaded, as ``triage learn`` and ``triage calibrate`` take them;
+    ``data`` is the public sets' folder; every row that could not be read is ``say``-ed."""
+    expanded = [n for name in names for n in resolve_datasets(name)]
+    if data is None and needs_data_folder(expanded):
+        raise LabelledDataError("no data folder: give --data DIR or set TRIAGE_EVAL_DATA to the folder holding "
+                                "banking77/, bitext/ and stc3/")
+    for name in expanded:
+        try:
+            loaded = load_dataset(name, data, schema)
+        except (FileNotFoundError, ValueError) as exc:
+            raise LabelledDataError(f"{name}: cannot read the data set: {exc}") from exc
+        for problem in loaded.problems:
+            say(f"{name}: {problem}")
+        yield name, loaded

@@ -91,9 +91,12 @@ def format_report(report: EvaluationReport) -> str:
     if report.filled:
         lines.append("filled: " + "; ".join(f"{name} {count} ({pct(ratio(count, report.evaluated))})"
                                             for name, count in report.filled.items()))
-    for name, confidence in report.confidence.items():
+    judged = [("confidence", name, c) for name, c in report.confidence.items()]
+    judged += [("default confidence", "ticket", report.default_confidence)] if report.default_confidence else []
+    judged += [("own probability", name, c) for name, c in report.probability.items()]
+    for what, name, confidence in judged:
         coverage = ", ".join(f"{pct(share)} at precision {p}" for p, share in confidence.coverage_at_precision.items())
-        lines.append(f"calibration ({name}): ECE {confidence.ece:.3f} over 15 bins; coverage {coverage}")
+        lines.append(f"calibration of the {what} ({name}): ECE {confidence.ece:.3f} over 15 bins; coverage {coverage}")
     if report.prompt_tokens or report.completion_tokens or report.extractor == "llm":
         cost = "no price for the model in [extraction.prices]" if report.cost_per_1000 is None \
             else f"{report.cost_per_1000:.4f} per 1,000 tickets"
@@ -219,9 +222,10 @@ def markdown(reports: Sequence[EvaluationReport], command: str, charts: Sequence
         lines.append(f"- rules: {RULES_TUNED}.")
     if any(r.labelled and r.source.endswith((".csv", ".json")) for r in reports):
         lines.append(f"- {MAPPED[0].upper()}{MAPPED[1:]}.")
-    lines.append("- ECE: expected calibration error of the extractor's confidence (its top probability) over 15 "
-                 "fixed bins; coverage at 95% precision: the largest share of tickets whose most confident "
-                 "predictions are at least 95% right.")
+    lines.append("- ECE: expected calibration error of the ticket's confidence (triage.confidence: calibrated on the "
+                 "other folds, scoring the held-out one; its lowest routing field's) over 15 fixed bins; coverage "
+                 "at 95% precision: the largest share of tickets whose most confident predictions are at least 95% "
+                 "right.")
     lines.append("")
     lines += [f"![{name}]({name})" for name in charts]
     lines.append("")

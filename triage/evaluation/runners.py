@@ -29,7 +29,7 @@ from triage.evaluation.scoring import (
 from triage.extraction.rules import RulesExtractor
 from triage.learning.extractor import FixedModel, LearnedExtractor
 from triage.learning.features import model_text, text_hash
-from triage.learning.fit import TrainingRow, fold_models
+from triage.learning.fit import TrainingRow, fold_models, folds
 from triage.schema import TicketSchema
 from triage.settings import LearnSettings
 
@@ -43,6 +43,10 @@ class Run:
 
     outcomes: list[Outcome]
     seconds: float
+    #: Out-of-fold runs: the folds (training, held-out sample indices) and, per sample, the held-out model's
+    #: probability of every class per field (the learned model's second opinion for the confidence).
+    split: list[tuple[list[int], list[int]]] | None = None
+    distributions: list[dict[str, dict[str, float]]] | None = None
 
 
 def evaluate(dataset: str, path: Path | None, extractor: Extractor, *, limit: int | None = None,
@@ -92,16 +96,22 @@ def run_out_of_fold(samples: Sequence[Sample], schema: TicketSchema, settings: L
     rows = training_rows(samples, list(fields), source)
     rules = rules or RulesExtractor(schema)
     outcomes: list[Outcome | None] = [None] * len(samples)
+    distributions: list[dict[str, dict[str, float]]] = [{} for _ in samples]
+    split = folds(rows, list(fields), settings.folds, settings.seed)
     done = 0
-    for held_out, model in fold_models(rows, fields, settings):
+    for held_out, model in fold_models(rows, fields, settings, split):
         extractor = LearnedExtractor(schema, FixedModel(model), rules)
         for index, outcome in zip(held_out, extractor.extract_many([samples[i].conversation for i in held_out]),
                                   strict=True):
             outcomes[index] = outcome
+        for index, distribution in zip(held_out, model.distributions_texts([rows[i].text for i in held_out]),
+                                       strict=True):
+            distributions[index] = distribution
         done += len(held_out)
         if progress is not None:
             progress(done, len(samples))
-    return Run([outcome for outcome in outcomes if outcome is not None], time.perf_counter() - started)
+    return Run([outcome for outcome in outcomes if outcome is not None], time.perf_counter() - started, split,
+               distributions)
 
 
 def labelled_enum_fields(loaded: LoadedDataset, schema: TicketSchema) -> list[str]:

@@ -200,6 +200,24 @@ def coverage_at(curve: Sequence[tuple[float, float]], precision: float) -> float
     return max((coverage for coverage, accuracy in curve if accuracy >= precision), default=0.0)
 
 
+#: The key of the ticket's own confidence (its lowest routing field's) among the per-field ones.
+TICKET = "ticket"
+
+
+def ticket_calibration(samples: Sequence[Sample], confidences: Sequence[Mapping[str, float] | None],
+                       predicted: Sequence[Mapping[str, Any] | None]) -> ConfidenceReport | None:
+    """The calibration of the tickets' confidence: per sample its lowest labelled field's confidence, right
+    when every one of those fields is (``predicted``: each sample's ticket, or None)."""
+    values: list[float] = []
+    right: list[bool] = []
+    for sample, scored, ticket in zip(samples, confidences, predicted, strict=True):
+        labelled = [name for name in (scored or {}) if name in sample.labels]
+        if scored and ticket is not None and labelled:
+            values.append(min(scored[name] for name in labelled))
+            right.append(all(_label_text(ticket.get(name)) == _label_text(sample.labels[name]) for name in labelled))
+    return confidence_report(TICKET, values, right)
+
+
 def confidence_report(name: str, confidences: Sequence[float], correct: Sequence[bool]) -> ConfidenceReport | None:
     """The calibration figures of one field, or ``None`` without any confidence."""
     if not confidences:
@@ -245,8 +263,13 @@ class EvaluationReport:
     completion_tokens: int = 0
     #: What the calls cost in the price table's currency; ``None`` when a model used has no price.
     cost: float | None = 0.0
-    #: Per field, where the extractor gave a confidence.
+    #: Per routing field and for the ticket (``ticket``), the calibration of the ticket's confidence
+    #: (triage.confidence), where the outcomes carry one.
     confidence: dict[str, ConfidenceReport] = field(default_factory=dict)
+    #: The same for the default combination (no calibration), where the evaluation computed it.
+    default_confidence: ConfidenceReport | None = None
+    #: Per field, where the extractor itself gave a probability (the learned extractor's top probability).
+    probability: dict[str, ConfidenceReport] = field(default_factory=dict)
     #: ``test``: out-of-fold figures (``folds``); ``all``: the stored model on every row.
     split: str | None = None
     folds: int | None = None
@@ -293,8 +316,9 @@ class EvaluationReport:
 
     @property
     def main_confidence(self) -> ConfidenceReport | None:
-        """``problem_type``'s calibration when it has one, else the first field's."""
-        return self.confidence.get(LABEL_FIELD) or next(iter(self.confidence.values()), None)
+        """The ticket's confidence's calibration when it has one, else ``problem_type``'s, else the first field's."""
+        return (self.confidence.get(TICKET) or self.confidence.get(LABEL_FIELD)
+                or next(iter(self.confidence.values()), None))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures (ratios as floats, ``None`` where undefined): one ``--json`` line."""
@@ -321,7 +345,9 @@ class EvaluationReport:
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "cost_per_1000": self.cost_per_1000, "cached": self.cached,
             "confidence": None if main is None else {
-                **main.to_dict(), "fields": {name: c.to_dict() for name, c in self.confidence.items()}},
+                **main.to_dict(), "fields": {name: c.to_dict() for name, c in self.confidence.items()},
+                "default": self.default_confidence.to_dict() if self.default_confidence else None},
+            "probability": {name: c.to_dict() for name, c in self.probability.items()} or None,
             "agreement": {other: {"same": same, "shared": shared, "rate": ratio(same, shared)}
                           for other, (same, shared) in self.agreement.items()},
             "seconds": round(self.seconds, 3),
@@ -401,6 +427,9 @@ def score(loaded: LoadedDataset, samples: Sequence[Sample], outcomes: Sequence[O
     distributions: dict[str, Counter[str]] = {name: Counter() for name in enums}
     filled: Counter[str] = Counter()
     confidences: dict[str, tuple[list[float], list[bool]]] = {}
+    probabilities: dict[str, tuple[list[float], list[bool]]] = {}
+    scored: list[Mapping[str, float] | None] = []
+    tickets: list[Mapping[str, Any] | None] = []
     valid = errors = prompt_tokens = completion_tokens = 0
     cost: float | None = 0.0
     error_examples: list[str] = []
@@ -423,16 +452,21 @@ def score(loaded: LoadedDataset, samples: Sequence[Sample], outcomes: Sequence[O
             elif value not in (None, "", [], {}):
                 filled[name] += 1
         predictions[sample.key] = _label_text((ticket or {}).get(LABEL_FIELD)) if ticket else NO_TICKET
-        sure = outcome.confidence if isinstance(outcome, ExtractionResult) else None
+        result = outcome if isinstance(outcome, ExtractionResult) else None
+        sure = result.field_confidence if result is not None else None
+        own = result.confidence if result is not None else None
+        scored.append(sure)
+        tickets.append(ticket)
         for name, gold in sample.labels.items():
             if name not in confusions:
                 continue
             predicted = _label_text(ticket.get(name)) if ticket is not None and name in ticket else NO_TICKET
             confusions[name].setdefault(_label_text(gold), Counter())[predicted] += 1
-            if sure and name in sure:
-                values, right = confidences.setdefault(name, ([], []))
-                values.append(sure[name])
-                right.append(predicted == _label_text(gold))
+            for given, into in ((sure, confidences), (own, probabilities)):
+                if given and name in given:
+                    values, right = into.setdefault(name, ([], []))
+                    values.append(given[name])
+                    right.append(predicted == _label_text(gold))
     fields = {name: FieldReport(name, {gold: dict(row) for gold, row in rows.items()}, enums.get(name, ()))
               for name, rows in confusions.items()}
     label = fields.get(LABEL_FIELD)
@@ -445,9 +479,16 @@ def score(loaded: LoadedDataset, samples: Sequence[Sample], outcomes: Sequence[O
         filled=dict(filled), seconds=seconds, limit=limit, error_examples=error_examples, predictions=predictions,
         extractor=extractor, fields=fields, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         cost=cost, problems=list(loaded.problems),
-        confidence={name: report for name, (values, right) in confidences.items()
-                    if (report := confidence_report(name, values, right)) is not None},
+        confidence=_reports(confidences, ticket_calibration(samples, scored, tickets)),
+        probability=_reports(probabilities, None),
     )
+
+
+def _reports(pairs: Mapping[str, tuple[list[float], list[bool]]],
+             ticket: ConfidenceReport | None) -> dict[str, ConfidenceReport]:
+    reports = {name: report for name, (values, right) in pairs.items()
+               if (report := confidence_report(name, values, right)) is not None}
+    return {**reports, TICKET: ticket} if ticket is not None else reports
 
 
 def timed_run(samples: Sequence[Sample], extractor: Extractor,

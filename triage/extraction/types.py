@@ -76,6 +76,9 @@ class ExtractionResult:
     #: The probability the model gave to each routing field's value, from the answer's token logprobs
     #: (``extraction.logprobs``; triage.extraction.logprobs); None when not asked, not sent, or not an LLM answer.
     logprob_confidence: dict[str, float] | None = None
+    #: What the confidence was computed from (triage.confidence.signals.SignalRecord's stored form), kept on the
+    #: ticket for ``triage calibrate``; None until scored.
+    confidence_signals: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

@@ -106,6 +106,15 @@ class LearnedModel:
                 row[name] = Prediction(head.classes[int(index)], float(probs[index]))
         return rows
 
+    def distributions_texts(self, texts: Sequence[str]) -> list[dict[str, dict[str, float]]]:
+        """Each text's calibrated probability of every class, per field (what a second opinion weighs)."""
+        features = self.featurizer.transform(texts)
+        rows: list[dict[str, dict[str, float]]] = [{} for _ in texts]
+        for name, head in self.heads.items():
+            for row, probs in zip(rows, head.probabilities(features), strict=True):
+                row[name] = {label: float(p) for label, p in zip(head.classes, probs, strict=True)}
+        return rows
+
     def predict(self, conversation: Conversation) -> dict[str, Prediction]:
         return self.predict_texts([model_text(conversation)])[0]
 

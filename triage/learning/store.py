@@ -32,7 +32,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from triage.learning.features import HASH_BYTES, FeaturePart, Featurizer, FloatArray
 from triage.learning.fit import TrainingRow
@@ -145,13 +145,20 @@ def save_version(sessions: sessionmaker[Session], model: LearnedModel, now: date
                                                 created_at=now) for r in training_set])
         session.flush()
         version = row.id
-        kept = select(LearnedModelRow.id).order_by(LearnedModelRow.id.desc()).limit(keep).subquery()
-        old = list(session.scalars(select(LearnedModelRow.id).where(LearnedModelRow.id.not_in(select(kept.c.id)))))
-        if old:
-            session.execute(delete(LearnedFieldRow).where(LearnedFieldRow.model_id.in_(old)))
-            session.execute(delete(LearnedModelRow).where(LearnedModelRow.id.in_(old)))
+        delete_beyond(session, LearnedModelRow.id, LearnedFieldRow.model_id, keep)
     model.version, model.created_at = version, now
     return version
+
+
+def delete_beyond(session: Session, version: InstrumentedAttribute[int], child: InstrumentedAttribute[int],
+                  keep: int) -> None:
+    """Delete every version (``version``: the versions' id column) but the newest ``keep``, their ``child`` rows
+    (the column pointing at a version) first."""
+    kept = select(version).order_by(version.desc()).limit(keep).subquery()
+    old = list(session.scalars(select(version).where(version.not_in(select(kept.c[version.key])))))
+    if old:
+        session.execute(delete(child.class_).where(child.in_(old)))
+        session.execute(delete(version.class_).where(version.in_(old)))
 
 
 def latest_version(sessions: sessionmaker[Session]) -> int | None:

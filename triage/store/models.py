@@ -159,6 +159,9 @@ class Ticket(Base):
     #: The autonomy level applied when the ticket was routed (auto, suggest, review, shadow): how much of
     #: the decision went out to the helpdesk. None before routing.
     autonomy: Mapped[str | None] = mapped_column(String(16))
+    #: What the machine knew when it decided (triage.confidence.signals.SignalRecord): its extractor group, its
+    #: value of each routing field and their signals; what ``triage calibrate`` learns from. Kept after a correction.
+    confidence_signals: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     conversation: Mapped[Conversation] = relationship(back_populates="ticket")
     attempts: Mapped[list[Attempt]] = relationship(back_populates="ticket", order_by="Attempt.id")

@@ -98,8 +98,10 @@ class TicketView:
     fallback_reason: str | None
     assigned_to: str | None
     created_at: datetime
-    #: The ticket's confidence in [0, 1] (its lowest routing field's), None before one is known.
+    #: The machine's confidence in its routing (triage.confidence): the ticket's (its lowest routing field's) and
+    #: each routing field's; None on a ticket no machine routed.
     confidence: float | None = None
+    field_confidence: dict[str, float] | None = None
     #: The autonomy level applied to its machine decision: auto, suggest, review or shadow.
     autonomy: str | None = None
 
@@ -192,7 +194,8 @@ def _view(ticket: Ticket, source: str, external_id: str, attempts: int) -> Ticke
         fields=dict(ticket.fields or {}), route=ticket.route, priority=ticket.priority,
         sla_due_at=ticket.sla_due_at, extractor=ticket.extractor,
         attempts=attempts, fallback_reason=ticket.fallback_reason, assigned_to=ticket.assigned_to,
-        created_at=ticket.created_at, confidence=ticket.confidence, autonomy=ticket.autonomy)
+        created_at=ticket.created_at, confidence=ticket.confidence, field_confidence=ticket.field_confidence,
+        autonomy=ticket.autonomy)
 
 
 def ticket_view(session: Session, ticket: Ticket) -> TicketView:
@@ -261,6 +264,7 @@ def _attempt_json(attempt: Attempt) -> dict[str, Any]:
             "parse_path": attempt.parse_path, "repairs": list(attempt.repairs or []),
             "batch_id": attempt.batch_id, "batch_size": attempt.batch_size,
             "batch_raw_output": attempt.batch.raw_output if attempt.batch else None,
+            "confidence": attempt.confidence, "field_confidence": attempt.field_confidence,
             "created_at": _iso(attempt.created_at)}
 
 

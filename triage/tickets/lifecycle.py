@@ -63,6 +63,7 @@ from triage.states.tickets import (
     HUMAN_EXTRACTOR,
     TRANSITIONS,
     Action,
+    AttemptOutcome,
     EventKind,
     FallbackReason,
     Flag,
@@ -127,7 +128,7 @@ class Lease:
 
 #: The ticket columns every audit event records, before and after the change.
 SNAPSHOT_COLUMNS = ("status", "fields", "route", "priority", "sla_due_at", "extractor", "model", "schema_version",
-                    "prompt_version", "assigned_to", "fallback_reason", "autonomy")
+                    "prompt_version", "assigned_to", "fallback_reason", "autonomy", "confidence", "field_confidence")
 
 
 def snapshot_of(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,8 +200,14 @@ _ATTEMPT_COLUMNS = ("n", "model", "outcome", "raw_output", "finish_reason", "err
                     "batch_id", "batch_size")
 
 
-def _attempt_rows(lease: Lease, attempts: Sequence[AttemptRecord], now: datetime) -> list[dict[str, Any]]:
+def _attempt_rows(lease: Lease, attempts: Sequence[AttemptRecord], now: datetime,
+                  scored: ExtractionResult | None = None) -> list[dict[str, Any]]:
+    """The attempts' rows; the one whose answer decided ``scored`` (its last valid attempt) with its confidence."""
+    deciding = (next((a for a in reversed(attempts) if a.outcome == AttemptOutcome.VALID), None)
+                if scored is not None else None)
     return [{"ticket_id": lease.ticket_id, "run": lease.run, "created_at": now, "repairs": list(a.repairs),
+             "confidence": scored.ticket_confidence if scored is not None and a is deciding else None,
+             "field_confidence": scored.field_confidence if scored is not None and a is deciding else None,
              **{name: getattr(a, name) for name in _ATTEMPT_COLUMNS}} for a in attempts]
 
 
@@ -216,7 +223,8 @@ def _result_values(held: Row[Any], result: ExtractionResult, decision: RouteDeci
             "trimmed": held.trimmed or result.trimmed, "flags": with_injection(held.flags, result.injection),
             "search_text": search.search_text(held.external_id, held.messages or [], fields),
             "dedupe_key": result.dedupe_key, "dedupe_of": result.dedupe_of, "confidence": result.ticket_confidence,
-            "field_confidence": result.field_confidence, **_route_values(decision, now)}
+            "field_confidence": result.field_confidence, "confidence_signals": result.confidence_signals,
+            **_route_values(decision, now)}
 
 
 def _route_values(decision: RouteDecision, now: datetime) -> dict[str, Any]:
@@ -227,9 +235,10 @@ def _route_values(decision: RouteDecision, now: datetime) -> dict[str, Any]:
 @retry_disconnect
 def _end_run(sessions: sessionmaker[Session], lease: Lease, action: Action, now: datetime, *,
              attempts: Sequence[AttemptRecord], kind: EventKind | None,
-             values: Callable[[Row[Any]], dict[str, Any]]) -> bool:
+             values: Callable[[Row[Any]], dict[str, Any]], scored: ExtractionResult | None = None) -> bool:
     """End ``lease``'s run with ``action`` in one short transaction: lock the ticket if the lease still holds it,
-    add ``attempts`` (one statement), drop the lease and set ``values(held row)``, and audit it as ``kind``."""
+    add ``attempts`` (one statement; the one that decided ``scored`` with its confidence), drop the lease and set
+    ``values(held row)``, and audit it as ``kind``."""
     with sessions.begin() as session:
         held = session.execute(
             select(*_HELD).select_from(TICKETS.join(CONVERSATIONS, CONVERSATIONS.c.id == TICKETS.c.conversation_id))
@@ -240,7 +249,7 @@ def _end_run(sessions: sessionmaker[Session], lease: Lease, action: Action, now:
         changes = {"status": transition(action, held.status).target, "updated_at": now, "lease_token": None,
                    "lease_until": None, "next_attempt_at": None, **values(held)}
         if attempts:
-            session.execute(insert(ATTEMPTS), _attempt_rows(lease, attempts, now))
+            session.execute(insert(ATTEMPTS), _attempt_rows(lease, attempts, now, scored))
         session.execute(update(TICKETS).where(TICKETS.c.id == lease.ticket_id).values(changes))
         if kind is not None:
             before = snapshot_of(dict(held._mapping))
@@ -472,7 +481,8 @@ def finish_fallback(sessions: sessionmaker[Session], lease: Lease, result: Extra
 def _finish(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
             now: datetime, action: Action, kind: EventKind, autonomy: Level) -> bool:
     return _end_run(sessions, lease, action, now, attempts=result.attempts, kind=kind,
-                    values=lambda held: {**_result_values(held, result, decision, now), "autonomy": autonomy})
+                    values=lambda held: {**_result_values(held, result, decision, now), "autonomy": autonomy},
+                    scored=result)
 
 
 def hold_for_review(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
@@ -482,7 +492,7 @@ def hold_for_review(sessions: sessionmaker[Session], lease: Lease, result: Extra
     review route's mapping is written back); ``False`` when the lease was lost."""
     return _end_run(sessions, lease, Action.HOLD_FOR_REVIEW, now, attempts=result.attempts, kind=EventKind.NEEDS_REVIEW,
                     values=lambda held: {**_result_values(held, result, decision, now), "fallback_reason": reason,
-                                         "fallback_detail": detail, "autonomy": Level.REVIEW})
+                                         "fallback_detail": detail, "autonomy": Level.REVIEW}, scored=result)
 
 
 def send_to_fallback(sessions: sessionmaker[Session], lease: Lease, attempts: Sequence[AttemptRecord],
@@ -711,7 +721,7 @@ def confirm(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: da
     and priority unchanged), the helpdesk gets the whole decision (event ``confirmed`` writes back in full) and
     the confirmation is a review that kept every field (:mod:`triage.learning.reviews`, accuracy).
 
-    Someone else's claim is :class:`ClaimConflictError`; a ticket that is not a suggestion (another level, or
+    Someone else's assignment is :class:`AssignmentConflictError`; a ticket that is not a suggestion (another level, or
     no longer ``routed``) is :class:`NotASuggestionError`.
     """
     with sessions.begin() as session:

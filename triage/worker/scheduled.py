@@ -11,6 +11,8 @@
 - :func:`sla_alerts`: one alert per SLA breach (``[alerts] webhook_url``), through the outbox.
 - :func:`learn`: retrain the learned extractor on the stored training set plus the desk's reviews
   (:func:`triage.learning.retrain.retrain`), once ``learn.min_new_labels`` new reviews arrived.
+- :func:`calibrate`: refit the confidence's calibration on the desk's reviews
+  (:func:`triage.confidence.recalibrate.recalibrate`), once ``calibrate.min_new_labels`` new reviews arrived.
 
 The sweep also re-publishes the outbox's deliveries whose message was lost (pending past due, or
 held by a worker whose lease ran out).
@@ -43,6 +45,7 @@ from triage.worker import retention
 Progress = Callable[[int, int], None]
 SWEEP, RETRY_FALLBACK, REPROCESS, PURGE, SLA_ALERTS, LEARN = ("sweep-stuck", "retry-fallback", "reprocess",
                                                              "purge-expired", "sla-alerts", "learn")
+CALIBRATE = "calibrate"
 SECONDS_PER_HOUR = 3600
 HOLDER_MAX_CHARS = 48
 
@@ -192,13 +195,28 @@ def sla_alerts(app: App, *, holder: str | None = None) -> str:
     return f"{SLA_ALERTS}: {len(raised)} breaches alerted{tickets}"
 
 
+def _every_hours(app: App, name: str, hours: float, setting: str, holder: str | None,
+                 run: Callable[[], str]) -> str:
+    """Run a job that beat fires every ``hours`` (``setting``; 0: off) under its lock; its summary line."""
+    interval = hours * SECONDS_PER_HOUR
+    if not interval:
+        return f"{name}: off ({setting} = 0)"
+    if not _locked(app, name, holder, interval):
+        return f"{name}: skipped, another run holds the lock"
+    return run()
+
+
 def learn(app: App, *, holder: str | None = None) -> str:
     """The scheduled retraining (``jobs.learn_interval_hours``); a summary line."""
-    interval = app.settings.jobs.learn_interval_hours * SECONDS_PER_HOUR
-    if not interval:
-        return f"{LEARN}: off (jobs.learn_interval_hours = 0)"
-    if not _locked(app, LEARN, holder, interval):
-        return f"{LEARN}: skipped, another run holds the lock"
     from triage.learning.retrain import retrain
 
-    return retrain(app.sessions, app.schema, app.settings.learn, app.clock.now())
+    return _every_hours(app, LEARN, app.settings.jobs.learn_interval_hours, "jobs.learn_interval_hours", holder,
+                        lambda: retrain(app.sessions, app.schema, app.settings.learn, app.clock.now()))
+
+
+def calibrate(app: App, *, holder: str | None = None) -> str:
+    """The scheduled calibration of the confidence (``jobs.calibrate_interval_hours``); a summary line."""
+    from triage.confidence.recalibrate import recalibrate
+
+    return _every_hours(app, CALIBRATE, app.settings.jobs.calibrate_interval_hours, "jobs.calibrate_interval_hours",
+                        holder, lambda: recalibrate(app))

@@ -22,6 +22,7 @@ from celery.exceptions import Retry as CeleryRetry
 from triage import metrics
 from triage.app import App
 from triage.app.queues import (
+    CALIBRATE_TASK,
     DELIVER_TASK,
     EXTRACT_TASK,
     FALLBACK_TASK,
@@ -35,9 +36,11 @@ from triage.errors import ConfigError
 from triage.extraction import dedupe
 from triage.extraction.batch_call import build_batches
 from triage.extraction.dedupe import Lookup
+from triage.extraction.types import ExtractionResult
 from triage.outbox import send
 from triage.outbox.outbox import Wait
 from triage.ratelimit import Headroom
+from triage.states.autonomy import band
 from triage.states.tickets import Status
 from triage.tickets import lifecycle
 from triage.worker import runs, scheduled
@@ -93,9 +96,9 @@ def _extract_leased(app: App, task: Task[Any, Any], lease: lifecycle.Lease) -> s
     """The single-ticket run of a leased ticket."""
     ticket_id = lease.ticket_id
     try:
-        with _heartbeat(app, lease):
-            outcome = runs.single(app, lease)
-        return apply_step(app, task, lease, step_for(app, lease, outcome))
+        with _heartbeat(app, lease):  # the scoring too: it reads the conversation again with the other extractors
+            step = step_for(app, lease, runs.single(app, lease))
+        return apply_step(app, task, lease, step)
     except CeleryRetry:
         raise
     except Exception as exc:
@@ -199,7 +202,15 @@ def _batch_outcomes(app: App, task: Task[Any, Any], leases: Sequence[lifecycle.L
 
 
 def step_for(app: App, lease: lifecycle.Lease, outcome: Outcome) -> Step:
-    """The policy's step for ``lease``'s ``outcome`` under the app's retry, injection and autonomy settings."""
+    """The policy's step for ``lease``'s ``outcome``; a result that holds a ticket is scored first (its confidence),
+    as the autonomy level reads it."""
+    if isinstance(outcome, ExtractionResult):
+        app.confidence.score(outcome, lease.conversation)
+    return decided(app, lease, outcome)
+
+
+def decided(app: App, lease: lifecycle.Lease, outcome: Outcome) -> Step:
+    """The policy's step for ``lease``'s (scored) ``outcome`` under the app's retry, injection and autonomy settings."""
     return decide(outcome, lease.prior_attempts, app.settings.retry, app.router, lease.sla_started_at,
                   extraction=app.settings.extraction, autonomy=app.settings.autonomy)
 
@@ -279,15 +290,25 @@ def _store_final(app: App, lease: lifecycle.Lease, step: Finish | HoldForReview 
     if isinstance(step, Finish):
         if lifecycle.finish(app.sessions, lease, step.result, step.decision, now, step.autonomy):
             metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor, step.autonomy)
+            _count_confidence(app, step.decision.route, step.result)
         return step.decision.route
     if isinstance(step, HoldForReview):
         if lifecycle.hold_for_review(app.sessions, lease, step.result, step.decision, step.reason, step.detail, now):
             metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor, step.autonomy)
+            _count_confidence(app, step.decision.route, step.result)
         return Status.NEEDS_REVIEW
     lifecycle.send_to_fallback(app.sessions, lease, step.attempts, step.reason, step.detail, now,
                                trimmed=step.trimmed, injection=step.injection)
     app.publisher.fallback_or_log(lease.ticket_id)
     return Status.FALLBACK
+
+
+def _count_confidence(app: App, route: str, result: ExtractionResult) -> None:
+    """``triage_confidence_total{route,band}`` of a scored decision (the bands: the route's thresholds)."""
+    thresholds = app.settings.autonomy.thresholds(route)
+    scored = band(result.ticket_confidence, thresholds.auto_above, thresholds.review_below)
+    if scored is not None:
+        metrics.confidence_counted(route, scored)
 
 
 def _retry(task: Task[Any, Any], step: Defer | Retry | Outage) -> NoReturn:
@@ -307,10 +328,11 @@ def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
         return _nothing_to_do(ticket_id, "not waiting for the fallback queue")
     try:
         with _heartbeat(app, lease):
-            result = app.fallback_extractor.extract(lease.conversation)
+            result = app.confidence.score(app.fallback_extractor.extract(lease.conversation), lease.conversation)
         decision = app.router.fallback(lease.sla_started_at)
         if lifecycle.finish_fallback(app.sessions, lease, result, decision, app.clock.now()):
             metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, result.extractor)
+            _count_confidence(app, decision.route, result)
     except Exception as exc:
         step = _unexpected(app, task, ticket_id, exc)
         if isinstance(step, Outage):
@@ -388,6 +410,13 @@ def celery_for(app: App) -> Celery:
         """Retrain the learned extractor on the stored training set plus the desk's reviews."""
         return _logged(scheduled.learn(app))
 
+    @celery.task(name=CALIBRATE_TASK, shared=False)
+    def calibrate() -> str:
+        """Refit the confidence's calibration on the desk's reviews."""
+        summary = scheduled.calibrate(app)
+        log.info("%s", summary)
+        return summary
+
     def refuse_without_key(**_: Any) -> None:
         """A worker that would call MiMo without a key, or score with a learned model none stored, stops before
         taking any message."""
@@ -396,5 +425,11 @@ def celery_for(app: App) -> Celery:
         except ConfigError as exc:
             raise SystemExit(f"triage worker: {exc}") from None
 
+    def load_scorer(**_: Any) -> None:
+        """Build the confidence scorer (importing its libraries: numpy, scipy, scikit-learn) before the worker
+        takes a message, so that no ticket's run waits for it."""
+        log.debug("confidence scorer ready for %s", ", ".join(sorted(app.confidence.fields)))
+
     signals.celeryd_init.connect(refuse_without_key, weak=False)
+    signals.celeryd_init.connect(load_scorer, weak=False)
     return celery
