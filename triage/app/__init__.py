@@ -35,9 +35,6 @@ from triage.app.queues import Publisher, create_celery
 from triage.app.startup import check_urls
 from triage.clock import Clock, SystemClock
 from triage.errors import ConfigError
-from triage.extraction.extractor import LLMExtractor
-from triage.extraction.llm import LLMClient
-from triage.extraction.model_chain import ModelChain
 from triage.extraction.rules import RulesExtractor
 from triage.outbox.outbox import Outbox
 from triage.outbox.send import Senders
@@ -50,6 +47,7 @@ from triage.tickets.routing import Router
 
 if TYPE_CHECKING:
     from triage.confidence.scorer import ConfidenceScorer
+    from triage.extraction.extractor import LLMExtractor
     from triage.learning.extractor import LearnedExtractor
 
 
@@ -112,7 +110,13 @@ class App:
 
     @cached_property
     def llm(self) -> LLMExtractor:
-        """The MiMo extractor; raises :class:`~triage.settings.SettingsError` without a key."""
+        """The MiMo extractor; raises :class:`~triage.settings.SettingsError` without a key. Imported here, not at
+        the top: the OpenAI client's types take about a second to import, which a command that never calls the
+        LLM (``triage tickets``, ``triage db``, ``--help``) should not pay."""
+        from triage.extraction.extractor import LLMExtractor
+        from triage.extraction.llm import LLMClient
+        from triage.extraction.model_chain import ModelChain
+
         self.settings.require_llm_ready()
         client = LLMClient.from_settings(self.settings)
         options = self.settings.extraction
