@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from triage.cli.calibrate import calibrate_command
 from triage.confidence.recalibrate import review_decisions
 from triage.intake.platforms import sample_payloads
 from triage.states.tickets import EventKind
+from triage.tickets.route_quality import route_accuracy
 
 THRESHOLDS = "[autonomy]\nreview_below = 0.6\nauto_above = 0.8\n"
 SHADOW = '[autonomy.routes."hardware-escalation"]\nlevel = "shadow"\n'
@@ -187,3 +189,25 @@ def test_an_agents_group_change_is_a_label_triage_calibrate_reads(desk: Desk) ->
     assert report["heads"]["problem_type/llm"]["labels"] == 1, report["heads"]
     assert "1 reviewed decisions" in err.getvalue()
     assert 0.8 <= confidence <= 0.9
+
+
+#: Found by this module, not fixed yet (a change to what calibration learns, for the issue's owner to decide).
+LABEL_GAP = ("a helpdesk label's fields settle only what every rule of the new route shares, so a route change "
+             "whose settled fields agree with the machine is a right decision to triage calibrate, while route "
+             "accuracy counts it as not surviving review")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=LABEL_GAP)
+def test_an_agents_route_change_is_a_wrong_decision_to_calibrate_as_to_route_accuracy(desk: Desk) -> None:
+    with _client(desk) as client:
+        ticket_id = arrive(desk, client, "moved", CLEAR, ok(ANSWER))
+        assert desk.run(ticket_id) == "hardware-escalation"
+        desk.post(client, zendesk_change("group_assignment_changed", previous="360001", current="360002"))
+    day_ago = desk.app.clock.now() - timedelta(days=1)
+    assert route_accuracy(desk.app.sessions, desk.app.router, day_ago) == {"hardware-escalation": (1, 0)}
+    out = io.StringIO()
+    assert calibrate_command(desk.app, [], as_json=True, out=out, err=io.StringIO()) == 0
+    heads = json.loads(out.getvalue())["heads"]
+    assert heads["problem_type/llm"] == {"labels": 1, "right": 1, "fitted": False}
+    # urgent_level high leads to no rule of hardware-support: the machine's value was wrong
+    assert heads.get("urgent_level/llm") == {"labels": 1, "right": 0, "fitted": False}, heads
