@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +22,20 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
+from tests.autonomy_desk import ACCOUNT, ESCALATION, ESCALATION_TAGS, REVIEW_GROUP, ZENDESK_ID, Desk, desk_rig
 from tests.factories import (
-    TOKENS_ENV,
-    ManualClock,
-    RecordingPublisher,
     bearer,
-    build_app,
     csrf_of,
     parse_metrics,
     receive_from,
-    recording,
     run_deliveries,
     sample,
     sign_in,
     submit,
 )
 from tests.fakeapi import FakeMiMo, ok
-from tests.fakehelpdesks import FakeEventsReceiver, FakeSlack, FakeZendesk
-from tests.writeback_cases import AGENT_TAGS, CASES, ZENDESK, Case, Endpoint, config_file, rig
+from tests.writeback_cases import AGENT_TAGS, CASES, ZENDESK, Case, config_file, rig
 from triage.api.app import create_app
-from triage.app import App
 from triage.app.queues import EXTRACT_TASK
 from triage.cli import main as cli
 from triage.delivery import deliver
@@ -50,11 +44,8 @@ from triage.settings import SettingsError, load_settings
 from triage.states.autonomy import Level, Thresholds, Verdict, applied, band
 from triage.states.tickets import EventKind
 from triage.store.accuracy import accuracy
-from triage.store.queries import ticket_detail
 from triage.tickets import lifecycle
 from triage.tickets.route_quality import route_accuracy, route_quality
-from triage.worker import runs, tasks
-from triage.worker.tasks import celery_for
 
 # ---- the precedence table -----------------------------------------------------------------------------
 
@@ -160,52 +151,7 @@ def test_a_bad_autonomy_setting_stops_start_up_naming_the_key(tmp_path: Path, ta
 
 # ---- the pipeline and the helpdesk -------------------------------------------------------------------
 
-ZENDESK_ID, ACCOUNT = ZENDESK.ticket_id, ZENDESK.account_id
-ESCALATION = {"problem_type": "device_fault", "device_model": "AX3000", "urgent_level": "high",
-              "user_requirements": ["replace the router"]}          # hardware-escalation, P1
-REVIEW_GROUP = 360009
-TABLES = ZENDESK.toml + f'[writeback.zendesk.routes."manual-review"]\ngroup_id = {REVIEW_GROUP}\n'
 ALICE, BOB = bearer("alice"), bearer("bob")
-ESCALATION_TAGS = ["triage-hw", "triage_hardware-escalation", "triage_p1"]
-
-
-@dataclass
-class Desk:
-    app: App
-    api: FakeMiMo
-    zendesk: FakeZendesk
-    receiver: FakeEventsReceiver
-    slack: FakeSlack
-    published: RecordingPublisher
-
-    def arrive(self, key: str, answer: dict[str, Any] = ESCALATION) -> int:
-        """A Zendesk message whose extraction the loopback API answers with ``answer``."""
-        self.api.script(f"[{key}]", ok(answer))
-        return receive_from(self.app, "zendesk", ZENDESK_ID, ACCOUNT, f"My router died, replace it [{key}]", key)
-
-    def work(self, ticket_id: int, confidence: float | None) -> str:
-        """The worker's run of the ticket with the extraction scored ``confidence``, then every delivery."""
-        lease = lifecycle.lease(self.app.sessions, ticket_id, self.app.clock.now(), self.app.lease_seconds)
-        assert lease is not None
-        outcome = runs.single(self.app, lease)
-        assert not isinstance(outcome, Exception) and outcome.ok, outcome
-        self.app.confidence.score(outcome, lease.conversation)
-        step = tasks.decided(self.app, lease, replace(outcome, ticket_confidence=confidence))
-        stored = tasks.apply_step(self.app, self.app.celery.tasks[EXTRACT_TASK], lease, step)
-        run_deliveries(self.app, self.published)
-        return stored
-
-    def ticket(self, ticket_id: int) -> dict[str, Any]:
-        detail = ticket_detail(self.app.sessions, ticket_id)
-        assert detail is not None
-        return detail
-
-    @property
-    def there(self) -> Any:
-        return self.zendesk.tickets[ZENDESK_ID]
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(received.body) for received in self.receiver.received]
 
 
 @pytest.fixture(scope="module")
@@ -215,22 +161,7 @@ def mimo() -> Iterator[FakeMiMo]:
 
 
 def _desk(database_url: str, tmp_path: Path, mimo: FakeMiMo, autonomy: str) -> Iterator[Desk]:
-    with FakeZendesk(email="bot@acme.test", token="zd-secret-token-1") as zendesk, FakeSlack() as slack, \
-            FakeEventsReceiver(Endpoint("", ()).secret) as receiver:
-        config = config_file(tmp_path, TABLES + autonomy,
-                             endpoints=[Endpoint(receiver.url, ("ticket.routed", "ticket.needs_review",
-                                                                "ticket.confirmed"))])
-        app = build_app(database_url, clock=ManualClock(datetime.now(UTC)), TRIAGE_CONFIG=str(config),
-                        TRIAGE_EXTRACTOR="llm", MIMO_API_KEY="sk-test", MIMO_BASE_URL=mimo.base_url,
-                        TRIAGE__EXTRACTION__DEDUPE_WINDOW_SECONDS="0", TRIAGE_API_TOKENS=TOKENS_ENV,
-                        TRIAGE__ALERTS__WEBHOOK_URL=slack.webhook_url, **ZENDESK.env(zendesk.base_url))
-        celery_for(app)
-        published = recording(app)
-        zendesk.ticket(ZENDESK_ID, tags=list(AGENT_TAGS))
-        try:
-            yield Desk(app, mimo, zendesk, receiver, slack, published)
-        finally:
-            app.close()
+    yield from desk_rig(database_url, tmp_path, mimo, autonomy)
 
 
 THRESHOLDS = "[autonomy]\nauto_above = 0.8\nreview_below = 0.5\n"

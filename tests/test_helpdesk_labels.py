@@ -9,10 +9,7 @@ user's change, a ticket triage never wrote back, and a redelivery record nothing
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +21,16 @@ from sqlalchemy import func, select
 
 from tests.factories import ALICE, SECRETS, ManualClock, RecordingPublisher, api_environment, recording, run_deliveries
 from tests.fakehelpdesks import FakeZendesk
-from tests.writeback_cases import ZENDESK, config_file
+from tests.writeback_cases import ZENDESK, config_file, post_signed
+from tests.writeback_cases import ZENDESK_AGENT as AGENT
+from tests.writeback_cases import ZENDESK_BOT as BOT
+from tests.writeback_cases import zendesk_change as change
+from tests.writeback_cases import zendesk_fixture as fixture
 from triage.api.app import create_app
 from triage.app import App
 from triage.intake import labels
 from triage.intake.labels import HelpdeskMapping, Label
-from triage.intake.platforms import sample_payloads, signed_request
+from triage.intake.platforms import sample_payloads
 from triage.learning.reviews import review_labels
 from triage.settings import load_settings
 from triage.states.tickets import EventKind
@@ -37,29 +38,9 @@ from triage.store.accuracy import DecisionAccuracy, accuracy
 from triage.store.models import Delivery, Event, Ticket
 from triage.tickets import lifecycle
 
-FIXTURES = Path(__file__).parent / "fixtures" / "zendesk"
-#: triage's own Zendesk user (writeback.zendesk.user_id) and an agent.
-BOT, AGENT = "900000000001", "8537190099001"
 TOKEN = "zd-secret-token-1"
 ROUTING = ["problem_type", "urgent_level"]
 FIELDS = ["problem_type", "device_model", "urgent_level", "user_requirements"]
-
-
-def fixture(name: str) -> dict[str, Any]:
-    payload: dict[str, Any] = json.loads((FIXTURES / f"ticket.{name}.json").read_text(encoding="utf-8"))
-    return payload
-
-
-def change(name: str, *, actor: str = AGENT, ticket: str = ZENDESK.ticket_id, event_id: str | None = None,
-           **event: Any) -> dict[str, Any]:
-    """A fixture's event with its actor, ticket, id and ``event`` values replaced."""
-    payload = copy.deepcopy(fixture(name))
-    payload["detail"].update(actor_id=actor, id=ticket)
-    payload["subject"] = f"zen:ticket:{ticket}"
-    payload["event"].update(event)
-    if event_id is not None:
-        payload["id"] = event_id
-    return payload
 
 
 @dataclass
@@ -70,8 +51,7 @@ class Desk:
     published: RecordingPublisher
 
     def post(self, payload: dict[str, Any], secret: str = SECRETS["zendesk"]) -> Any:
-        body, headers = signed_request("zendesk", payload, secret, now=time.time())
-        return self.client.post("/webhooks/zendesk", content=body, headers=headers)
+        return post_signed(self.client, "zendesk", payload, secret)
 
     def reviews(self) -> list[Event]:
         with self.app.sessions() as session:

@@ -9,13 +9,17 @@ contract's environment variables.
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fastapi.testclient import TestClient
 
 from tests.fakehelpdesks import (
     FakeChatwoot,
@@ -29,6 +33,7 @@ from tests.fakehelpdesks import (
 from tests.harness import REPO
 from triage.delivery import PlatformRef, Write, build_adapter
 from triage.delivery.adapter import WritebackAdapter
+from triage.intake.platforms import signed_request
 from triage.settings import Settings, load_settings
 
 AGENT_TAGS = ["vip", "billing", "triage_manual"]
@@ -284,3 +289,34 @@ def rig(case: Case, tmp_path: Path, *, base_path: str = "", fake: FakeHelpdesk |
             yield Rig(case, fake, adapter, clock)
         finally:
             adapter.close()
+
+
+# ---- the helpdesk's answer: Zendesk's signed change events -----------------------------------------------
+
+ZENDESK_EVENTS = Path(__file__).parent / "fixtures" / "zendesk"
+#: triage's own Zendesk user (writeback.zendesk.user_id) and an agent.
+ZENDESK_BOT, ZENDESK_AGENT = "900000000001", "8537190099001"
+
+
+def zendesk_fixture(name: str) -> dict[str, Any]:
+    """A Zendesk event of tests/fixtures/zendesk, in the shape Zendesk documents."""
+    payload: dict[str, Any] = json.loads((ZENDESK_EVENTS / f"ticket.{name}.json").read_text(encoding="utf-8"))
+    return payload
+
+
+def zendesk_change(name: str, *, actor: str = ZENDESK_AGENT, ticket: str = ZENDESK.ticket_id,
+                   event_id: str | None = None, **event: Any) -> dict[str, Any]:
+    """A fixture's event with its actor, ticket, id and ``event`` values replaced."""
+    payload = copy.deepcopy(zendesk_fixture(name))
+    payload["detail"].update(actor_id=actor, id=ticket)
+    payload["subject"] = f"zen:ticket:{ticket}"
+    payload["event"].update(event)
+    if event_id is not None:
+        payload["id"] = event_id
+    return payload
+
+
+def post_signed(client: TestClient, platform: str, payload: dict[str, Any], secret: str) -> Any:
+    """``payload`` posted to ``platform``'s webhook, signed with ``secret`` as the platform signs it now."""
+    body, headers = signed_request(platform, payload, secret, now=time.time())
+    return client.post(f"/webhooks/{platform}", content=body, headers=headers)

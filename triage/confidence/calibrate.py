@@ -40,9 +40,15 @@ class Decision:
     labels: Mapping[str, str]
     route: str | None = None
     source: str = "reviews"
+    #: Routing fields a review shows the machine got wrong without telling the right value: an agent moved the
+    #: ticket to a route none of whose rules takes the machine's value (:func:`refuted_fields`).
+    refuted: frozenset[str] = frozenset()
+
+    def labelled(self, name: str) -> bool:
+        return name in self.labels or name in self.refuted
 
     def right(self, name: str) -> bool:
-        return self.record.values.get(name) == self.labels.get(name)
+        return name not in self.refuted and self.record.values.get(name) == self.labels.get(name)
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ def _groups(decisions: Sequence[Decision], fields: Sequence[str]) -> dict[tuple[
     groups: dict[tuple[str, Group], list[int]] = {}
     for index, decision in enumerate(decisions):
         for name in fields:
-            if name in decision.labels and name in decision.record.signals:
+            if decision.labelled(name) and name in decision.record.signals:
                 groups.setdefault((name, decision.record.group), []).append(index)
     return groups
 
@@ -140,7 +146,7 @@ def fit_heads(decisions: Sequence[Decision], fields: Sequence[str], settings: Fi
 
 
 def _folds(decisions: Sequence[Decision], settings: FitSettings) -> list[tuple[list[int], list[int]]]:
-    strata = [f"{d.record.group}:{all(d.right(n) for n in d.labels if n in d.record.values)}" for d in decisions]
+    strata = [f"{d.record.group}:{all(d.right(n) for n in d.record.values if d.labelled(n))}" for d in decisions]
     splits = min(settings.folds, len(decisions))
     if splits < 2:
         return []
@@ -188,7 +194,7 @@ def _ticket_figures(decisions: Sequence[Decision], scored: Sequence[Mapping[str,
                     fields: Sequence[str]) -> tuple[list[float], list[bool], list[str | None]]:
     values, right, routes = [], [], []
     for decision, confidences in zip(decisions, scored, strict=True):
-        labelled = {n: c for n, c in confidences.items() if n in decision.labels and n in fields}
+        labelled = {n: c for n, c in confidences.items() if decision.labelled(n) and n in fields}
         lowest = ticket_confidence(labelled)
         if lowest is not None:
             values.append(lowest)
@@ -203,7 +209,7 @@ def eces(decisions: Sequence[Decision], scored: Sequence[Mapping[str, float]], f
     figures: dict[str, float] = {}
     for name in fields:
         pairs = [(s[name], d.right(name)) for d, s in zip(decisions, scored, strict=True)
-                 if name in s and name in d.labels]
+                 if name in s and d.labelled(name)]
         if pairs:
             figures[name] = expected_calibration_error([p for p, _ in pairs], [r for _, r in pairs])
     values, right, _ = _ticket_figures(decisions, scored, fields)

@@ -14,15 +14,18 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from importlib.metadata import version as package_version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from triage.confidence.calibrate import CalibrationReport, Decision, FitSettings, calibrate
 from triage.confidence.signals import SignalRecord
 from triage.confidence.store import reviews_through, save_calibration
 from triage.learning.reviews import count_reviews, review_labels
-from triage.store.models import Ticket
+from triage.settings import RouteRule
+from triage.states.tickets import REVIEW_KINDS, EventKind
+from triage.store.models import Event, Ticket
 
 if TYPE_CHECKING:
     from triage.app import App
@@ -56,12 +59,53 @@ def review_decisions(app: App, since: datetime | None = None) -> tuple[list[Deci
         ids = sorted(labels)
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
+            moved_to = helpdesk_moves(session, chunk, since)
             for ticket_id, stored in session.execute(select(Ticket.id, Ticket.confidence_signals)
                                                      .where(Ticket.id.in_(chunk)).order_by(Ticket.id)):
                 record = SignalRecord.from_json(stored) if isinstance(stored, dict) else None
                 if record is not None:
-                    decisions.append(Decision(record, labels[ticket_id], route(record.values)))
+                    moved = moved_to.get(ticket_id)
+                    machine_route = route(record.values)
+                    refuted = (frozenset() if moved is None or moved == machine_route
+                               else refuted_fields(app.settings.routing.rules, moved, record.values, labels[ticket_id]))
+                    decisions.append(Decision(record, labels[ticket_id], machine_route, refuted=refuted))
     return decisions, reviews.through
+
+
+def helpdesk_moves(session: Session, ticket_ids: Sequence[int], since: datetime | None) -> dict[int, str]:
+    """The route each of ``ticket_ids`` was moved to when its latest review is an agent's route change in the
+    helpdesk (a ``helpdesk_review`` whose label names a route)."""
+    query = (select(Event.ticket_id, Event.kind, Event.after)
+             .where(Event.ticket_id.in_(ticket_ids), Event.kind.in_(REVIEW_KINDS)).order_by(Event.id))
+    if since is not None:
+        query = query.where(Event.created_at >= since)
+    latest: dict[int, str | None] = {}
+    for ticket_id, kind, after in session.execute(query):
+        label = (after or {}).get("label") if kind == EventKind.HELPDESK_REVIEW else None
+        route = label.get("route") if isinstance(label, dict) else None
+        if kind != EventKind.HELPDESK_REVIEW or route is not None:
+            latest[int(ticket_id)] = route if isinstance(route, str) else None
+    return {ticket_id: route for ticket_id, route in latest.items() if route is not None}
+
+
+def refuted_fields(rules: Sequence[RouteRule], route: str, values: Mapping[str, str],
+                   labels: Mapping[str, str]) -> frozenset[str]:
+    """The routing fields of ``values`` (the machine's) that a move to ``route`` shows wrong without a right value:
+    no rule of ``route`` agreeing with ``labels`` takes the machine's value.
+
+    >>> rule = lambda when: RouteRule(when=when, route="hw", priority="P2", sla_hours=1)
+    >>> sorted(refuted_fields([rule({"p": "fault", "u": ["normal", "low"]})], "hw", {"p": "fault", "u": "high"},
+    ...                       {"p": "fault"}))
+    ['u']
+    """
+    def takes(when: Mapping[str, Any], name: str, value: str) -> bool:
+        allowed = when.get(name)
+        return allowed is None or value in {str(v) for v in (allowed if isinstance(allowed, list) else [allowed])}
+
+    candidates = [r.when for r in rules if r.route == route
+                  and all(takes(r.when, name, value) for name, value in labels.items())]
+    return frozenset(name for name, value in values.items() if name not in labels
+                     and not any(takes(when, name, value) for when in candidates))
 
 
 def run_calibration(app: App, decisions: Sequence[Decision], through: int,
