@@ -18,10 +18,11 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from benchmarks.stack import free_port
 from tests.factories import TOKENS, TOKENS_ENV
 from tests.fakeapi import FakeMiMo, ok
 from tests.fakehelpdesks import FakeZendesk
-from tests.harness import Stack, free_port
+from tests.harness import Stack
 from tests.test_desk_browser import CHROMIUM_ARGS, DESKTOP, TIMEOUT_MS, sign_in
 from tests.test_desk_browser import chromium as chromium  # the fixture: skips without Chromium
 from tests.writeback_cases import AGENT_TAGS, ZENDESK, config_file

@@ -220,13 +220,17 @@ def rows(model: type[BaseModel] = Settings, prefix: str = "", settable: bool = T
         yield from rows(entry_model, key + ".", settable=False)
 
 
+#: A Sphinx role (:func:`x`, :mod:`~a.b`) in a docstring, shown as code.
+SPHINX_ROLE = re.compile(r":\w+:`~?([^`]+)`")
+
+
 def _cell(text: str) -> str:
     r"""Text for one table cell: RST code as Markdown code, ``|`` escaped outside code.
 
     >>> print(_cell("a | b, ``c | d``, :func:`e`"))
     a \| b, `c | d`, `e`
     """
-    text = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", text)  # Sphinx roles (:func:`x`) as code
+    text = SPHINX_ROLE.sub(r"`\1`", text)
     parts = text.replace("``", "`").replace("\n", " ").split("`")
     # a | outside code would end the cell; inside code MkDocs' tables keep it as it is
     return "`".join(part if index % 2 else part.replace("|", "\\|") for index, part in enumerate(parts))
