@@ -106,7 +106,7 @@ def receive_from(app: App, platform: str, platform_ticket_id: str, account_id: s
     without publishing; its ticket id."""
     return receive(app.sessions, platform, platform_ticket_id, Conversation.from_text(text),
                    [f"message:{platform_ticket_id}:{message}"], app.clock.now(),
-                   platform=PlatformIds(platform_ticket_id, account_id)).ticket_id
+                   platform=PlatformIds(platform_ticket_id, account_id), outbox=app.outbox).ticket_id
 
 
 def finish_with_rules(app: App, ticket_id: int) -> lifecycle.Lease:
@@ -115,7 +115,7 @@ def finish_with_rules(app: App, ticket_id: int) -> lifecycle.Lease:
     assert lease is not None, f"ticket {ticket_id} is not claimable"
     result = app.rules.extract(lease.conversation)
     decision = app.router.route(result.ticket or {}, lease.sla_started_at)
-    assert lifecycle.finish(app.sessions, lease, result, decision, app.clock.now())
+    assert lifecycle.finish(app.sessions, lease, result, decision, app.clock.now(), outbox=app.outbox)
     return lease
 
 

@@ -267,7 +267,7 @@ def test_a_suggest_route_gets_a_note_until_confirm_writes_the_rest(suggesting: D
     assert [row.labels for row in labels.rows] == [{"problem_type": "device_fault", "urgent_level": "high"}]
     report = accuracy(desk.app.sessions, ["problem_type", "urgent_level"], None)
     assert (report.reviewed, report.corrected) == (1, 0)
-    lifecycle.resolve(desk.app.sessions, ticket_id, "alice", desk.app.clock.now())
+    lifecycle.resolve(desk.app.sessions, ticket_id, "alice", desk.app.clock.now(), outbox=desk.app.outbox)
     assert accuracy(desk.app.sessions, ["problem_type"], None).reviewed == 1, "the resolve is not a second label"
 
 
@@ -275,7 +275,7 @@ def test_the_desk_confirms_a_suggestion_and_tells_a_non_holder_why_not(suggestin
     desk = suggesting
     ticket_id = desk.arrive("suggest-desk")
     desk.work(ticket_id, 0.72)
-    lifecycle.assign(desk.app.sessions, ticket_id, "alice", desk.app.clock.now())
+    lifecycle.assign(desk.app.sessions, ticket_id, "alice", desk.app.clock.now(), outbox=desk.app.outbox)
     with TestClient(create_app(desk.app), base_url="http://127.0.0.1") as bob, \
             TestClient(create_app(desk.app), base_url="http://127.0.0.1") as alice:
         sign_in(bob, "bob")
@@ -317,7 +317,7 @@ def test_a_shadow_route_makes_no_helpdesk_request_but_events_and_alerts_go_out(s
     assert _count("shadow") == before + 1
 
     lifecycle.correct(desk.app.sessions, ticket_id, "alice", {"urgent_level": "high"}, desk.app.schema,
-                      desk.app.router, desk.app.clock.now())
+                      desk.app.router, desk.app.clock.now(), outbox=desk.app.outbox)
     run_deliveries(desk.app, desk.published)
     assert desk.zendesk.calls() == [], "a person's decision on a shadow ticket is not written either"
 
@@ -373,11 +373,12 @@ def _reviewed(desk: Desk, key: str, confidence: float, review: str) -> int:
     desk.work(ticket_id, confidence)
     now = desk.app.clock.now()
     if review == "correct":
-        lifecycle.correct(desk.app.sessions, ticket_id, "alice", ELSEWHERE, desk.app.schema, desk.app.router, now)
+        lifecycle.correct(desk.app.sessions, ticket_id, "alice", ELSEWHERE, desk.app.schema, desk.app.router, now,
+                          outbox=desk.app.outbox)
     elif review == "confirm":
-        lifecycle.confirm(desk.app.sessions, ticket_id, "alice", now)
+        lifecycle.confirm(desk.app.sessions, ticket_id, "alice", now, outbox=desk.app.outbox)
     else:
-        lifecycle.resolve(desk.app.sessions, ticket_id, "alice", now)
+        lifecycle.resolve(desk.app.sessions, ticket_id, "alice", now, outbox=desk.app.outbox)
     return ticket_id
 
 
@@ -450,7 +451,7 @@ def test_a_new_run_forgets_the_old_runs_confidence_and_level(suggesting: Desk) -
     desk = suggesting
     ticket_id = desk.arrive("rerun")
     desk.work(ticket_id, 0.7)
-    lifecycle.reprocess(desk.app.sessions, ticket_id, "alice", desk.app.clock.now())
+    lifecycle.reprocess(desk.app.sessions, ticket_id, "alice", desk.app.clock.now(), outbox=desk.app.outbox)
     ticket = desk.ticket(ticket_id)["ticket"]
     assert (ticket["status"], ticket["confidence"], ticket["autonomy"]) == ("queued", None, None)
     desk.work(ticket_id, 0.9)

@@ -14,6 +14,8 @@ from benchmarks.stack import clean_environ
 from tests.harness import REPO, Stack
 from triage.conversation import Conversation
 from triage.intake.receive import submit
+from triage.outbox.outbox import Outbox
+from triage.settings import load_settings
 from triage.tickets import lifecycle
 
 COMMANDS = [[], ["db"], ["db", "upgrade"], ["db", "downgrade"], ["db", "current"], ["db", "history"], ["db", "check"],
@@ -128,7 +130,8 @@ def test_tickets_limits_filters_searches_and_rejects_impossible_values(stack: St
     for external_id, text in (("c-1", "My ROUTER is broken"), ("c-2", "the router blinks"), ("c-3", "路由器坏了"),
                               ("c-4", "How do I set an alarm?")):
         submit(stack.sessions, "shop", external_id, Conversation.from_text(text), now)
-    lifecycle.assign(stack.sessions, 2, "alice", now)
+    outbox = Outbox(load_settings(stack.env), stack.sessions, lambda _delivery_id: None, lease_seconds=60)
+    lifecycle.assign(stack.sessions, 2, "alice", now, outbox=outbox)
 
     def listed(*args: str) -> list[str]:
         result = stack.cli("tickets", "--json", *args)

@@ -259,7 +259,7 @@ def test_the_worker_stores_the_confidence_on_the_ticket_its_attempt_and_the_audi
         assert low.confidence_signals["signals"]["problem_type"]["reasks"] == 1.0
         # a person's correction keeps what the machine thought
         lifecycle.correct(app.sessions, repaired, "dispatcher", {"problem_type": "consult"}, app.schema, app.router,
-                          app.clock.now())
+                          app.clock.now(), outbox=app.outbox)
         with app.sessions() as session:
             assert session.get_one(Ticket, repaired).confidence == low.confidence
     finally:
@@ -294,7 +294,7 @@ def test_the_api_and_the_listing_show_the_confidence(migrated_database_url: str)
         assert lease is not None
         result = app.confidence.score(app.rules.extract(lease.conversation), lease.conversation)
         decision = app.router.route(result.ticket or {}, lease.sla_started_at)
-        assert lifecycle.finish(app.sessions, lease, result, decision, app.clock.now())
+        assert lifecycle.finish(app.sessions, lease, result, decision, app.clock.now(), outbox=app.outbox)
         listed = service.client.get("/tickets", headers=bearer("alice")).json()["items"][0]
         detail = service.client.get(f"/tickets/{ticket_id}", headers=bearer("alice")).json()
         assert listed["confidence"] == result.ticket_confidence
@@ -350,10 +350,10 @@ def test_calibrate_on_a_thousand_seeded_scripted_reviews_is_calibrated(migrated_
             stored = {t.id: (t.fields or {}).get("problem_type") for t in session.scalars(select(Ticket))}
         for ticket_id, label in truth.items():  # the desk: confirm what is right, correct what is not
             if stored[ticket_id] == label:
-                lifecycle.resolve(app.sessions, ticket_id, "dispatcher", app.clock.now())
+                lifecycle.resolve(app.sessions, ticket_id, "dispatcher", app.clock.now(), outbox=app.outbox)
             else:
                 lifecycle.correct(app.sessions, ticket_id, "dispatcher", {"problem_type": label}, app.schema,
-                                  app.router, app.clock.now())
+                                  app.router, app.clock.now(), outbox=app.outbox)
     finally:
         app.close()
     done = _cli(migrated_sqlite_url, "calibrate", "--json")
@@ -418,8 +418,8 @@ def test_the_scheduled_calibration_waits_for_enough_new_reviews(migrated_sqlite_
             assert lease is not None
             result = app.confidence.score(app.rules.extract(lease.conversation), lease.conversation)
             lifecycle.finish(app.sessions, lease, result, app.router.route(result.ticket or {}, lease.sla_started_at),
-                             app.clock.now())
-            lifecycle.resolve(app.sessions, ticket_id, "dispatcher", app.clock.now())
+                             app.clock.now(), outbox=app.outbox)
+            lifecycle.resolve(app.sessions, ticket_id, "dispatcher", app.clock.now(), outbox=app.outbox)
         app.clock.advance(hours=7)  # past the lock of the first run
         assert scheduled.calibrate(app, holder="a").startswith("calibrate: stored v1 (12 reviewed decisions")
         app.clock.advance(hours=7)

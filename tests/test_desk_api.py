@@ -94,7 +94,7 @@ def test_resolve_is_final_audited_and_a_new_message_reopens_it(desk: Desk) -> No
     assert (events[-1]["kind"], events[-1]["actor"], events[-1]["after"]["status"]) == ("resolved", "bob", "resolved")
     desk.clock.advance(days=3)
     again = receive(desk.app.sessions, "shop", "R-1", Conversation.from_text("It broke again"), ["message:2"],
-                    desk.clock.now())
+                    desk.clock.now(), outbox=desk.app.outbox)
     assert again.enqueue and desk.ticket(ticket_id)["status"] == "queued"
     assert desk.ticket(ticket_id)["sla_started_at"] == desk.clock.now().isoformat(), "a reopening starts a new wait"
 
@@ -158,7 +158,7 @@ def test_a_field_without_an_enum_takes_any_value() -> None:
 def test_the_sla_counts_from_when_the_customer_wrote_not_from_routing(desk: Desk) -> None:
     written = EPOCH - timedelta(minutes=30)
     received = receive(desk.app.sessions, "shop", "S-1", Conversation.from_text("My router is broken, urgent!"),
-                       ["message:1"], desk.clock.now(), sent_at=written)
+                       ["message:1"], desk.clock.now(), sent_at=written, outbox=desk.app.outbox)
     desk.clock.advance(hours=2)  # it waited in the queue (retries, a broker outage...) before it was routed
     finish_with_rules(desk.app, received.ticket_id)
     ticket = desk.ticket(received.ticket_id)
@@ -171,7 +171,7 @@ def test_the_sla_counts_from_when_the_customer_wrote_not_from_routing(desk: Desk
 
 def test_a_clock_ahead_on_the_platform_never_puts_the_start_in_the_future(desk: Desk) -> None:
     received = receive(desk.app.sessions, "shop", "S-2", Conversation.from_text("hi"), ["message:1"],
-                       desk.clock.now(), sent_at=EPOCH + timedelta(hours=5))
+                       desk.clock.now(), sent_at=EPOCH + timedelta(hours=5), outbox=desk.app.outbox)
     assert desk.ticket(received.ticket_id)["sla_started_at"] == EPOCH.isoformat()
 
 

@@ -91,7 +91,7 @@ def test_a_lost_claim_ends_the_heartbeat(app: App, clock: ManualClock) -> None:
     def wait(seconds: float) -> bool:
         waits.append(seconds)
         if len(waits) == 2:  # a person reprocesses the ticket between two beats: a new run, a new lease
-            lifecycle.reprocess(app.sessions, lease.ticket_id, "alice", clock.now())
+            lifecycle.reprocess(app.sessions, lease.ticket_id, "alice", clock.now(), outbox=app.outbox)
         return False
 
     assert beat_until_stopped(lambda: _renew(app, lease), HEARTBEAT, wait) == 1

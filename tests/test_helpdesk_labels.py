@@ -83,7 +83,7 @@ def route(app: App, ticket_id: int) -> None:
     assert lease is not None
     result = app.rules.extract(lease.conversation)
     assert lifecycle.finish(app.sessions, lease, result, app.router.route(result.ticket or {}, lease.sla_started_at),
-                            app.clock.now())
+                            app.clock.now(), outbox=app.outbox)
 
 
 def _desk(database_url: str, tmp_path: Path, zendesk: FakeZendesk, **env: str) -> Iterator[Desk]:
@@ -114,7 +114,8 @@ def desk(migrated_database_url: str, tmp_path: Path, zendesk: FakeZendesk) -> It
 def test_an_agents_group_change_is_a_label_counted_by_accuracy_and_the_label_reader(desk: Desk) -> None:
     ticket_id = desk.written_back()  # the rules: device_fault, normal -> hardware-support (group 360002), P2
     assert desk.zendesk.tickets[ZENDESK.ticket_id].group == 360002
-    lifecycle.assign(desk.app.sessions, ticket_id, "bob", desk.app.clock.now())  # the desk's claim does not block it
+    lifecycle.assign(desk.app.sessions, ticket_id, "bob", desk.app.clock.now(),
+                     outbox=desk.app.outbox)  # the desk's claim does not block it
     before = desk.deliveries()
 
     answer = desk.post(change("group_assignment_changed", previous="360002", current="360001"))

@@ -84,7 +84,7 @@ def test_finishing_is_four_statements_whatever_the_attempts(app: App, attempts: 
     result = ExtractionResult("llm", FIELDS, _attempts(attempts), model="mimo-v2-flash")
     decision = app.router.route(FIELDS, lease.sla_started_at)
     with count_statements(app.engine) as statements:
-        assert lifecycle.finish(app.sessions, lease, result, decision, app.clock.now())
+        assert lifecycle.finish(app.sessions, lease, result, decision, app.clock.now(), outbox=app.outbox)
     assert _sent(statements) == ["SELECT", "INSERT", "UPDATE", "INSERT"], statements
     with app.sessions() as session:
         ticket = session.get_one(Ticket, lease.ticket_id)
@@ -102,7 +102,7 @@ def test_sending_to_fallback_and_releasing_are_as_short(app: App) -> None:
     lease = _leased(app, "fallback")
     with count_statements(app.engine) as statements:
         assert lifecycle.send_to_fallback(app.sessions, lease, _attempts(2), FallbackReason.INVALID_AFTER_ATTEMPTS,
-                                          "two bad answers", app.clock.now())
+                                          "two bad answers", app.clock.now(), outbox=app.outbox)
     assert _sent(statements) == ["SELECT", "INSERT", "UPDATE", "INSERT"], statements
     retry = _leased(app, "retry")
     with count_statements(app.engine) as statements:
@@ -115,10 +115,10 @@ def test_sending_to_fallback_and_releasing_are_as_short(app: App) -> None:
 
 def test_a_lost_claim_changes_nothing_in_one_statement(app: App) -> None:
     lease = _leased(app, "lost")
-    lifecycle.reprocess(app.sessions, lease.ticket_id, "alice", app.clock.now())
+    lifecycle.reprocess(app.sessions, lease.ticket_id, "alice", app.clock.now(), outbox=app.outbox)
     with count_statements(app.engine) as statements:
         assert not lifecycle.finish(app.sessions, lease, ExtractionResult("llm", FIELDS, _attempts(1)),
-                                    app.router.route(FIELDS, lease.sla_started_at), app.clock.now())
+                                    app.router.route(FIELDS, lease.sla_started_at), app.clock.now(), outbox=app.outbox)
     assert _sent(statements) == ["SELECT"], statements
 
 
@@ -127,7 +127,7 @@ def test_a_new_webhook_conversation_is_stored_in_one_statement_on_postgresql(app
     SQLite, which has none, sends the four in its one local transaction."""
     with count_statements(app.engine) as statements:
         received = receive(app.sessions, "generic", "C-1", Conversation.from_text("My router is broken"),
-                           ["delivery:d1", "message:C-1:m1"], app.clock.now())
+                           ["delivery:d1", "message:C-1:m1"], app.clock.now(), outbox=app.outbox)
     assert received.enqueue and not received.duplicate
     one_statement = app.engine.dialect.name == "postgresql"
     assert _sent(statements) == (["WITH"] if one_statement else ["SELECT", "INSERT", "INSERT", "INSERT"]), statements
@@ -139,10 +139,10 @@ def test_a_new_webhook_conversation_is_stored_in_one_statement_on_postgresql(app
         keys = session.scalars(select(IntakeKey.key).where(IntakeKey.conversation_id == ticket.conversation_id))
         assert sorted(keys) == ["delivery:d1", "message:C-1:m1"]
     again = receive(app.sessions, "generic", "C-1", Conversation.from_text("My router is broken"),
-                    ["delivery:d1"], app.clock.now())
+                    ["delivery:d1"], app.clock.now(), outbox=app.outbox)
     assert again.duplicate and again.ticket_id == received.ticket_id
     follow_up = receive(app.sessions, "generic", "C-1", Conversation.from_text("It still blinks red"),
-                        ["delivery:d2", "message:C-1:m2"], app.clock.now())
+                        ["delivery:d2", "message:C-1:m2"], app.clock.now(), outbox=app.outbox)
     assert follow_up.ticket_id == received.ticket_id and not follow_up.duplicate, "a new message: the append path"
     with app.sessions() as session:
         texts = [m["text"] for m in session.get_one(Ticket, received.ticket_id).conversation.messages]

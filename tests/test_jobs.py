@@ -110,7 +110,8 @@ def test_reprocess_selects_by_version_and_never_touches_corrections(parts: App, 
     _age(parts, ids[1], schema_version="old")
     with parts.sessions() as session:
         fields = dict(session.get_one(Ticket, ids[1]).fields or {})
-    lifecycle.correct(parts.sessions, ids[1], "alice", fields, parts.schema, parts.router, clock.now())
+    lifecycle.correct(parts.sessions, ids[1], "alice", fields, parts.schema, parts.router, clock.now(),
+                      outbox=parts.outbox)
     _age(parts, ids[1], schema_version="old")
     dry = scheduled.reprocess(parts, scheduled.Selection(schema_version="old"), dry_run=True)
     assert dry.selected == [ids[0]] and dry.requeued == []

@@ -196,11 +196,11 @@ def _reviewed(app: App) -> dict[str, int]:
     broken, alarm, charged, _ = ids.values()
     fields = {"problem_type": "complaint", "device_model": None, "urgent_level": "high", "user_requirements": []}
     lifecycle.correct(app.sessions, broken, "dispatcher", {**fields, "problem_type": "device_fault"}, app.schema,
-                      app.router, now)
-    lifecycle.resolve(app.sessions, alarm, "dispatcher", now)
+                      app.router, now, outbox=app.outbox)
+    lifecycle.resolve(app.sessions, alarm, "dispatcher", now, outbox=app.outbox)
     lifecycle.correct(app.sessions, charged, "dispatcher", {**fields, "urgent_level": "normal"}, app.schema,
-                      app.router, now)
-    lifecycle.resolve(app.sessions, charged, "dispatcher", now)
+                      app.router, now, outbox=app.outbox)
+    lifecycle.resolve(app.sessions, charged, "dispatcher", now, outbox=app.outbox)
     return ids
 
 
@@ -257,7 +257,7 @@ def _review_many(app: App, texts: list[tuple[str, str]]) -> None:
         ticket_id = submit(app, f"many-{i}", text)
         finish_with_rules(app, ticket_id)
         lifecycle.correct(app.sessions, ticket_id, "dispatcher", {**fields, "problem_type": label}, app.schema,
-                          app.router, app.clock.now())
+                          app.router, app.clock.now(), outbox=app.outbox)
 
 
 def test_retraining_waits_for_new_reviews_then_keeps_the_better_version(migrated_sqlite_url: str,

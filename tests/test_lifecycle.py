@@ -84,10 +84,11 @@ def _person(app: App, action: Action) -> Callable[[int], object]:
     now = app.clock.now
     fields = {"problem_type": "consult", "device_model": None, "urgent_level": "low", "user_requirements": []}
     return {
-        Action.CORRECT: lambda t: lifecycle.correct(app.sessions, t, "alice", fields, app.schema, app.router, now()),
-        Action.ASSIGN: lambda t: lifecycle.assign(app.sessions, t, "alice", now()),
-        Action.REPROCESS: lambda t: lifecycle.reprocess(app.sessions, t, "alice", now()),
-        Action.RESOLVE: lambda t: lifecycle.resolve(app.sessions, t, "alice", now()),
+        Action.CORRECT: lambda t: lifecycle.correct(app.sessions, t, "alice", fields, app.schema, app.router, now(),
+                                                    outbox=app.outbox),
+        Action.ASSIGN: lambda t: lifecycle.assign(app.sessions, t, "alice", now(), outbox=app.outbox),
+        Action.REPROCESS: lambda t: lifecycle.reprocess(app.sessions, t, "alice", now(), outbox=app.outbox),
+        Action.RESOLVE: lambda t: lifecycle.resolve(app.sessions, t, "alice", now(), outbox=app.outbox),
     }[action]
 
 
@@ -113,8 +114,8 @@ def test_a_persons_action_follows_the_table(app: App, action: Action, status: St
 def test_releasing_a_claim_follows_the_table(app: App, status: Status) -> None:
     ticket_id = submit(app, f"release-{status}")
     _force(app, ticket_id, status)
-    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())
-    lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
+    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now(), outbox=app.outbox)
+    lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now(), outbox=app.outbox)
     assert _status(app, ticket_id) == TRANSITIONS[Action.UNASSIGN][status].target
 
 
@@ -123,20 +124,21 @@ def test_a_new_customer_message_follows_the_table(app: App, status: Status) -> N
     ticket_id = submit(app, f"append-{status}")
     _force(app, ticket_id, status)
     received = receive(app.sessions, "shop", f"append-{status}", Conversation.from_text("any news?"),
-                       [f"message:{status}"], app.clock.now())
+                       [f"message:{status}"], app.clock.now(), outbox=app.outbox)
     step = TRANSITIONS[Action.APPEND_MESSAGE][status]
     assert (received.status, received.enqueue) == (step.target, step.new_run)
 
 
 WORKER_STEPS: dict[Action, Callable[[App, lifecycle.Lease], bool]] = {
-    Action.FINISH: lambda app, c: lifecycle.finish(app.sessions, c, *_result(app), app.clock.now()),  # type: ignore[arg-type]
+    Action.FINISH: lambda app, c: lifecycle.finish(app.sessions, c, *_result(app), app.clock.now(),  # type: ignore[arg-type]
+                                                   outbox=app.outbox),
     Action.FINISH_FALLBACK: lambda app, c: lifecycle.finish_fallback(app.sessions, c, *_result(app),  # type: ignore[arg-type]
-                                                                    app.clock.now()),
+                                                                    app.clock.now(), outbox=app.outbox),
     Action.SEND_TO_FALLBACK: lambda app, c: lifecycle.send_to_fallback(
-        app.sessions, c, [], FallbackReason.INVALID_AFTER_ATTEMPTS, "bad", app.clock.now()),
+        app.sessions, c, [], FallbackReason.INVALID_AFTER_ATTEMPTS, "bad", app.clock.now(), outbox=app.outbox),
     Action.HOLD_FOR_REVIEW: lambda app, c: lifecycle.hold_for_review(
         app.sessions, c, _result(app)[0], app.router.fallback(app.clock.now()),  # type: ignore[arg-type]
-        FallbackReason.INJECTION_SUSPECTED, "suspected injection", app.clock.now()),
+        FallbackReason.INJECTION_SUSPECTED, "suspected injection", app.clock.now(), outbox=app.outbox),
     Action.RELEASE_FOR_RETRY: lambda app, c: lifecycle.release_for_retry(app.sessions, c, [], 5, app.clock.now()),
     Action.RENEW: lambda app, c: lifecycle.renew(app.sessions, c, app.clock.now(), LEASE),
 }
@@ -187,7 +189,8 @@ def test_the_sweep_poisons_only_where_the_table_allows(app: App, clock: ManualCl
     with app.sessions.begin() as session:  # a worker died holding it (processing), or it waits
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(requeue_count=5, **dead_lease))
     clock.advance(hours=1)
-    result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback)
+    result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback,
+                             outbox=app.outbox)
     expected = TRANSITIONS[Action.POISON].get(status)
     assert (ticket_id in result.poisoned) == (expected is not None)
     assert _status(app, ticket_id) == (expected.target if expected else status)
@@ -199,7 +202,8 @@ def test_the_sweep_takes_back_a_dead_workers_ticket_only_where_the_table_allows(
     ticket_id = submit(app, f"requeue-{status}")
     lease = _held_claim(app, ticket_id, status)
     clock.advance(seconds=LEASE + 1)  # its worker died: nobody renewed the lease
-    result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
+    result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()),
+                             outbox=app.outbox)
     expected = TRANSITIONS[Action.REQUEUE].get(status)
     assert (ticket_id in [t.ticket_id for t in result.requeued]) == (expected is not None)
     assert _status(app, ticket_id) == (expected.target if expected else status)
@@ -211,7 +215,8 @@ def test_the_sweep_takes_back_a_dead_workers_ticket_only_where_the_table_allows(
 def test_jobs_reextract_only_where_the_table_allows(app: App, status: Status) -> None:
     ticket_id = submit(app, f"reextract-{status}")
     _force(app, ticket_id, status)
-    moved = lifecycle.reextract(app.sessions, ticket_id, EventKind.REPROCESS, app.clock.now(), only_from=list(Status))
+    moved = lifecycle.reextract(app.sessions, ticket_id, EventKind.REPROCESS, app.clock.now(), only_from=list(Status),
+                                outbox=app.outbox)
     assert moved == (status in TRANSITIONS[Action.REEXTRACT])
 
 
@@ -242,11 +247,12 @@ def test_a_lease_lasts_until_the_clock_passes_it_and_renewing_extends_it(app: Ap
 def test_every_audit_event_records_the_same_fields_before_and_after(app: App) -> None:
     ticket_id = submit(app, "audit")
     finish_with_rules(app, ticket_id)
-    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())
+    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now(), outbox=app.outbox)
     fields = {"problem_type": "complaint", "device_model": None, "urgent_level": "high", "user_requirements": []}
-    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.schema, app.router, app.clock.now())
-    lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
-    lifecycle.resolve(app.sessions, ticket_id, "bob", app.clock.now())
+    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.schema, app.router, app.clock.now(),
+                      outbox=app.outbox)
+    lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now(), outbox=app.outbox)
+    lifecycle.resolve(app.sessions, ticket_id, "bob", app.clock.now(), outbox=app.outbox)
     events = _events(app, ticket_id)
     assert [e.kind for e in events] == ["routed", "claimed", "corrected", "released", "resolved"]
     keys = {frozenset(e.before or {}) for e in events} | {frozenset(e.after or {}) for e in events}
@@ -256,30 +262,31 @@ def test_every_audit_event_records_the_same_fields_before_and_after(app: App) ->
 
 def test_someone_elses_claim_is_a_conflict_and_only_the_holder_releases(app: App) -> None:
     ticket_id = submit(app, "claims")
-    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())
-    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now())  # twice is fine
+    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now(), outbox=app.outbox)
+    lifecycle.assign(app.sessions, ticket_id, "alice", app.clock.now(), outbox=app.outbox)  # twice is fine
     with pytest.raises(lifecycle.AssignmentConflictError, match="claimed by alice"):
-        lifecycle.assign(app.sessions, ticket_id, "bob", app.clock.now())
+        lifecycle.assign(app.sessions, ticket_id, "bob", app.clock.now(), outbox=app.outbox)
     with pytest.raises(lifecycle.AssignmentConflictError, match="only the holder"):
-        lifecycle.unassign(app.sessions, ticket_id, "bob", app.clock.now())
-    lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
+        lifecycle.unassign(app.sessions, ticket_id, "bob", app.clock.now(), outbox=app.outbox)
+    lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now(), outbox=app.outbox)
     with pytest.raises(lifecycle.AssignmentConflictError, match="not claimed"):
-        lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now())
+        lifecycle.unassign(app.sessions, ticket_id, "alice", app.clock.now(), outbox=app.outbox)
     with pytest.raises(TicketNotFoundError):
-        lifecycle.assign(app.sessions, 9999, "alice", app.clock.now())
+        lifecycle.assign(app.sessions, 9999, "alice", app.clock.now(), outbox=app.outbox)
 
 
 def test_a_resolved_ticket_reopens_on_a_new_message_even_after_a_correction(app: App) -> None:
     ticket_id = submit(app, "reopen")
     finish_with_rules(app, ticket_id)
     fields = {"problem_type": "consult", "device_model": None, "urgent_level": "low", "user_requirements": []}
-    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.schema, app.router, app.clock.now())
+    lifecycle.correct(app.sessions, ticket_id, "alice", fields, app.schema, app.router, app.clock.now(),
+                      outbox=app.outbox)
     again = receive(app.sessions, "shop", "reopen", Conversation.from_text("still broken"), ["message:2"],
-                    app.clock.now())
+                    app.clock.now(), outbox=app.outbox)
     assert (again.status, again.enqueue) == ("corrected", False), "open and corrected: appended only"
-    lifecycle.resolve(app.sessions, ticket_id, "alice", app.clock.now())
+    lifecycle.resolve(app.sessions, ticket_id, "alice", app.clock.now(), outbox=app.outbox)
     reopened = receive(app.sessions, "shop", "reopen", Conversation.from_text("broken again"), ["message:3"],
-                       app.clock.now())
+                       app.clock.now(), outbox=app.outbox)
     assert (reopened.status, reopened.enqueue) == ("queued", True)
     with app.sessions() as session:
         ticket = session.get_one(Ticket, ticket_id)
@@ -305,7 +312,8 @@ def test_a_killed_workers_ticket_is_back_once_its_lease_ends_not_after_the_queue
     threshold = timedelta(minutes=15)  # worker.stuck_after_seconds: for queued tickets only
 
     def sweep() -> lifecycle.Sweep:
-        return lifecycle.sweep(app.sessions, clock.now(), threshold, 5, app.router.fallback(clock.now()))
+        return lifecycle.sweep(app.sessions, clock.now(), threshold, 5, app.router.fallback(clock.now()),
+                               outbox=app.outbox)
 
     assert sweep().requeued == [], "the lease is still running"
     clock.advance(seconds=LEASE + 1)
@@ -320,10 +328,12 @@ def test_a_killed_workers_ticket_is_back_once_its_lease_ends_not_after_the_queue
 def test_a_queued_backlog_is_not_republished_before_the_threshold(app: App, clock: ManualClock) -> None:
     ids = [submit(app, f"backlog-{n}") for n in range(3)]
     clock.advance(minutes=14)
-    sweep = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
+    sweep = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()),
+                            outbox=app.outbox)
     assert sweep.requeued == [] and sweep.poisoned == []
     clock.advance(minutes=2)
-    sweep = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
+    sweep = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()),
+                            outbox=app.outbox)
     assert sorted(t.ticket_id for t in sweep.requeued) == ids
 
 
@@ -331,7 +341,8 @@ def test_a_sweep_that_finds_nothing_is_one_query(app: App, clock: ManualClock) -
     for n in range(3):
         submit(app, f"fresh-{n}")
     with count_statements(app.engine) as statements:
-        result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()))
+        result = lifecycle.sweep(app.sessions, clock.now(), timedelta(minutes=15), 5, app.router.fallback(clock.now()),
+                                 outbox=app.outbox)
     assert result.requeued == [] and result.poisoned == []
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1, statements
 
@@ -345,7 +356,7 @@ def test_holding_for_review_keeps_the_models_fields_and_records_the_flag(app: Ap
                             repairs=("fence", "last_of_2"))
     result = ExtractionResult("llm", fields, [attempt], injection=InjectionMatch("ignore-instructions", "ignore all"))
     assert lifecycle.hold_for_review(app.sessions, lease, result, app.router.fallback(app.clock.now()),
-                                     FallbackReason.INJECTION_SUSPECTED, "held: P1", app.clock.now())
+                                     FallbackReason.INJECTION_SUSPECTED, "held: P1", app.clock.now(), outbox=app.outbox)
     detail = ticket_detail(app.sessions, ticket_id)
     assert detail is not None
     ticket = detail["ticket"]

@@ -91,7 +91,8 @@ class Box:
 
     def correct(self, ticket_id: int, fields: dict[str, Any]) -> None:
         now = self.clock.now()
-        lifecycle.correct(self.app.sessions, ticket_id, "alice", fields, self.app.schema, self.app.router, now)
+        lifecycle.correct(self.app.sessions, ticket_id, "alice", fields, self.app.schema, self.app.router, now,
+                          outbox=self.app.outbox)
 
 
 @pytest.fixture
@@ -151,12 +152,13 @@ def test_a_routed_ticket_records_its_writeback_event_and_p1_alert_published_afte
 def test_a_decision_that_does_not_commit_records_and_publishes_nothing(box: Box) -> None:
     ticket_id = _from_zendesk(box, P2_TEXT)
     route(box.app, ticket_id)
-    lifecycle.resolve(box.app.sessions, ticket_id, "alice", box.clock.now())
+    lifecycle.resolve(box.app.sessions, ticket_id, "alice", box.clock.now(), outbox=box.app.outbox)
     box.run()
     before = box.rows()
     with pytest.raises(RuntimeError), box.app.sessions.begin() as session:  # noqa: PT012
         ticket = session.get_one(Ticket, ticket_id)
-        assert lifecycle.append_message(session, ticket, box.clock.now())  # reopens: ticket.reopened recorded...
+        # reopens: ticket.reopened recorded...
+        assert lifecycle.append_message(session, ticket, box.clock.now(), outbox=box.app.outbox)
         raise RuntimeError("...and then the transaction fails")
     assert [row.id for row in box.rows()] == [row.id for row in before]
     assert box.published.deliveries == []
@@ -177,9 +179,9 @@ def test_a_platform_with_writeback_off_gets_no_writeback(box: Box) -> None:
 def test_every_audited_decision_with_an_event_type_sends_it(box: Box) -> None:
     ticket_id = _from_zendesk(box, P2_TEXT)
     route(box.app, ticket_id)
-    lifecycle.assign(box.app.sessions, ticket_id, "alice", box.clock.now())
+    lifecycle.assign(box.app.sessions, ticket_id, "alice", box.clock.now(), outbox=box.app.outbox)
     box.correct(ticket_id, {**SUPPORT_FIELDS, "urgent_level": "low"})
-    lifecycle.resolve(box.app.sessions, ticket_id, "alice", box.clock.now())
+    lifecycle.resolve(box.app.sessions, ticket_id, "alice", box.clock.now(), outbox=box.app.outbox)
     _from_zendesk(box, "It broke again", message="m2")  # reopens
     box.run()
     assert [event["type"] for event in _events(box)] == [
@@ -208,7 +210,7 @@ def test_a_resolve_tags_the_ticket_and_leaves_the_agents_group_and_a_reopen_take
     route(box.app, ticket_id)
     box.run()
     box.ticket.group = 777  # an agent moved it on Zendesk meanwhile
-    lifecycle.resolve(box.app.sessions, ticket_id, "alice", box.clock.now())
+    lifecycle.resolve(box.app.sessions, ticket_id, "alice", box.clock.now(), outbox=box.app.outbox)
     box.run()
     assert box.ticket.group == 777 and box.tags == sorted([*AGENT_TAGS, *SUPPORT_TAGS, "triage_resolved"])
     assert box.ticket.notes[-1].body.startswith("triage: this ticket was resolved (hardware-support, P2).")
@@ -226,7 +228,7 @@ def test_a_decision_that_changes_nothing_writes_nothing_back(box: Box) -> None:
     ticket_id = _from_zendesk(box, P2_TEXT)
     route(box.app, ticket_id)
     box.run()
-    assert lifecycle.reextract(box.app.sessions, ticket_id, EventKind.REPROCESS, box.clock.now())
+    assert lifecycle.reextract(box.app.sessions, ticket_id, EventKind.REPROCESS, box.clock.now(), outbox=box.app.outbox)
     route(box.app, ticket_id)  # the same route and priority again
     assert len(box.writebacks(ticket_id)) == 1
     assert [row.topic for row in box.rows(ticket_id)].count("ticket.routed") == 2
@@ -454,7 +456,7 @@ def test_an_sla_breach_alerts_once_and_a_new_due_time_can_alert_again(box: Box) 
     box.correct(ticket_id, SUPPORT_FIELDS)  # a new route: a new due time, 8 h after the customer wrote
     box.clock.advance(hours=8, seconds=1)
     assert box.app.outbox.raise_sla_alerts(box.clock.now()) == [ticket_id]
-    lifecycle.resolve(box.app.sessions, ticket_id, "alice", box.clock.now())
+    lifecycle.resolve(box.app.sessions, ticket_id, "alice", box.clock.now(), outbox=box.app.outbox)
     box.clock.advance(hours=100)
     assert box.app.outbox.raise_sla_alerts(box.clock.now()) == []  # resolved: not a breach
 

@@ -133,7 +133,7 @@ def test_each_platform_gets_the_routed_ticket_the_correction_and_the_resolve(
                     assert client.patch(f"/tickets/{ticket_id}", headers=ALICE, json=ESCALATION).status_code == 200
                 _wait("the corrections were not all written back", lambda: delivered("corrected"), logs)
                 for ticket_id in ids.values():
-                    lifecycle.resolve(app.sessions, ticket_id, "alice", app.clock.now())
+                    lifecycle.resolve(app.sessions, ticket_id, "alice", app.clock.now(), outbox=app.outbox)
                 _wait("the resolves were not all written back", lambda: delivered("resolved"), logs)
                 detail = client.get(f"/tickets/{ids['zendesk']}", headers=ALICE).json()
 

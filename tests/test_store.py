@@ -11,11 +11,12 @@ from alembic import command
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.factories import EPOCH, ManualClock
+from tests.factories import EPOCH, ManualClock, settings_for
 from triage.conversation import Conversation
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
 from triage.intake.receive import Received, submit
+from triage.outbox.outbox import Outbox
 from triage.store.db import alembic_config, make_engine, make_sessionmaker
 from triage.store.models import Ticket
 from triage.store.queries import list_tickets
@@ -33,6 +34,12 @@ def sessions(migrated_database_url: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(migrated_database_url)
     yield make_sessionmaker(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def outbox(migrated_database_url: str, sessions: sessionmaker[Session]) -> Outbox:
+    """An outbox for these bare sessions (default settings: no write-back, event or alert to record)."""
+    return Outbox(settings_for(migrated_database_url), sessions, lambda _delivery_id: None, lease_seconds=60)
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -65,7 +72,8 @@ def test_concurrent_duplicate_submits_make_one_ticket(sessions: sessionmaker[Ses
     assert sum(not o.duplicate for o in outcomes) == 1
 
 
-def test_a_claimed_ticket_cannot_be_claimed_again_until_its_lease_ends(sessions: sessionmaker[Session]) -> None:
+def test_a_claimed_ticket_cannot_be_claimed_again_until_its_lease_ends(sessions: sessionmaker[Session],
+                                                                       outbox: Outbox) -> None:
     ticket_id = _submit(sessions).ticket_id
     clock = ManualClock(NOW)
     lease = lifecycle.lease(sessions, ticket_id, clock.now(), lease_seconds=60)
@@ -73,14 +81,15 @@ def test_a_claimed_ticket_cannot_be_claimed_again_until_its_lease_ends(sessions:
     assert lifecycle.lease(sessions, ticket_id, clock.advance(seconds=59), lease_seconds=60) is None
     takeover = lifecycle.lease(sessions, ticket_id, clock.advance(seconds=2), lease_seconds=60)
     assert takeover is not None
-    assert not lifecycle.finish(sessions, lease, RESULT, DECISION, clock.now()), "a stale claim must not write"
-    assert lifecycle.finish(sessions, takeover, RESULT, DECISION, clock.now())
+    stale = lifecycle.finish(sessions, lease, RESULT, DECISION, clock.now(), outbox=outbox)
+    assert not stale, "a stale claim must not write"
+    assert lifecycle.finish(sessions, takeover, RESULT, DECISION, clock.now(), outbox=outbox)
 
 
-def test_a_finished_ticket_is_never_extracted_again(sessions: sessionmaker[Session]) -> None:
+def test_a_finished_ticket_is_never_extracted_again(sessions: sessionmaker[Session], outbox: Outbox) -> None:
     ticket_id = _submit(sessions).ticket_id
     lease = lifecycle.lease(sessions, ticket_id, NOW, lease_seconds=60)
-    assert lease is not None and lifecycle.finish(sessions, lease, RESULT, DECISION, NOW)
+    assert lease is not None and lifecycle.finish(sessions, lease, RESULT, DECISION, NOW, outbox=outbox)
     later = NOW + timedelta(hours=1)
     assert lifecycle.lease(sessions, ticket_id, later, lease_seconds=60) is None
     assert lifecycle.lease_fallback(sessions, ticket_id, later, lease_seconds=60) is None
@@ -98,14 +107,16 @@ def test_retry_release_keeps_the_attempts_for_the_next_claim(sessions: sessionma
     assert again is not None and [a.status_code for a in again.prior_attempts] == [503]
 
 
-def test_stuck_tickets_are_handed_out_once_per_threshold(sessions: sessionmaker[Session]) -> None:
+def test_stuck_tickets_are_handed_out_once_per_threshold(sessions: sessionmaker[Session], outbox: Outbox) -> None:
     stuck_id = _submit(sessions, "STUCK").ticket_id
     _submit(sessions, "FRESH")
     with sessions.begin() as session:
         session.execute(update(Ticket).where(Ticket.id == stuck_id).values(updated_at=NOW - timedelta(hours=1)))
-    first = lifecycle.sweep(sessions, NOW, timedelta(minutes=10), max_requeues=3, poison_route=lambda start: DECISION)
+    first = lifecycle.sweep(sessions, NOW, timedelta(minutes=10), max_requeues=3, poison_route=lambda start: DECISION,
+                             outbox=outbox)
     assert [t.ticket_id for t in first.requeued] == [stuck_id] and first.poisoned == []
-    again = lifecycle.sweep(sessions, NOW, timedelta(minutes=10), max_requeues=3, poison_route=lambda start: DECISION)
+    again = lifecycle.sweep(sessions, NOW, timedelta(minutes=10), max_requeues=3, poison_route=lambda start: DECISION,
+                             outbox=outbox)
     assert again.requeued == [] and again.poisoned == []
     with sessions() as session:
         assert session.get_one(Ticket, stuck_id).requeue_count == 1

@@ -110,7 +110,8 @@ def test_outbox_delivers_every_decision_once_while_its_worker_is_killed_and_zend
             for i in range(n):
                 key = _zendesk_id(i)
                 received = receive(app.sessions, "zendesk", key, Conversation.from_text(f"My router is broken #{i}"),
-                                   [f"message:{key}:1"], app.clock.now(), platform=PlatformIds(key, ZENDESK.account_id))
+                                   [f"message:{key}:1"], app.clock.now(), platform=PlatformIds(key, ZENDESK.account_id),
+                                   outbox=app.outbox)
                 app.publisher.extraction(received.ticket_id)
                 ids.append(received.ticket_id)
 
@@ -124,7 +125,8 @@ def test_outbox_delivers_every_decision_once_while_its_worker_is_killed_and_zend
 
             for ticket_id in ids:  # a person moves every ticket to hardware-escalation, P1
                 now = app.clock.now()
-                lifecycle.correct(app.sessions, ticket_id, "alice", ESCALATION, app.schema, app.router, now)
+                lifecycle.correct(app.sessions, ticket_id, "alice", ESCALATION, app.schema, app.router, now,
+                                  outbox=app.outbox)
 
             def corrections_written() -> bool:
                 return sum(_writebacks(run, "corrected").values()) >= n and _unfinished(run) == 0

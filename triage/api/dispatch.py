@@ -121,13 +121,14 @@ def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) 
                   response_model=TicketDetail, responses={**documented(404, 409, 413), 422: CORRECTION_422})
     def patch_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)],
                      changes: Annotated[dict[str, Any], Body(examples=[{"urgent_level": "high"}])]) -> dict[str, Any]:
-        lifecycle.correct(app.sessions, ticket_id, actor, changes, app.schema, app.router, app.clock.now())
+        lifecycle.correct(app.sessions, ticket_id, actor, changes, app.schema, app.router, app.clock.now(),
+                          outbox=app.outbox)
         return get_ticket(ticket_id)
 
     @router.post("/tickets/{ticket_id}/claim", summary="Assign the ticket to the caller", response_model=Claimed,
                  responses=documented(404, 409, 422))
     def claim_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
-        lifecycle.assign(app.sessions, ticket_id, actor, app.clock.now())
+        lifecycle.assign(app.sessions, ticket_id, actor, app.clock.now(), outbox=app.outbox)
         return {"ticket_id": ticket_id, "assigned_to": actor}
 
     @router.post("/tickets/{ticket_id}/confirm", summary="Confirm a routed ticket in suggestion as it is",
@@ -136,14 +137,14 @@ def dispatch_router(app: App, publish: Callable[[int], None], guard: AuthGuard) 
                  "that kept every field. 409 when someone else holds the ticket or it is not a suggestion.",
                  response_model=TicketDetail, responses=documented(404, 409, 422))
     def confirm_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
-        lifecycle.confirm(app.sessions, ticket_id, actor, app.clock.now())
+        lifecycle.confirm(app.sessions, ticket_id, actor, app.clock.now(), outbox=app.outbox)
         return get_ticket(ticket_id)
 
     @router.post("/tickets/{ticket_id}/reprocess", status_code=status.HTTP_202_ACCEPTED,
                  summary="Send the ticket through extraction again", response_model=Requeued,
                  responses=documented(404, 409, 422))
     def reprocess_ticket(ticket_id: TicketId, actor: Annotated[str, Depends(authenticated)]) -> dict[str, Any]:
-        lifecycle.reprocess(app.sessions, ticket_id, actor, app.clock.now())
+        lifecycle.reprocess(app.sessions, ticket_id, actor, app.clock.now(), outbox=app.outbox)
         publish(ticket_id)
         return {"ticket_id": ticket_id, "status": Status.QUEUED}
 

@@ -71,13 +71,13 @@ def review_router(app: App, guard: AuthGuard) -> APIRouter:
     @router.delete("/tickets/{ticket_id}/claim", response_model=ReleasedTicket, responses=TICKET_ERRORS,
                    summary="Release your claim on the ticket (only the holder can)")
     def release_ticket(ticket_id: int, actor: Annotated[str, Depends(authenticated)]) -> ReleasedTicket:
-        lifecycle.unassign(app.sessions, known_ticket_id(ticket_id), actor, app.clock.now())
+        lifecycle.unassign(app.sessions, known_ticket_id(ticket_id), actor, app.clock.now(), outbox=app.outbox)
         return ReleasedTicket(ticket_id=ticket_id)
 
     @router.post("/tickets/{ticket_id}/resolve", response_model=ResolvedTicket, responses=TICKET_ERRORS,
                  summary="Close the ticket (a new customer message reopens it)")
     def resolve_ticket(ticket_id: int, actor: Annotated[str, Depends(authenticated)]) -> ResolvedTicket:
-        lifecycle.resolve(app.sessions, known_ticket_id(ticket_id), actor, app.clock.now())
+        lifecycle.resolve(app.sessions, known_ticket_id(ticket_id), actor, app.clock.now(), outbox=app.outbox)
         return ResolvedTicket(ticket_id=ticket_id, status=Status.RESOLVED)
 
     @router.get("/stats/accuracy", response_model=AccuracyReport, responses=UNAUTHORIZED,

@@ -113,7 +113,8 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
             return await run_in_threadpool(helpdesk_change, check_change(result))
         message = normalise_inbound(result, platform.id_fields)
         received = await run_in_threadpool(accept_inbound, app.sessions, message,
-                                           lambda ticket_id: background.add_task(publish, ticket_id), app.clock.now())
+                                           lambda ticket_id: background.add_task(publish, ticket_id), app.clock.now(),
+                                           outbox=app.outbox)
         log.info("webhook: ticket %s %s", received.ticket_id, "(duplicate)" if received.duplicate else received.status,
                  extra={"ticket_id": received.ticket_id, "source": source,
                         "external_id": message.value.conversation_key})

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.intake.normalise import Normalised, bounded_key
 from triage.intake.platforms import InboundMessage
 from triage.intake.receive import PlatformIds, Received, receive
+from triage.outbox.outbox import Outbox
 
 
 def intake_keys(message: InboundMessage) -> list[str]:
@@ -27,13 +28,14 @@ def intake_keys(message: InboundMessage) -> list[str]:
 
 
 def accept_inbound(sessions: sessionmaker[Session], normalised: Normalised[InboundMessage],
-                   enqueue: Callable[[int], None], now: datetime) -> Received:
-    """Store the message durably; enqueue its ticket when it needs (re-)triage."""
+                   enqueue: Callable[[int], None], now: datetime, *, outbox: Outbox) -> Received:
+    """Store the message durably (a new message's decision recorded into ``outbox``); enqueue its ticket when it
+    needs (re-)triage."""
     message = normalised.value
     received = receive(sessions, message.source, message.conversation_key, message.conversation,
                        intake_keys(message), now, customer=message.customer, raw=message.raw,
                        repaired=normalised.repaired, sent_at=message.sent_at,
-                       platform=PlatformIds(message.platform_ticket_id, message.platform_account_id))
+                       platform=PlatformIds(message.platform_ticket_id, message.platform_account_id), outbox=outbox)
     if received.enqueue:
         enqueue(received.ticket_id)
     return received

@@ -9,7 +9,8 @@ producer that reposts the same body under a new delivery id, or resends the hist
 message): see :func:`new_messages`. Two identical deliveries at once still make one ticket: the
 unique keys decide, and the loser reads the winner's row::
 
-    received = receive(sessions, "zendesk", "35436", Conversation.from_text("..."), ["event:01HN"], now)
+    received = receive(sessions, "zendesk", "35436", Conversation.from_text("..."), ["event:01HN"], now,
+                       outbox=app.outbox)
     if received.enqueue:
         publish(received.ticket_id)   # after the commit, never before
 
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.conversation import Conversation, Message
 from triage.errors import ConflictError
+from triage.outbox.outbox import Outbox
 from triage.states.tickets import Flag, Status
 from triage.store.db import insert_ignoring_conflicts, retry_disconnect
 from triage.store.models import CONVERSATIONS, INTAKE_KEYS, TICKETS, Ticket
@@ -171,7 +173,8 @@ def _store_new(session: Session, items: Sequence[NewConversation]) -> dict[tuple
             for key, conversation_id in conversation_ids.items()}
 
 
-def _append(session: Session, row: ConversationRow, conversation: Conversation, arrival: Arrival) -> Received:
+def _append(session: Session, outbox: Outbox, row: ConversationRow, conversation: Conversation,
+            arrival: Arrival) -> Received:
     ticket = session.execute(select(Ticket).where(Ticket.conversation_id == row.id).with_for_update()).scalar_one()
     row.platform_ticket_id = row.platform_ticket_id or arrival.platform.ticket_id
     row.platform_account_id = row.platform_account_id or arrival.platform.account_id
@@ -182,20 +185,20 @@ def _append(session: Session, row: ConversationRow, conversation: Conversation, 
     merged = Conversation((*stored.messages, *fresh))
     row.messages, row.text, row.content_hash = merged.to_dicts(), merged.transcript(), content_hash(merged)
     _flag_repaired(ticket, arrival.repaired)
-    enqueue = lifecycle.append_message(session, ticket, arrival.now, arrival.sent_at)
+    enqueue = lifecycle.append_message(session, ticket, arrival.now, arrival.sent_at, outbox=outbox)
     return Received(ticket.id, ticket.status, duplicate=False, enqueue=enqueue)
 
 
-def _receive_once(session: Session, item: NewConversation, keys: Sequence[str]) -> Received:
+def _receive_once(session: Session, outbox: Outbox, item: NewConversation, keys: Sequence[str]) -> Received:
     if keys and session.get_bind().dialect.name == "postgresql":
         first = _store_first_delivery(session, item, keys)
-        return first if first is not None else _append_delivery(session, item, keys)
+        return first if first is not None else _append_delivery(session, outbox, item, keys)
     seen = session.execute(_seen(item.source, INTAKE_KEYS.c.key.in_(keys))).first()
     if seen is not None:
         return Received(seen.id, seen.status, duplicate=True, enqueue=False)
     new = _store_new(session, [item]).get(item.key)
     if new is None:  # the conversation exists: append to it
-        return _append_delivery(session, item, keys)
+        return _append_delivery(session, outbox, item, keys)
     conversation_id, received = new
     _record_keys(session, item, keys, conversation_id)
     return received
@@ -268,13 +271,13 @@ def _store_first_delivery(session: Session, item: NewConversation, keys: Sequenc
     return None
 
 
-def _append_delivery(session: Session, item: NewConversation, keys: Sequence[str]) -> Received:
+def _append_delivery(session: Session, outbox: Outbox, item: NewConversation, keys: Sequence[str]) -> Received:
     """A new message on a stored conversation, its keys recorded."""
     row = session.execute(
         select(ConversationRow).where(ConversationRow.source == item.source,
                                       ConversationRow.external_id == item.external_id).with_for_update()
     ).scalar_one()
-    received = _append(session, row, item.conversation, item.arrival)
+    received = _append(session, outbox, row, item.conversation, item.arrival)
     _record_keys(session, item, keys, row.id)
     return received
 
@@ -288,14 +291,15 @@ def _record_keys(session: Session, item: NewConversation, keys: Sequence[str], c
 def receive(sessions: sessionmaker[Session], source: str, external_id: str, conversation: Conversation,
             keys: Sequence[str], now: datetime, *, customer: dict[str, Any] | None = None,
             raw: dict[str, Any] | None = None, repaired: Sequence[str] = (), sent_at: datetime | None = None,
-            platform: PlatformIds = NO_PLATFORM_IDS) -> Received:
+            platform: PlatformIds = NO_PLATFORM_IDS, outbox: Outbox) -> Received:
     """Store ``conversation`` (new messages) under ``source`` + ``external_id``, exactly once per key
-    (``repaired``, ``sent_at`` and ``platform`` as for :class:`Arrival`)."""
+    (``repaired``, ``sent_at`` and ``platform`` as for :class:`Arrival`); a new message on a stored ticket is a
+    decision (:func:`triage.tickets.lifecycle.append_message`) recorded into ``outbox``."""
     item = NewConversation(source, external_id, conversation, Arrival(now, repaired, sent_at, platform), customer, raw)
     for _ in range(RACE_RETRIES):
         try:
             with sessions.begin() as session:
-                return _receive_once(session, item, keys)
+                return _receive_once(session, outbox, item, keys)
         except IntegrityError:  # a concurrent delivery inserted the same key first: read its result
             continue
     raise ConflictError(f"{source}/{external_id}: could not store the message after {RACE_RETRIES} tries")

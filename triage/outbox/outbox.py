@@ -1,11 +1,12 @@
 """The outbox: deliveries recorded in the decision's transaction, published after its commit, then
 leased, stepped and settled under a lease.
 
-:func:`decided` is what :func:`triage.tickets.lifecycle._audit` calls for every audited decision;
-it finds the :class:`Outbox` on the session (:meth:`Outbox.install` puts it on the app's
-sessionmaker) and adds the rows the decision needs (:mod:`triage.outbox.rules`). The ids of new
-rows are kept on the session and published when, and only when, it commits: nothing is sent for
-a decision that did not commit. A session without an outbox (a bare sessionmaker) records nothing.
+:meth:`Outbox.record_decision` (:meth:`Outbox.record_run_decision` for a worker's run) is what
+:mod:`triage.tickets.lifecycle` calls for every audited decision, with the outbox its caller hands it
+(every recording function there requires one: no session records a decision without it); it adds
+the rows the decision needs (:mod:`triage.outbox.rules`). The ids of new rows are kept on the
+session and published when, and only when, it commits (:meth:`Outbox.install` listens on the
+app's sessionmaker): nothing is sent for a decision that did not commit.
 
 A worker then takes a delivery the way it takes a ticket: :meth:`Outbox.lease` hands out a
 lease; every later write (a step done, the end, a retry) is conditional on it::
@@ -66,8 +67,7 @@ from triage.store.queries import sla_breached, ticket_view
 
 log = logging.getLogger(__name__)
 
-#: Where the outbox sits on a session's ``info``, and the ids its commit will publish.
-OUTBOX_KEY = "triage.outbox"
+#: Where a session's ``info`` keeps the ids its commit will publish.
 PENDING_KEY = "triage.outbox.pending"
 #: A delivery's message may arrive this much before it is due (the clocks of two hosts differ).
 EARLY_SECONDS = 1.0
@@ -83,23 +83,6 @@ DELIVERY_ID_PREFIX = "dlv_"
 def new_delivery_id() -> str:
     """``dlv_`` and 32 hex digits: unique everywhere, so receivers can de-duplicate on it (``webhook-id``)."""
     return DELIVERY_ID_PREFIX + uuid.uuid4().hex
-
-
-def decided(session: Session, ticket: Ticket, audit: Event, before: dict[str, Any], now: datetime) -> None:
-    """The outbox's hook in every audited decision (:func:`triage.tickets.lifecycle._audit`)."""
-    outbox = session.info.get(OUTBOX_KEY)
-    if isinstance(outbox, Outbox):
-        outbox.record_decision(session, ticket, audit, before, now)
-
-
-def decided_by_id(session: Session, ticket_id: int, event_id: int, kind: EventKind, source: str,
-                  before: dict[str, Any], after: dict[str, Any], now: datetime) -> None:
-    """The same hook for a decision written with Core statements (a worker's run): the ticket and its event are
-    loaded only when the outbox may need a delivery for it, so the hot path builds no ORM objects otherwise."""
-    outbox = session.info.get(OUTBOX_KEY)
-    if isinstance(outbox, Outbox) and outbox.may_need(kind, source, before, after):
-        outbox.record_decision(session, session.get_one(Ticket, ticket_id), session.get_one(Event, event_id),
-                               before, now)
 
 
 class LeaseLostError(ConflictError):
@@ -155,8 +138,7 @@ class Outbox:
     # ---- wiring -------------------------------------------------------------------------------------
 
     def install(self) -> None:
-        """Put the outbox on every session of ``sessions`` and publish what each commit recorded."""
-        self.sessions.configure(info={OUTBOX_KEY: self})
+        """Publish what each commit of a session of ``sessions`` recorded (and forget it on a rollback)."""
         event.listen(self.sessions, "after_commit", self._after_commit)
         event.listen(self.sessions, "after_rollback", self._after_rollback)
 
@@ -217,6 +199,16 @@ class Outbox:
                                 ticket.autonomy)
             added.append(self._alert(session, now, ticket.id, AlertTopic.P1, text, event_id=audit.id))
         return added
+
+    def record_run_decision(self, session: Session, ticket_id: int, event_id: int, kind: EventKind, source: str,
+                            before: dict[str, Any], after: dict[str, Any], now: datetime) -> list[Delivery]:
+        """:meth:`record_decision` for a decision written with Core statements (a worker's run): the ticket and its
+        event are loaded only when the outbox may need a delivery for it (:meth:`may_need`), so the hot path builds
+        no ORM objects otherwise."""
+        if not self.may_need(kind, source, before, after):
+            return []
+        return self.record_decision(session, session.get_one(Ticket, ticket_id), session.get_one(Event, event_id),
+                                    before, now)
 
     def may_need(self, kind: EventKind, source: str, before: dict[str, Any], after: dict[str, Any]) -> bool:
         """Whether a decision from a conversation of ``source`` could need a delivery (a cheap test before

@@ -15,12 +15,14 @@ correction's fields are worth (:func:`corrected_fields`) and :data:`~triage.stat
 that lock: the API and the desk only call them. Every change that matters to people writes an
 audit :class:`~triage.store.models.Event` whose before and after come from :func:`snapshot`, and in the
 same transaction the outbox's deliveries that decision needs (write-back, events, alerts:
-:func:`triage.outbox.outbox.decided`, published only after the commit)::
+:meth:`~triage.outbox.outbox.Outbox.record_decision`, published only after the commit). Every function that
+records a decision requires the :class:`~triage.outbox.outbox.Outbox` it records into (``outbox=app.outbox``):
+there is no decision without its deliveries::
 
     lease = lifecycle.lease(sessions, ticket_id, now, lease_seconds=60)
     if lease is not None:  # None: finished, or another worker holds it
         ...
-        lifecycle.finish(sessions, lease, result, decision, now)
+        lifecycle.finish(sessions, lease, result, decision, now, outbox=app.outbox)
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from triage.errors import ConflictError, RejectedError
 from triage.extraction.injection import InjectionMatch
 from triage.extraction.types import Attempt as AttemptRecord
 from triage.extraction.types import ExtractionResult
-from triage.outbox import outbox
+from triage.outbox.outbox import Outbox
 from triage.schema import TicketSchema, ValidationIssue
 from triage.states.autonomy import Level
 from triage.states.tickets import (
@@ -176,12 +178,12 @@ def _apply(ticket: Ticket, action: Action, now: datetime) -> Transition:
     return step
 
 
-def _audit(session: Session, ticket: Ticket, actor: str, kind: EventKind, before: dict[str, Any],
+def _audit(session: Session, outbox: Outbox, ticket: Ticket, actor: str, kind: EventKind, before: dict[str, Any],
            now: datetime) -> None:
     """The audit event of a decision, and in the same transaction the outbox's deliveries it needs."""
     audit = Event(ticket=ticket, actor=actor, kind=kind, before=before, after=snapshot(ticket), created_at=now)
     session.add(audit)
-    outbox.decided(session, ticket, audit, before, now)
+    outbox.record_decision(session, ticket, audit, before, now)
 
 
 def _locked(session: Session, ticket_id: int) -> Ticket:
@@ -234,11 +236,11 @@ def _route_values(decision: RouteDecision, now: datetime) -> dict[str, Any]:
 
 @retry_disconnect
 def _end_run(sessions: sessionmaker[Session], lease: Lease, action: Action, now: datetime, *,
-             attempts: Sequence[AttemptRecord], kind: EventKind | None,
+             attempts: Sequence[AttemptRecord], audit: tuple[EventKind, Outbox] | None,
              values: Callable[[Row[Any]], dict[str, Any]], scored: ExtractionResult | None = None) -> bool:
     """End ``lease``'s run with ``action`` in one short transaction: lock the ticket if the lease still holds it,
     add ``attempts`` (one statement; the one that decided ``scored`` with its confidence), drop the lease and set
-    ``values(held row)``, and audit it as ``kind``."""
+    ``values(held row)``, and, for ``audit`` (a kind and the outbox), audit it as that kind with its deliveries."""
     with sessions.begin() as session:
         held = session.execute(
             select(*_HELD).select_from(TICKETS.join(CONVERSATIONS, CONVERSATIONS.c.id == TICKETS.c.conversation_id))
@@ -251,13 +253,14 @@ def _end_run(sessions: sessionmaker[Session], lease: Lease, action: Action, now:
         if attempts:
             session.execute(insert(ATTEMPTS), _attempt_rows(lease, attempts, now, scored))
         session.execute(update(TICKETS).where(TICKETS.c.id == lease.ticket_id).values(changes))
-        if kind is not None:
+        if audit is not None:
+            kind, outbox = audit
             before = snapshot_of(dict(held._mapping))
             after = snapshot_of({**held._mapping, **changes})
             event_id = session.execute(
                 insert(EVENTS).values(ticket_id=lease.ticket_id, actor=WORKER_ACTOR, kind=kind, before=before,
                                   after=after, created_at=now).returning(EVENTS.c.id)).scalar_one()
-            outbox.decided_by_id(session, lease.ticket_id, event_id, kind, held.source, before, after, now)
+            outbox.record_run_decision(session, lease.ticket_id, event_id, kind, held.source, before, after, now)
         return True
 
 
@@ -292,7 +295,8 @@ def new_ticket(external_id: str, messages: Sequence[Mapping[str, Any]], now: dat
             "sla_started_at": wait_began(sent_at, now), "search_text": search.search_text(external_id, messages, None)}
 
 
-def append_message(session: Session, ticket: Ticket, now: datetime, sent_at: datetime | None = None) -> bool:
+def append_message(session: Session, ticket: Ticket, now: datetime, sent_at: datetime | None = None, *,
+                   outbox: Outbox) -> bool:
     """The customer wrote again (the caller already stored the text): ``True`` when a new extraction
     run starts and must be published after the commit.
 
@@ -309,7 +313,8 @@ def append_message(session: Session, ticket: Ticket, now: datetime, sent_at: dat
     if reopening:
         ticket.resolved_at = None
         ticket.sla_started_at = wait_began(sent_at, now)
-    _audit(session, ticket, INTAKE_ACTOR, EventKind.REOPENED if reopening else EventKind.NEW_MESSAGE, before, now)
+    kind = EventKind.REOPENED if reopening else EventKind.NEW_MESSAGE
+    _audit(session, outbox, ticket, INTAKE_ACTOR, kind, before, now)
     return True
 
 
@@ -465,52 +470,55 @@ def renew(sessions: sessionmaker[Session], lease: Lease, now: datetime, lease_se
 
 
 def finish(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
-           now: datetime, autonomy: Level = Level.AUTO) -> bool:
+           now: datetime, autonomy: Level = Level.AUTO, *, outbox: Outbox) -> bool:
     """Store a valid extraction, its attempts and its route (``routed``) with the autonomy level that applies
     (what the outbox writes back: :mod:`triage.outbox.rules`); ``False`` when the lease was lost."""
-    return _finish(sessions, lease, result, decision, now, Action.FINISH, EventKind.ROUTED, autonomy)
+    return _finish(sessions, lease, result, decision, now, Action.FINISH, (EventKind.ROUTED, outbox), autonomy)
 
 
 def finish_fallback(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult,
-                    decision: RouteDecision, now: datetime) -> bool:
+                    decision: RouteDecision, now: datetime, *, outbox: Outbox) -> bool:
     """Store the fallback queue's rules ticket for a person (``needs_review`` on the fallback route)."""
-    return _finish(sessions, lease, result, decision, now, Action.FINISH_FALLBACK, EventKind.NEEDS_REVIEW,
+    return _finish(sessions, lease, result, decision, now, Action.FINISH_FALLBACK, (EventKind.NEEDS_REVIEW, outbox),
                    Level.REVIEW)
 
 
 def _finish(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
-            now: datetime, action: Action, kind: EventKind, autonomy: Level) -> bool:
-    return _end_run(sessions, lease, action, now, attempts=result.attempts, kind=kind,
+            now: datetime, action: Action, audit: tuple[EventKind, Outbox], autonomy: Level) -> bool:
+    return _end_run(sessions, lease, action, now, attempts=result.attempts, audit=audit,
                     values=lambda held: {**_result_values(held, result, decision, now), "autonomy": autonomy},
                     scored=result)
 
 
 def hold_for_review(sessions: sessionmaker[Session], lease: Lease, result: ExtractionResult, decision: RouteDecision,
-                    reason: FallbackReason, detail: str, now: datetime) -> bool:
+                    reason: FallbackReason, detail: str, now: datetime, *, outbox: Outbox) -> bool:
     """Store the model's valid ticket, fields and all, but for a person: ``needs_review`` on ``decision``
     (the fallback route) with ``reason``, instead of the route the fields give (autonomy ``review``: the
     review route's mapping is written back); ``False`` when the lease was lost."""
-    return _end_run(sessions, lease, Action.HOLD_FOR_REVIEW, now, attempts=result.attempts, kind=EventKind.NEEDS_REVIEW,
+    return _end_run(sessions, lease, Action.HOLD_FOR_REVIEW, now, attempts=result.attempts,
+                    audit=(EventKind.NEEDS_REVIEW, outbox),
                     values=lambda held: {**_result_values(held, result, decision, now), "fallback_reason": reason,
                                          "fallback_detail": detail, "autonomy": Level.REVIEW}, scored=result)
 
 
 def send_to_fallback(sessions: sessionmaker[Session], lease: Lease, attempts: Sequence[AttemptRecord],
-                     reason: FallbackReason, detail: str | None, now: datetime, *, trimmed: bool = False,
-                     injection: InjectionMatch | None = None) -> bool:
+                     reason: FallbackReason, detail: str | None, now: datetime, *, outbox: Outbox,
+                     trimmed: bool = False, injection: InjectionMatch | None = None) -> bool:
     """Record the failed attempts and mark the ticket ``fallback`` (the caller then publishes the fallback task)."""
     raw = next((a.raw_output for a in reversed([*lease.prior_attempts, *attempts]) if a.raw_output), None)
-    return _end_run(sessions, lease, Action.SEND_TO_FALLBACK, now, attempts=attempts, kind=EventKind.FALLBACK,
+    return _end_run(sessions, lease, Action.SEND_TO_FALLBACK, now, attempts=attempts,
+                    audit=(EventKind.FALLBACK, outbox),
                     values=lambda held: {"fallback_reason": reason, "fallback_detail": detail,
                                          "fallback_raw_output": raw, "trimmed": held.trimmed or trimmed,
                                          "flags": with_injection(held.flags, injection)})
 
 
 def abandon_fallback(sessions: sessionmaker[Session], lease: Lease, reason: FallbackReason, detail: str,
-                     decision: RouteDecision, now: datetime) -> bool:
+                     decision: RouteDecision, now: datetime, *, outbox: Outbox) -> bool:
     """The fallback task itself failed: the ticket goes to a person as it is (``needs_review`` on
     ``decision``'s route, its fields unchanged) with ``reason`` and ``detail``."""
-    return _end_run(sessions, lease, Action.FINISH_FALLBACK, now, attempts=(), kind=EventKind.NEEDS_REVIEW,
+    return _end_run(sessions, lease, Action.FINISH_FALLBACK, now, attempts=(),
+                    audit=(EventKind.NEEDS_REVIEW, outbox),
                     values=lambda _held: {"fallback_reason": reason, "fallback_detail": detail,
                                           "autonomy": Level.REVIEW, **_route_values(decision, now)})
 
@@ -518,7 +526,7 @@ def abandon_fallback(sessions: sessionmaker[Session], lease: Lease, reason: Fall
 def release_for_retry(sessions: sessionmaker[Session], lease: Lease, attempts: Sequence[AttemptRecord],
                       countdown: float, now: datetime) -> bool:
     """Record the attempts and put the ticket back to ``queued`` until its retry is due."""
-    return _end_run(sessions, lease, Action.RELEASE_FOR_RETRY, now, attempts=attempts, kind=None,
+    return _end_run(sessions, lease, Action.RELEASE_FOR_RETRY, now, attempts=attempts, audit=None,
                     values=lambda _held: {"next_attempt_at": now + timedelta(seconds=countdown)})
 
 
@@ -537,7 +545,7 @@ class Sweep:
 
 
 def sweep(sessions: sessionmaker[Session], now: datetime, older_than: timedelta, max_requeues: int,
-          poison_route: Callable[[datetime], RouteDecision]) -> Sweep:
+          poison_route: Callable[[datetime], RouteDecision], *, outbox: Outbox) -> Sweep:
     """Tickets to publish again: ``processing``/``fallback`` ones whose worker's lease ran out (its
     worker died: they are taken back at once), and ``queued``/``fallback`` ones nobody holds that have
     waited longer than ``older_than`` (a lost message; a long backlog is younger than that).
@@ -559,7 +567,7 @@ def sweep(sessions: sessionmaker[Session], now: datetime, older_than: timedelta,
         requeued, poisoned = [], []
         for ticket in rows:
             if ticket.requeue_count >= max_requeues:
-                _poison(session, ticket, poison_route, now)
+                _poison(session, outbox, ticket, poison_route, now)
                 poisoned.append(ticket.id)
                 continue
             if ticket.lease_token is not None:  # its worker's lease ran out
@@ -570,7 +578,8 @@ def sweep(sessions: sessionmaker[Session], now: datetime, older_than: timedelta,
     return Sweep(requeued, poisoned)
 
 
-def _poison(session: Session, ticket: Ticket, route: Callable[[datetime], RouteDecision], now: datetime) -> None:
+def _poison(session: Session, outbox: Outbox, ticket: Ticket, route: Callable[[datetime], RouteDecision],
+            now: datetime) -> None:
     decision = route(ticket.sla_started_at)
     before = snapshot(ticket)
     _apply(ticket, Action.POISON, now)
@@ -580,7 +589,7 @@ def _poison(session: Session, ticket: Ticket, route: Callable[[datetime], RouteD
     ticket.autonomy = Level.REVIEW
     _drop_lease(ticket)
     ticket.finished_at = now
-    _audit(session, ticket, WORKER_ACTOR, EventKind.NEEDS_REVIEW, before, now)
+    _audit(session, outbox, ticket, WORKER_ACTOR, EventKind.NEEDS_REVIEW, before, now)
 
 
 # ---- a person's actions ---------------------------------------------------------------------------
@@ -650,7 +659,7 @@ def corrected_fields(schema: TicketSchema, current: Mapping[str, Any], changes: 
 
 
 def correct(sessions: sessionmaker[Session], ticket_id: int, actor: str, changes: Mapping[str, Any],
-            schema: TicketSchema, router: Router, now: datetime) -> dict[str, Any]:
+            schema: TicketSchema, router: Router, now: datetime, *, outbox: Outbox) -> dict[str, Any]:
     """Set the fields ``changes`` names (the others stay) and route the ticket by them; status ``corrected``.
     The fields that result are validated against ``schema`` under the row lock
     (:func:`corrected_fields`); they are returned.
@@ -672,11 +681,12 @@ def correct(sessions: sessionmaker[Session], ticket_id: int, actor: str, changes
         ticket.extractor = HUMAN_EXTRACTOR
         _drop_lease(ticket)
         ticket.finished_at = now
-        _audit(session, ticket, actor, EventKind.CORRECTED, before, now)
+        _audit(session, outbox, ticket, actor, EventKind.CORRECTED, before, now)
         return fields
 
 
-def assign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+def assign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime, *,
+           outbox: Outbox) -> None:
     """Give the ticket to ``actor`` (assigning it twice is fine); someone else's assignment is a conflict."""
     with sessions.begin() as session:
         ticket = _acted_on(session, ticket_id, actor)
@@ -685,10 +695,11 @@ def assign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: dat
         before = snapshot(ticket)
         _apply(ticket, Action.ASSIGN, now)
         ticket.assigned_to, ticket.assigned_at = actor, now
-        _audit(session, ticket, actor, EventKind.ASSIGNED, before, now)
+        _audit(session, outbox, ticket, actor, EventKind.ASSIGNED, before, now)
 
 
-def unassign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+def unassign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime, *,
+             outbox: Outbox) -> None:
     """Release ``actor``'s assignment; only the holder may release it."""
     with sessions.begin() as session:
         ticket = _acted_on(session, ticket_id, actor)
@@ -697,10 +708,11 @@ def unassign(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: d
         before = snapshot(ticket)
         _apply(ticket, Action.UNASSIGN, now)
         ticket.assigned_to = ticket.assigned_at = None
-        _audit(session, ticket, actor, EventKind.RELEASED, before, now)
+        _audit(session, outbox, ticket, actor, EventKind.RELEASED, before, now)
 
 
-def reprocess(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+def reprocess(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime, *,
+              outbox: Outbox) -> None:
     """A person sends the ticket through extraction again (the caller publishes it after this returns).
 
     A worker still holding the previous run loses its lease, so its late result is discarded.
@@ -709,14 +721,15 @@ def reprocess(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: 
         ticket = _acted_on(session, ticket_id, actor)
         before = snapshot(ticket)
         _apply(ticket, Action.REPROCESS, now)
-        _audit(session, ticket, actor, EventKind.REPROCESS, before, now)
+        _audit(session, outbox, ticket, actor, EventKind.REPROCESS, before, now)
 
 
 class NotASuggestionError(ConflictError):
     """Confirm asks for a routed ticket in suggestion (autonomy ``suggest``); this one is not."""
 
 
-def confirm(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+def confirm(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime, *,
+            outbox: Outbox) -> None:
     """``actor`` confirms a routed ticket in suggestion as it is: it becomes theirs (``corrected``, fields, route
     and priority unchanged), the helpdesk gets the whole decision (event ``confirmed`` writes back in full) and
     the confirmation is a review that kept every field (:mod:`triage.learning.reviews`, accuracy).
@@ -733,17 +746,18 @@ def confirm(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: da
         before = snapshot(ticket)
         _apply(ticket, Action.CONFIRM, now)
         _drop_lease(ticket)
-        _audit(session, ticket, actor, EventKind.CONFIRMED, before, now)
+        _audit(session, outbox, ticket, actor, EventKind.CONFIRMED, before, now)
 
 
-def resolve(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime) -> None:
+def resolve(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime, *,
+            outbox: Outbox) -> None:
     """Close the ticket (``resolved``); a new customer message reopens it as a new extraction."""
     with sessions.begin() as session:
         ticket = _acted_on(session, ticket_id, actor)
         before = snapshot(ticket)
         _apply(ticket, Action.RESOLVE, now)
         ticket.resolved_at = now
-        _audit(session, ticket, actor, EventKind.RESOLVED, before, now)
+        _audit(session, outbox, ticket, actor, EventKind.RESOLVED, before, now)
 
 
 def helpdesk_review(session: Session, ticket_id: int, actor: str, label: Mapping[str, Any], now: datetime) -> int:
@@ -768,7 +782,7 @@ def helpdesk_review(session: Session, ticket_id: int, actor: str, label: Mapping
 
 def reextract(sessions: sessionmaker[Session], ticket_id: int, kind: EventKind, now: datetime, *,
               only_from: Collection[Status] = (Status.ROUTED, Status.NEEDS_REVIEW),
-              fallback_retry: bool = False) -> bool:
+              fallback_retry: bool = False, outbox: Outbox) -> bool:
     """A job's new extraction run, if the ticket is still in ``only_from`` (checked under lock);
     ``fallback_retry`` marks the one fresh pass retry-fallback gives."""
     with sessions.begin() as session:
@@ -778,5 +792,5 @@ def reextract(sessions: sessionmaker[Session], ticket_id: int, kind: EventKind, 
         before = snapshot(ticket)
         _apply(ticket, Action.REEXTRACT, now)
         ticket.fallback_retried = ticket.fallback_retried or fallback_retry
-        _audit(session, ticket, kind.value, kind, before, now)
+        _audit(session, outbox, ticket, kind.value, kind, before, now)
         return True

@@ -108,7 +108,7 @@ def _sweep(app: App) -> JobReport:
     worker = app.settings.worker
     now = app.clock.now()
     result = lifecycle.sweep(app.sessions, now, timedelta(seconds=worker.stuck_after_seconds),
-                             app.settings.jobs.max_requeues, app.router.fallback)
+                             app.settings.jobs.max_requeues, app.router.fallback, outbox=app.outbox)
     for _ in result.poisoned:
         metrics.ticket_finished(Status.NEEDS_REVIEW, app.settings.routing.fallback.route, None)
     for ticket in result.requeued:
@@ -125,7 +125,7 @@ def _reextract_each(app: App, report: JobReport, progress: Progress | None, kind
     only_from = (Status.NEEDS_REVIEW,) if fallback_retry else (Status.ROUTED, Status.NEEDS_REVIEW)
     for done, ticket_id in enumerate(report.selected, start=1):
         if lifecycle.reextract(app.sessions, ticket_id, kind, app.clock.now(), only_from=only_from,
-                               fallback_retry=fallback_retry):
+                               fallback_retry=fallback_retry, outbox=app.outbox):
             app.publisher.extraction(ticket_id)
             report.requeued.append(ticket_id)
         if progress:

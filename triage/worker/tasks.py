@@ -288,17 +288,18 @@ def _store_final(app: App, lease: lifecycle.Lease, step: Finish | HoldForReview 
     """Store a step that ends the run (routed, held for review, or the fallback queue published)."""
     now = app.clock.now()
     if isinstance(step, Finish):
-        if lifecycle.finish(app.sessions, lease, step.result, step.decision, now, step.autonomy):
+        if lifecycle.finish(app.sessions, lease, step.result, step.decision, now, step.autonomy, outbox=app.outbox):
             metrics.ticket_finished(Status.ROUTED, step.decision.route, step.result.extractor, step.autonomy)
             _count_confidence(app, step.decision.route, step.result)
         return step.decision.route
     if isinstance(step, HoldForReview):
-        if lifecycle.hold_for_review(app.sessions, lease, step.result, step.decision, step.reason, step.detail, now):
+        if lifecycle.hold_for_review(app.sessions, lease, step.result, step.decision, step.reason, step.detail, now,
+                                     outbox=app.outbox):
             metrics.ticket_finished(Status.NEEDS_REVIEW, step.decision.route, step.result.extractor, step.autonomy)
             _count_confidence(app, step.decision.route, step.result)
         return Status.NEEDS_REVIEW
     lifecycle.send_to_fallback(app.sessions, lease, step.attempts, step.reason, step.detail, now,
-                               trimmed=step.trimmed, injection=step.injection)
+                               trimmed=step.trimmed, injection=step.injection, outbox=app.outbox)
     app.publisher.fallback_or_log(lease.ticket_id)
     return Status.FALLBACK
 
@@ -330,7 +331,7 @@ def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
         with _heartbeat(app, lease):
             result = app.confidence.score(app.fallback_extractor.extract(lease.conversation), lease.conversation)
         decision = app.router.fallback(lease.sla_started_at)
-        if lifecycle.finish_fallback(app.sessions, lease, result, decision, app.clock.now()):
+        if lifecycle.finish_fallback(app.sessions, lease, result, decision, app.clock.now(), outbox=app.outbox):
             metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, result.extractor)
             _count_confidence(app, decision.route, result)
     except Exception as exc:
@@ -339,7 +340,8 @@ def fallback(app: App, task: Task[Any, Any], ticket_id: int) -> str:
             _retry(task, step)
         now = app.clock.now()
         decision = app.router.fallback(lease.sla_started_at)
-        if lifecycle.abandon_fallback(app.sessions, lease, step.reason, step.detail or "", decision, now):
+        if lifecycle.abandon_fallback(app.sessions, lease, step.reason, step.detail or "", decision, now,
+                                      outbox=app.outbox):
             metrics.ticket_finished(Status.NEEDS_REVIEW, decision.route, None)
     return Status.NEEDS_REVIEW
 

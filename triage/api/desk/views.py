@@ -284,7 +284,7 @@ class Desk:
             try:
                 known_ticket_id(ticket_id)
                 lifecycle.correct(self.app.sessions, ticket_id, viewer.actor, fields, self.app.schema,
-                                  self.app.router, self.app.clock.now())
+                                  self.app.router, self.app.clock.now(), outbox=self.app.outbox)
             except lifecycle.CorrectionRejectedError as exc:
                 problems = forms.issues_by_field(exc.issues, list(self.app.schema.properties)) \
                     or {forms.WHOLE_TICKET: str(exc)}
@@ -296,7 +296,7 @@ class Desk:
                            error="The correction was not saved: see the fields marked below.")
 
     def reprocess(self, ticket_id: int, actor: str) -> None:
-        lifecycle.reprocess(self.app.sessions, ticket_id, actor, self.app.clock.now())
+        lifecycle.reprocess(self.app.sessions, ticket_id, actor, self.app.clock.now(), outbox=self.app.outbox)
         self.publish(ticket_id)
 
     # ---- quality -----------------------------------------------------------------------------------
@@ -412,10 +412,14 @@ def _router(desk: Desk) -> APIRouter:
             return desk.act(viewer, ticket_id, done, lambda: run(ticket_id, viewer.actor))
 
     app = desk.app
-    action("claim", "claimed", lambda t, actor: lifecycle.assign(app.sessions, t, actor, app.clock.now()))
-    action("release", "released", lambda t, actor: lifecycle.unassign(app.sessions, t, actor, app.clock.now()))
-    action("resolve", "resolved", lambda t, actor: lifecycle.resolve(app.sessions, t, actor, app.clock.now()))
-    action("confirm", "confirmed", lambda t, actor: lifecycle.confirm(app.sessions, t, actor, app.clock.now()))
+    action("claim", "claimed", lambda t, actor: lifecycle.assign(app.sessions, t, actor, app.clock.now(),
+                                                                 outbox=app.outbox))
+    action("release", "released", lambda t, actor: lifecycle.unassign(app.sessions, t, actor, app.clock.now(),
+                                                                      outbox=app.outbox))
+    action("resolve", "resolved", lambda t, actor: lifecycle.resolve(app.sessions, t, actor, app.clock.now(),
+                                                                     outbox=app.outbox))
+    action("confirm", "confirmed", lambda t, actor: lifecycle.confirm(app.sessions, t, actor, app.clock.now(),
+                                                                      outbox=app.outbox))
     action("reprocess", "reprocess", desk.reprocess)
 
     field_names = {forms.FIELD_PREFIX + name: {"type": "string"} for name in app.schema.properties}
