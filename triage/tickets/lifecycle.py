@@ -728,6 +728,15 @@ class NotASuggestionError(ConflictError):
     """Confirm asks for a routed ticket in suggestion (autonomy ``suggest``); this one is not."""
 
 
+def awaits_confirmation(status: str, autonomy: str | None) -> bool:
+    """A routed ticket in suggestion: the helpdesk has only the note, until a person confirms or corrects it.
+
+    >>> awaits_confirmation(Status.ROUTED, Level.SUGGEST), awaits_confirmation(Status.CORRECTED, Level.SUGGEST)
+    (True, False)
+    """
+    return status == Status.ROUTED and autonomy == Level.SUGGEST
+
+
 def confirm(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: datetime, *,
             outbox: Outbox) -> None:
     """``actor`` confirms a routed ticket in suggestion as it is: it becomes theirs (``corrected``, fields, route
@@ -739,7 +748,7 @@ def confirm(sessions: sessionmaker[Session], ticket_id: int, actor: str, now: da
     """
     with sessions.begin() as session:
         ticket = _acted_on(session, ticket_id, actor)
-        if ticket.autonomy != Level.SUGGEST or ticket.status != Status.ROUTED:
+        if not awaits_confirmation(ticket.status, ticket.autonomy):
             raise NotASuggestionError(f"ticket {ticket_id} is not a suggestion waiting for confirmation (status "
                                       f"{ticket.status}, autonomy {ticket.autonomy or 'none'}): only a routed "
                                       "ticket in suggestion can be confirmed; correct it instead")

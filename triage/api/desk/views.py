@@ -226,13 +226,14 @@ class Desk:
         holder = ticket["assigned_to"]
         allowed = {name: lifecycle.permitted(action, ticket["status"], holder, viewer.actor)
                    for name, action in ACTIONS.items()}
-        allowed["confirm"] = allowed["confirm"] and ticket["autonomy"] == Level.SUGGEST
+        suggestion = lifecycle.awaits_confirmation(ticket["status"], ticket["autonomy"])
+        allowed["confirm"] = allowed["confirm"] and suggestion
         fields = submitted if submitted is not None else dict(ticket["fields"] or {})
         return self.page(
             "ticket.html", viewer, status_code, ticket=ticket, conversation=detail["conversation"],
             messages=[_message(m) for m in detail["conversation"]["messages"]], attempts=detail["attempts"],
             deliveries=detail["deliveries"], trust=self.trust(ticket["confidence"], ticket["route"]),
-            events=[_event(e) for e in detail["events"]], holder=holder, allowed=allowed,
+            events=[_event(e) for e in detail["events"]], holder=holder, allowed=allowed, suggestion=suggestion,
             breached=bool(breached_among(self.app.sessions, [ticket_id], self.app.clock.now())),
             routing=self.routing(ticket), controls=forms.controls(self.app.schema, fields),
             problems=problems or {}, whole_ticket=(problems or {}).get(forms.WHOLE_TICKET), notice=notice,
