@@ -330,6 +330,7 @@ def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=300, check=False)
 
 
+@pytest.mark.e2e  # a thousand tickets through the real worker task: about 30 s, so in make e2e
 def test_calibrate_on_a_thousand_seeded_scripted_reviews_is_calibrated(migrated_sqlite_url: str,
                                                                         api: FakeMiMo) -> None:
     rng = random.Random(20)
