@@ -107,6 +107,8 @@ class WebhookAccepted(BaseModel):
     ticket_id: int
     status: str
     duplicate: bool = Field(description="the delivery (or its messages) was taken in before; nothing enqueued")
+    review: str | None = Field(None, description="only for a helpdesk agent's group or priority change recorded as a "
+                               "review label: what it labelled; absent for a conversation")
 
 
 class WebhookIgnored(BaseModel):

@@ -96,6 +96,7 @@ def webhook_router(app: App, publish: Callable[[int], None]) -> APIRouter:
 
     @router.post("/webhooks/{source}", status_code=status.HTTP_202_ACCEPTED,
                  summary="Receive a support platform's webhook", response_model=WebhookAccepted,
+                 response_model_exclude_unset=True,
                  responses={200: {"model": WebhookIgnored,
                                   "description": "event without customer text, or a helpdesk change that is no "
                                                  "label; nothing stored"},
